@@ -1,0 +1,347 @@
+#include "core/preprocess.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include <cstring>
+#include <type_traits>
+
+#include "core/half.h"
+#include "core/parallel.h"
+
+#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#include <emmintrin.h>
+#define PYIMGCLS_SSE2 1
+#else
+#define PYIMGCLS_SSE2 0
+#endif
+
+namespace pyimgcls::core {
+namespace {
+
+// Horizontal pass of one source row into `out`: content_w pixels of LANES floats each. Colour
+// sources use LANES == 4 ("RGBX": the three colour channels then a zero / ignored lane) so that a
+// pixel is one SSE register; gray sources use LANES == 1.
+template <typename Src, int TAPS>
+void hpass_gray(const Src* row, int pixel_stride, const AxisTable& xt, float* out) {
+    const int n = xt.count;
+    const int taps = TAPS > 0 ? TAPS : xt.taps;
+    for (int ox = 0; ox < n; ++ox) {
+        const Src* p = row + static_cast<std::ptrdiff_t>(xt.start[ox]) * pixel_stride;
+        const float* w = xt.w.data() + static_cast<std::ptrdiff_t>(ox) * taps;
+        float a = 0.f;
+        for (int j = 0; j < taps; ++j) a += w[j] * static_cast<float>(p[j * pixel_stride]);
+        out[ox] = a;
+    }
+}
+
+template <typename Src>
+inline void hpass_color_pixel_scalar(const Src* p, int pixel_stride, const float* w, int taps, float* o) {
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f;
+    for (int j = 0; j < taps; ++j) {
+        const Src* q = p + j * pixel_stride;
+        a0 += w[j] * static_cast<float>(q[0]);
+        a1 += w[j] * static_cast<float>(q[1]);
+        a2 += w[j] * static_cast<float>(q[2]);
+    }
+    o[0] = a0;
+    o[1] = a1;
+    o[2] = a2;
+    o[3] = 0.f;
+}
+
+#if PYIMGCLS_SSE2
+inline __m128 load_pixel4(const std::uint8_t* p) {
+    std::int32_t v;
+    std::memcpy(&v, p, 4);
+    const __m128i z = _mm_setzero_si128();
+    __m128i x = _mm_unpacklo_epi8(_mm_cvtsi32_si128(v), z);
+    return _mm_cvtepi32_ps(_mm_unpacklo_epi16(x, z));
+}
+inline __m128 load_pixel4(const std::uint16_t* p) {
+    __m128i x = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return _mm_cvtepi32_ps(_mm_unpacklo_epi16(x, _mm_setzero_si128()));
+}
+#endif
+
+// `safe` is the number of leading outputs whose 4-element loads stay inside the row.
+template <typename Src, int TAPS>
+void hpass_color(const Src* row, int pixel_stride, const AxisTable& xt, int safe, float* out) {
+    const int n = xt.count;
+    const int taps = TAPS > 0 ? TAPS : xt.taps;
+    const int* start = xt.start.data();
+    const float* wt = xt.w.data();
+    int ox = 0;
+#if PYIMGCLS_SSE2
+    for (; ox < safe; ++ox) {
+        const Src* p = row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride;
+        const float* w = wt + static_cast<std::ptrdiff_t>(ox) * taps;
+        __m128 acc = _mm_mul_ps(load_pixel4(p), _mm_set1_ps(w[0]));
+        for (int j = 1; j < taps; ++j)
+            acc = _mm_add_ps(acc, _mm_mul_ps(load_pixel4(p + j * pixel_stride), _mm_set1_ps(w[j])));
+        _mm_storeu_ps(out + 4 * ox, acc);
+    }
+#else
+    (void)safe;
+#endif
+    for (; ox < n; ++ox)
+        hpass_color_pixel_scalar(row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride, pixel_stride,
+                                 wt + static_cast<std::ptrdiff_t>(ox) * taps, taps, out + 4 * ox);
+}
+
+template <typename Src>
+void hpass(const Src* row, int pixel_stride, int lanes, const AxisTable& xt, int safe, float* out) {
+    if (lanes == 4) {
+        switch (xt.taps) {
+            case 1: hpass_color<Src, 1>(row, pixel_stride, xt, safe, out); break;
+            case 2: hpass_color<Src, 2>(row, pixel_stride, xt, safe, out); break;
+            default: hpass_color<Src, 0>(row, pixel_stride, xt, safe, out); break;
+        }
+    } else {
+        switch (xt.taps) {
+            case 1: hpass_gray<Src, 1>(row, pixel_stride, xt, out); break;
+            case 2: hpass_gray<Src, 2>(row, pixel_stride, xt, out); break;
+            default: hpass_gray<Src, 0>(row, pixel_stride, xt, out); break;
+        }
+    }
+}
+
+inline std::uint8_t saturate_u8(float v) {
+    // round half away from zero after saturation (v >= 0 here); NaN -> 0
+    v = v > 0.f ? (v < 255.f ? v : 255.f) : 0.f;
+    return static_cast<std::uint8_t>(static_cast<int>(v + 0.5f));
+}
+
+template <typename Out>
+inline Out convert_out(float v) {
+    if constexpr (std::is_same_v<Out, float>) return v;
+    else if constexpr (std::is_same_v<Out, std::uint16_t>) return float_to_half(v);
+    else return saturate_u8(v);
+}
+
+// Stores one output row. `vals` holds content_w pixels of `lanes` floats (source units), or is
+// null for a row of padding.
+template <typename Out>
+void store_row(const float* vals, int lanes, const TensorView& dst, int index, int y,
+               const ResizePlan& plan, const PreprocessParams& p) {
+    Out* base = static_cast<Out*>(dst.data);
+    const int C = dst.channels, H = dst.height, W = dst.width;
+    const int x0 = plan.out_x, n = vals ? plan.content_w : 0;
+    Out pad[3];
+    for (int k = 0; k < C; ++k) pad[k] = convert_out<Out>(p.pad[k]);
+    const float g0 = p.gray_weights[0], g1 = p.gray_weights[1], g2 = p.gray_weights[2];
+    if (dst.layout == Layout::nchw) {
+        Out* rows[3];
+        for (int k = 0; k < C; ++k) {
+            rows[k] = base + ((static_cast<std::ptrdiff_t>(index) * C + k) * H + y) * W;
+            std::fill(rows[k], rows[k] + x0, pad[k]);
+            std::fill(rows[k] + x0 + n, rows[k] + W, pad[k]);
+        }
+        if (!vals) return;
+        if (C == 3 && lanes == 4) {
+            Out* o0 = rows[0] + x0;
+            Out* o1 = rows[1] + x0;
+            Out* o2 = rows[2] + x0;
+            const int m0 = p.channel_map[0], m1 = p.channel_map[1], m2 = p.channel_map[2];
+            const float s0 = p.scale[0], s1 = p.scale[1], s2 = p.scale[2];
+            const float b0 = p.bias[0], b1 = p.bias[1], b2 = p.bias[2];
+            int x = 0;
+#if PYIMGCLS_SSE2
+            if constexpr (std::is_same_v<Out, float>) {
+                const __m128 vs0 = _mm_set1_ps(s0), vs1 = _mm_set1_ps(s1), vs2 = _mm_set1_ps(s2);
+                const __m128 vb0 = _mm_set1_ps(b0), vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2);
+                for (; x + 4 <= n; x += 4) {
+                    __m128 r0 = _mm_loadu_ps(vals + 4 * x), r1 = _mm_loadu_ps(vals + 4 * x + 4);
+                    __m128 r2 = _mm_loadu_ps(vals + 4 * x + 8), r3 = _mm_loadu_ps(vals + 4 * x + 12);
+                    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_c = channel c of 4 pixels
+                    const __m128 ch[3] = {r0, r1, r2};
+                    _mm_storeu_ps(o0 + x, _mm_add_ps(_mm_mul_ps(ch[m0], vs0), vb0));
+                    _mm_storeu_ps(o1 + x, _mm_add_ps(_mm_mul_ps(ch[m1], vs1), vb1));
+                    _mm_storeu_ps(o2 + x, _mm_add_ps(_mm_mul_ps(ch[m2], vs2), vb2));
+                }
+            }
+#endif
+            for (; x < n; ++x) {
+                const float* v = vals + 4 * x;
+                o0[x] = convert_out<Out>(v[m0] * s0 + b0);
+                o1[x] = convert_out<Out>(v[m1] * s1 + b1);
+                o2[x] = convert_out<Out>(v[m2] * s2 + b2);
+            }
+        } else {
+            for (int k = 0; k < C; ++k) {
+                Out* o = rows[k] + x0;
+                const float s = p.scale[k], b = p.bias[k];
+                if (lanes == 1) {
+                    for (int x = 0; x < n; ++x) o[x] = convert_out<Out>(vals[x] * s + b);
+                } else {  // C == 1: colour to gray
+                    for (int x = 0; x < n; ++x) {
+                        const float* v = vals + 4 * x;
+                        o[x] = convert_out<Out>((g0 * v[0] + g1 * v[1] + g2 * v[2]) * s + b);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    Out* row = base + ((static_cast<std::ptrdiff_t>(index) * H + y) * W) * C;
+    for (int x = 0; x < W; ++x) {
+        if (x == x0 && n > 0) x += n;
+        if (x >= W) break;
+        for (int k = 0; k < C; ++k) row[static_cast<std::ptrdiff_t>(x) * C + k] = pad[k];
+    }
+    if (!vals) return;
+    Out* o = row + static_cast<std::ptrdiff_t>(x0) * C;
+    if (C == 1) {
+        const float s = p.scale[0], b = p.bias[0];
+        if (lanes == 4) {
+            for (int x = 0; x < n; ++x) {
+                const float* v = vals + 4 * x;
+                o[x] = convert_out<Out>((g0 * v[0] + g1 * v[1] + g2 * v[2]) * s + b);
+            }
+        } else {
+            for (int x = 0; x < n; ++x) o[x] = convert_out<Out>(vals[x] * s + b);
+        }
+    } else {
+        const int m0 = lanes == 1 ? 0 : p.channel_map[0];
+        const int m1 = lanes == 1 ? 0 : p.channel_map[1];
+        const int m2 = lanes == 1 ? 0 : p.channel_map[2];
+        const float s0 = p.scale[0], s1 = p.scale[1], s2 = p.scale[2];
+        const float b0 = p.bias[0], b1 = p.bias[1], b2 = p.bias[2];
+        for (int x = 0; x < n; ++x) {
+            const float* v = vals + lanes * x;
+            o[3 * x] = convert_out<Out>(v[m0] * s0 + b0);
+            o[3 * x + 1] = convert_out<Out>(v[m1] * s1 + b1);
+            o[3 * x + 2] = convert_out<Out>(v[m2] * s2 + b2);
+        }
+    }
+}
+
+template <typename Src, typename Out>
+void rows_impl(const ImageView& src, const TensorView& dst, int index, const ResizePlan& plan,
+               const ImageTables& t, const PreprocessParams& p, int row_begin, int row_end) {
+    const int lanes = src.channels >= 3 ? 4 : 1;
+    const int n = plan.content_w * lanes;
+    const int ytaps = t.y.taps;
+    // Outputs whose 4-element pixel loads stay inside the row (a 3-channel pixel load reads one
+    // element past the pixel; the windows' starts are non-decreasing).
+    int safe = t.x.count;
+    if (src.channels == 3)
+        while (safe > 0 && t.x.start[safe - 1] + t.x.taps >= src.width) --safe;
+    // Row cache: slot s holds the horizontal pass of source row key[s] (a ring over ytaps rows,
+    // so rows shared by consecutive output rows are filtered once).
+    std::vector<float> cache(static_cast<std::size_t>(ytaps + 1) * n);
+    std::vector<int> key(ytaps, -1);
+    std::vector<const float*> rp(ytaps);
+    float* acc = cache.data() + static_cast<std::size_t>(ytaps) * n;
+    const Src* pixels = static_cast<const Src*>(src.data);
+    const int ps = src.channels;
+    for (int y = row_begin; y < row_end; ++y) {
+        const int oy = y - plan.out_y;
+        if (oy < 0 || oy >= plan.content_h) {
+            store_row<Out>(nullptr, lanes, dst, index, y, plan, p);
+            continue;
+        }
+        const int s0 = t.y.start[oy];
+        const float* wy = t.y.w.data() + static_cast<std::ptrdiff_t>(oy) * ytaps;
+        for (int j = 0; j < ytaps; ++j) {
+            const int sy = s0 + j;
+            const int slot = sy % ytaps;
+            float* buf = cache.data() + static_cast<std::size_t>(slot) * n;
+            if (key[slot] != sy) {
+                hpass<Src>(pixels + static_cast<std::ptrdiff_t>(sy) * src.row_stride, ps, lanes, t.x, safe, buf);
+                key[slot] = sy;
+            }
+            rp[j] = buf;
+        }
+        const float* vals;
+        if (ytaps == 1) {
+            vals = rp[0];
+        } else {
+            const float w0 = wy[0], w1 = wy[1];
+            const float* r0 = rp[0];
+            const float* r1 = rp[1];
+            for (int i = 0; i < n; ++i) acc[i] = w0 * r0[i] + w1 * r1[i];
+            for (int j = 2; j < ytaps; ++j) {
+                const float wj = wy[j];
+                const float* r = rp[j];
+                for (int i = 0; i < n; ++i) acc[i] += wj * r[i];
+            }
+            vals = acc;
+        }
+        store_row<Out>(vals, lanes, dst, index, y, plan, p);
+    }
+}
+
+template <typename Src>
+void dispatch_out(const ImageView& src, const TensorView& dst, int index, const ResizePlan& plan,
+                  const ImageTables& t, const PreprocessParams& p, int b, int e) {
+    switch (dst.dtype) {
+        case OutType::f32: rows_impl<Src, float>(src, dst, index, plan, t, p, b, e); break;
+        case OutType::f16: rows_impl<Src, std::uint16_t>(src, dst, index, plan, t, p, b, e); break;
+        case OutType::u8: rows_impl<Src, std::uint8_t>(src, dst, index, plan, t, p, b, e); break;
+    }
+}
+
+void check_plan(const ImageView& src, const TensorView& dst, const ResizePlan& plan) {
+    if (src.height <= 0 || src.width <= 0)
+        throw std::invalid_argument("image must be non-empty, got " + std::to_string(src.height) +
+                                    "x" + std::to_string(src.width));
+    if (!(src.channels == 1 || src.channels == 3 || src.channels == 4))
+        throw std::invalid_argument("image must have 1, 3 or 4 channels, got " +
+                                    std::to_string(src.channels));
+    if (plan.content_h < 0 || plan.content_w < 0 || plan.out_y < 0 || plan.out_x < 0 ||
+        plan.out_y + plan.content_h > dst.height || plan.out_x + plan.content_w > dst.width ||
+        plan.crop_y < 0 || plan.crop_x < 0 || plan.crop_y + plan.content_h > plan.resized_h ||
+        plan.crop_x + plan.content_w > plan.resized_w)
+        throw std::invalid_argument("resize plan does not fit the output tensor");
+}
+
+}  // namespace
+
+ImageTables make_tables(const ImageView& src, const ResizePlan& plan, Interpolation mode) {
+    const bool shrinks = src.width >= plan.resized_w && src.height >= plan.resized_h;
+    ImageTables t;
+    if (plan.content_h == 0 || plan.content_w == 0) return t;
+    t.x = make_axis_table(mode, src.width, plan.resized_w, plan.crop_x, plan.content_w, shrinks);
+    t.y = make_axis_table(mode, src.height, plan.resized_h, plan.crop_y, plan.content_h, shrinks);
+    return t;
+}
+
+void resize_normalize_rows(const ImageView& src, const TensorView& dst, int index,
+                           const ResizePlan& plan, const ImageTables& tables,
+                           const PreprocessParams& p, int row_begin, int row_end) {
+    check_plan(src, dst, plan);
+    ResizePlan pl = plan;
+    if (tables.x.count == 0 || tables.y.count == 0) pl.content_h = 0;  // all padding
+    if (src.type == PixelType::u8)
+        dispatch_out<std::uint8_t>(src, dst, index, pl, tables, p, row_begin, row_end);
+    else
+        dispatch_out<std::uint16_t>(src, dst, index, pl, tables, p, row_begin, row_end);
+}
+
+void preprocess_batch(const std::vector<ImageView>& images, const std::vector<ResizePlan>& plans,
+                      const TensorView& dst, const PreprocessParams& p, int threads) {
+    const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(images.size());
+    if (static_cast<std::ptrdiff_t>(plans.size()) != n || n > dst.batch)
+        throw std::invalid_argument("preprocess_batch: images, plans and batch size disagree");
+    for (std::ptrdiff_t i = 0; i < n; ++i) check_plan(images[i], dst, plans[i]);
+    if (n == 1 || resolve_threads(threads) == 1) {
+        for (std::ptrdiff_t i = 0; i < n; ++i) {
+            const ImageTables t = make_tables(images[i], plans[i], p.interpolation);
+            // Rows in chunks of at least 32 so that a small output stays on one thread.
+            parallel_for(dst.height, threads, [&](std::ptrdiff_t b, std::ptrdiff_t e) {
+                resize_normalize_rows(images[i], dst, static_cast<int>(i), plans[i], t, p,
+                                      static_cast<int>(b), static_cast<int>(e));
+            }, 32);
+        }
+        return;
+    }
+    parallel_for_dynamic(n, threads, [&](std::ptrdiff_t i) {
+        const ImageTables t = make_tables(images[i], plans[i], p.interpolation);
+        resize_normalize_rows(images[i], dst, static_cast<int>(i), plans[i], t, p, 0, dst.height);
+    });
+}
+
+}  // namespace pyimgcls::core

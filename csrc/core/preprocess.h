@@ -1,0 +1,73 @@
+// Fused image preprocessing: resize (any Interpolation) + crop or letterbox pad + channel
+// selection / reorder / gray conversion + normalisation + layout (NCHW / NHWC) + dtype, written
+// in one pass per output row straight into the batch tensor (no intermediate resized image).
+//
+// Indices: output row y / column x of image `index` in the batch; the content window of the
+// plan covers rows [out_y, out_y + content_h) and columns [out_x, out_x + content_w); the rest of
+// the output image is padding. Source pixels are interleaved (pixel stride == channels), rows
+// may be strided. Arithmetic is float32 with float32 weights; uint8 output rounds half away from
+// zero and saturates. Cost: O(H * W * (taps_x + taps_y)) per image plus O(taps) per source row.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/resample.h"
+
+namespace pyimgcls::core {
+
+enum class PixelType : int { u8 = 0, u16 = 1 };
+enum class Layout : int { nchw = 0, nhwc = 1 };
+enum class OutType : int { f32 = 0, f16 = 1, u8 = 2 };
+
+struct ImageView {
+    const void* data = nullptr;
+    int height = 0, width = 0, channels = 0;  // channels in {1, 3, 4}
+    std::ptrdiff_t row_stride = 0;            // in elements
+    PixelType type = PixelType::u8;
+};
+
+struct TensorView {
+    void* data = nullptr;
+    int batch = 0, channels = 0, height = 0, width = 0;  // logical N, C, H, W
+    Layout layout = Layout::nchw;
+    OutType dtype = OutType::f32;
+};
+
+// Geometry of one image: the source is resized to resized_h x resized_w (virtually), the window
+// starting at (crop_y, crop_x) of size content_h x content_w is written at (out_y, out_x).
+struct ResizePlan {
+    int resized_h = 0, resized_w = 0;
+    int crop_y = 0, crop_x = 0;
+    int out_y = 0, out_x = 0;
+    int content_h = 0, content_w = 0;
+};
+
+struct PreprocessParams {
+    Interpolation interpolation = Interpolation::bilinear;
+    int out_channels = 3;                 // 1 or 3
+    int channel_map[3] = {0, 1, 2};       // output channel k reads source channel channel_map[k]
+    float gray_weights[3] = {0.299f, 0.587f, 0.114f};  // per source channel, for 3 -> 1
+    float scale[3] = {1.f, 1.f, 1.f};     // out = value * scale[k] + bias[k]; value in source units
+    float bias[3] = {0.f, 0.f, 0.f};
+    float pad[3] = {0.f, 0.f, 0.f};       // padding, already in output units
+};
+
+// Per-image resampling tables, built once and shared by the threads that split its rows.
+struct ImageTables {
+    AxisTable x, y;
+};
+
+ImageTables make_tables(const ImageView& src, const ResizePlan& plan, Interpolation mode);
+
+// Writes output rows [row_begin, row_end) of image `index` of `dst`.
+void resize_normalize_rows(const ImageView& src, const TensorView& dst, int index,
+                           const ResizePlan& plan, const ImageTables& tables,
+                           const PreprocessParams& p, int row_begin, int row_end);
+
+// Whole batch: threaded over images, or over rows when the batch holds one image.
+void preprocess_batch(const std::vector<ImageView>& images, const std::vector<ResizePlan>& plans,
+                      const TensorView& dst, const PreprocessParams& p, int threads);
+
+}  // namespace pyimgcls::core

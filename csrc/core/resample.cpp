@@ -1,0 +1,136 @@
+#include "core/resample.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace pyimgcls::core {
+namespace {
+
+using Taps = std::vector<std::pair<int, double>>;
+
+// Pillow (ImagingScaleAffine) walks the source position by repeated addition in double; doing
+// the same keeps its choice at positions that land exactly on a pixel edge.
+double nearest_position(double scale, int d) {
+    double x = 0.5 * scale;
+    for (int i = 0; i < d; ++i) x += scale;
+    return x;
+}
+
+void nearest_taps(int src, double pos, Taps& t) {
+    int s = static_cast<int>(std::floor(pos));
+    t.emplace_back(std::min(std::max(s, 0), src - 1), 1.0);
+}
+
+void bilinear_taps(double scale, int d, Taps& t) {
+    // cv2 computes the position in float
+    float f = static_cast<float>((d + 0.5) * scale - 0.5);
+    int s = static_cast<int>(std::floor(f));
+    float frac = f - static_cast<float>(s);
+    t.emplace_back(s, 1.0 - frac);
+    t.emplace_back(s + 1, frac);
+}
+
+void area_upscale_taps(double scale, int d, Taps& t) {
+    // cv2 resize.cpp, area_mode branch of the generic (linear) path
+    double inv_scale = 1.0 / scale;
+    int s = static_cast<int>(std::floor(d * scale));
+    float frac = static_cast<float>((d + 1) - (s + 1) * inv_scale);
+    frac = frac <= 0 ? 0.f : frac - std::floor(frac);
+    t.emplace_back(s, 1.0 - frac);
+    t.emplace_back(s + 1, frac);
+}
+
+void area_shrink_taps(int src, double scale, int d, Taps& t) {
+    // cv2 resize.cpp computeResizeAreaTab
+    double fs1 = d * scale;
+    double fs2 = fs1 + scale;
+    double cell = std::min(scale, src - fs1);
+    int s1 = static_cast<int>(std::ceil(fs1));
+    int s2 = static_cast<int>(std::floor(fs2));
+    s2 = std::min(s2, src - 1);
+    s1 = std::min(s1, s2);
+    if (s1 - fs1 > 1e-3) t.emplace_back(s1 - 1, (s1 - fs1) / cell);
+    for (int s = s1; s < s2; ++s) t.emplace_back(s, 1.0 / cell);
+    if (fs2 - s2 > 1e-3) t.emplace_back(s2, std::min(std::min(fs2 - s2, 1.0), cell) / cell);
+}
+
+void antialias_taps(int src, double scale, int d, Taps& t) {
+    // Pillow src/libImaging/Resample.c precompute_coeffs with the bilinear (triangle) filter
+    double filterscale = std::max(scale, 1.0);
+    double support = 1.0 * filterscale;
+    double center = (d + 0.5) * scale;
+    double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > src) xmax = src;
+    xmax -= xmin;
+    double total = 0.0;
+    std::size_t first = t.size();
+    for (int x = 0; x < xmax; ++x) {
+        double v = std::fabs((x + xmin - center + 0.5) * ss);
+        double w = v < 1.0 ? 1.0 - v : 0.0;
+        t.emplace_back(x + xmin, w);
+        total += w;
+    }
+    if (total != 0.0)
+        for (std::size_t i = first; i < t.size(); ++i) t[i].second /= total;
+    if (t.size() == first) t.emplace_back(std::min(std::max(xmin, 0), src - 1), 1.0);
+}
+
+}  // namespace
+
+AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, int count,
+                          bool area_shrinks) {
+    if (src <= 0 || resized <= 0 || count < 0 || offset < 0 || offset + count > resized)
+        throw std::invalid_argument("make_axis_table: bad sizes src=" + std::to_string(src) +
+                                    " resized=" + std::to_string(resized) + " offset=" +
+                                    std::to_string(offset) + " count=" + std::to_string(count));
+    const double scale = static_cast<double>(src) / resized;
+    std::vector<Taps> all(static_cast<std::size_t>(count));
+    int taps = 1;
+    std::vector<int> lo(count), hi(count);
+    double pos = mode == Interpolation::nearest ? nearest_position(scale, offset) : 0.0;
+    for (int o = 0; o < count; ++o) {
+        Taps& t = all[o];
+        const int d = o + offset;
+        switch (mode) {
+            case Interpolation::nearest:
+                nearest_taps(src, pos, t);
+                pos += scale;
+                break;
+            case Interpolation::bilinear: bilinear_taps(scale, d, t); break;
+            case Interpolation::bilinear_aa: antialias_taps(src, scale, d, t); break;
+            case Interpolation::area:
+                if (area_shrinks) area_shrink_taps(src, scale, d, t);
+                else area_upscale_taps(scale, d, t);
+                break;
+        }
+        int a = src - 1, b = 0;
+        for (auto& [idx, w] : t) {
+            idx = std::min(std::max(idx, 0), src - 1);
+            a = std::min(a, idx);
+            b = std::max(b, idx);
+        }
+        if (b < a) b = a;
+        lo[o] = a;
+        hi[o] = b;
+        taps = std::max(taps, b - a + 1);
+    }
+    AxisTable table;
+    table.count = count;
+    table.taps = taps;
+    table.start.resize(count);
+    table.w.assign(static_cast<std::size_t>(count) * taps, 0.f);
+    for (int o = 0; o < count; ++o) {
+        int start = std::min(lo[o], src - taps);
+        table.start[o] = start;
+        for (auto& [idx, w] : all[o]) table.w[static_cast<std::size_t>(o) * taps + (idx - start)] += static_cast<float>(w);
+    }
+    return table;
+}
+
+}  // namespace pyimgcls::core

@@ -1,0 +1,16 @@
+"""pyimgcls: fast image classification and detection inference with a native C++ core."""
+
+from .decode import ImageDecodeError, image_size, read_image
+from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
+
+__all__ = [
+    "ImageDecodeError",
+    "ImageTransform",
+    "PreprocessConfig",
+    "Transforms",
+    "image_size",
+    "preprocess",
+    "read_image",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,335 @@
+"""Image decoding: any common format into a NumPy array, with EXIF orientation applied.
+
+JPEG goes through libjpeg-turbo (``simplejpeg``), optionally at a reduced DCT scale; PNG, WebP,
+TIFF and BMP (and 16-bit images) go through OpenCV. Image sizes are read from the header and
+checked against ``max_pixels`` before any pixel buffer is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from typing import BinaryIO, Union
+
+import cv2
+import numpy as np
+import simplejpeg
+
+__all__ = ["ImageDecodeError", "read_image", "image_size", "DEFAULT_MAX_PIXELS"]
+
+#: Same limit as Pillow's DecompressionBombError threshold (2 * 89,478,485 pixels).
+DEFAULT_MAX_PIXELS = 178_956_970
+
+ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
+
+_COLORS = ("rgb", "bgr", "gray", "unchanged")
+# Only the DCT scales that libjpeg-turbo accelerates with SIMD (others were slower than a full decode).
+_JPEG_FACTORS = (8, 4, 2)
+
+
+class ImageDecodeError(ValueError):
+    """An image could not be decoded; the message names the source and the reason."""
+
+
+def _describe(src: object) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<{len(src)} bytes>"
+    name = getattr(src, "name", None)
+    return str(name) if isinstance(name, str) else f"<{type(src).__name__}>"
+
+
+def _read_bytes(src: ImageSource) -> bytes:
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            with open(src, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ImageDecodeError(f"{_describe(src)}: cannot read file: {e.strerror or e}") from e
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    read = getattr(src, "read", None)
+    if callable(read):
+        data = read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"file object must be opened in binary mode, read() returned {type(data).__name__}")
+        return bytes(data)
+    raise TypeError(f"src must be a path, bytes or a binary file object, got {type(src).__name__}")
+
+
+# ------------------------------------------------------------------ format sniffing and headers
+def _sniff(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if data[:2] == b"BM":
+        return "bmp"
+    return None
+
+
+def _png_size(d: bytes) -> tuple[int, int]:
+    if len(d) < 24 or d[12:16] != b"IHDR":
+        raise ValueError("truncated PNG header")
+    w, h = struct.unpack(">II", d[16:24])
+    return h, w
+
+
+def _bmp_size(d: bytes) -> tuple[int, int]:
+    if len(d) < 26:
+        raise ValueError("truncated BMP header")
+    hdr = struct.unpack("<I", d[14:18])[0]
+    if hdr == 12:
+        w, h = struct.unpack("<HH", d[18:22])
+        return h, w
+    w, h = struct.unpack("<ii", d[18:26])
+    return abs(h), abs(w)
+
+
+def _webp_size(d: bytes) -> tuple[int, int]:
+    chunk = d[12:16]
+    if chunk == b"VP8X" and len(d) >= 30:
+        w = 1 + int.from_bytes(d[24:27], "little")
+        h = 1 + int.from_bytes(d[27:30], "little")
+        return h, w
+    if chunk == b"VP8 " and len(d) >= 30:
+        w, h = struct.unpack("<HH", d[26:30])
+        return h & 0x3FFF, w & 0x3FFF
+    if chunk == b"VP8L" and len(d) >= 25:
+        b = int.from_bytes(d[21:25], "little")
+        return ((b >> 14) & 0x3FFF) + 1, (b & 0x3FFF) + 1
+    raise ValueError("truncated or unknown WebP header")
+
+
+def _tiff_ifd0(d: bytes) -> dict[int, int]:
+    """Reads the SHORT/LONG scalar tags of IFD0 of a TIFF structure."""
+    if len(d) < 8:
+        raise ValueError("truncated TIFF header")
+    e = "<" if d[:2] == b"II" else ">"
+    (off,) = struct.unpack(e + "I", d[4:8])
+    if off + 2 > len(d):
+        raise ValueError("truncated TIFF header")
+    (n,) = struct.unpack(e + "H", d[off : off + 2])
+    tags: dict[int, int] = {}
+    for i in range(n):
+        p = off + 2 + 12 * i
+        if p + 12 > len(d):
+            break
+        tag, typ, count = struct.unpack(e + "HHI", d[p : p + 8])
+        if count != 1:
+            continue
+        if typ == 3:
+            tags[tag] = struct.unpack(e + "H", d[p + 8 : p + 10])[0]
+        elif typ == 4:
+            tags[tag] = struct.unpack(e + "I", d[p + 8 : p + 12])[0]
+    return tags
+
+
+def _tiff_size(d: bytes) -> tuple[int, int]:
+    tags = _tiff_ifd0(d)
+    if 256 not in tags or 257 not in tags:
+        raise ValueError("TIFF header without image size")
+    return tags[257], tags[256]
+
+
+def image_size(data: bytes) -> tuple[str, int, int]:
+    """Returns ``(format, height, width)`` read from the header alone.
+
+    Raises:
+        ValueError: unknown format or truncated header.
+    """
+    fmt = _sniff(data)
+    if fmt is None:
+        raise ValueError("not a supported image format (JPEG, PNG, WebP, TIFF, BMP)")
+    if fmt == "jpeg":
+        h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+        return fmt, int(h), int(w)
+    h, w = {"png": _png_size, "bmp": _bmp_size, "webp": _webp_size, "tiff": _tiff_size}[fmt](data)
+    return fmt, int(h), int(w)
+
+
+# ------------------------------------------------------------------ EXIF orientation
+def _exif_orientation(data: bytes, fmt: str) -> int:
+    try:
+        block = _exif_block(data, fmt)
+        if block is None:
+            return 1
+        if block[:6] == b"Exif\x00\x00":
+            block = block[6:]
+        o = _tiff_ifd0(block).get(0x0112, 1)
+        return o if 1 <= o <= 8 else 1
+    except (ValueError, struct.error, IndexError):
+        return 1  # a broken EXIF block is ignored, as Pillow and OpenCV do
+
+
+def _exif_block(d: bytes, fmt: str) -> bytes | None:
+    if fmt == "tiff":
+        return d
+    if fmt == "jpeg":
+        p = 2
+        while p + 4 <= len(d):
+            if d[p] != 0xFF:
+                return None
+            marker = d[p + 1]
+            if marker == 0xFF:
+                p += 1
+                continue
+            if marker in (0xD9, 0xDA):  # EOI, SOS: no metadata after this
+                return None
+            (length,) = struct.unpack(">H", d[p + 2 : p + 4])
+            if marker == 0xE1 and d[p + 4 : p + 10] == b"Exif\x00\x00":
+                return d[p + 4 : p + 2 + length]
+            p += 2 + length
+        return None
+    if fmt == "png":
+        p = 8
+        while p + 8 <= len(d):
+            (length,) = struct.unpack(">I", d[p : p + 4])
+            typ = d[p + 4 : p + 8]
+            if typ == b"eXIf":
+                return d[p + 8 : p + 8 + length]
+            if typ in (b"IDAT", b"IEND"):
+                return None
+            p += 12 + length
+        return None
+    if fmt == "webp":
+        p = 12
+        while p + 8 <= len(d):
+            typ = d[p : p + 4]
+            (length,) = struct.unpack("<I", d[p + 4 : p + 8])
+            if typ == b"EXIF":
+                return d[p + 8 : p + 8 + length]
+            p += 8 + length + (length & 1)
+        return None
+    return None
+
+
+def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Undoes EXIF orientation (same result as ``PIL.ImageOps.exif_transpose``)."""
+    if orientation == 1:
+        return a
+    ops = {
+        2: lambda x: x[:, ::-1],
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: np.swapaxes(x, 0, 1),
+        6: lambda x: np.rot90(x, -1),
+        7: lambda x: np.rot90(x, 1)[::-1],
+        8: lambda x: np.rot90(x, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](a))
+
+
+# ------------------------------------------------------------------ decoding
+def _jpeg_scale(h: int, w: int, min_size: tuple[int, int] | None) -> int:
+    if min_size is None:
+        return 1
+    mh, mw = min_size
+    for f in _JPEG_FACTORS:
+        if math.ceil(h / f) >= mh and math.ceil(w / f) >= mw:
+            return f
+    return 1
+
+
+def _decode_jpeg(data: bytes, color: str, min_size: tuple[int, int] | None, orientation: int,
+                 h: int, w: int, colorspace: str) -> np.ndarray | None:
+    if colorspace in ("CMYK", "YCCK"):
+        return None  # libjpeg-turbo cannot convert these to RGB; OpenCV does
+    if min_size is not None and orientation >= 5:
+        min_size = (min_size[1], min_size[0])  # the stored image is transposed
+    f = _jpeg_scale(h, w, min_size)
+    kw = {}
+    if f > 1:
+        kw = {"min_height": math.ceil(h / f), "min_width": math.ceil(w / f)}
+    if color == "unchanged":
+        cs = "GRAY" if colorspace == "Gray" else "RGB"
+    else:
+        cs = {"rgb": "RGB", "bgr": "BGR", "gray": "GRAY"}[color]
+    a = simplejpeg.decode_jpeg(data, colorspace=cs, **kw)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    return a
+
+
+def _decode_cv2(data: bytes, color: str) -> np.ndarray:
+    buf = np.frombuffer(data, np.uint8)
+    if color == "gray":
+        a = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    elif color == "unchanged":
+        a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    else:
+        a = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if a is None:
+        raise ValueError("corrupt or truncated image data")
+    if a.ndim == 3 and color != "bgr":
+        if a.shape[2] == 3:
+            a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+        elif a.shape[2] == 4:
+            a = cv2.cvtColor(a, cv2.COLOR_BGRA2RGBA)
+    return a
+
+
+def read_image(
+    src: ImageSource,
+    *,
+    color: str = "rgb",
+    min_size: tuple[int, int] | None = None,
+    exif: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Decodes an image file into a NumPy array.
+
+    Args:
+        src: a path, ``bytes`` or a binary file object.
+        color: ``"rgb"`` / ``"bgr"`` -> (H, W, 3) uint8; ``"gray"`` -> (H, W) uint8;
+            ``"unchanged"`` -> the file's own channels (1, 3 RGB or 4 RGBA) and depth (uint16 for
+            16-bit PNG / TIFF).
+        min_size: ``(h, w)``: a JPEG is decoded at the smallest SIMD DCT scale (1/2, 1/4, 1/8) that
+            keeps both sides at least this large (after orientation); other formats ignore it.
+        exif: apply the EXIF orientation tag (JPEG, PNG, WebP, TIFF).
+        max_pixels: refuse images whose header announces more pixels (checked before decoding);
+            ``None`` disables the check.
+
+    Raises:
+        ImageDecodeError: unreadable, corrupt, truncated, unsupported or too large image; the
+            message names the source.
+        TypeError: ``src`` of an unsupported type.
+        ValueError: bad ``color`` or ``min_size``.
+    """
+    if color not in _COLORS:
+        raise ValueError(f"color must be one of {_COLORS}, got {color!r}")
+    if min_size is not None:
+        if len(min_size) != 2 or min(int(min_size[0]), int(min_size[1])) <= 0:
+            raise ValueError(f"min_size must be (h, w) with positive sides, got {min_size!r}")
+        min_size = (int(min_size[0]), int(min_size[1]))
+    data = _read_bytes(src)
+    name = _describe(src)
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file")
+    try:
+        fmt, h, w = image_size(data)
+    except ValueError as e:
+        raise ImageDecodeError(f"{name}: {e}") from None
+    if h <= 0 or w <= 0:
+        raise ImageDecodeError(f"{name}: header announces an empty image ({h}x{w})")
+    if max_pixels is not None and h * w > max_pixels:
+        raise ImageDecodeError(
+            f"{name}: {fmt} header announces {h}x{w} = {h * w} pixels, more than max_pixels={max_pixels}"
+        )
+    orientation = _exif_orientation(data, fmt) if exif else 1
+    try:
+        a = None
+        if fmt == "jpeg":
+            _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+            a = _decode_jpeg(data, color, min_size, orientation, h, w, colorspace)
+        if a is None:
+            a = _decode_cv2(data, color)
+    except ValueError as e:
+        raise ImageDecodeError(f"{name}: cannot decode {fmt}: {e}") from None
+    return _apply_orientation(a, orientation)

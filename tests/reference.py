@@ -1,0 +1,120 @@
+"""Plain NumPy twins of the native kernels: slow, obviously correct, float64.
+
+Each function states the convention it encodes; the kernels are tested against these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- resampling
+def _dense(taps_per_output, src: int) -> np.ndarray:
+    """Rows of (index, weight) pairs -> a dense (count, src) matrix, indices clamped to the edge."""
+    m = np.zeros((len(taps_per_output), src))
+    for o, taps in enumerate(taps_per_output):
+        for idx, w in taps:
+            m[o, min(max(idx, 0), src - 1)] += w
+    return m
+
+
+def axis_weights(mode: str, src: int, resized: int, offset: int, count: int, area_shrinks: bool) -> np.ndarray:
+    """(count, src) matrix: output o = sum_s W[o, s] * source[s] for output o + offset of a
+    resize of length src -> resized."""
+    scale = src / resized
+    rows = []
+    pos = 0.5 * scale
+    positions = []
+    for _ in range(offset + count):  # Pillow accumulates the nearest position by addition
+        positions.append(pos)
+        pos += scale
+    for o in range(count):
+        d = o + offset
+        if mode == "nearest":
+            rows.append([(int(math.floor(positions[d])), 1.0)])
+        elif mode == "bilinear":  # OpenCV INTER_LINEAR: half-pixel centres, 2 taps
+            f = np.float32((d + 0.5) * scale - 0.5)
+            s = math.floor(f)
+            t = float(f) - s
+            rows.append([(s, 1 - t), (s + 1, t)])
+        elif mode == "bilinear_aa":  # Pillow: triangle filter of support max(scale, 1)
+            fs = max(scale, 1.0)
+            center = (d + 0.5) * scale
+            lo = max(int(center - fs + 0.5), 0)
+            hi = min(int(center + fs + 0.5), src)
+            ws = [(x, max(0.0, 1 - abs((x - center + 0.5) / fs))) for x in range(lo, hi)]
+            total = sum(w for _, w in ws)
+            rows.append([(x, w / total) for x, w in ws] if total else [(lo, 1.0)])
+        elif mode == "area":
+            if area_shrinks:  # OpenCV box coverage
+                f1 = d * scale
+                f2 = f1 + scale
+                cell = min(scale, src - f1)
+                s1, s2 = math.ceil(f1), min(math.floor(f2), src - 1)
+                s1 = min(s1, s2)
+                taps = []
+                if s1 - f1 > 1e-3:
+                    taps.append((s1 - 1, (s1 - f1) / cell))
+                taps += [(s, 1 / cell) for s in range(s1, s2)]
+                if f2 - s2 > 1e-3:
+                    taps.append((s2, min(f2 - s2, 1.0, cell) / cell))
+                rows.append(taps)
+            else:  # OpenCV area-mode bilinear when growing
+                s = math.floor(d * scale)
+                f = np.float32((d + 1) - (s + 1) / scale)
+                f = 0.0 if f <= 0 else float(f) - math.floor(f)
+                rows.append([(s, 1 - f), (s + 1, f)])
+        else:
+            raise ValueError(mode)
+    return _dense(rows, src)
+
+
+def preprocess_ref(image: np.ndarray, config, input_order: str = "RGB") -> np.ndarray:
+    """One image -> its (C, H, W) or (H, W, C) model input, computed in float64."""
+    img = image if image.ndim == 3 else image[:, :, None]
+    maxval = 255.0 if image.dtype == np.uint8 else 65535.0
+    h, w = img.shape[:2]
+    plan, _ = config.plan(h, w)
+    rh, rw, cy, cx, oy, ox, ch, cw = plan
+    shrinks = w >= rw and h >= rh
+    wy = axis_weights(config.interpolation, h, rh, cy, ch, shrinks)
+    wx = axis_weights(config.interpolation, w, rw, cx, cw, shrinks)
+    src = img[:, :, :3].astype(np.float64)
+    res = np.einsum("ys,sxc->yxc", wy, np.einsum("xs,ysc->yxc", wx, src))  # (ch, cw, c)
+    if res.shape[2] == 3:
+        if config.channels == 1:
+            g = (0.299, 0.587, 0.114) if input_order == "RGB" else (0.114, 0.587, 0.299)
+            res = (res * np.array(g)).sum(axis=2, keepdims=True)
+        elif config.channel_order != input_order:
+            res = res[:, :, ::-1]
+    elif config.channels == 3:
+        res = np.repeat(res, 3, axis=2)
+    H, W = config.size
+    C = config.channels
+    pad = np.broadcast_to(np.asarray(config.pad_value, np.float64), (C,))
+    mean, std = np.array(config.mean), np.array(config.std)
+    if config.dtype == "uint8":
+        vals = res * (255.0 / maxval)
+        padv = pad
+    else:
+        vals = (res / maxval - mean) / std
+        padv = (pad / 255.0 - mean) / std
+    out = np.empty((H, W, C))
+    out[:] = padv
+    out[oy:oy + ch, ox:ox + cw] = vals
+    if config.dtype == "uint8":
+        out = np.floor(np.clip(out, 0, 255) + 0.5)
+    if config.layout == "NCHW":
+        out = out.transpose(2, 0, 1)
+    return out
+
+
+def letterbox_geometry_ref(h: int, w: int, H: int, W: int):
+    """Ultralytics letterbox: scale, resized size and top-left padding (float64)."""
+    r = min(H / h, W / w)
+    # at least one pixel, at most the input size
+    nh, nw = min(H, max(1, int(round(h * r)))), min(W, max(1, int(round(w * r))))
+    top = int(round((H - nh) / 2 - 0.1))
+    left = int(round((W - nw) / 2 - 0.1))
+    return nh, nw, top, left

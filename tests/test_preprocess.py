@@ -1,0 +1,274 @@
+import math
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from PIL import Image
+
+import pyimgcls
+from pyimgcls import PreprocessConfig, preprocess
+
+from reference import axis_weights, letterbox_geometry_ref, preprocess_ref
+
+MODES = ["nearest", "bilinear", "bilinear_aa", "area"]
+
+
+# ----------------------------------------------------------------------------- against the twin
+@st.composite
+def cases(draw):
+    h = draw(st.integers(1, 70))
+    w = draw(st.integers(1, 70))
+    c = draw(st.sampled_from([0, 1, 3, 4]))
+    depth = draw(st.sampled_from([np.uint8, np.uint16]))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if c == 0 else (h, w, c)
+    img = rng.integers(0, np.iinfo(depth).max + 1, shape, dtype=depth)
+    channels = draw(st.sampled_from([1, 3]))
+    cfg = PreprocessConfig(
+        size=(draw(st.integers(1, 50)), draw(st.integers(1, 50))),
+        resize=draw(st.sampled_from(["stretch", "center_crop", "letterbox"])),
+        crop_pct=draw(st.sampled_from([1.0, 0.875, 0.5])),
+        interpolation=draw(st.sampled_from(MODES)),
+        mean=tuple(draw(st.floats(0, 1)) for _ in range(channels)),
+        std=tuple(draw(st.floats(0.1, 2)) for _ in range(channels)),
+        channel_order=draw(st.sampled_from(["RGB", "BGR"])),
+        layout=draw(st.sampled_from(["NCHW", "NHWC"])),
+        dtype=draw(st.sampled_from(["float32", "float16", "uint8"])),
+        pad_value=draw(st.sampled_from([0, 114, 255])),
+        channels=channels,
+    )
+    return img, cfg, draw(st.sampled_from(["RGB", "BGR"])), draw(st.sampled_from([1, 2]))
+
+
+@given(cases())
+def test_matches_numpy_twin(case):
+    img, cfg, order, threads = case
+    out, tf = preprocess([img], cfg, threads=threads, input_order=order)
+    ref = preprocess_ref(img, cfg, input_order=order)
+    assert out.shape[1:] == ref.shape
+    got = out[0].astype(np.float64)
+    if cfg.dtype == "uint8":
+        # float32 accumulation vs float64: a value within 1e-3 of a .5 boundary may round apart
+        assert np.abs(got - ref).max() <= 1
+    else:
+        tol = 2e-3 if cfg.dtype == "float16" else 2e-5
+        scale = max(1.0, *(1 / s for s in cfg.std))
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 4 * scale)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("src,resized,offset,count", [(1, 5, 0, 5), (7, 3, 0, 3), (100, 23, 2, 19), (23, 100, 10, 80), (5, 5, 0, 5)])
+def test_axis_weights_are_a_partition_of_unity(mode, src, resized, offset, count):
+    w = axis_weights(mode, src, resized, offset, count, area_shrinks=src >= resized)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_batch_of_mixed_sizes_equals_one_by_one(photos):
+    cfg = PreprocessConfig(size=(96, 128), resize="letterbox", interpolation="bilinear")
+    ims = list(photos.values())
+    batch, tfs = preprocess(ims, cfg, threads=2)
+    assert batch.shape == (len(ims), 3, 96, 128) and batch.flags.c_contiguous
+    for i, im in enumerate(ims):
+        one, _ = preprocess([im], cfg, threads=1)
+        np.testing.assert_array_equal(batch[i], one[0])
+        assert tfs[i].original_size == im.shape[:2]
+
+
+def test_nhwc_array_input_and_out_reuse(photos):
+    cfg = PreprocessConfig(size=(64, 64))
+    stack = np.stack([photos["astronaut"][:400, :400], photos["coffee"][:400, :400]])
+    out = np.zeros((2, 3, 64, 64), np.float32)
+    got, _ = preprocess(stack, cfg, out=out)
+    assert np.shares_memory(got, out)
+    ref, _ = preprocess(list(stack), cfg)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_strided_view_input(photos):
+    img = photos["chelsea"]
+    view = img[10:200, 20:300]
+    cfg = PreprocessConfig(size=(50, 60), resize="stretch")
+    a, _ = preprocess([view], cfg)
+    b, _ = preprocess([np.ascontiguousarray(view)], cfg)
+    np.testing.assert_array_equal(a, b)
+    # a channel-reversed view is copied (visible cost), not misread
+    c, _ = preprocess([img[:, :, ::-1]], cfg, input_order="BGR")
+    d, _ = preprocess([img], cfg)
+    np.testing.assert_array_equal(c[0], preprocess([img[:, :, ::-1].copy()], cfg, input_order="BGR")[0][0])
+    assert c.shape == d.shape
+
+
+def test_float16_is_float32_rounded(photos):
+    base = dict(size=(80, 80), interpolation="bilinear_aa")
+    f32, _ = preprocess([photos["coffee"]], PreprocessConfig(**base))
+    f16, _ = preprocess([photos["coffee"]], PreprocessConfig(**base, dtype="float16"))
+    assert f16.dtype == np.float16
+    np.testing.assert_array_equal(f16, f32.astype(np.float16))
+
+
+def test_uint16_input_matches_scaled_uint8(photos):
+    img8 = photos["astronaut"]
+    img16 = img8.astype(np.uint16) * 257
+    cfg = PreprocessConfig(size=(64, 64), interpolation="area")
+    a, _ = preprocess([img8], cfg)
+    b, _ = preprocess([img16], cfg)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- against the libraries
+@pytest.mark.parametrize("size", [(224, 224), (100, 333), (700, 900)])
+@pytest.mark.parametrize("mode,ref", [
+    ("bilinear", lambda a, s: cv2.resize(a, s[::-1], interpolation=cv2.INTER_LINEAR)),
+    ("area", lambda a, s: cv2.resize(a, s[::-1], interpolation=cv2.INTER_AREA)),
+    ("bilinear_aa", lambda a, s: np.asarray(Image.fromarray(a).resize(s[::-1], Image.BILINEAR))),
+    ("nearest", lambda a, s: np.asarray(Image.fromarray(a).resize(s[::-1], Image.NEAREST))),
+])
+def test_resize_matches_library_on_photos(photos, size, mode, ref):
+    # Tolerance: one uint8 step. OpenCV computes in 11-bit fixed point and Pillow rounds to uint8
+    # between its horizontal and vertical passes; we accumulate in float32 and round once.
+    cfg = PreprocessConfig(size=size, resize="stretch", interpolation=mode, dtype="uint8", layout="NHWC")
+    for name, img in photos.items():
+        got, _ = preprocess([img], cfg)
+        want = ref(img, size)
+        diff = np.abs(got[0].astype(int) - want.astype(int))
+        assert diff.max() <= (0 if mode == "nearest" else 1), (name, diff.max())
+
+
+def test_area_upscale_matches_opencv(photos):
+    img = photos["coffee"][:100, :150]
+    cfg = PreprocessConfig(size=(250, 330), resize="stretch", interpolation="area", dtype="uint8", layout="NHWC")
+    got, _ = preprocess([img], cfg)
+    want = cv2.resize(img, (330, 250), interpolation=cv2.INTER_AREA)
+    assert np.abs(got[0].astype(int) - want.astype(int)).max() <= 1
+
+
+def _timm_eval_chain(img: np.ndarray, size: int, crop_pct: float, mean, std) -> np.ndarray:
+    """torchvision Resize(int) + CenterCrop + ToTensor + Normalize, written with Pillow."""
+    h, w = img.shape[:2]
+    s = math.floor(size / crop_pct)
+    if w <= h:
+        nw, nh = s, int(s * h / w)
+    else:
+        nh, nw = s, int(s * w / h)
+    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    c = np.asarray(r.crop((left, top, left + size, top + size)), np.float32) / 255.0
+    return ((c - np.array(mean, np.float32)) / np.array(std, np.float32)).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("crop_pct", [0.875, 1.0, 0.95])
+def test_center_crop_matches_timm_eval_transform(photos, crop_pct):
+    cfg = PreprocessConfig(size=(224, 224), crop_pct=crop_pct, interpolation="bilinear_aa")
+    for img in photos.values():
+        got, _ = preprocess([img], cfg)
+        want = _timm_eval_chain(img, 224, crop_pct, cfg.mean, cfg.std)
+        # one uint8 step, after normalisation: 1 / (255 * min(std))
+        assert np.abs(got[0] - want).max() <= 1.0 / (255 * min(cfg.std)) + 1e-5
+
+
+def test_blob_from_image_equivalent(big_photo):
+    # cv2.dnn.blobFromImage(crop=True) scales by a float factor, so its resized width can be one
+    # pixel wider; the equal-geometry chain is resize -> crop -> normalise.
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    cfg = PreprocessConfig(size=(224, 224), crop_pct=1.0, interpolation="bilinear", mean=mean, std=std)
+    got, _ = preprocess([big_photo], cfg)
+    r = cv2.resize(big_photo, (298, 224), interpolation=cv2.INTER_LINEAR)[:, 37:261]
+    want = ((r / 255.0 - mean) / std).transpose(2, 0, 1)
+    assert np.abs(got[0] - want).max() <= 1.0 / (255 * min(std)) + 1e-5
+
+
+# ----------------------------------------------------------------------------- geometry
+@given(st.integers(1, 3000), st.integers(1, 3000), st.integers(1, 1024), st.integers(1, 1024))
+def test_letterbox_geometry_matches_float64_reference(h, w, H, W):
+    cfg = PreprocessConfig(size=(H, W), resize="letterbox")
+    plan, tf = cfg.plan(h, w)
+    nh, nw, top, left = letterbox_geometry_ref(h, w, H, W)
+    assert plan[6:8] == (nh, nw)
+    assert plan[4:6] == (top, left)
+    assert tf.scale == (nh / h, nw / w)
+
+
+@given(st.integers(2, 2000), st.integers(2, 2000), st.sampled_from(["stretch", "center_crop", "letterbox"]),
+       st.lists(st.floats(0, 1), min_size=4, max_size=4))
+def test_box_round_trip(h, w, resize, u):
+    cfg = PreprocessConfig(size=(320, 256), resize=resize)
+    _, tf = cfg.plan(h, w)
+    x1, x2 = sorted((u[0] * w, u[1] * w))
+    y1, y2 = sorted((u[2] * h, u[3] * h))
+    box = np.array([[x1, y1, x2, y2]])
+    back = tf.to_original(tf.to_input(box), clip=False)
+    np.testing.assert_allclose(back, box, rtol=1e-12, atol=1e-9)
+
+
+def test_letterbox_content_lands_where_the_transform_says(photos):
+    img = photos["chelsea"]  # 300 x 451
+    cfg = PreprocessConfig(size=(320, 320), resize="letterbox", dtype="uint8", layout="NHWC", pad_value=114)
+    out, tf = preprocess([img], cfg)
+    full = tf[0].to_input(np.array([[0, 0, img.shape[1], img.shape[0]]], np.float64))[0]
+    x1, y1, x2, y2 = np.round(full).astype(int)
+    assert (out[0, :y1] == 114).all() and (out[0, y2:] == 114).all()
+    assert (x1, x2) == (0, 320)
+    np.testing.assert_allclose(tf.to_original(0, full[None])[0], [0, 0, img.shape[1], img.shape[0]])
+
+
+def test_config_json_round_trip():
+    cfg = PreprocessConfig(size=(300, 200), resize="letterbox", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                           pad_value=(1, 2, 3), dtype="float16")
+    assert PreprocessConfig.from_json(cfg.to_json()) == cfg
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_arguments():
+    img = np.zeros((10, 10, 3), np.uint8)
+    cfg = PreprocessConfig(size=(8, 8))
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        preprocess([img.astype(np.float32)], cfg)
+    with pytest.raises(ValueError, match="non-empty"):
+        preprocess([np.zeros((0, 10, 3), np.uint8)], cfg)
+    with pytest.raises(ValueError, match=r"C in 1, 3, 4; got \(10, 10, 2\)"):
+        preprocess([np.zeros((10, 10, 2), np.uint8)], cfg)
+    with pytest.raises(ValueError, match=r"\(10, 10, 5\)"):
+        preprocess([np.zeros((10, 10, 5), np.uint8)], cfg)
+    with pytest.raises(ValueError, match="shape"):
+        preprocess([np.zeros((2, 10, 10, 3), np.uint8)], cfg)
+    with pytest.raises(TypeError, match="numpy array"):
+        preprocess(["x.jpg"], cfg)
+    with pytest.raises(TypeError, match="PreprocessConfig"):
+        preprocess([img], {"size": (8, 8)})
+    with pytest.raises(TypeError, match="float32"):
+        preprocess([img], cfg, out=np.zeros((1, 3, 8, 8), np.float64))
+    with pytest.raises(ValueError, match=r"\(1, 3, 8, 8\)"):
+        preprocess([img], cfg, out=np.zeros((1, 3, 8, 9), np.float32))
+    with pytest.raises(ValueError, match="positive"):
+        PreprocessConfig(size=(0, 224))
+    with pytest.raises(ValueError, match="mean must have 3 values"):
+        PreprocessConfig(mean=(0.5, 0.5))
+    with pytest.raises(ValueError, match="std must be non-zero"):
+        PreprocessConfig(std=(0.5, 0.0, 0.5))
+    with pytest.raises(ValueError, match="interpolation"):
+        PreprocessConfig(interpolation="cubic")
+    with pytest.raises(ValueError, match="crop_pct"):
+        PreprocessConfig(crop_pct=0)
+    with pytest.raises(TypeError):
+        PreprocessConfig((224, 224))  # keyword-only
+
+
+def test_empty_batch():
+    out, tfs = preprocess([], PreprocessConfig(size=(8, 8)))
+    assert out.shape == (0, 3, 8, 8) and len(tfs) == 0
+
+
+def test_one_image_path_allocates_nothing_big(big_photo):
+    import tracemalloc
+
+    cfg = PreprocessConfig(size=(224, 224))
+    out = np.empty((1, 3, 224, 224), np.float32)
+    preprocess([big_photo], cfg, out=out, threads=1)
+    tracemalloc.start()
+    for _ in range(5):
+        preprocess([big_photo], cfg, out=out, threads=1)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20_000  # Python-side allocations only: no output-sized buffer (600 kB)

@@ -210,6 +210,9 @@ def _exif_block(d: bytes, fmt: str) -> bytes | None:
     return None
 
 
+_INVERSE = {6: 8, 8: 6}  # the other orientations are their own inverse
+
+
 def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     """Undoes EXIF orientation (same result as ``PIL.ImageOps.exif_transpose``)."""
     if orientation == 1:
@@ -220,7 +223,7 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
         4: lambda x: x[::-1],
         5: lambda x: np.swapaxes(x, 0, 1),
         6: lambda x: np.rot90(x, -1),
-        7: lambda x: np.rot90(x, 1)[::-1],
+        7: lambda x: np.rot90(x, -1)[::-1],
         8: lambda x: np.rot90(x, 1),
     }
     return np.ascontiguousarray(ops[orientation](a))
@@ -292,7 +295,8 @@ def read_image(
             16-bit PNG / TIFF).
         min_size: ``(h, w)``: a JPEG is decoded at the smallest SIMD DCT scale (1/2, 1/4, 1/8) that
             keeps both sides at least this large (after orientation); other formats ignore it.
-        exif: apply the EXIF orientation tag (JPEG, PNG, WebP, TIFF).
+        exif: apply the EXIF orientation tag (JPEG, PNG, WebP, TIFF); ``False`` returns the
+            pixels as stored.
         max_pixels: refuse images whose header announces more pixels (checked before decoding);
             ``None`` disables the check.
 
@@ -322,14 +326,17 @@ def read_image(
         raise ImageDecodeError(
             f"{name}: {fmt} header announces {h}x{w} = {h * w} pixels, more than max_pixels={max_pixels}"
         )
-    orientation = _exif_orientation(data, fmt) if exif else 1
+    orientation = _exif_orientation(data, fmt)
     try:
         a = None
         if fmt == "jpeg":
             _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-            a = _decode_jpeg(data, color, min_size, orientation, h, w, colorspace)
+            a = _decode_jpeg(data, color, min_size, orientation if exif else 1, h, w, colorspace)
         if a is None:
             a = _decode_cv2(data, color)
     except ValueError as e:
         raise ImageDecodeError(f"{name}: cannot decode {fmt}: {e}") from None
-    return _apply_orientation(a, orientation)
+    if fmt == "tiff":
+        # libtiff (inside OpenCV) always applies the orientation tag itself; undo it on request.
+        return _apply_orientation(a, _INVERSE.get(orientation, orientation)) if not exif else a
+    return _apply_orientation(a, orientation) if exif else a

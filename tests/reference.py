@@ -118,3 +118,99 @@ def letterbox_geometry_ref(h: int, w: int, H: int, W: int):
     top = int(round((H - nh) / 2 - 0.1))
     left = int(round((W - nw) / 2 - 0.1))
     return nh, nw, top, left
+
+
+# ----------------------------------------------------------------------------- boxes and NMS
+def iou_ref(a: np.ndarray, b: np.ndarray) -> float:
+    """torchvision's IoU expression in the boxes' precision; degenerate boxes -> 0."""
+    t = a.dtype.type
+    if not (a[2] > a[0] and a[3] > a[1]) or not (b[2] > b[0] and b[3] > b[1]):
+        return 0.0
+    w = max(t(0), min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(t(0), min(a[3], b[3]) - max(a[1], b[1]))
+    inter = t(w * h)
+    aa = t((a[2] - a[0]) * (a[3] - a[1]))
+    ab = t((b[2] - b[0]) * (b[3] - b[1]))
+    return float(t(inter / t(t(aa + ab) - inter)))
+
+
+def nms_ref(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, score_threshold=None, max_output=None):
+    """Plain greedy NMS: stable descending order, drop when IoU with a kept box > threshold."""
+    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    if score_threshold is not None:
+        order = [i for i in order if scores[i] > score_threshold]
+    keep: list[int] = []
+    for i in order:
+        if all(iou_ref(boxes[k], boxes[i]) <= iou_threshold for k in keep):
+            keep.append(i)
+    if max_output is not None:
+        keep = keep[:max_output]
+    return np.array(keep, dtype=np.int64)
+
+
+def batched_nms_ref(boxes, scores, classes, iou_threshold, max_output=None):
+    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    keep: list[int] = []
+    for i in order:
+        if all(classes[k] != classes[i] or iou_ref(boxes[k], boxes[i]) <= iou_threshold for k in keep):
+            keep.append(i)
+    if max_output is not None:
+        keep = keep[:max_output]
+    return np.array(keep, dtype=np.int64)
+
+
+def soft_nms_ref(boxes, scores, method="gaussian", sigma=0.5, iou_threshold=0.3, score_threshold=0.001):
+    s = scores.astype(np.float64).copy()
+    alive = [i for i in range(len(s)) if s[i] >= score_threshold]
+    keep, out = [], []
+    while alive:
+        best = max(alive, key=lambda i: (s[i], -i))
+        keep.append(best)
+        out.append(s[best])
+        alive.remove(best)
+        nxt = []
+        for j in alive:
+            iou = iou_ref(boxes[best], boxes[j])
+            if method == "linear":
+                w = 1 - iou if iou > iou_threshold else 1.0
+            else:
+                w = math.exp(-(iou * iou) / sigma)
+            s[j] *= w
+            if s[j] >= score_threshold:
+                nxt.append(j)
+        alive = nxt
+    return np.array(keep, np.int64), np.array(out)
+
+
+def decode_yolo_ref(out: np.ndarray, layout: str, conf: float, iou: float, max_det: int, agnostic=False,
+                    multi_label=False):
+    """One image's raw output -> (xyxy, scores, classes) with the rules of pyimgcls.ops.decode_yolo."""
+    if layout == "v8":
+        box = out[:4].T
+        cls_scores = out[4:].T  # (N, C)
+        valid = np.ones(len(box), bool)
+    else:
+        box = out[:, :4]
+        obj = out[:, 4]
+        cls_scores = out[:, 5:] * obj[:, None]
+        valid = obj > conf
+        if not multi_label:  # best class chosen on the raw class score, as YOLOv5 does
+            c = out[:, 5:].argmax(1)
+            cls_scores = np.zeros_like(cls_scores)
+            cls_scores[np.arange(len(c)), c] = out[np.arange(len(c)), 5 + c] * obj
+    xyxy = np.stack([box[:, 0] - box[:, 2] / 2, box[:, 1] - box[:, 3] / 2,
+                     box[:, 0] + box[:, 2] / 2, box[:, 1] + box[:, 3] / 2], 1).astype(np.float32)
+    if multi_label:
+        i, j = np.nonzero((cls_scores > conf) & valid[:, None])
+        sc, cl = cls_scores[i, j], j
+    else:
+        j = cls_scores.argmax(1)
+        s = cls_scores[np.arange(len(j)), j]
+        i = np.nonzero((s > conf) & valid)[0]
+        sc, cl = s[i], j[i]
+    b = xyxy[i]
+    if agnostic:
+        keep = nms_ref(b, sc.astype(np.float32), iou, max_output=max_det)
+    else:
+        keep = batched_nms_ref(b, sc.astype(np.float32), cl, iou, max_output=max_det)
+    return b[keep], sc[keep].astype(np.float32), cl[keep].astype(np.int32)

@@ -1,0 +1,139 @@
+"""Preprocessing and decode against the chains a user would otherwise write (single thread)."""
+
+import cv2
+import numpy as np
+import pytest
+import simplejpeg
+from PIL import Image
+
+from pyimgcls import PreprocessConfig, preprocess, read_image
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+STEP = 1.0 / (255 * min(STD))  # one uint8 step after normalisation
+
+
+# ----------------------------------------------------------------------------- bilinear 224
+# The source is a BGR array as cv2.imread returns it; the model wants RGB.
+def _cv2_chain(bgr):
+    h, w = bgr.shape[:2]
+    nw, nh = int(224 * w / h) if w > h else 224, int(224 * h / w) if h > w else 224
+    r = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, left = int(round((nh - 224) / 2)), int(round((nw - 224) / 2))
+    r = cv2.cvtColor(r[top:top + 224, left:left + 224], cv2.COLOR_BGR2RGB)
+    x = r.astype(np.float32) / 255.0
+    x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+
+def _blob(bgr):
+    return cv2.dnn.blobFromImage(bgr, 1.0 / (255 * 0.226), (224, 224), tuple(255 * m for m in MEAN),
+                                 swapRB=True, crop=True)
+
+
+@pytest.fixture(scope="module")
+def bilinear_setup(photo_1280):
+    cfg = PreprocessConfig(size=(224, 224), resize="center_crop", crop_pct=1.0, interpolation="bilinear",
+                           mean=MEAN, std=STD)
+    out = np.empty((1, 3, 224, 224), np.float32)
+    ours, _ = preprocess([photo_1280], cfg, out=out, threads=1, input_order="BGR")
+    chain = _cv2_chain(photo_1280)
+    assert np.abs(ours - chain).max() <= STEP + 1e-5  # equality check before timing
+    blob = _blob(photo_1280)
+    assert blob.shape == ours.shape  # same geometry up to cv2's float resize factor
+    return cfg, out
+
+
+@pytest.mark.benchmark(group="preprocess-bilinear-1280x960-224")
+def test_pyimgcls_bilinear(benchmark, photo_1280, bilinear_setup):
+    cfg, out = bilinear_setup
+    benchmark(preprocess, [photo_1280], cfg, out=out, threads=1, input_order="BGR")
+
+
+@pytest.mark.benchmark(group="preprocess-bilinear-1280x960-224")
+def test_cv2_blob_from_image(benchmark, photo_1280, bilinear_setup):
+    benchmark(_blob, photo_1280)
+
+
+@pytest.mark.benchmark(group="preprocess-bilinear-1280x960-224")
+def test_cv2_resize_chain(benchmark, photo_1280, bilinear_setup):
+    benchmark(_cv2_chain, photo_1280)
+
+
+# ----------------------------------------------------------------------------- antialias (timm eval)
+def _pil_chain(img):
+    h, w = img.shape[:2]
+    s = 256  # floor(224 / 0.875)
+    nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
+    x = np.asarray(r.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
+    x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+
+@pytest.fixture(scope="module")
+def aa_setup(photo_1280):
+    cfg = PreprocessConfig(size=(224, 224), crop_pct=0.875, interpolation="bilinear_aa", mean=MEAN, std=STD)
+    out = np.empty((1, 3, 224, 224), np.float32)
+    ours, _ = preprocess([photo_1280], cfg, out=out, threads=1)
+    assert np.abs(ours - _pil_chain(photo_1280)).max() <= STEP + 1e-5
+    return cfg, out
+
+
+@pytest.mark.benchmark(group="preprocess-bilinear_aa-1280x960-224")
+def test_pyimgcls_bilinear_aa(benchmark, photo_1280, aa_setup):
+    cfg, out = aa_setup
+    benchmark(preprocess, [photo_1280], cfg, out=out, threads=1)
+
+
+@pytest.mark.benchmark(group="preprocess-bilinear_aa-1280x960-224")
+def test_pil_chain(benchmark, photo_1280, aa_setup):
+    benchmark(_pil_chain, photo_1280)
+
+
+# ----------------------------------------------------------------------------- batch scaling
+@pytest.fixture(scope="module")
+def batch_setup(mixed_photos):
+    cfg = PreprocessConfig(size=(224, 224), interpolation="bilinear")
+    out = np.empty((64, 3, 224, 224), np.float32)
+    one, _ = preprocess(mixed_photos, cfg, threads=1)
+    two, _ = preprocess(mixed_photos, cfg, threads=2, out=out)
+    np.testing.assert_array_equal(one, two)
+    return cfg, out
+
+
+@pytest.mark.benchmark(group="preprocess-batch64-mixed")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pyimgcls_batch(benchmark, mixed_photos, batch_setup, threads):
+    cfg, out = batch_setup
+    benchmark(preprocess, mixed_photos, cfg, out=out, threads=threads)
+
+
+# ----------------------------------------------------------------------------- decode
+@pytest.mark.benchmark(group="decode-jpeg-1280x960")
+def test_read_image_min_size(benchmark, jpeg_1280):
+    img = read_image(jpeg_1280, min_size=(256, 256))
+    assert img.shape == (480, 640, 3)
+    benchmark(read_image, jpeg_1280, min_size=(256, 256))
+
+
+@pytest.mark.benchmark(group="decode-jpeg-1280x960")
+def test_read_image_full(benchmark, jpeg_1280):
+    benchmark(read_image, jpeg_1280)
+
+
+@pytest.mark.benchmark(group="decode-jpeg-1280x960")
+def test_cv2_imdecode(benchmark, jpeg_1280):
+    buf = np.frombuffer(jpeg_1280, np.uint8)
+    ref = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert np.abs(ref.astype(int) - read_image(jpeg_1280).astype(int)).max() <= 1
+    benchmark(cv2.imdecode, buf, cv2.IMREAD_COLOR)
+
+
+@pytest.mark.benchmark(group="decode-jpeg-1280x960")
+@pytest.mark.parametrize("factor", [2, 4, 8, 8 / 3])
+def test_simplejpeg_scale(benchmark, jpeg_1280, factor):
+    # which DCT scales pay: 1/2, 1/4, 1/8 (SIMD) and 3/8 (not SIMD) for comparison
+    kw = {"min_height": int(np.ceil(960 / factor)), "min_width": int(np.ceil(1280 / factor))}
+    benchmark(simplejpeg.decode_jpeg, jpeg_1280, **kw)

@@ -1,0 +1,93 @@
+"""``Detections``: the result of a detector for one image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .preprocessing import ImageTransform
+
+__all__ = ["Detections"]
+
+
+@dataclass
+class Detections:
+    """Detections of one image.
+
+    Attributes:
+        xyxy: (N, 4) float32 boxes, xyxy, in pixels.
+        confidence: (N,) float32.
+        class_id: (N,) int32.
+        class_names: optional names indexed by class id.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    class_names: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        conf = np.asarray(self.confidence, dtype=np.float32)
+        cls = np.asarray(self.class_id)
+        if xyxy.size == 0:
+            xyxy = xyxy.reshape(0, 4)
+        if cls.size == 0:
+            cls = cls.reshape(0).astype(np.int32)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise ValueError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
+        n = xyxy.shape[0]
+        if conf.shape != (n,):
+            raise ValueError(f"confidence must have shape ({n},), got {conf.shape}")
+        if cls.dtype.kind not in "iu":
+            raise TypeError(f"class_id must be integers, got {cls.dtype}")
+        if cls.shape != (n,):
+            raise ValueError(f"class_id must have shape ({n},), got {cls.shape}")
+        self.xyxy, self.confidence, self.class_id = xyxy, conf, cls.astype(np.int32, copy=False)
+
+    def __len__(self) -> int:
+        return self.xyxy.shape[0]
+
+    def __getitem__(self, index) -> "Detections":
+        """Indexing by a boolean mask, an integer array or a slice keeps the matching rows."""
+        if isinstance(index, (int, np.integer)):
+            index = [index]
+        return Detections(xyxy=self.xyxy[index], confidence=self.confidence[index],
+                          class_id=self.class_id[index], class_names=self.class_names)
+
+    @classmethod
+    def empty(cls, class_names: Sequence[str] | None = None) -> "Detections":
+        return cls(xyxy=np.zeros((0, 4), np.float32), confidence=np.zeros(0, np.float32),
+                   class_id=np.zeros(0, np.int32), class_names=class_names)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names of the detections (the ids as strings without names)."""
+        if self.class_names is None:
+            return [str(int(c)) for c in self.class_id]
+        return [self.class_names[int(c)] for c in self.class_id]
+
+    def to_original(self, transform: ImageTransform, *, clip: bool = True) -> "Detections":
+        """Maps boxes from model-input coordinates back to the original image (letterbox, crop)."""
+        if not isinstance(transform, ImageTransform):
+            raise TypeError(f"transform must be an ImageTransform, got {type(transform).__name__}")
+        xyxy = transform.to_original(self.xyxy.astype(np.float64), clip=clip).astype(np.float32)
+        return Detections(xyxy=xyxy, confidence=self.confidence.copy(), class_id=self.class_id.copy(),
+                          class_names=self.class_names)
+
+    def to_coco(self, image_id: int, *, category_ids: Sequence[int] | None = None) -> list[dict]:
+        """COCO result dicts: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+
+        ``category_ids`` maps class ids to COCO category ids (COCO's 80 classes use 1..90).
+        """
+        out = []
+        for (x1, y1, x2, y2), s, c in zip(self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist()):
+            out.append({
+                "image_id": int(image_id),
+                "category_id": int(category_ids[c]) if category_ids is not None else int(c),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(s),
+            })
+        return out

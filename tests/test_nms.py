@@ -1,0 +1,267 @@
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from pyimgcls import Detections, PreprocessConfig, preprocess
+from pyimgcls import ops
+
+from reference import batched_nms_ref, iou_ref, nms_ref, soft_nms_ref
+
+
+def clustered_boxes(rng, n, n_objects=None, scale=640.0, dtype=np.float32, jitter=0.08):
+    """Detector-like candidates: many jittered copies around fewer objects."""
+    n_objects = n_objects or max(1, n // 50)
+    centres = rng.uniform(0.05, 0.95, (n_objects, 2)) * scale
+    sizes = rng.uniform(0.03, 0.3, (n_objects, 2)) * scale
+    k = rng.integers(0, n_objects, n)
+    c = centres[k] + rng.normal(0, jitter, (n, 2)) * sizes[k]
+    s = sizes[k] * rng.uniform(0.8, 1.25, (n, 2))
+    boxes = np.concatenate([c - s / 2, c + s / 2], 1).astype(dtype)
+    return boxes, rng.random(n).astype(dtype), k
+
+
+@st.composite
+def nms_cases(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n = draw(st.integers(0, 120))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    scale = draw(st.sampled_from([1.0, 640.0, 1e5]))
+    boxes, scores, _ = clustered_boxes(rng, n, n_objects=draw(st.integers(1, 6)), scale=scale, dtype=dtype)
+    if draw(st.booleans()):  # equal scores, duplicates
+        scores = np.round(scores * 4).astype(dtype) / 4
+        if n > 3:
+            boxes[1] = boxes[0]
+    if draw(st.booleans()) and n > 2:  # degenerate boxes
+        boxes[2, 2] = boxes[2, 0]
+        boxes[-1, [0, 2]] = boxes[-1, [2, 0]]
+    return boxes, scores, draw(st.floats(0, 1)), rng.integers(0, draw(st.sampled_from([1, 3, 80])), n)
+
+
+@given(nms_cases())
+def test_nms_matches_reference(case):
+    boxes, scores, thr, _ = case
+    np.testing.assert_array_equal(ops.nms(boxes, scores, thr), nms_ref(boxes, scores, thr))
+
+
+@given(nms_cases(), st.integers(0, 10), st.floats(0, 1))
+def test_nms_max_output_and_score_threshold(case, k, sthr):
+    boxes, scores, thr, _ = case
+    np.testing.assert_array_equal(ops.nms(boxes, scores, thr, score_threshold=sthr, max_output=k),
+                                  nms_ref(boxes, scores, thr, score_threshold=sthr, max_output=k))
+
+
+@given(nms_cases())
+def test_batched_nms_matches_reference(case):
+    boxes, scores, thr, classes = case
+    np.testing.assert_array_equal(ops.batched_nms(boxes, scores, classes, thr, threads=2),
+                                  batched_nms_ref(boxes, scores, classes, thr))
+
+
+def test_threshold_boundary_is_strict():
+    # IoU exactly 0.5 -> kept (suppression needs IoU > threshold); just above -> suppressed.
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 5]], np.float32)  # IoU = 50 / 100 = 0.5
+    s = np.array([0.9, 0.8], np.float32)
+    assert ops.nms(a, s, 0.5).tolist() == [0, 1]
+    assert ops.nms(a, s, np.nextafter(np.float32(0.5), np.float32(0))).tolist() == [0]
+    b = np.array([[0, 0, 10, 10], [0, 0, 10, 5.0001]], np.float32)
+    assert iou_ref(b[0], b[1]) > 0.5
+    assert ops.nms(b, s, 0.5).tolist() == [0]
+
+
+def test_large_coordinates_are_exact_per_class():
+    # Boxes far apart in coordinates that an offset trick (boxes + class * max_wh) would overlap
+    boxes = np.array([[1e5, 1e5, 1e5 + 50, 1e5 + 50], [1e5 + 1, 1e5, 1e5 + 51, 1e5 + 50], [0, 0, 50, 50]], np.float64)
+    scores = np.array([0.9, 0.8, 0.7])
+    np.testing.assert_array_equal(ops.batched_nms(boxes, scores, [0, 1, 0], 0.5), [0, 1, 2])
+    np.testing.assert_array_equal(ops.batched_nms(boxes, scores, [0, 0, 0], 0.5), [0, 2])
+
+
+def test_ties_keep_input_order():
+    boxes = np.array([[0, 0, 1, 1], [10, 10, 11, 11], [20, 20, 21, 21]], np.float32)
+    assert ops.nms(boxes, np.ones(3, np.float32), 0.5).tolist() == [0, 1, 2]
+
+
+def test_clustered_20k_matches_reference_subset():
+    rng = np.random.default_rng(1)
+    boxes, scores, _ = clustered_boxes(rng, 3000)
+    np.testing.assert_array_equal(ops.nms(boxes, scores, 0.45), nms_ref(boxes, scores, 0.45))
+
+
+def test_nms_agrees_with_opencv_on_separated_scores():
+    # cv2.dnn.NMSBoxes works on xywh in float; with distinct scores and IoUs away from the
+    # threshold it keeps the same boxes.
+    import cv2
+
+    rng = np.random.default_rng(3)
+    boxes, scores, _ = clustered_boxes(rng, 400)
+    ious = ops.box_iou(boxes, boxes)
+    ours = ops.nms(boxes, scores, 0.5)
+    ref = cv2.dnn.NMSBoxes(ops.box_convert(boxes, "xyxy", "xywh").tolist(), scores.tolist(), 0.0, 0.5)
+    ref = np.asarray(ref).reshape(-1)
+    near = np.abs(ious - 0.5) < 1e-4
+    assert not near[np.ix_(ours, ours)].any()
+    assert set(ours.tolist()) == set(ref.tolist())
+
+
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+@given(case=nms_cases(), sigma=st.floats(0.1, 2))
+def test_soft_nms_matches_reference(method, case, sigma):
+    boxes, scores, thr, _ = case
+    idx, s = ops.soft_nms(boxes, scores, method=method, sigma=sigma, iou_threshold=thr, score_threshold=0.05)
+    ridx, rs = soft_nms_ref(boxes, scores, method=method, sigma=sigma, iou_threshold=thr, score_threshold=0.05)
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_allclose(s, rs, rtol=1e-6)
+
+
+@given(nms_cases())
+def test_box_iou_matches_reference(case):
+    boxes, _, _, _ = case
+    got = ops.box_iou(boxes, boxes[::-1].copy())
+    ref = np.array([[iou_ref(a, b) for b in boxes[::-1]] for a in boxes]).reshape(len(boxes), len(boxes))
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=0)
+
+
+@given(st.lists(st.floats(-1e4, 1e4), min_size=4, max_size=40).filter(lambda v: len(v) % 4 == 0))
+def test_box_convert_round_trip(vals):
+    b = np.array(vals, np.float64).reshape(-1, 4)
+    for fmt in ("xywh", "cxcywh"):
+        np.testing.assert_allclose(ops.box_convert(ops.box_convert(b, "xyxy", fmt), fmt, "xyxy"), b, atol=1e-9)
+
+
+def test_bad_input():
+    b = np.zeros((3, 4), np.float32)
+    s = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\), got \(3, 3\)"):
+        ops.nms(np.zeros((3, 3), np.float32), s, 0.5)
+    with pytest.raises(ValueError, match=r"scores must have shape \(3,\), got \(2,\)"):
+        ops.nms(b, s[:2], 0.5)
+    with pytest.raises(ValueError, match="iou_threshold must be in"):
+        ops.nms(b, s, 1.5)
+    bad = b.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="boxes must be finite.*index 1"):
+        ops.nms(bad, s, 0.5)
+    with pytest.raises(ValueError, match="scores must be finite"):
+        ops.nms(b, np.array([0, np.inf, 0], np.float32), 0.5)
+    with pytest.raises(ValueError, match="class_ids must have shape"):
+        ops.batched_nms(b, s, [0, 1], 0.5)
+    with pytest.raises(ValueError, match="in_fmt"):
+        ops.box_convert(b, "ltrb", "xyxy")
+    with pytest.raises(ValueError, match="layout"):
+        ops.decode_yolo(np.zeros((1, 84, 10), np.float32), layout="v7")
+    with pytest.raises(ValueError, match="method"):
+        ops.soft_nms(b, s, method="hard")
+    with pytest.raises(TypeError, match="numeric"):
+        ops.nms(np.array([["a"] * 4]), [1.0], 0.5)
+
+
+def test_empty_inputs():
+    e = np.zeros((0, 4), np.float32)
+    assert ops.nms(e, np.zeros(0, np.float32), 0.5).shape == (0,)
+    assert ops.batched_nms(e, np.zeros(0, np.float32), np.zeros(0, np.int64), 0.5).shape == (0,)
+    assert ops.box_iou(e, np.zeros((3, 4), np.float32)).shape == (0, 3)
+    idx, s = ops.soft_nms(e, np.zeros(0, np.float32))
+    assert idx.shape == (0,) and s.shape == (0,)
+    dets = ops.decode_yolo(np.zeros((2, 84, 0), np.float32), layout="v8")
+    assert [len(d) for d in dets] == [0, 0]
+
+
+# ----------------------------------------------------------------------------- Detections
+def test_detections_validation_and_indexing():
+    d = Detections(xyxy=np.array([[0, 0, 10, 10], [5, 5, 8, 9]]), confidence=[0.9, 0.3], class_id=[1, 0],
+                   class_names=["cat", "dog"])
+    assert len(d) == 2 and d.labels == ["dog", "cat"]
+    assert len(d[d.confidence > 0.5]) == 1 and d[[1]].class_id.tolist() == [0]
+    with pytest.raises(ValueError, match=r"confidence must have shape \(2,\)"):
+        Detections(xyxy=np.zeros((2, 4)), confidence=[1.0], class_id=[0, 0])
+    with pytest.raises(ValueError, match="xyxy must have shape"):
+        Detections(xyxy=np.zeros((2, 3)), confidence=[1, 1], class_id=[0, 0])
+    coco = d.to_coco(7)
+    assert coco[1] == {"image_id": 7, "category_id": 0, "bbox": [5.0, 5.0, 3.0, 4.0], "score": pytest.approx(0.3)}
+    assert len(Detections.empty()) == 0
+
+
+# ----------------------------------------------------------------------------- decode_yolo on ONNX models
+def _tiny_yolo(layout: str, n_classes: int, size: int, seed: int):
+    """A small real ONNX detector head: pool -> 1x1 conv -> sigmoid -> scale -> reshape."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    ch = (4 if layout == "v8" else 5) + n_classes
+    grid = size // 8
+    w = rng.normal(0, 3, (ch, 3, 1, 1)).astype(np.float32)
+    b = rng.normal(0, 1, ch).astype(np.float32)
+    mul = np.ones((1, ch, 1, 1), np.float32)
+    mul[0, :2] = size
+    mul[0, 2:4] = size / 3
+    nodes = [
+        helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[8, 8], strides=[8, 8]),
+        helper.make_node("Conv", ["p", "w", "b"], ["c"]),
+        helper.make_node("Sigmoid", ["c"], ["s"]),
+        helper.make_node("Mul", ["s", "mul"], ["m"]),
+        helper.make_node("Reshape", ["m", "shape"], ["r" if layout == "v5" else "y"]),
+    ]
+    if layout == "v5":
+        nodes.append(helper.make_node("Transpose", ["r"], ["y"], perm=[0, 2, 1]))
+    out_shape = [1, ch, grid * grid] if layout == "v8" else [1, grid * grid, ch]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b"), numpy_helper.from_array(mul, "mul"),
+             numpy_helper.from_array(np.array([1, ch, grid * grid], np.int64), "shape")]
+    graph = helper.make_graph(nodes, "tiny_yolo", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("layout", ["v5", "v8"])
+@pytest.mark.parametrize("multi_label,agnostic", [(False, False), (True, False), (False, True)])
+def test_decode_yolo_on_onnx_model_outputs(photos, layout, multi_label, agnostic):
+    import onnxruntime as ort
+
+    from reference import decode_yolo_ref
+
+    size = 128
+    sess = ort.InferenceSession(_tiny_yolo(layout, 5, size, seed=4), providers=["CPUExecutionProvider"])
+    cfg = PreprocessConfig(size=(size, size), resize="letterbox", mean=(0, 0, 0), std=(1, 1, 1))
+    ims = [photos["chelsea"], photos["astronaut"], photos["coffee"]]
+    batch, tfs = preprocess(ims, cfg)
+    out = np.concatenate([sess.run(None, {"x": batch[i:i + 1]})[0] for i in range(len(ims))])
+    dets = ops.decode_yolo(out, layout=layout, conf_threshold=0.3, iou_threshold=0.5, max_det=50,
+                           multi_label=multi_label, class_agnostic=agnostic)
+    assert len(dets) == len(ims)
+    total = 0
+    for i, d in enumerate(dets):
+        b, s, c = decode_yolo_ref(out[i], layout, 0.3, 0.5, 50, agnostic=agnostic, multi_label=multi_label)
+        np.testing.assert_array_equal(d.xyxy, b)
+        np.testing.assert_array_equal(d.confidence, s)
+        np.testing.assert_array_equal(d.class_id, c)
+        total += len(d)
+        # letterbox un-mapping: against the float64 formula
+        t = tfs[i]
+        orig = d.to_original(t, clip=False)
+        sy, sx = t.scale
+        oy, ox = t.offset
+        want = (b.astype(np.float64) - [ox, oy, ox, oy]) / [sx, sy, sx, sy]
+        np.testing.assert_allclose(orig.xyxy, want.astype(np.float32), rtol=1e-6)
+    assert total > 0
+
+
+def test_decode_yolo_v8_large_random_against_reference():
+    from reference import decode_yolo_ref
+
+    rng = np.random.default_rng(0)
+    n, c = 2000, 80
+    out = np.zeros((2, 4 + c, n), np.float32)
+    boxes, _, _ = clustered_boxes(rng, n, n_objects=30)
+    cxcywh = ops.box_convert(boxes, "xyxy", "cxcywh")
+    out[:, :4] = cxcywh.T
+    out[:, 4:] = rng.random((2, c, n)) ** 8
+    dets = ops.decode_yolo(out, layout="v8", conf_threshold=0.3, iou_threshold=0.6)
+    for i in range(2):
+        b, s, k = decode_yolo_ref(out[i], "v8", 0.3, 0.6, 300)
+        np.testing.assert_array_equal(dets[i].confidence, s)
+        np.testing.assert_array_equal(dets[i].class_id, k)
+        np.testing.assert_array_equal(dets[i].xyxy, b)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -31,51 +32,58 @@ inline T iou_t(const T* a, T aa, const T* b, T ab) {
     return inter / (aa + ab - inter);
 }
 
-// Uniform grid over kept boxes; cells hold singly linked lists of kept ids.
+// Spatial culling for greedy NMS. Kept boxes are filed by their centre in a uniform grid. If
+// IoU(A, B) > t then the overlap width exceeds t * max(wA, wB) (inter > t * union >= t * area), so
+//   wB < wA / t  and  |cxA - cxB| < (wA + wB) / 2 - t * max(wA, wB) <= wA * max(1 - t, 0.5 / t - 0.5),
+// and in any case |cxA - cxB| < (wA + w_max) / 2 (any overlap). The same holds for y. A candidate
+// therefore only needs the kept boxes whose centres fall in the cells within that radius; the
+// radius carries a 1% margin, and the IoU itself is always computed exactly.
 template <typename T>
 struct Grid {
-    double x0 = 0, y0 = 0, inv_w = 1, inv_h = 1;
+    double x0 = 0, y0 = 0, inv_w = 1, inv_h = 1, wmax = 0, hmax = 0, factor = 0;
     int cols = 1, rows = 1;
-    std::vector<int> head;     // per cell: last entry or -1
-    std::vector<int> next;     // per entry
-    std::vector<int> item;     // per entry: kept id
-    std::vector<int> wide;     // kept ids registered in too many cells: always checked
-    static constexpr int kMaxSpan = 16;
+    std::vector<int> head;  // per cell: last entry or -1
+    std::vector<int> next;  // per kept id: previous entry of its cell
 
-    void build(const T* boxes, const std::vector<std::int64_t>& ids) {
+    void build(const T* boxes, const std::vector<std::int64_t>& ids, double t) {
         double minx = INFINITY, miny = INFINITY, maxx = -INFINITY, maxy = -INFINITY, sw = 0, sh = 0;
         std::size_t cnt = 0;
         for (std::int64_t id : ids) {
             const T* b = boxes + 4 * id;
             if (degenerate(b)) continue;
-            minx = std::min(minx, double(b[0]));
-            miny = std::min(miny, double(b[1]));
-            maxx = std::max(maxx, double(b[2]));
-            maxy = std::max(maxy, double(b[3]));
-            sw += double(b[2]) - double(b[0]);
-            sh += double(b[3]) - double(b[1]);
+            const double w = double(b[2]) - double(b[0]), h = double(b[3]) - double(b[1]);
+            const double cx = 0.5 * (double(b[0]) + double(b[2])), cy = 0.5 * (double(b[1]) + double(b[3]));
+            minx = std::min(minx, cx);
+            miny = std::min(miny, cy);
+            maxx = std::max(maxx, cx);
+            maxy = std::max(maxy, cy);
+            wmax = std::max(wmax, w);
+            hmax = std::max(hmax, h);
+            sw += w;
+            sh += h;
             ++cnt;
         }
+        factor = t > 0 ? std::max(1.0 - t, 0.5 / t - 0.5) : INFINITY;
         if (cnt == 0) {
             head.assign(1, -1);
             return;
         }
-        const double cw = std::max(sw / cnt, 1e-12), ch = std::max(sh / cnt, 1e-12);
-        const double max_cells = std::max<double>(1.0, std::min<double>(4.0 * cnt, 1 << 20));
-        double c = std::ceil((maxx - minx) / cw), r = std::ceil((maxy - miny) / ch);
-        c = std::max(1.0, c);
-        r = std::max(1.0, r);
+        // cells of about half the typical query radius
+        const double f = std::min(std::max(std::isfinite(factor) ? factor : 1.0, 0.05), 1.0);
+        const double cw = std::max(0.5 * f * sw / cnt, 1e-300), ch = std::max(0.5 * f * sh / cnt, 1e-300);
+        const double max_cells = std::max<double>(1.0, std::min<double>(2.0 * cnt, 1 << 20));
+        double c = std::max(1.0, std::ceil((maxx - minx) / cw)), r = std::max(1.0, std::ceil((maxy - miny) / ch));
         if (c * r > max_cells) {
-            const double f = std::sqrt(max_cells / (c * r));
-            c = std::max(1.0, std::floor(c * f));
-            r = std::max(1.0, std::floor(r * f));
+            const double k = std::sqrt(max_cells / (c * r));
+            c = std::max(1.0, std::floor(c * k));
+            r = std::max(1.0, std::floor(r * k));
         }
         cols = static_cast<int>(c);
         rows = static_cast<int>(r);
         x0 = minx;
         y0 = miny;
-        inv_w = cols / std::max(maxx - minx, 1e-300);
-        inv_h = rows / std::max(maxy - miny, 1e-300);
+        inv_w = maxx > minx ? cols / (maxx - minx) : 0.0;
+        inv_h = maxy > miny ? rows / (maxy - miny) : 0.0;
         head.assign(static_cast<std::size_t>(cols) * rows, -1);
     }
     int cx(double x) const {
@@ -87,18 +95,20 @@ struct Grid {
         return v < 0 ? 0 : (v >= rows ? rows - 1 : static_cast<int>(v));
     }
     void insert(const T* b, int kept_id) {
-        const int c0 = cx(b[0]), c1 = cx(b[2]), r0 = cy(b[1]), r1 = cy(b[3]);
-        if ((c1 - c0 + 1) * (r1 - r0 + 1) > kMaxSpan) {
-            wide.push_back(kept_id);
-            return;
-        }
-        for (int r = r0; r <= r1; ++r)
-            for (int c = c0; c <= c1; ++c) {
-                const int cell = r * cols + c;
-                next.push_back(head[cell]);
-                item.push_back(kept_id);
-                head[cell] = static_cast<int>(item.size()) - 1;
-            }
+        const int cell = cy(0.5 * (double(b[1]) + double(b[3]))) * cols + cx(0.5 * (double(b[0]) + double(b[2])));
+        next.push_back(head[cell]);
+        head[cell] = kept_id;
+    }
+    // Cell range [c0, c1] x [r0, r1] that can hold the centre of a box suppressing b.
+    void query(const T* b, int& c0, int& c1, int& r0, int& r1) const {
+        const double w = double(b[2]) - double(b[0]), h = double(b[3]) - double(b[1]);
+        const double x = 0.5 * (double(b[0]) + double(b[2])), y = 0.5 * (double(b[1]) + double(b[3]));
+        const double rx = std::min(factor * w, 0.5 * (w + wmax)) * 1.01 + 1e-9 * (std::fabs(x) + w);
+        const double ry = std::min(factor * h, 0.5 * (h + hmax)) * 1.01 + 1e-9 * (std::fabs(y) + h);
+        c0 = cx(x - rx);
+        c1 = cx(x + rx);
+        r0 = cy(y - ry);
+        r1 = cy(y + ry);
     }
 };
 
@@ -119,58 +129,119 @@ void nms_ordered(const T* boxes, const std::vector<std::int64_t>& order, double 
     const std::size_t start = keep.size();
     if (order.empty() || max_output == 0) return;
     Grid<T> grid;
-    grid.build(boxes, order);
-    std::vector<std::int64_t> kept_idx;  // kept id -> box index
-    std::vector<T> kept_area;
-    std::vector<std::int64_t> stamp;     // kept id -> last candidate that checked it
+    grid.build(boxes, order, iou_threshold);
+    struct Kept {
+        T box[4];
+        T area;
+    };
+    std::vector<Kept> kept;  // kept id -> box and area, contiguous for the inner loop
     const std::int64_t limit = max_output < 0 ? INT64_MAX : max_output;
-    std::int64_t pos = 0;
     for (std::int64_t i : order) {
         const T* b = boxes + 4 * i;
-        ++pos;
-        if (degenerate(b)) {  // IoU 0 with everything: always kept, never suppresses
-            keep.push_back(i);
-            if (static_cast<std::int64_t>(keep.size() - start) >= limit) break;
-            continue;
+        if (!degenerate(b)) {  // degenerate boxes have IoU 0: kept, and never suppress
+            const T ab = area_of(b);
+            auto suppresses = [&](int k) {
+                return static_cast<double>(iou_t(kept[k].box, kept[k].area, b, ab)) > iou_threshold;
+            };
+            bool suppressed = false;
+            int c0, c1, r0, r1;
+            grid.query(b, c0, c1, r0, r1);
+            const double cells = double(c1 - c0 + 1) * double(r1 - r0 + 1);
+            if (cells > double(kept.size())) {
+                for (int k = 0, n = static_cast<int>(kept.size()); k < n && !suppressed; ++k)
+                    suppressed = suppresses(k);
+            } else {
+                // the candidate's own cell first: a suppressing box usually sits right there
+                const int own = grid.cy(0.5 * (double(b[1]) + double(b[3]))) * grid.cols +
+                                grid.cx(0.5 * (double(b[0]) + double(b[2])));
+                for (int k = grid.head[own]; k >= 0 && !suppressed; k = grid.next[k]) suppressed = suppresses(k);
+                for (int r = r0; r <= r1 && !suppressed; ++r)
+                    for (int c = c0; c <= c1 && !suppressed; ++c) {
+                        const int cell = r * grid.cols + c;
+                        if (cell == own) continue;
+                        for (int k = grid.head[cell]; k >= 0; k = grid.next[k])
+                            if (suppresses(k)) {
+                                suppressed = true;
+                                break;
+                            }
+                    }
+            }
+            if (suppressed) continue;
+            const int kid = static_cast<int>(kept.size());
+            kept.push_back({{b[0], b[1], b[2], b[3]}, ab});
+            grid.insert(b, kid);
         }
-        const T ab = area_of(b);
-        bool suppressed = false;
-        auto test = [&](int k) {
-            if (stamp[k] == pos) return false;
-            stamp[k] = pos;
-            const T* kb = boxes + 4 * kept_idx[k];
-            return static_cast<double>(iou_t(kb, kept_area[k], b, ab)) > iou_threshold;
-        };
-        for (int k : grid.wide)
-            if (test(k)) { suppressed = true; break; }
-        if (!suppressed) {
-            const int c0 = grid.cx(b[0]), c1 = grid.cx(b[2]), r0 = grid.cy(b[1]), r1 = grid.cy(b[3]);
-            for (int r = r0; r <= r1 && !suppressed; ++r)
-                for (int c = c0; c <= c1 && !suppressed; ++c)
-                    for (int e = grid.head[r * grid.cols + c]; e >= 0; e = grid.next[e])
-                        if (test(grid.item[e])) { suppressed = true; break; }
-        }
-        if (suppressed) continue;
-        const int kid = static_cast<int>(kept_idx.size());
-        kept_idx.push_back(i);
-        kept_area.push_back(ab);
-        stamp.push_back(0);
-        grid.insert(b, kid);
         keep.push_back(i);
         if (static_cast<std::int64_t>(keep.size() - start) >= limit) break;
     }
 }
 
 namespace {
+// Float -> unsigned key whose ascending order is the descending order of the float (finite
+// values; -0.0 and +0.0 map to the same key, as they compare equal).
+inline std::uint32_t descending_key(float v) {
+    if (v == 0.0f) v = 0.0f;
+    std::uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending order of the float
+    return ~u;
+}
+inline std::uint64_t descending_key(double v) {
+    if (v == 0.0) v = 0.0;
+    std::uint64_t u;
+    std::memcpy(&u, &v, sizeof u);
+    u = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+    return ~u;
+}
+
+// Stable order of the candidates by descending score: an LSD radix sort (11-bit digits) of the
+// score keys, which is stable, so equal scores keep input order.
 template <typename T>
 std::vector<std::int64_t> sorted_candidates(const T* scores, std::int64_t n, const NMSOptions& opt) {
-    std::vector<std::int64_t> order;
-    order.reserve(static_cast<std::size_t>(n));
+    using Key = decltype(descending_key(T{}));
+    std::vector<Key> keys;
+    std::vector<std::int64_t> idx;
+    keys.reserve(static_cast<std::size_t>(n));
+    idx.reserve(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i)
-        if (!opt.use_score_threshold || static_cast<double>(scores[i]) > opt.score_threshold) order.push_back(i);
-    std::stable_sort(order.begin(), order.end(),
-                     [scores](std::int64_t a, std::int64_t b) { return scores[a] > scores[b]; });
-    return order;
+        if (!opt.use_score_threshold || static_cast<double>(scores[i]) > opt.score_threshold) {
+            keys.push_back(descending_key(scores[i]));
+            idx.push_back(i);
+        }
+    const std::size_t m = keys.size();
+    if (m < 256) {
+        std::vector<std::size_t> p(m);
+        std::iota(p.begin(), p.end(), std::size_t{0});
+        std::stable_sort(p.begin(), p.end(), [&](std::size_t a, std::size_t b) { return keys[a] < keys[b]; });
+        std::vector<std::int64_t> order(m);
+        for (std::size_t k = 0; k < m; ++k) order[k] = idx[p[k]];
+        return order;
+    }
+    constexpr int kBits = 11, kBuckets = 1 << kBits;
+    constexpr int kPasses = (static_cast<int>(sizeof(Key)) * 8 + kBits - 1) / kBits;
+    std::vector<Key> keys2(m);
+    std::vector<std::int64_t> idx2(m);
+    std::vector<std::size_t> count(kBuckets);
+    for (int pass = 0; pass < kPasses; ++pass) {
+        const int shift = pass * kBits;
+        std::fill(count.begin(), count.end(), 0);
+        for (std::size_t k = 0; k < m; ++k) ++count[(keys[k] >> shift) & (kBuckets - 1)];
+        if (count[(keys[0] >> shift) & (kBuckets - 1)] == m) continue;  // digit constant: skip
+        std::size_t sum = 0;
+        for (auto& c : count) {
+            const std::size_t t = c;
+            c = sum;
+            sum += t;
+        }
+        for (std::size_t k = 0; k < m; ++k) {
+            const std::size_t d = count[(keys[k] >> shift) & (kBuckets - 1)]++;
+            keys2[d] = keys[k];
+            idx2[d] = idx[k];
+        }
+        keys.swap(keys2);
+        idx.swap(idx2);
+    }
+    return idx;
 }
 }  // namespace
 

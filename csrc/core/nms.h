@@ -7,8 +7,9 @@
 //     inter = max(0, min(x2) - max(x1)) * max(0, min(y2) - max(y1)), iou = inter / (a + b - inter);
 //   * degenerate (zero-area or inverted) boxes have IoU 0 with everything;
 //   * score_threshold keeps scores > threshold.
-// Complexity: O(N log N) sort plus, per candidate, the kept boxes that share a cell of a uniform
-// grid sized to the boxes (spatial culling), instead of every kept box.
+// Complexity: O(N log N) sort plus, per candidate, only the kept boxes whose centres lie close
+// enough to possibly exceed the threshold (a uniform grid of centres; see nms.cpp), instead of
+// every kept box.
 #pragma once
 
 #include <cstdint>

@@ -265,3 +265,26 @@ def test_decode_yolo_v8_large_random_against_reference():
         np.testing.assert_array_equal(dets[i].confidence, s)
         np.testing.assert_array_equal(dets[i].class_id, k)
         np.testing.assert_array_equal(dets[i].xyxy, b)
+
+
+@given(st.integers(0, 2**32 - 1), st.floats(0.05, 0.95), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from([1.0, 1e3, 1e5]))
+def test_pairs_just_above_and_below_threshold(seed, thr, dtype, scale):
+    # Pairs built to have IoU within a few ulps of the threshold, shifted and nested, small and
+    # large: exercises the culling radius right at its bound.
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(30):
+        x, y = rng.uniform(0, scale, 2)
+        w, h = rng.uniform(0.01, 0.2, 2) * scale
+        a = [x, y, x + w, y + h]
+        d = w * (1 - thr) / (1 + thr)  # shift with IoU = thr
+        for eps in (-1e-6, 0.0, 1e-6):
+            rows += [a, [x + d * (1 + eps), y, x + w + d * (1 + eps), y + h]]
+            rows += [a, [x, y, x + w * thr * (1 + eps), y + h]]  # nested with IoU = thr
+    boxes = np.array(rows, dtype)
+    scores = rng.random(len(boxes)).astype(dtype)
+    np.testing.assert_array_equal(ops.nms(boxes, scores, thr), nms_ref(boxes, scores, thr))
+    classes = np.arange(len(boxes)) // 2 % 3
+    np.testing.assert_array_equal(ops.batched_nms(boxes, scores, classes, thr),
+                                  batched_nms_ref(boxes, scores, classes, thr))

@@ -138,7 +138,7 @@ def nms_ref(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, score_t
     """Plain greedy NMS: stable descending order, drop when IoU with a kept box > threshold."""
     order = [int(i) for i in np.argsort(-scores, kind="stable")]
     if score_threshold is not None:
-        order = [i for i in order if scores[i] > score_threshold]
+        order = [i for i in order if float(scores[i]) > score_threshold]  # compared in float64
     keep: list[int] = []
     for i in order:
         if all(iou_ref(boxes[k], boxes[i]) <= iou_threshold for k in keep):

@@ -1,11 +1,19 @@
 """pyimgcls: fast image classification and detection inference with a native C++ core."""
 
 from . import ops
+from .classifier import Classification, Classifier, default_model_path
 from .decode import ImageDecodeError, image_size, read_image
 from .detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
+from .session import ModelInfo, Session, annotate_model
 
 __all__ = [
+    "Classification",
+    "Classifier",
+    "ModelInfo",
+    "Session",
+    "annotate_model",
+    "default_model_path",
     "Detections",
     "ops",
     "ImageDecodeError",

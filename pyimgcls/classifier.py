@@ -1,0 +1,282 @@
+"""``Classifier``: images in, classifications out, with the embedded default model or your own."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .inputs import Item, iter_items, load_item
+from .pipeline import prepare_batches
+from .preprocessing import preprocess
+from .session import Session
+
+__all__ = ["Classification", "Classifier", "default_model_path"]
+
+
+def default_model_path() -> str:
+    """Path of the embedded EfficientNet-Lite0 ImageNet-1k model (Apache-2.0)."""
+    return str(resources.files("pyimgcls") / "models" / "efficientnet_lite0.onnx")
+
+
+@dataclass
+class Classification:
+    """The answer for one input.
+
+    Attributes:
+        source: the input's path, or ``<bytes #i>`` / ``<array #i>`` / ``<PIL #i>``.
+        label: top class id (``None`` when ``error`` is set or, multi-label, nothing passed).
+        label_name: its name.
+        score: its probability.
+        top_k: ``[(class_id, name, probability)]``, best first.
+        labels: multi-label only: every class at or above its threshold, best first.
+        probabilities: all class probabilities, when asked for.
+        error: why this input has no answer (unreadable, corrupt, wrong shape), else ``None``.
+    """
+
+    source: str
+    label: int | None = None
+    label_name: str | None = None
+    score: float | None = None
+    top_k: list[tuple[int, str, float]] = field(default_factory=list)
+    labels: list[tuple[int, str, float]] | None = None
+    probabilities: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _softmax(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Classifier:
+    """Image classifier on an ONNX model.
+
+    Args:
+        model: path / bytes of an ONNX classifier; ``None`` loads the embedded default,
+            EfficientNet-Lite0 with ImageNet-1k weights.
+        **session_options: passed to ``Session`` (``providers``, ``threads``, ``allow_spinning``).
+    """
+
+    def __init__(self, model=None, **session_options: Any) -> None:
+        self.model_path = default_model_path() if model is None else model
+        self.session = Session(self.model_path, **session_options)
+        self.config = self.session.preprocess_config
+        outs = self.session.info.outputs
+        c = outs[0][1][-1] if outs and outs[0][1] else None
+        self.num_classes: int | None = c if isinstance(c, int) else (len(self.session.labels) if self.session.labels else None)
+        self.labels: list[str] = self.session.labels or [str(i) for i in range(self.num_classes or 0)]
+        self.threads = self.session.threads or os.cpu_count() or 1
+        self._embed_session: Session | None = None
+        self._embed_output: str | None = None
+        self._init_one()
+
+    # ------------------------------------------------------------------ names
+    def _name(self, k: int) -> str:
+        return self.labels[k] if 0 <= k < len(self.labels) else str(k)
+
+    # ------------------------------------------------------------------ batch path
+    def predict(self, inputs, *, batch_size: int = 32, top_k: int = 5, multi_label: bool = False,
+                threshold: float | Sequence[float] | np.ndarray = 0.5, probabilities: bool = False,
+                errors: str = "record", fast_decode: bool = True) -> list[Classification]:
+        """Classifies ``inputs`` (paths, folders, bytes, arrays, PIL images, or an iterable of them).
+
+        Args:
+            batch_size: images per model call.
+            top_k: classes listed per image.
+            multi_label: sigmoid per class and ``labels`` above ``threshold`` (one value or one
+                per class), instead of a softmax.
+            probabilities: also return every class probability.
+            errors: ``"record"`` (a bad item gets ``error`` set, the rest go on) or ``"raise"``.
+            fast_decode: JPEGs are decoded at the smallest libjpeg-turbo DCT scale that keeps the
+                model's resize a downscale (a little faster; pixels differ slightly from a full
+                decode).
+
+        Returns:
+            One ``Classification`` per input, in input order.
+        """
+        return list(self.predict_iter(inputs, batch_size=batch_size, top_k=top_k, multi_label=multi_label,
+                                      threshold=threshold, probabilities=probabilities, errors=errors,
+                                      fast_decode=fast_decode))
+
+    def predict_iter(self, inputs, *, batch_size: int = 32, top_k: int = 5, multi_label: bool = False,
+                     threshold: float | Sequence[float] | np.ndarray = 0.5, probabilities: bool = False,
+                     errors: str = "record", fast_decode: bool = True, items: Iterator[Item] | None = None,
+                     embeddings: bool = False, stats: dict | None = None) -> Iterator[Classification]:
+        """Like ``predict`` but yields results as they come (bounded memory for huge inputs).
+
+        With ``embeddings=True`` each result also carries ``.embedding`` (penultimate features).
+        """
+        if errors not in ("record", "raise"):
+            raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
+        thr = self._thresholds(threshold) if multi_label else None
+        session = self._embedding_session() if embeddings else self.session
+        items = iter_items(inputs) if items is None else items
+        for prep in prepare_batches(items, self.config, batch_size=batch_size, threads=self.threads,
+                                    fast_decode=fast_decode):
+            if errors == "raise" and prep.errors:
+                i = min(prep.errors)
+                raise prep.errors[i]
+            outs = None
+            if prep.batch is not None:
+                import time
+
+                t0 = time.perf_counter()
+                outs = session.run(prep.batch)
+                if stats is not None:
+                    stats["inference_s"] = stats.get("inference_s", 0.0) + time.perf_counter() - t0
+                    stats["decode_s"] = stats.get("decode_s", 0.0) + prep.decode_s
+                    stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
+            row = {j: r for r, j in enumerate(prep.ok)}
+            for j, item in enumerate(prep.items):
+                if j in prep.errors:
+                    e = prep.errors[j]
+                    yield Classification(source=item.source, error=f"{type(e).__name__}: {e}")
+                    continue
+                res = self._postprocess(outs[0][row[j]], top_k, multi_label, thr, probabilities, item.source)
+                if embeddings:
+                    res.embedding = np.asarray(outs[-1][row[j]], np.float32).reshape(-1)  # type: ignore[attr-defined]
+                yield res
+
+    def _thresholds(self, threshold) -> np.ndarray:
+        t = np.asarray(threshold, np.float64)
+        if t.ndim == 0:
+            return np.full(self.num_classes or 1, float(t))
+        if t.ndim != 1 or (self.num_classes is not None and t.shape[0] != self.num_classes):
+            raise ValueError(f"threshold must be one value or one per class ({self.num_classes}), got shape {t.shape}")
+        return t
+
+    def _probs(self, logits: np.ndarray, multi_label: bool) -> np.ndarray:
+        x = np.asarray(logits, np.float64).reshape(-1)
+        if self.session.info.output_kind == "probabilities":
+            return x
+        return _sigmoid(x) if multi_label else _softmax(x)
+
+    def _postprocess(self, logits, top_k, multi_label, thr, probabilities, source) -> Classification:
+        p = self._probs(logits, multi_label)
+        k = min(top_k, p.shape[0])
+        idx = np.argpartition(-p, k - 1)[:k] if 0 < k < p.shape[0] else np.arange(p.shape[0])[:k]
+        idx = idx[np.lexsort((idx, -p[idx]))]
+        top = [(int(i), self._name(int(i)), float(p[i])) for i in idx]
+        res = Classification(source=source, top_k=top, probabilities=p.astype(np.float32) if probabilities else None)
+        if multi_label:
+            hits = np.nonzero(p >= thr[: p.shape[0]])[0]
+            hits = hits[np.lexsort((hits, -p[hits]))]
+            res.labels = [(int(i), self._name(int(i)), float(p[i])) for i in hits]
+            if len(hits):
+                res.label, res.label_name, res.score = res.labels[0]
+        else:
+            best = int(np.argmax(p))
+            res.label, res.label_name, res.score = best, self._name(best), float(p[best])
+        return res
+
+    # ------------------------------------------------------------------ one image, low latency
+    def _init_one(self) -> None:
+        cfg = self.config
+        from .preprocessing import output_shape
+
+        self._one_in = np.zeros(output_shape(cfg, 1), np.dtype(cfg.dtype))
+        self._one_binding = None
+        out_name, out_shape = self.session.info.outputs[0]
+        if self.num_classes and "CPUExecutionProvider" == self.session.providers[0]:
+            self._one_out = np.zeros((1, self.num_classes), np.float32)
+            self._one_prob = np.zeros(self.num_classes, np.float64)
+            try:
+                b = self.session.session.io_binding()
+                b.bind_input(self.session.info.input_name, "cpu", 0, self._one_in.dtype, self._one_in.shape,
+                             self._one_in.ctypes.data)
+                b.bind_output(out_name, "cpu", 0, np.float32, self._one_out.shape, self._one_out.ctypes.data)
+                self._one_binding = b
+            except Exception:  # noqa: BLE001 - fall back to session.run
+                self._one_binding = None
+
+    def predict_one(self, image, *, top_k: int = 5) -> Classification:
+        """The low-latency embedded path: one image (array, path, bytes or PIL image) in, answer out.
+
+        Input and output buffers are preallocated at construction and bound to the session; the
+        image is preprocessed on the calling thread straight into the input buffer. Errors raise.
+        """
+        item = Item("<array #0>" if isinstance(image, np.ndarray) else str(image)[:200], image)
+        img = load_item(item)
+        preprocess([img], self.config, threads=1, out=self._one_in)
+        if self._one_binding is not None:
+            self.session.session.run_with_iobinding(self._one_binding)
+            logits = self._one_out[0]
+        else:
+            logits = self.session.run(self._one_in)[0][0]
+        return self._postprocess(logits, top_k, False, None, False, item.source)
+
+    # ------------------------------------------------------------------ embeddings
+    def _embedding_session(self, output: str | None = None) -> Session:
+        if self._embed_session is not None and (output is None or output == self._embed_output):
+            return self._embed_session
+        import onnx
+
+        m = onnx.load_from_string(self.session._bytes)
+        name = output or _penultimate(m)
+        if name not in {o.name for o in m.graph.output}:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        s = Session(m.SerializeToString(), providers=self.session.providers, threads=self.session.threads,
+                    allow_spinning=self.session.allow_spinning)
+        names = [o.name for o in s.session.get_outputs()]
+        if names[-1] != name:
+            raise ValueError(f"could not expose {name!r} as an output")
+        self._embed_session, self._embed_output = s, name
+        return s
+
+    def embed(self, inputs, *, output: str | None = None, batch_size: int = 32, errors: str = "raise",
+              fast_decode: bool = True) -> np.ndarray:
+        """Penultimate-layer features, ``(N, D)`` float32, for clustering and auto-labelling.
+
+        The feature tensor is found automatically (the input of the final Gemm / MatMul) or named
+        by ``output``; it is exposed as an extra graph output. With ``errors="record"`` a bad item
+        gets a row of NaN instead of raising.
+        """
+        self._embedding_session(output)
+        rows = []
+        for r in self.predict_iter(inputs, batch_size=batch_size, top_k=0, errors=errors, fast_decode=fast_decode,
+                                   embeddings=True):
+            rows.append(getattr(r, "embedding", None))
+        dim = next((x.shape[0] for x in rows if x is not None), 0)
+        out = np.full((len(rows), dim), np.nan, np.float32)
+        for i, x in enumerate(rows):
+            if x is not None:
+                out[i] = x
+        return out
+
+
+def _penultimate(m) -> str:
+    """Name of the input of the final Gemm / MatMul feeding the first graph output."""
+    producers = {o: n for n in m.graph.node for o in n.output}
+    inits = {i.name for i in m.graph.initializer}
+    name = m.graph.output[0].name
+    for _ in range(len(m.graph.node)):
+        node = producers.get(name)
+        if node is None:
+            break
+        if node.op_type in ("Gemm", "MatMul"):
+            data = [i for i in node.input if i not in inits]
+            if data:
+                return data[0]
+            break
+        name = next((i for i in node.input if i not in inits), None)
+        if name is None:
+            break
+    raise ValueError("no final Gemm / MatMul found: pass the feature tensor's name as output=")

@@ -1,0 +1,112 @@
+"""Turning what users pass (paths, folders, bytes, arrays, PIL images, iterables) into images.
+
+Listing is lazy: a folder of a million files yields its first image at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .decode import ImageDecodeError, read_image
+
+__all__ = ["IMAGE_EXTENSIONS", "Item", "iter_items", "load_item"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+
+
+@dataclass
+class Item:
+    """One input: ``source`` names it in results; ``payload`` is a path, bytes, array or PIL image."""
+
+    source: str
+    payload: Any
+
+
+def _walk(folder: str) -> Iterator[str]:
+    """Image files under ``folder``, recursively, in sorted order, listed lazily."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for e in entries:
+        if e.is_dir(follow_symlinks=True):
+            yield from _walk(e.path)
+        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+            yield e.path
+
+
+def _is_pil(x: object) -> bool:
+    return type(x).__module__.startswith("PIL.") and hasattr(x, "convert") and hasattr(x, "size")
+
+
+def iter_items(inputs: Any) -> Iterator[Item]:
+    """Expands ``inputs`` into ``Item``s in order.
+
+    Accepts a path (a folder is walked recursively for image extensions), ``bytes``, a NumPy
+    image (H, W[, C]) or a batch (N, H, W, C), a PIL image, or an iterable of these.
+    """
+    counter = 0
+
+    def one(x: Any) -> Iterator[Item]:
+        nonlocal counter
+        if isinstance(x, (str, os.PathLike)):
+            p = os.fspath(x)
+            if os.path.isdir(p):
+                for f in _walk(p):
+                    yield Item(f, f)
+            else:
+                yield Item(p, p)
+        elif isinstance(x, (bytes, bytearray, memoryview)):
+            yield Item(f"<bytes #{counter}>", bytes(x))
+            counter += 1
+        elif isinstance(x, np.ndarray):
+            if x.ndim == 4:
+                for im in x:
+                    yield Item(f"<array #{counter}>", im)
+                    counter += 1
+            else:
+                yield Item(f"<array #{counter}>", x)
+                counter += 1
+        elif _is_pil(x):
+            yield Item(f"<PIL #{counter}>", x)
+            counter += 1
+        elif isinstance(x, Iterable):
+            for y in x:
+                if isinstance(y, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)) or _is_pil(y):
+                    yield from one(y)
+                else:
+                    yield Item(f"<{type(y).__name__} #{counter}>", y)
+                    counter += 1
+        else:
+            yield Item(f"<{type(x).__name__} #{counter}>", x)
+            counter += 1
+
+    yield from one(inputs)
+
+
+def load_item(item: Item, *, min_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decodes / validates one item into an (H, W[, C]) uint8 or uint16 array (RGB order).
+
+    Raises:
+        ImageDecodeError: unreadable or corrupt file / bytes.
+        ValueError, TypeError: an array of the wrong shape or dtype, or an unsupported object.
+    """
+    x = item.payload
+    if isinstance(x, (str, bytes)):
+        return read_image(x, color="rgb", min_size=min_size)
+    if isinstance(x, np.ndarray):
+        if x.dtype not in (np.uint8, np.uint16):
+            raise TypeError(f"array images must be uint8 or uint16, got {x.dtype}")
+        if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[2] not in (1, 3, 4)) or 0 in x.shape[:2]:
+            raise ValueError(f"array images must have shape (H, W) or (H, W, C) with C in 1, 3, 4; got {x.shape}")
+        return x
+    if _is_pil(x):
+        try:
+            return np.asarray(x.convert("RGB"))
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for broken images
+            raise ImageDecodeError(f"{item.source}: {e}") from None
+    raise TypeError(f"unsupported input {type(x).__name__}: expected a path, bytes, a NumPy array or a PIL image")

@@ -1,0 +1,121 @@
+"""The overlapped batch pipeline: decode + preprocess in pyimgcls' threads while the previous
+batch is in the model; results come out in input order, a bad item becomes an error entry.
+
+Stages: a producer thread takes ``batch_size`` items at a time from the (lazy) input iterator,
+decodes them on a small thread pool (libjpeg-turbo and OpenCV release the GIL), preprocesses the
+good ones into one batch tensor (native, threaded) and hands it over a queue of depth 2; the
+caller's thread runs the model and post-processes. Memory stays bounded by the queue depth.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .inputs import Item, load_item
+from .preprocessing import PreprocessConfig, Transforms, preprocess
+
+__all__ = ["Prepared", "prepare_batches", "decode_min_size"]
+
+
+@dataclass
+class Prepared:
+    """One batch ready for the model."""
+
+    items: list[Item]
+    batch: np.ndarray | None                   # (n_ok, ...) model input, None if all failed
+    ok: list[int]                              # positions in `items` that are in `batch`
+    errors: dict[int, BaseException] = field(default_factory=dict)
+    transforms: Transforms | None = None
+    decode_s: float = 0.0                      # thread-seconds spent decoding this batch
+    preprocess_s: float = 0.0
+
+
+def decode_min_size(cfg: PreprocessConfig) -> tuple[int, int]:
+    """Smallest decoded size that keeps the following resize a downscale (JPEG DCT scaling)."""
+    H, W = cfg.size
+    if cfg.resize == "center_crop":
+        s = max(int(H / cfg.crop_pct), int(W / cfg.crop_pct))
+        return (s, s)
+    return (H, W)
+
+
+def _chunks(it: Iterator[Item], n: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for x in it:
+        chunk.append(x)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size: int, threads: int,
+                    fast_decode: bool = True, depth: int = 2,
+                    on_error: Callable[[Item, BaseException], None] | None = None) -> Iterator[Prepared]:
+    """Yields ``Prepared`` batches in input order, prepared ``depth`` batches ahead in a thread."""
+    min_size = decode_min_size(cfg) if fast_decode else None
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    _END = object()
+
+    def load(item: Item):
+        t0 = time.thread_time()
+        try:
+            return load_item(item, min_size=min_size), None, time.thread_time() - t0
+        except (ValueError, TypeError, OSError) as e:
+            return None, e, time.thread_time() - t0
+
+    def producer() -> None:
+        pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pyimgcls-decode")
+        try:
+            for chunk in _chunks(iter(items), batch_size):
+                if stop.is_set():
+                    return
+                results = list(pool.map(load, chunk)) if len(chunk) > 1 else [load(chunk[0])]
+                p = Prepared(items=chunk, batch=None, ok=[])
+                imgs = []
+                for i, (img, err, dt) in enumerate(results):
+                    p.decode_s += dt
+                    if err is not None:
+                        p.errors[i] = err
+                        if on_error is not None:
+                            on_error(chunk[i], err)
+                    else:
+                        p.ok.append(i)
+                        imgs.append(img)
+                if imgs:
+                    t0 = time.perf_counter()
+                    p.batch, p.transforms = preprocess(imgs, cfg, threads=threads)
+                    p.preprocess_s = (time.perf_counter() - t0) * min(max(1, threads), len(imgs))
+                q.put(p)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            q.put(_END)
+
+    t = threading.Thread(target=producer, name="pyimgcls-prepare", daemon=True)
+    t.start()
+    try:
+        while True:
+            p = q.get()
+            if p is _END:
+                break
+            if isinstance(p, BaseException):
+                raise p
+            yield p
+    finally:
+        stop.set()
+        while t.is_alive():  # drain so the producer can finish
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass

@@ -1,0 +1,316 @@
+"""ONNX Runtime sessions: provider selection, one thread budget, model introspection, metadata.
+
+Self-describing models carry their preprocessing and class names in ``metadata_props``:
+``pyimgcls.preprocess`` (JSON of ``PreprocessConfig``), ``pyimgcls.labels`` (JSON list) and
+``pyimgcls.output`` (``"logits"`` or ``"probabilities"``); ``annotate_model`` writes them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .preprocessing import PreprocessConfig
+
+__all__ = ["Session", "ModelInfo", "annotate_model", "available_providers"]
+
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int32)": "int32"}
+META_PREPROCESS = "pyimgcls.preprocess"
+META_LABELS = "pyimgcls.labels"
+META_OUTPUT = "pyimgcls.output"
+
+
+def _ort():
+    import onnxruntime
+
+    return onnxruntime
+
+
+def _cuda_driver_present() -> bool:
+    """True when the NVIDIA driver library loads: without it the GPU providers cannot work."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def available_providers() -> list[str]:
+    """Providers ONNX Runtime lists, minus GPU providers on a machine without an NVIDIA driver."""
+    provs = list(_ort().get_available_providers())
+    if not _cuda_driver_present():
+        provs = [p for p in provs if p not in _GPU_PROVIDERS]
+    return provs
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model takes and gives.
+
+    Attributes:
+        input_name: name of the image input.
+        layout: ``"NCHW"`` or ``"NHWC"``.
+        dtype: ``"float32"``, ``"float16"`` or ``"uint8"``.
+        batch: fixed batch size, or ``None`` when dynamic.
+        size: fixed ``(H, W)``, or ``None`` when dynamic.
+        channels: 1 or 3.
+        outputs: ``[(name, shape)]`` of the graph outputs.
+        output_kind: ``"logits"`` or ``"probabilities"`` (declared in metadata or detected from a
+            final Softmax / Sigmoid).
+        metadata: the model's ``metadata_props``.
+    """
+
+    input_name: str
+    layout: str
+    dtype: str
+    batch: int | None
+    size: tuple[int, int] | None
+    channels: int
+    outputs: tuple[tuple[str, tuple], ...]
+    output_kind: str
+    metadata: dict
+
+
+def _dim(d) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def _load_bytes(model) -> bytes:
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model file not found: {path}")
+        with open(path, "rb") as f:
+            return f.read()
+    if hasattr(model, "SerializeToString"):
+        return model.SerializeToString()
+    raise TypeError(f"model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+
+
+def _final_activation(model_bytes: bytes) -> str | None:
+    try:
+        import onnx
+
+        m = onnx.load_from_string(model_bytes)
+    except Exception:  # noqa: BLE001 - introspection only
+        return None
+    out = m.graph.output[0].name if m.graph.output else None
+    for node in m.graph.node:
+        if out in node.output:
+            return node.op_type
+    return None
+
+
+class Session:
+    """An ``onnxruntime.InferenceSession`` with provider fallback, a thread budget and introspection.
+
+    Args:
+        model: path, bytes or ``onnx.ModelProto``.
+        providers: ``"auto"`` (TensorRT, then CUDA, then CPU: the first that really loads), a
+            provider name, or an explicit list (honoured as given).
+        threads: ONNX Runtime intra-op threads (``None`` = all cores).
+        allow_spinning: let ORT's idle workers spin. ``None``: off (pyimgcls' own threads
+            preprocess beside the session, and spinning slows them down many times over).
+        device_id: CUDA device for the GPU providers.
+    """
+
+    def __init__(self, model, *, providers: str | Sequence[str] = "auto", threads: int | None = None,
+                 allow_spinning: bool | None = None, device_id: int = 0) -> None:
+        ort = _ort()
+        self._bytes = _load_bytes(model)
+        self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<bytes>"
+        if threads is not None and (not isinstance(threads, int) or threads < 0):
+            raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
+        self.threads = threads
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        spin = bool(allow_spinning) if allow_spinning is not None else False
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+        self.allow_spinning = spin
+        self._opts = opts
+        self._device_id = device_id
+        self.session = self._create(providers)
+        self.providers: list[str] = list(self.session.get_providers())
+        self.info = self._introspect()
+        self.labels: list[str] | None = None
+        raw = self.info.metadata.get(META_LABELS)
+        if raw:
+            labels = json.loads(raw)
+            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+                raise ValueError(f"{META_LABELS} metadata must be a JSON list of strings")
+            self.labels = labels
+        self.assumptions: list[str] = []
+        self.preprocess_config = self._preprocess_config()
+        self._binding = None
+
+    # ------------------------------------------------------------------ providers
+    def _provider_options(self, name: str) -> dict:
+        if name in _GPU_PROVIDERS:
+            return {"device_id": str(self._device_id)}
+        return {}
+
+    def _try(self, plist: list[str]):
+        ort = _ort()
+        return ort.InferenceSession(self._bytes, sess_options=self._opts, providers=plist,
+                                    provider_options=[self._provider_options(p) for p in plist])
+
+    def _create(self, providers):
+        ort = _ort()
+        if isinstance(providers, str) and providers != "auto":
+            providers = [providers]
+        if providers == "auto":
+            avail = available_providers()
+            for gpu in _GPU_PROVIDERS:
+                if gpu not in avail:
+                    continue
+                plist = [gpu] + (["CUDAExecutionProvider"] if gpu == "TensorrtExecutionProvider" and
+                                 "CUDAExecutionProvider" in avail else []) + ["CPUExecutionProvider"]
+                try:
+                    s = self._try(plist)
+                except Exception:  # noqa: BLE001 - a provider that fails to load is skipped quietly
+                    continue
+                if s.get_providers()[0] == gpu:
+                    return s
+            return self._try(["CPUExecutionProvider"])
+        plist = list(providers)
+        known = set(ort.get_all_providers())
+        for p in plist:
+            if p not in known:
+                raise ValueError(f"unknown execution provider {p!r}; known: {sorted(known)}")
+        return self._try(plist)
+
+    # ------------------------------------------------------------------ introspection
+    def _introspect(self) -> ModelInfo:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"expected a model with one image input, got {len(inputs)}: {[i.name for i in inputs]}")
+        inp = inputs[0]
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ValueError(f"expected a 4-d image input (N, C, H, W) or (N, H, W, C), got {inp.name} {shape}")
+        dtype = _ORT_TYPES.get(inp.type)
+        if dtype not in ("float32", "float16", "uint8"):
+            raise ValueError(f"unsupported input type {inp.type}; expected float32, float16 or uint8")
+        if _dim(shape[1]) in (1, 3):
+            layout, channels, hw = "NCHW", shape[1], shape[2:4]
+        elif _dim(shape[3]) in (1, 3):
+            layout, channels, hw = "NHWC", shape[3], shape[1:3]
+        else:
+            layout, channels, hw = "NCHW", 3, shape[2:4]
+        size = (hw[0], hw[1]) if _dim(hw[0]) and _dim(hw[1]) else None
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        kind = meta.get(META_OUTPUT)
+        if kind not in ("logits", "probabilities"):
+            act = _final_activation(self._bytes)
+            kind = "probabilities" if act in ("Softmax", "Sigmoid") else "logits"
+        outputs = tuple((o.name, tuple(o.shape)) for o in self.session.get_outputs())
+        return ModelInfo(input_name=inp.name, layout=layout, dtype=dtype, batch=_dim(shape[0]), size=size,
+                         channels=int(channels), outputs=outputs, output_kind=kind, metadata=meta)
+
+    def _preprocess_config(self) -> PreprocessConfig:
+        raw = self.info.metadata.get(META_PREPROCESS)
+        info = self.info
+        if raw:
+            cfg = PreprocessConfig.from_json(raw)
+            if info.size is not None and tuple(cfg.size) != info.size:
+                raise ValueError(f"{META_PREPROCESS} size {cfg.size} disagrees with the model input size {info.size}")
+            if cfg.layout != info.layout or cfg.dtype != info.dtype or cfg.channels != info.channels:
+                raise ValueError(f"{META_PREPROCESS} ({cfg.layout}, {cfg.dtype}, {cfg.channels} channels) disagrees "
+                                 f"with the model input ({info.layout}, {info.dtype}, {info.channels} channels)")
+            return cfg
+        size = info.size or (224, 224)
+        cfg = PreprocessConfig(size=size, resize="center_crop", crop_pct=0.875, interpolation="bilinear_aa",
+                               mean=(0.485, 0.456, 0.406)[: info.channels] if info.channels == 3 else (0.5,),
+                               std=(0.229, 0.224, 0.225)[: info.channels] if info.channels == 3 else (0.5,),
+                               layout=info.layout, dtype=info.dtype, channels=info.channels)
+        msg = (f"model has no {META_PREPROCESS} metadata; assuming {size[0]}x{size[1]} {info.layout} {info.dtype}, "
+               f"center crop 0.875, antialiased bilinear, ImageNet mean/std. Store the right one with "
+               f"pyimgcls.annotate_model(src, dst, preprocess=PreprocessConfig(...)).")
+        self.assumptions.append(msg)
+        warnings.warn(msg, stacklevel=3)
+        return cfg
+
+    # ------------------------------------------------------------------ running
+    def run(self, batch: np.ndarray, output_names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Runs the model on a preprocessed batch; a fixed-batch model gets the last partial batch
+        padded and the padding dropped from the outputs."""
+        n = batch.shape[0]
+        fixed = self.info.batch
+        feed = batch
+        if fixed is not None and n != fixed:
+            if n > fixed:
+                parts = [self.run(batch[i:i + fixed], output_names) for i in range(0, n, fixed)]
+                return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+            feed = np.zeros((fixed,) + batch.shape[1:], batch.dtype)
+            feed[:n] = batch
+        outs = self.session.run(list(output_names) if output_names else None, {self.info.input_name: feed})
+        return [o[:n] for o in outs] if feed is not batch else outs
+
+    def describe(self) -> dict:
+        """A JSON-friendly description (``pyimgcls info``)."""
+        i = self.info
+        meta = {k: (v if len(v) < 200 else v[:200] + "...") for k, v in i.metadata.items()}
+        return {
+            "source": self.source,
+            "input": {"name": i.input_name, "layout": i.layout, "dtype": i.dtype, "batch": i.batch or "dynamic",
+                      "size": list(i.size) if i.size else "dynamic", "channels": i.channels},
+            "outputs": [{"name": n, "shape": [d if isinstance(d, int) else str(d) for d in s]} for n, s in i.outputs],
+            "output_kind": i.output_kind,
+            "classes": len(self.labels) if self.labels else None,
+            "preprocess": json.loads(self.preprocess_config.to_json()),
+            "assumed": self.assumptions,
+            "providers": self.providers,
+            "threads": self.threads or os.cpu_count(),
+            "allow_spinning": self.allow_spinning,
+            "metadata": meta,
+        }
+
+
+def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labels: Sequence[str] | None = None,
+                   output: str | None = None) -> None:
+    """Writes a copy of an ONNX model with pyimgcls metadata (preprocessing, class names, output kind).
+
+    Args:
+        src: path or bytes of the model.
+        dst: path to write.
+        preprocess: stored as JSON under ``pyimgcls.preprocess``.
+        labels: class names, stored as a JSON list under ``pyimgcls.labels``.
+        output: ``"logits"`` or ``"probabilities"``, stored under ``pyimgcls.output``.
+    """
+    import onnx
+
+    if preprocess is not None and not isinstance(preprocess, PreprocessConfig):
+        raise TypeError(f"preprocess must be a PreprocessConfig, got {type(preprocess).__name__}")
+    if output is not None and output not in ("logits", "probabilities"):
+        raise ValueError(f"output must be 'logits' or 'probabilities', got {output!r}")
+    m = onnx.load_from_string(_load_bytes(src))
+    props = {p.key: p.value for p in m.metadata_props}
+    if preprocess is not None:
+        props[META_PREPROCESS] = preprocess.to_json()
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        props[META_LABELS] = json.dumps(labels)
+    if output is not None:
+        props[META_OUTPUT] = output
+    del m.metadata_props[:]
+    for k, v in props.items():
+        m.metadata_props.add(key=k, value=v)
+    with open(dst, "wb") as f:
+        f.write(m.SerializeToString())

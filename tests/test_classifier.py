@@ -1,0 +1,249 @@
+import io
+import json
+import os
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+import pyimgcls
+from pyimgcls import Classifier, PreprocessConfig, Session, annotate_model, preprocess
+from pyimgcls.cli import main as cli_main
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "images")
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return Classifier(threads=2)
+
+
+def _pil_reference_probs(img: np.ndarray) -> np.ndarray:
+    """Plain PIL -> NumPy -> onnxruntime chain with the model's documented preprocessing."""
+    h, w = img.shape[:2]
+    s = 256  # floor(224 / 0.875)
+    nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
+    x = np.asarray(r.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
+    x = ((x - 0.5) / 0.5).transpose(2, 0, 1)[None].astype(np.float32)
+    sess = ort.InferenceSession(pyimgcls.default_model_path(), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {"input": x})[0][0].astype(np.float64)
+    p = np.exp(logits - logits.max())
+    return p / p.sum()
+
+
+def test_default_model_real_answers(clf, photos):
+    r = clf.predict([photos["chelsea"], photos["coffee"], photos["flower"]], top_k=3)
+    assert {n for _, n, _ in r[0].top_k} == {"tiger cat", "Egyptian cat", "tabby"}
+    assert r[1].label == 967 and r[1].label_name == "espresso" and r[1].score > 0.9
+    assert r[2].label_name == "daisy"
+
+
+def test_matches_plain_onnxruntime_chain(clf, photos):
+    for name in ("chelsea", "coffee", "astronaut", "china"):
+        want = _pil_reference_probs(photos[name])
+        got = clf.predict([photos[name]], probabilities=True)[0]
+        # Preprocessing differs from PIL's by at most one uint8 step (PIL rounds between its two
+        # passes); on an uncertain image (astronaut: top-1 at 13%) that moves probabilities ~1.6e-2.
+        assert np.abs(got.probabilities - want).max() < 3e-2, name
+        top2 = np.sort(want)[-2:]
+        if top2[1] - top2[0] > 0.02:  # a near tie (chelsea: tiger cat vs Egyptian cat) may flip
+            assert got.label == int(np.argmax(want))
+
+
+def test_inputs_order_and_errors(clf, tmp_path, photos):
+    good = tmp_path / "a" / "coffee.jpg"
+    good.parent.mkdir()
+    Image.fromarray(photos["coffee"]).save(good, quality=90)
+    (tmp_path / "a" / "sub").mkdir()
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "a" / "sub" / "cat.png")
+    (tmp_path / "a" / "broken.jpg").write_bytes(good.read_bytes()[:300])
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    buf = io.BytesIO()
+    Image.fromarray(photos["coffee"]).save(buf, format="PNG")
+    inputs = [str(tmp_path / "a"), buf.getvalue(), Image.fromarray(photos["chelsea"]),
+              np.zeros((5, 5, 2), np.uint8), str(tmp_path / "missing.jpg"), photos["coffee"].astype(np.float32)]
+    r = clf.predict(inputs, batch_size=2)
+    assert [x.source for x in r[:3]] == [str(tmp_path / "a" / "broken.jpg"), str(good),
+                                         str(tmp_path / "a" / "sub" / "cat.png")]
+    assert r[0].error and "broken.jpg" in r[0].error and r[0].label is None
+    assert r[1].label_name == "espresso" and r[2].label_name in ("tiger cat", "Egyptian cat", "tabby")
+    assert r[3].label_name == "espresso" and r[4].label_name in ("tiger cat", "Egyptian cat", "tabby")
+    assert "(5, 5, 2)" in r[5].error
+    assert "missing.jpg" in r[6].error
+    assert "float32" in r[7].error
+    assert len(r) == 8
+    with pytest.raises(pyimgcls.ImageDecodeError, match="broken.jpg"):
+        clf.predict([str(tmp_path / "a")], errors="raise")
+
+
+def test_predict_one_equals_batch_and_allocates_little(clf, photos):
+    import tracemalloc
+
+    img = photos["coffee"]
+    a = clf.predict_one(img)
+    b = clf.predict([img], fast_decode=False)[0]
+    assert a.label == b.label and a.top_k[0][2] == pytest.approx(b.top_k[0][2], rel=1e-5)
+    clf.predict_one(img)
+    tracemalloc.start()
+    for _ in range(5):
+        clf.predict_one(img)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 100_000  # no batch-sized buffers: input and output are bound once
+
+
+def test_embed_reproduces_logits(clf, photos):
+    emb = clf.embed([photos["chelsea"], photos["coffee"]])
+    assert emb.shape == (2, 1280) and emb.dtype == np.float32
+    m = onnx.load(pyimgcls.default_model_path())
+    gemm = [n for n in m.graph.node if n.op_type == "Gemm"][-1]
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    w, b = inits[gemm.input[1]], inits[gemm.input[2]]
+    logits = emb @ (w.T if gemm.attribute and any(a.name == "transB" and a.i for a in gemm.attribute) else w) + b
+    r = clf.predict([photos["chelsea"], photos["coffee"]], probabilities=True)
+    assert [int(np.argmax(x)) for x in logits] == [x.label for x in r]
+    bad = clf.embed([photos["coffee"], b"junk"], errors="record")
+    assert np.isnan(bad[1]).all() and np.isfinite(bad[0]).all()
+
+
+# ----------------------------------------------------------------------------- own models
+def _tiny_classifier(path, *, batch=None, layout="NCHW", dtype=TensorProto.FLOAT, size=32, classes=4,
+                     softmax=False, meta=None):
+    rng = np.random.default_rng(0)
+    shape = [batch or "N", 3, size, size] if layout == "NCHW" else [batch or "N", size, size, 3]
+    nodes = []
+    x = "x"
+    if dtype == TensorProto.UINT8:
+        nodes.append(helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT))
+        x = "xf"
+    axes = [2, 3] if layout == "NCHW" else [1, 2]
+    nodes += [helper.make_node("ReduceMean", [x, "axes"], ["pooled"], keepdims=0),
+              helper.make_node("Gemm", ["pooled", "w", "b"], ["logits" if not softmax else "z"], transB=1)]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["z"], ["logits"], axis=1))
+    inits = [numpy_helper.from_array(np.array(axes, np.int64), "axes"),
+             numpy_helper.from_array(rng.normal(size=(classes, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=classes).astype(np.float32), "b")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", dtype, shape)],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch or "N", classes])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    for k, v in (meta or {}).items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.save(m, path)
+    return path
+
+
+def test_fixed_batch_model_pads_last_batch(tmp_path, photos):
+    p = _tiny_classifier(str(tmp_path / "fixed.onnx"), batch=4)
+    cfg = PreprocessConfig(size=(32, 32), resize="stretch")
+    annotate_model(p, p, preprocess=cfg, labels=["a", "b", "c", "d"])
+    clf = Classifier(p)
+    assert clf.session.info.batch == 4
+    ims = [photos[k] for k in ("chelsea", "coffee", "astronaut", "rocket", "china", "flower")]
+    r = clf.predict(ims, batch_size=3, probabilities=True)
+    assert len(r) == 6 and all(x.ok for x in r)
+    x, _ = preprocess(ims, cfg)
+    sess = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+    logits = np.concatenate([sess.run(None, {"x": np.concatenate([x[i:i + 4], np.zeros((4 - len(x[i:i + 4]), 3, 32, 32), np.float32)])})[0][: len(x[i:i + 4])] for i in range(0, 6, 4)])
+    assert [int(np.argmax(z)) for z in logits] == [q.label for q in r]
+    assert r[0].label_name in "abcd"
+
+
+def test_nhwc_uint8_probability_model_and_defaults(tmp_path, photos):
+    p = _tiny_classifier(str(tmp_path / "u8.onnx"), layout="NHWC", dtype=TensorProto.UINT8, size=48, softmax=True)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = Session(p)
+    assert any("assuming 48x48 NHWC uint8" in str(x.message) for x in w)
+    assert s.info.layout == "NHWC" and s.info.dtype == "uint8" and s.info.size == (48, 48)
+    assert s.info.output_kind == "probabilities"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = Classifier(p)
+    r = clf.predict([photos["coffee"]], probabilities=True)[0]
+    assert r.probabilities.sum() == pytest.approx(1.0, abs=1e-5)  # not softmaxed twice
+    assert clf.labels == ["0", "1", "2", "3"]
+
+
+def test_multi_label_thresholds(tmp_path, photos):
+    p = _tiny_classifier(str(tmp_path / "ml.onnx"), meta={"pyimgcls.preprocess": PreprocessConfig(size=(32, 32)).to_json()})
+    clf = Classifier(p)
+    r = clf.predict([photos["coffee"]], multi_label=True, threshold=[0.0, 1.1, 0.0, 1.1], probabilities=True)[0]
+    assert [c for c, _, _ in r.labels] == sorted([0, 2], key=lambda c: -r.probabilities[c])
+    x, _ = preprocess([photos["coffee"]], clf.config)
+    logits = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0][0]
+    np.testing.assert_allclose(r.probabilities, 1 / (1 + np.exp(-logits.astype(np.float64))), rtol=1e-5)
+    with pytest.raises(ValueError, match="one per class"):
+        clf.predict([photos["coffee"]], multi_label=True, threshold=[0.5, 0.5])
+
+
+def test_session_providers_and_errors(tmp_path):
+    s = Session(pyimgcls.default_model_path(), providers=["CPUExecutionProvider"], threads=1)
+    assert s.providers == ["CPUExecutionProvider"]
+    auto = Session(pyimgcls.default_model_path())
+    assert auto.providers[-1] == "CPUExecutionProvider"
+    with pytest.raises(ValueError, match="unknown execution provider"):
+        Session(pyimgcls.default_model_path(), providers=["NoSuchProvider"])
+    with pytest.raises(FileNotFoundError):
+        Session(str(tmp_path / "nope.onnx"))
+    with pytest.raises(TypeError):
+        Session(12)
+    d = auto.describe()
+    assert d["input"]["name"] == "input" and d["classes"] == 1000
+
+
+def test_annotate_model_round_trip(tmp_path):
+    p = _tiny_classifier(str(tmp_path / "m.onnx"))
+    cfg = PreprocessConfig(size=(32, 32), resize="letterbox", mean=(0.5,) * 3, std=(0.25,) * 3)
+    annotate_model(p, str(tmp_path / "m2.onnx"), preprocess=cfg, labels=["w", "x", "y", "z"], output="logits")
+    s = Session(str(tmp_path / "m2.onnx"))
+    assert s.preprocess_config == cfg and s.labels == ["w", "x", "y", "z"] and not s.assumptions
+
+
+def _has_cuda() -> bool:
+    return "CUDAExecutionProvider" in pyimgcls.session.available_providers()
+
+
+@pytest.mark.skipif(not _has_cuda(), reason="needs an NVIDIA GPU with the CUDA provider")
+def test_cuda_provider_matches_cpu(photos):
+    gpu = Classifier(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert gpu.session.providers[0] == "CUDAExecutionProvider"
+    cpu = Classifier(providers=["CPUExecutionProvider"])
+    ims = [photos[k] for k in ("chelsea", "coffee", "astronaut")]
+    a = gpu.predict(ims, probabilities=True)
+    b = cpu.predict(ims, probabilities=True)
+    for x, y in zip(a, b):
+        assert x.label == y.label
+        assert np.abs(x.probabilities - y.probabilities).max() < 1e-3
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_classify_table_and_json(capsys):
+    assert cli_main(["classify", EXAMPLES, "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "coffee.jpg" in out and "espresso" in out and "top-3" in out
+    assert cli_main(["classify", os.path.join(EXAMPLES, "coffee.jpg"), "--json", "--top-k", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["label_name"] == "espresso" and len(rows[0]["top_k"]) == 2 and rows[0]["error"] is None
+
+
+def test_cli_classify_reports_bad_files(tmp_path, capsys):
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    assert cli_main(["classify", str(tmp_path)]) == 1
+    assert "ERROR" in capsys.readouterr().out
+
+
+def test_cli_info(capsys):
+    assert cli_main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "NCHW float32" in out and "classes     1000" in out and "CPUExecutionProvider" in out
+    assert cli_main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["output_kind"] == "logits"
+    assert cli_main(["info", "/nonexistent.onnx"]) == 2

@@ -1,6 +1,6 @@
 """pyimgcls: fast image classification and detection inference with a native C++ core."""
 
-from . import ops
+from . import metrics, ops
 from .classifier import Classification, Classifier, default_model_path
 from .decode import ImageDecodeError, image_size, read_image
 from .detections import Detections
@@ -15,6 +15,7 @@ __all__ = [
     "annotate_model",
     "default_model_path",
     "Detections",
+    "metrics",
     "ops",
     "ImageDecodeError",
     "ImageTransform",

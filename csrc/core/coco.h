@@ -1,0 +1,42 @@
+// COCO bounding-box evaluation, numerically identical to pycocotools' COCOeval (bbox).
+//
+// Indices: images are in ascending image-id order; image i owns ground truths
+// [gt_begin[i], gt_begin[i + 1]) and detections [dt_begin[i], dt_begin[i + 1]) of the flat arrays.
+// Boxes are xywh in float64. Conventions (pycocotools): per image and category, detections are
+// stably sorted by descending score and cut to max_dets.back(); IoU is bbIou (crowd ground truth:
+// intersection over the detection's area); ground truths that are crowd or outside the area range
+// are "ignored" and sorted last; greedy matching per IoU threshold at min(t, 1 - 1e-10);
+// accumulation concatenates images in order, stably sorts by descending score, and samples the
+// monotone precision envelope at the recall thresholds (searchsorted, side "left").
+// Outputs: precision[T][R][K][A][M] and recall[T][K][A][M], -1 where a category has no
+// non-ignored ground truth. Complexity: O(sum over image-categories of D * G * T) plus sorting.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace pyimgcls::core {
+
+struct CocoData {
+    std::vector<std::int64_t> gt_begin{0}, dt_begin{0};  // size images + 1
+    std::vector<double> gt_box;                           // 4 per ground truth, xywh
+    std::vector<std::int64_t> gt_cat;
+    std::vector<std::uint8_t> gt_crowd;
+    std::vector<double> gt_area;
+    std::vector<double> dt_box;                           // 4 per detection, xywh
+    std::vector<std::int64_t> dt_cat;
+    std::vector<double> dt_score;
+};
+
+struct CocoParams {
+    std::vector<double> iou_thrs;                    // T
+    std::vector<double> rec_thrs;                    // R
+    std::vector<std::array<double, 2>> area_rngs;    // A
+    std::vector<std::int64_t> max_dets;              // M, ascending
+};
+
+void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_ids, const CocoParams& p,
+                   int threads, double* precision, double* recall);
+
+}  // namespace pyimgcls::core

@@ -1,0 +1,326 @@
+"""Detection metrics: COCO bbox evaluation identical to pycocotools' COCOeval (to 1e-9), and
+PASCAL VOC average precision. Matching and accumulation are native and threaded over classes."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _core
+
+__all__ = ["COCOEvaluator", "COCOResult", "evaluate_coco", "voc_average_precision", "STAT_NAMES"]
+
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+              "AR_1", "AR_10", "AR_100", "AR_small", "AR_medium", "AR_large")
+_IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+_REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+_AREAS = np.array([[0, 1e5 ** 2], [0, 32 ** 2], [32 ** 2, 96 ** 2], [96 ** 2, 1e5 ** 2]], np.float64)
+_AREA_LBL = ("all", "small", "medium", "large")
+_MAX_DETS = (1, 10, 100)
+
+
+@dataclass
+class COCOResult:
+    """Result of a COCO bbox evaluation.
+
+    Attributes:
+        stats: the 12 standard numbers, in pycocotools' order (``STAT_NAMES``).
+        per_class_ap: ``{category_id: AP@[.5:.95]}`` (area all, 100 detections); -1 without ground truth.
+        precision: (T=10, R=101, K, A=4, M=3) array, -1 where undefined (pycocotools' ``eval['precision']``).
+        recall: (T, K, A, M) array.
+        category_ids: the K category ids, ascending.
+    """
+
+    stats: np.ndarray
+    per_class_ap: dict
+    precision: np.ndarray
+    recall: np.ndarray
+    category_ids: list
+
+    def as_dict(self) -> dict:
+        return dict(zip(STAT_NAMES, (float(x) for x in self.stats)))
+
+    def __str__(self) -> str:
+        return "\n".join(f"{k:>10}  {v:.4f}" for k, v in self.as_dict().items())
+
+
+def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    def one(ap, iou=None, area="all", md=100):
+        a = _AREA_LBL.index(area)
+        m = _MAX_DETS.index(md)
+        if ap:
+            s = precision
+            if iou is not None:
+                s = s[np.where(iou == _IOU_THRS)[0]]
+            s = s[:, :, :, a, m]
+        else:
+            s = recall
+            if iou is not None:
+                s = s[np.where(iou == _IOU_THRS)[0]]
+            s = s[:, :, a, m]
+        v = s[s > -1]
+        return -1.0 if v.size == 0 else float(np.mean(v))
+
+    return np.array([one(1), one(1, 0.5), one(1, 0.75), one(1, area="small"), one(1, area="medium"),
+                     one(1, area="large"), one(0, md=1), one(0, md=10), one(0), one(0, area="small"),
+                     one(0, area="medium"), one(0, area="large")])
+
+
+def _boxes(x, name: str, n: int | None = None) -> np.ndarray:
+    b = np.asarray(x, dtype=np.float64)
+    if b.size == 0:
+        b = b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4), got {b.shape}")
+    if n is not None and b.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows, got {b.shape[0]}")
+    if not np.isfinite(b).all():
+        raise ValueError(f"{name} must be finite")
+    return b
+
+
+def _vector(x, name: str, n: int, dtype) -> np.ndarray:
+    v = np.asarray(x)
+    if v.size == 0:
+        v = v.reshape(0)
+    if v.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {v.shape}")
+    return v.astype(dtype)
+
+
+class COCOEvaluator:
+    """Streaming COCO bbox evaluation (same 12 numbers as pycocotools' COCOeval).
+
+    Args:
+        box_format: ``"xyxy"`` (default) or ``"xywh"`` for the boxes given to ``update``.
+        category_ids: the categories evaluated (default: every class seen in ground truth).
+        threads: worker threads over categories for ``compute`` (0 = all cores).
+    """
+
+    def __init__(self, *, box_format: str = "xyxy", category_ids=None, threads: int = 0) -> None:
+        if box_format not in ("xyxy", "xywh"):
+            raise ValueError(f"box_format must be 'xyxy' or 'xywh', got {box_format!r}")
+        self.box_format = box_format
+        self.category_ids = None if category_ids is None else sorted(int(c) for c in category_ids)
+        self.threads = threads
+        self._images: dict[int, list] = {}
+
+    def _xywh(self, b: np.ndarray) -> np.ndarray:
+        if self.box_format == "xywh":
+            return b
+        return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+
+    def update(self, image_id: int, detections, gt_boxes, gt_classes, *, gt_iscrowd=None, gt_area=None) -> None:
+        """Adds one image.
+
+        Args:
+            image_id: integer id; updating the same id again adds to it.
+            detections: a ``Detections`` (xyxy) or a tuple ``(boxes (D, 4), scores (D,), classes (D,))``
+                in ``box_format``.
+            gt_boxes: (G, 4) ground-truth boxes in ``box_format``.
+            gt_classes: (G,) category ids.
+            gt_iscrowd: (G,) crowd flags (crowd boxes are matched but neither rewarded nor penalised).
+            gt_area: (G,) areas for the small / medium / large split (default: box area).
+        """
+        if hasattr(detections, "xyxy"):
+            db = np.asarray(detections.xyxy, np.float64)
+            if self.box_format == "xywh":
+                db = np.stack([db[:, 0], db[:, 1], db[:, 2] - db[:, 0], db[:, 3] - db[:, 1]], axis=1)
+            ds, dc = detections.confidence, detections.class_id
+        else:
+            try:
+                db, ds, dc = detections
+            except (TypeError, ValueError):
+                raise TypeError("detections must be a Detections or a (boxes, scores, classes) tuple") from None
+        db = _boxes(db, "detection boxes")
+        D = db.shape[0]
+        ds = _vector(ds, "detection scores", D, np.float64)
+        dc = _vector(dc, "detection classes", D, np.int64)
+        if not np.isfinite(ds).all():
+            raise ValueError("detection scores must be finite")
+        gb = _boxes(gt_boxes, "gt_boxes")
+        G = gb.shape[0]
+        gc = _vector(gt_classes, "gt_classes", G, np.int64)
+        crowd = np.zeros(G, np.uint8) if gt_iscrowd is None else _vector(gt_iscrowd, "gt_iscrowd", G, np.uint8)
+        gxywh = self._xywh(gb)
+        area = gxywh[:, 2] * gxywh[:, 3] if gt_area is None else _vector(gt_area, "gt_area", G, np.float64)
+        entry = (gxywh, gc, crowd, area, self._xywh(db), dc, ds)
+        self._images.setdefault(int(image_id), []).append(entry)
+
+    def merge(self, other: "COCOEvaluator") -> "COCOEvaluator":
+        """Adds another evaluator's images (e.g. from another worker)."""
+        if not isinstance(other, COCOEvaluator):
+            raise TypeError(f"can only merge a COCOEvaluator, got {type(other).__name__}")
+        for k, v in other._images.items():
+            self._images.setdefault(k, []).extend(v)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def compute(self) -> COCOResult:
+        """The 12 COCO stats, per-class AP and the precision / recall arrays."""
+        ids = sorted(self._images)
+        gt_parts, dt_parts = [], []
+        gt_begin, dt_begin = [0], [0]
+        for i in ids:
+            for e in self._images[i]:
+                gt_parts.append(e[:4])
+                dt_parts.append(e[4:])
+            gt_begin.append(gt_begin[-1] + sum(len(e[1]) for e in self._images[i]))
+            dt_begin.append(dt_begin[-1] + sum(len(e[5]) for e in self._images[i]))
+
+        def cat(parts, k, shape, dtype):
+            xs = [p[k] for p in parts]
+            return np.ascontiguousarray(np.concatenate(xs) if xs else np.zeros(shape, dtype), dtype=dtype)
+
+        gt_box = cat(gt_parts, 0, (0, 4), np.float64)
+        gt_cls = cat(gt_parts, 1, (0,), np.int64)
+        cats = self.category_ids if self.category_ids is not None else sorted(set(gt_cls.tolist()))
+        precision, recall = _core.coco_evaluate(
+            np.array(gt_begin, np.int64), gt_box.reshape(-1), gt_cls, cat(gt_parts, 2, (0,), np.uint8),
+            cat(gt_parts, 3, (0,), np.float64), np.array(dt_begin, np.int64),
+            cat(dt_parts, 0, (0, 4), np.float64).reshape(-1), cat(dt_parts, 1, (0,), np.int64),
+            cat(dt_parts, 2, (0,), np.float64), np.array(cats, np.int64), _IOU_THRS, _REC_THRS, _AREAS,
+            np.array(_MAX_DETS, np.int64), int(self.threads))
+        per_class = {}
+        for k, c in enumerate(cats):
+            v = precision[:, :, k, 0, -1]
+            v = v[v > -1]
+            per_class[c] = float(np.mean(v)) if v.size else -1.0
+        return COCOResult(stats=_summarize(precision, recall), per_class_ap=per_class, precision=precision,
+                          recall=recall, category_ids=list(cats))
+
+
+def _load_json(x):
+    if isinstance(x, (str, os.PathLike)):
+        with open(x) as f:
+            return json.load(f)
+    return x
+
+
+def evaluate_coco(gt_json, dt_json, *, threads: int = 0) -> COCOResult:
+    """Evaluates COCO-format files (or already loaded dicts / lists) like pycocotools does.
+
+    Args:
+        gt_json: ground truth: path or dict with ``images``, ``annotations`` (bbox xywh, category_id,
+            iscrowd, area) and ``categories``.
+        dt_json: results: path or list of ``{"image_id", "category_id", "bbox", "score"}``.
+    """
+    gt = _load_json(gt_json)
+    dt = _load_json(dt_json)
+    if not isinstance(gt, dict) or "annotations" not in gt:
+        raise ValueError("gt_json must be a COCO dict with 'annotations'")
+    if isinstance(dt, dict) and "annotations" in dt:
+        dt = dt["annotations"]
+    if not isinstance(dt, list):
+        raise ValueError("dt_json must be a list of result dicts")
+    cats = [c["id"] for c in gt.get("categories", [])] or None
+    img_ids = [im["id"] for im in gt.get("images", [])]
+    known = set(img_ids) if img_ids else None
+    ev = COCOEvaluator(box_format="xywh", category_ids=cats, threads=threads)
+    gts: dict = {i: [] for i in img_ids}
+    for a in gt["annotations"]:
+        gts.setdefault(a["image_id"], []).append(a)
+    dts: dict = {}
+    for d in dt:
+        if known is not None and d["image_id"] not in known:
+            raise ValueError(f"result for image_id {d['image_id']} that is not in the ground truth")
+        dts.setdefault(d["image_id"], []).append(d)
+    for i in sorted(set(gts) | set(dts)):
+        g = gts.get(i, [])
+        d = dts.get(i, [])
+        ev.update(i, (np.array([x["bbox"] for x in d], np.float64).reshape(-1, 4),
+                      np.array([x["score"] for x in d], np.float64), np.array([x["category_id"] for x in d], np.int64)),
+                  np.array([x["bbox"] for x in g], np.float64).reshape(-1, 4),
+                  np.array([x["category_id"] for x in g], np.int64),
+                  gt_iscrowd=np.array([x.get("iscrowd", 0) for x in g], np.uint8),
+                  gt_area=np.array([x["area"] if "area" in x else x["bbox"][2] * x["bbox"][3] for x in g], np.float64))
+    return ev.compute()
+
+
+def voc_average_precision(detections, ground_truths, *, iou_threshold: float = 0.5, use_07_metric: bool = False,
+                          num_classes: int | None = None) -> dict:
+    """PASCAL VOC AP per class (all-point interpolation, or the 11-point VOC2007 metric).
+
+    Args:
+        detections: per image, ``(boxes (D, 4) xyxy, scores (D,), classes (D,))`` or ``Detections``.
+        ground_truths: per image, ``(boxes (G, 4) xyxy, classes (G,))`` or with a third
+            ``difficult (G,)`` array (difficult boxes are neither true nor false positives).
+        iou_threshold: a detection matches when IoU >= this (continuous coordinates).
+
+    Returns:
+        ``{class_id: AP}`` for every class with ground truth, plus ``"mAP"``.
+    """
+    if len(detections) != len(ground_truths):
+        raise ValueError(f"detections and ground_truths must have one entry per image, got "
+                         f"{len(detections)} and {len(ground_truths)}")
+    from ..ops import box_iou
+
+    per_class: dict = {}
+    gts = []
+    for g in ground_truths:
+        gb, gc, *rest = g
+        gb = _boxes(gb, "ground-truth boxes")
+        gc = _vector(gc, "ground-truth classes", gb.shape[0], np.int64)
+        diff = _vector(rest[0], "difficult", gb.shape[0], bool) if rest else np.zeros(gb.shape[0], bool)
+        gts.append((gb, gc, diff))
+    classes = sorted(set(np.concatenate([g[1] for g in gts]).tolist())) if gts else []
+    if num_classes is not None:
+        classes = [c for c in classes if c < num_classes]
+    for c in classes:
+        recs = []  # (score, image, box)
+        npos = 0
+        for i, (d, (gb, gc, diff)) in enumerate(zip(detections, gts)):
+            if hasattr(d, "xyxy"):
+                db, ds, dc = d.xyxy, d.confidence, d.class_id
+            else:
+                db, ds, dc = d
+            db = _boxes(db, "detection boxes")
+            ds = _vector(ds, "detection scores", db.shape[0], np.float64)
+            dc = _vector(dc, "detection classes", db.shape[0], np.int64)
+            for j in np.flatnonzero(dc == c):
+                recs.append((ds[j], i, db[j]))
+            npos += int(((gc == c) & ~diff).sum())
+        order = sorted(range(len(recs)), key=lambda r: -recs[r][0])
+        used = [np.zeros(int((g[1] == c).sum()), bool) for g in gts]
+        tp = np.zeros(len(order))
+        fp = np.zeros(len(order))
+        for n, r in enumerate(order):
+            _, i, box = recs[r]
+            gb, gc, diff = gts[i]
+            sel = np.flatnonzero(gc == c)
+            if sel.size:
+                ious = box_iou(box[None], gb[sel])[0]
+                j = int(np.argmax(ious))
+                if ious[j] >= iou_threshold:
+                    if diff[sel[j]]:
+                        continue
+                    if not used[i][j]:
+                        used[i][j] = True
+                        tp[n] = 1
+                    else:
+                        fp[n] = 1
+                    continue
+            fp[n] = 1
+        tp, fp = np.cumsum(tp), np.cumsum(fp)
+        rec = tp / npos if npos else np.zeros_like(tp)
+        prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        if use_07_metric:
+            ap = 0.0
+            for t in np.arange(0.0, 1.1, 0.1):
+                p = prec[rec >= t].max() if np.any(rec >= t) else 0.0
+                ap += p / 11.0
+        else:
+            mrec = np.concatenate(([0.0], rec, [1.0]))
+            mpre = np.concatenate(([0.0], prec, [0.0]))
+            for k in range(mpre.size - 1, 0, -1):
+                mpre[k - 1] = max(mpre[k - 1], mpre[k])
+            idx = np.flatnonzero(mrec[1:] != mrec[:-1])
+            ap = float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+        per_class[c] = float(ap)
+    per_class["mAP"] = float(np.mean([v for k, v in per_class.items()])) if per_class else float("nan")
+    return per_class

@@ -1,0 +1,298 @@
+import contextlib
+import io
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from sklearn import metrics as skm
+
+from pyimgcls.metrics import (COCOEvaluator, ConfusionMatrix, MultilabelReport, average_precision, evaluate_coco,
+                              precision_recall_curve, roc_auc, threshold_for_precision, top_k_accuracy,
+                              voc_average_precision)
+
+ZD = ["warn", 0, 1, np.nan]
+
+
+def _dict_equal(a, b, tol=1e-12):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], dict):
+            _dict_equal(a[k], b[k], tol)
+        else:
+            x, y = float(a[k]), float(b[k])
+            assert (np.isnan(x) and np.isnan(y)) or abs(x - y) <= tol, (k, x, y)
+
+
+# ----------------------------------------------------------------------------- single-label
+@st.composite
+def label_cases(draw):
+    c = draw(st.integers(1, 12))
+    n = draw(st.integers(1, 300))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    p = rng.dirichlet(np.full(c, draw(st.sampled_from([0.2, 1.0, 5.0]))))  # heavy imbalance too
+    t = rng.choice(c, n, p=p)
+    pred = np.where(rng.random(n) < draw(st.floats(0, 1)), t, rng.choice(c, n, p=p))
+    return c, t, pred, draw(st.sampled_from(ZD))
+
+
+@given(label_cases())
+def test_report_equals_sklearn(case):
+    c, t, p, zd = case
+    cm = ConfusionMatrix(c)
+    for chunk in np.array_split(np.arange(len(t)), 3):  # streaming
+        cm.update(t[chunk], p[chunk])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = cm.report(zero_division=zd)
+        ref = skm.classification_report(t, p, labels=list(range(c)), output_dict=True, zero_division=zd)
+        _dict_equal(ours.to_dict(), ref)
+        np.testing.assert_array_equal(cm.matrix, skm.confusion_matrix(t, p, labels=list(range(c))))
+        assert ours.balanced_accuracy == pytest.approx(skm.balanced_accuracy_score(t, p), abs=1e-12)
+    assert "accuracy" in str(ours)
+
+
+def test_merge_and_names():
+    a, b = ConfusionMatrix(3, labels=["cat", "dog", "fox"]), ConfusionMatrix(3, labels=["cat", "dog", "fox"])
+    a.update([0, 1, 2], [0, 2, 2])
+    b.update([1, 1], [1, 0])
+    a.merge(b)
+    ref = skm.classification_report([0, 1, 2, 1, 1], [0, 2, 2, 1, 0], labels=[0, 1, 2],
+                                    target_names=["cat", "dog", "fox"], output_dict=True, zero_division=0)
+    _dict_equal(a.report(zero_division=0).to_dict(), ref)
+
+
+def test_label_errors():
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="y_pred has label 3 at index 2"):
+        cm.update([0, 1, 2, 0], [0, 1, 3, 0])
+    with pytest.raises(ValueError, match="y_true has label -1 at index 0"):
+        cm.update([-1], [0])
+    with pytest.raises(ValueError, match="same length"):
+        cm.update([0, 1], [0])
+    with pytest.raises(TypeError):
+        cm.update(["a"], ["b"])
+    with pytest.raises(ValueError, match="zero_division"):
+        cm.report(zero_division=2)
+    assert cm.count == 0  # nothing half-added
+
+
+def test_one_class_and_empty():
+    cm = ConfusionMatrix(1).update([0, 0], [0, 0])
+    assert cm.report().to_dict()["0"]["f1-score"] == 1.0
+    r = ConfusionMatrix(2).report(zero_division=0)
+    assert r.accuracy == 0.0 and (r.support == 0).all()
+
+
+@given(st.integers(1, 8), st.integers(1, 200), st.integers(1, 6), st.integers(0, 2**32 - 1), st.booleans())
+def test_top_k_equals_sklearn(c, n, k, seed, ties):
+    warnings.simplefilter("ignore")
+    c = max(c, 2)
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, c, n)
+    s = rng.random((n, c))
+    if ties:
+        s = np.round(s * 3) / 3
+    k = min(k, c)
+    if c == 2:
+        ref = skm.top_k_accuracy_score(t, s[:, 1], k=k, labels=[0, 1])
+        assert top_k_accuracy(t, s[:, 1], k) == pytest.approx(ref)
+    else:
+        assert top_k_accuracy(t, s, k) == pytest.approx(skm.top_k_accuracy_score(t, s, k=k, labels=list(range(c))))
+        assert top_k_accuracy(t, s.astype(np.float32), k) == pytest.approx(
+            skm.top_k_accuracy_score(t, s.astype(np.float32), k=k, labels=list(range(c))))
+
+
+# ----------------------------------------------------------------------------- multi-label
+# L >= 2: scikit-learn reads an (N, 1) indicator matrix as a binary problem, not a multi-label one
+@given(st.integers(2, 8), st.integers(1, 100), st.integers(0, 2**32 - 1), st.sampled_from(ZD))
+def test_multilabel_report_equals_sklearn(L, n, seed, zd):
+    rng = np.random.default_rng(seed)
+    t = rng.random((n, L)) < rng.uniform(0, 0.6, L)
+    p = np.where(rng.random((n, L)) < 0.7, t, rng.random((n, L)) < 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = MultilabelReport.from_predictions(t, p, zero_division=zd)
+        ref = skm.classification_report(t, p, output_dict=True, zero_division=zd)
+    _dict_equal(r.to_dict(), ref)
+    assert r.hamming_loss == pytest.approx(skm.hamming_loss(t, p))
+    assert r.subset_accuracy == pytest.approx(skm.accuracy_score(t, p))
+    str(r)
+
+
+@st.composite
+def score_cases(draw):
+    n = draw(st.integers(2, 300))
+    L = draw(st.integers(1, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    t = (rng.random((n, L)) < draw(st.floats(0.05, 0.9))).astype(int)
+    s = rng.random((n, L)) + t * draw(st.floats(0, 1))
+    if draw(st.booleans()):
+        s = np.round(s * 5) / 5  # many ties
+    if draw(st.booleans()):
+        s = s.astype(np.float32)
+    return t, s
+
+
+@given(score_cases())
+def test_average_precision_equals_sklearn(case):
+    t, s = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for avg in (None, "macro", "micro", "weighted"):
+            ref = skm.average_precision_score(t, s, average=avg)
+            np.testing.assert_allclose(average_precision(t, s, average=avg), ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(average_precision(t[:, 0], s[:, 0]), skm.average_precision_score(t[:, 0], s[:, 0]),
+                                   rtol=1e-10, atol=1e-12)
+
+
+@given(score_cases())
+def test_roc_auc_and_curve_equal_sklearn(case):
+    t, s = case
+    ok = (t.min(axis=0) == 0) & (t.max(axis=0) == 1)
+    if ok.all():
+        for avg in (None, "macro", "micro", "weighted"):
+            np.testing.assert_allclose(roc_auc(t, s, average=avg), skm.roc_auc_score(t, s, average=avg), rtol=1e-10)
+    else:
+        with pytest.raises(ValueError, match="Only one class"):
+            roc_auc(t, s, average="macro")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p, r, th = precision_recall_curve(t[:, 0], s[:, 0])
+        rp, rr, rth = skm.precision_recall_curve(t[:, 0], s[:, 0])
+    np.testing.assert_allclose(p, rp, rtol=1e-12)
+    np.testing.assert_allclose(r, rr, rtol=1e-12)
+    np.testing.assert_array_equal(th, rth)
+
+
+def test_threshold_for_precision():
+    t = np.array([0, 0, 1, 0, 1, 1, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    thr, rec = threshold_for_precision(t, s, 0.75)
+    # at >= 0.4: tp 3 / 4 predicted = 0.75; at >= 0.3: 4 / 5 = 0.8 -> the lowest is 0.3
+    assert thr == 0.3 and rec == 1.0
+    thr, rec = threshold_for_precision(t, s, 1.0)
+    assert thr == 0.5 and rec == 0.75
+    assert threshold_for_precision([0, 0], [0.1, 0.2], 0.5) == (float("inf"), 0.0)
+
+
+def test_ranking_bad_input():
+    with pytest.raises(ValueError, match="same"):
+        average_precision([0, 1], [0.1])
+    with pytest.raises(ValueError, match="finite"):
+        average_precision([0, 1], [0.1, np.nan])
+    with pytest.raises(ValueError, match="0/1"):
+        roc_auc([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="average"):
+        roc_auc([0, 1], [0.1, 0.2], average="samples-ish")
+
+
+# ----------------------------------------------------------------------------- COCO
+def _coco_case(rng, n_images=12, n_cats=4, crowd=True, ties=False, empty=True):
+    images = [{"id": i + 1, "width": 640, "height": 480} for i in range(n_images)]
+    cats = [{"id": c + 1, "name": f"c{c}"} for c in range(n_cats)]
+    anns, dets = [], []
+    aid = 1
+    for im in images:
+        if empty and im["id"] % 5 == 0:
+            continue  # images with no ground truth
+        for _ in range(rng.integers(0, 8)):
+            x, y = rng.uniform(0, 560, 2)
+            w, h = rng.uniform(4, 200, 2)
+            c = int(rng.integers(1, n_cats + 1))
+            anns.append({"id": aid, "image_id": im["id"], "category_id": c, "bbox": [x, y, w, h],
+                         "area": float(w * h * rng.uniform(0.5, 1.0)), "iscrowd": int(crowd and rng.random() < 0.1)})
+            aid += 1
+            for _ in range(rng.integers(0, 4)):  # duplicates and jittered detections
+                j = rng.normal(0, 0.1, 4) * [w, h, w, h]
+                score = float(np.round(rng.random(), 1) if ties else rng.random())
+                dets.append({"image_id": im["id"], "category_id": c if rng.random() < 0.8 else int(rng.integers(1, n_cats + 1)),
+                             "bbox": [x + j[0], y + j[1], max(1.0, w + j[2]), max(1.0, h + j[3])], "score": score})
+        if empty and im["id"] % 7 == 0:
+            continue
+        for _ in range(rng.integers(0, 4)):  # false positives, some on images without ground truth
+            dets.append({"image_id": im["id"], "category_id": int(rng.integers(1, n_cats + 1)),
+                         "bbox": [*rng.uniform(0, 500, 2), *rng.uniform(2, 150, 2)], "score": float(rng.random())})
+    return {"images": images, "annotations": anns, "categories": cats}, dets
+
+
+def _pycocotools(gt, dets):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        c = COCO()
+        c.dataset = gt
+        c.createIndex()
+        d = c.loadRes(dets) if dets else COCO()
+        e = COCOeval(c, d, "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return e
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("ties", [False, True])
+def test_coco_equals_pycocotools(seed, ties):
+    rng = np.random.default_rng(seed)
+    gt, dets = _coco_case(rng, n_images=10 + seed, ties=ties)
+    ref = _pycocotools(gt, dets)
+    ours = evaluate_coco(gt, dets)
+    np.testing.assert_allclose(ours.stats, ref.stats, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours.precision, ref.eval["precision"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours.recall, ref.eval["recall"], rtol=0, atol=1e-12)
+
+
+def test_coco_streaming_merge_and_xyxy_updates_equal_files():
+    rng = np.random.default_rng(42)
+    gt, dets = _coco_case(rng, n_images=20)
+    ref = evaluate_coco(gt, dets)
+    a, b = COCOEvaluator(category_ids=[1, 2, 3, 4]), COCOEvaluator(category_ids=[1, 2, 3, 4])
+    for im in gt["images"]:
+        i = im["id"]
+        g = [x for x in gt["annotations"] if x["image_id"] == i]
+        d = [x for x in dets if x["image_id"] == i]
+        xyxy = lambda bb: [bb[0], bb[1], bb[0] + bb[2], bb[1] + bb[3]]  # noqa: E731
+        (a if i % 2 else b).update(
+            i, (np.array([xyxy(x["bbox"]) for x in d]).reshape(-1, 4), [x["score"] for x in d],
+                [x["category_id"] for x in d]),
+            np.array([xyxy(x["bbox"]) for x in g]).reshape(-1, 4), [x["category_id"] for x in g],
+            gt_iscrowd=[x["iscrowd"] for x in g], gt_area=[x["area"] for x in g])
+    got = a.merge(b).compute()
+    # xyxy -> xywh in float64 can move a box by an ulp: stats agree to 1e-9
+    np.testing.assert_allclose(got.stats, ref.stats, atol=1e-9)
+    assert set(got.per_class_ap) == {1, 2, 3, 4}
+
+
+def test_coco_edge_cases():
+    gt = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0}]}
+    perfect = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}]
+    r = evaluate_coco(gt, perfect)
+    np.testing.assert_allclose(r.stats, _pycocotools(gt, perfect).stats, atol=1e-9)
+    assert r.stats[0] == pytest.approx(1.0)
+    none = evaluate_coco(gt, [])
+    assert none.stats[0] == 0.0
+    with pytest.raises(ValueError, match="not in the ground truth"):
+        evaluate_coco(gt, [{"image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
+    ev = COCOEvaluator()
+    with pytest.raises(ValueError, match=r"gt_boxes must have shape \(N, 4\)"):
+        ev.update(1, (np.zeros((0, 4)), [], []), np.zeros((2, 3)), [1, 1])
+    with pytest.raises(ValueError, match="detection scores must have shape"):
+        ev.update(1, (np.zeros((2, 4)), [0.5], [1, 1]), np.zeros((0, 4)), [])
+
+
+def test_voc_ap():
+    gts = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([0, 0])),
+           (np.array([[0, 0, 10, 10]]), np.array([1]))]
+    dets = [(np.array([[0, 0, 10, 10], [21, 21, 30, 30], [50, 50, 60, 60]]), np.array([0.9, 0.8, 0.7]), np.array([0, 0, 0])),
+            (np.array([[0, 0, 9, 9], [0, 0, 10, 10]]), np.array([0.6, 0.5]), np.array([1, 1]))]
+    r = voc_average_precision(dets, gts)
+    assert r[0] == pytest.approx(1.0)  # both found before the false positive
+    assert r[1] == pytest.approx(1.0)  # first detection matches (IoU 0.81), second is a duplicate
+    r07 = voc_average_precision(dets, gts, use_07_metric=True)
+    assert r07[0] == pytest.approx(1.0)
+    assert r["mAP"] == pytest.approx(1.0)
+    miss = voc_average_precision([(np.zeros((0, 4)), [], [])], [(np.array([[0, 0, 1, 1]]), [0])])
+    assert miss[0] == 0.0

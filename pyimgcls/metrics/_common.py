@@ -47,8 +47,8 @@ def nan_average(values: np.ndarray, weights: np.ndarray | None = None) -> float:
     if weights is None:
         return float(np.average(v[mask]))
     w = np.asarray(weights, np.float64)[mask]
-    if w.sum() == 0:
-        return float("nan")
+    if w.sum() == 0:  # all weights zero: scikit-learn falls back to the plain average
+        return float(np.average(v[mask]))
     return float(np.average(v[mask], weights=w))
 
 

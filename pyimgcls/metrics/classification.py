@@ -96,9 +96,6 @@ def _report_from_counts(tp, fp, fn, support, names, zero_division, *, multilabel
     total = float(support.sum())
 
     def avg(p, r, f, weights=None):
-        if weights is not None and float(np.sum(weights)) == 0:
-            z = zero_division_value(zero_division)
-            return {"precision": z, "recall": z, "f1-score": z, "support": total}
         return {"precision": nan_average(p, weights), "recall": nan_average(r, weights),
                 "f1-score": nan_average(f, weights), "support": total}
 

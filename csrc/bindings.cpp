@@ -374,7 +374,7 @@ py::tuple ap_auc_columns_t(const carr<T>& scores, const carr<std::uint8_t>& trut
     const std::uint8_t* t = truth.data();
     {
         py::gil_scoped_release release;
-        core::parallel_for_dynamic(L, threads, [&](std::ptrdiff_t j) { core::ap_auc(s + j, t + j, n, L, pa + j, pu + j); });
+        core::ap_auc_columns(s, t, n, L, threads, pa, pu);
     }
     return py::make_tuple(ap, auc);
 }

@@ -35,4 +35,9 @@ template <typename T>
 void ap_auc(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t stride, double* ap,
             double* auc);
 
+// ap_auc for every column of (N, L) row-major scores / truth; threaded over blocks of columns.
+template <typename T>
+void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
+                    double* ap, double* auc);
+
 }  // namespace pyimgcls::core

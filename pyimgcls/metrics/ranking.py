@@ -24,14 +24,19 @@ def _truth_scores(y_true, scores):
         raise TypeError(f"scores must be numeric, got {s.dtype}")
     if t.shape != s.shape or t.ndim not in (1, 2):
         raise ValueError(f"y_true and scores must have the same (N,) or (N, L) shape, got {t.shape} and {s.shape}")
-    if t.size and not np.isin(t, (0, 1)).all():
-        raise ValueError("y_true must hold 0/1 (or boolean) labels")
+    if t.size:
+        if t.dtype == bool:
+            pass
+        elif t.dtype.kind == "u" and t.dtype.itemsize == 1:
+            if t.max() > 1:
+                raise ValueError("y_true must hold 0/1 (or boolean) labels")
+        elif not np.isin(t, (0, 1)).all():
+            raise ValueError("y_true must hold 0/1 (or boolean) labels")
     if s.dtype not in (np.float32, np.float64):
         s = s.astype(np.float64)
-    if s.size and not np.isfinite(s).all():
-        i = int(np.flatnonzero(~np.isfinite(s.reshape(-1)))[0])
-        raise ValueError(f"scores must be finite, found {s.reshape(-1)[i]} at flat index {i}")
-    return np.ascontiguousarray(t, dtype=np.uint8), np.ascontiguousarray(s)
+    # finiteness is checked by the native kernels, which name the offending position
+    return np.ascontiguousarray(t).view(np.uint8) if t.dtype == bool else np.ascontiguousarray(t, dtype=np.uint8), \
+        np.ascontiguousarray(s)
 
 
 def _columns(t: np.ndarray, s: np.ndarray, threads: int):

@@ -1,0 +1,169 @@
+"""Metrics against scikit-learn, pycocotools and faster-coco-eval (single thread)."""
+
+import contextlib
+import io
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from pyimgcls.metrics import COCOEvaluator, ConfusionMatrix, average_precision, evaluate_coco
+
+
+# ----------------------------------------------------------------------------- classification report
+@pytest.fixture(scope="module")
+def labels_1m():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(100, 0.5))  # imbalanced
+    t = rng.choice(100, 1_000_000, p=p)
+    pred = np.where(rng.random(t.size) < 0.7, t, rng.choice(100, t.size, p=p))
+    return t.astype(np.int64), pred.astype(np.int64)
+
+
+def _ours_report(t, p):
+    return ConfusionMatrix(100).update(t, p).report(zero_division=0)
+
+
+def test_report_pyimgcls(benchmark, labels_1m):
+    benchmark.group = "classification-report-1M-100cls"
+    t, p = labels_1m
+    r = _ours_report(t, p)
+    ref = skm.precision_recall_fscore_support(t, p, labels=list(range(100)), zero_division=0)
+    np.testing.assert_allclose(r.precision, ref[0], rtol=1e-12)
+    np.testing.assert_allclose(r.f1, ref[2], rtol=1e-12)
+    benchmark(_ours_report, t, p)
+
+
+def test_report_sklearn(benchmark, labels_1m):
+    benchmark.group = "classification-report-1M-100cls"
+    t, p = labels_1m
+    benchmark.pedantic(skm.precision_recall_fscore_support, (t, p), {"labels": list(range(100)), "zero_division": 0},
+                       rounds=5, warmup_rounds=1)
+
+
+def test_report_numpy_bincount(benchmark, labels_1m):
+    benchmark.group = "classification-report-1M-100cls"
+    t, p = labels_1m
+    benchmark(lambda: np.bincount(t * 100 + p, minlength=100 * 100))
+
+
+# ----------------------------------------------------------------------------- average precision
+@pytest.fixture(scope="module")
+def multilabel_scores():
+    rng = np.random.default_rng(0)
+    t = rng.random((200_000, 50)) < rng.uniform(0.01, 0.3, 50)
+    s = (rng.random((200_000, 50)) + t * 0.5).astype(np.float32)
+    return t.astype(np.uint8), s
+
+
+def test_ap_pyimgcls(benchmark, multilabel_scores):
+    benchmark.group = "average-precision-200000x50"
+    t, s = multilabel_scores
+    np.testing.assert_allclose(average_precision(t, s, average=None, threads=1),
+                               skm.average_precision_score(t, s, average=None), rtol=1e-9)
+    benchmark(average_precision, t, s, average=None, threads=1)
+
+
+def test_ap_sklearn(benchmark, multilabel_scores):
+    benchmark.group = "average-precision-200000x50"
+    t, s = multilabel_scores
+    benchmark.pedantic(skm.average_precision_score, (t, s), {"average": None}, rounds=3, warmup_rounds=1)
+
+
+# ----------------------------------------------------------------------------- COCO
+@pytest.fixture(scope="module")
+def coco_500():
+    rng = np.random.default_rng(0)
+    images = [{"id": i + 1, "width": 640, "height": 480} for i in range(500)]
+    cats = [{"id": c + 1, "name": str(c)} for c in range(80)]
+    anns, dets = [], []
+    for im in images:
+        gts = []
+        for _ in range(rng.integers(1, 15)):
+            x, y = rng.uniform(0, 560, 2)
+            w, h = rng.uniform(8, 250, 2)
+            c = int(rng.integers(1, 81))
+            anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": c, "bbox": [x, y, w, h],
+                         "area": float(w * h), "iscrowd": int(rng.random() < 0.02)})
+            gts.append((x, y, w, h, c))
+        for _ in range(100):  # 100 detections per image: near ground truth or random
+            if rng.random() < 0.5 and gts:
+                x, y, w, h, c = gts[rng.integers(len(gts))]
+                j = rng.normal(0, 0.15, 4) * [w, h, w, h]
+                box = [x + j[0], y + j[1], max(1.0, w + j[2]), max(1.0, h + j[3])]
+            else:
+                c = int(rng.integers(1, 81))
+                box = [*rng.uniform(0, 560, 2), *rng.uniform(4, 250, 2)]
+            dets.append({"image_id": im["id"], "category_id": c, "bbox": [float(v) for v in box], "score": float(rng.random())})
+    return {"images": images, "annotations": anns, "categories": cats}, dets
+
+
+def _pycocotools(gt, dets):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        c = COCO()
+        c.dataset = gt
+        c.createIndex()
+        e = COCOeval(c, c.loadRes(dets), "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return e.stats
+
+
+def _faster_coco_eval(gt, dets):
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = COCO()
+        c.dataset = gt
+        c.createIndex()
+        e = COCOeval_faster(c, c.loadRes(dets), "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return e.stats
+
+
+def test_coco_pyimgcls(benchmark, coco_500):
+    benchmark.group = "coco-bbox-500img-100det-80cls"
+    gt, dets = coco_500
+    ours = evaluate_coco(gt, dets, threads=1)
+    np.testing.assert_allclose(ours.stats, _pycocotools(gt, dets), atol=1e-9)
+    benchmark(evaluate_coco, gt, dets, threads=1)
+
+
+def test_coco_pyimgcls_streaming_compute(benchmark, coco_500):
+    """Only the evaluation, after the detections were fed with update() during inference."""
+    benchmark.group = "coco-bbox-500img-100det-80cls"
+    gt, dets = coco_500
+    ev = COCOEvaluator(box_format="xywh", threads=1)
+    by_img = {}
+    for d in dets:
+        by_img.setdefault(d["image_id"], []).append(d)
+    g_img = {}
+    for a in gt["annotations"]:
+        g_img.setdefault(a["image_id"], []).append(a)
+    for i in sorted(g_img):
+        d, g = by_img.get(i, []), g_img[i]
+        ev.update(i, (np.array([x["bbox"] for x in d]), [x["score"] for x in d], [x["category_id"] for x in d]),
+                  np.array([x["bbox"] for x in g]), [x["category_id"] for x in g],
+                  gt_iscrowd=[x["iscrowd"] for x in g], gt_area=[x["area"] for x in g])
+    benchmark(ev.compute)
+
+
+def test_coco_faster_coco_eval(benchmark, coco_500):
+    benchmark.group = "coco-bbox-500img-100det-80cls"
+    gt, dets = coco_500
+    np.testing.assert_allclose(_faster_coco_eval(gt, dets), _pycocotools(gt, dets), atol=1e-6)
+    benchmark.pedantic(_faster_coco_eval, (gt, dets), rounds=5, warmup_rounds=1)
+
+
+def test_coco_pycocotools(benchmark, coco_500):
+    benchmark.group = "coco-bbox-500img-100det-80cls"
+    gt, dets = coco_500
+    benchmark.pedantic(_pycocotools, (gt, dets), rounds=3, warmup_rounds=0)

@@ -4,6 +4,7 @@ from . import metrics, ops
 from .classifier import Classification, Classifier, default_model_path
 from .decode import ImageDecodeError, image_size, read_image
 from .detections import Detections
+from .scoring import ScoreSummary, score
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
 from .session import ModelInfo, Session, annotate_model
 
@@ -24,6 +25,8 @@ __all__ = [
     "image_size",
     "preprocess",
     "read_image",
+    "ScoreSummary",
+    "score",
 ]
 
 __version__ = "0.1.0"

@@ -89,6 +89,40 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import OutputExistsError, score
+
+    try:
+        summary = score(args.paths, model=args.model, out=args.out, batch_size=args.batch_size, resume=args.resume,
+                        threads=args.threads or 0, progress=not args.quiet, top_k=args.top_k,
+                        embeddings=args.embeddings, overwrite=args.overwrite)
+    except OutputExistsError as e:
+        print(f"pyimgcls: error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(summary, file=sys.stderr)
+    return 0
+
+
+def _batch_sizes(s: str) -> list[int]:
+    try:
+        vals = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {s!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {s!r}")
+    return vals
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    res = run_bench(args.model, batch_sizes=args.batch_size, threads=args.threads, duration=args.duration,
+                    images=args.images, providers=args.providers)
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pyimgcls", description="Fast image classification and detection inference.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -102,6 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=_positive_int, default=None, help="threads (default: all cores)")
     c.add_argument("--providers", default="auto", help="'auto' or an ONNX Runtime provider name")
     c.set_defaults(func=_cmd_classify)
+
+    s = sub.add_parser("score", help="score a large image set into CSV / JSONL / Parquet (resumable)")
+    s.add_argument("paths", nargs="+", help="folders (recursive), files, glob patterns or .txt lists of paths")
+    s.add_argument("--out", required=True, help="output file: .csv, .jsonl or .parquet")
+    s.add_argument("--model", default=None)
+    s.add_argument("--top-k", type=_positive_int, default=5)
+    s.add_argument("--batch-size", type=_positive_int, default=64)
+    s.add_argument("--threads", type=_positive_int, default=None)
+    s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue an interrupted run with the same output (default: on)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.add_argument("--embeddings", action="store_true", help="also write penultimate-layer features")
+    s.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    s.set_defaults(func=_cmd_score)
+
+    b = sub.add_parser("bench", help="measure throughput, latency and per-stage cost")
+    b.add_argument("--model", default=None)
+    b.add_argument("--batch-size", type=_batch_sizes, default=[1, 8, 32], help="e.g. 1,8,32")
+    b.add_argument("--threads", type=_positive_int, default=None)
+    b.add_argument("--duration", type=float, default=3.0, help="seconds per batch size")
+    b.add_argument("--images", default=None, help="folder of real images (default: synthetic JPEGs)")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--providers", default="auto")
+    b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="show a model's inputs, outputs, metadata, preprocessing and providers")
     i.add_argument("model", nargs="?", default=None, help="ONNX model (default: the embedded model)")

@@ -16,6 +16,8 @@ from .decode import ImageDecodeError, read_image
 __all__ = ["IMAGE_EXTENSIONS", "Item", "iter_items", "load_item"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
+_GLOB_CHARS = set("*?[")
 
 
 @dataclass
@@ -46,7 +48,8 @@ def _is_pil(x: object) -> bool:
 def iter_items(inputs: Any) -> Iterator[Item]:
     """Expands ``inputs`` into ``Item``s in order.
 
-    Accepts a path (a folder is walked recursively for image extensions), ``bytes``, a NumPy
+    Accepts a path (a folder is walked recursively for image extensions; a glob pattern; a
+    ``.txt`` / ``.lst`` file of paths, one per line, relative to the list), ``bytes``, a NumPy
     image (H, W[, C]) or a batch (N, H, W, C), a PIL image, or an iterable of these.
     """
     counter = 0
@@ -58,6 +61,22 @@ def iter_items(inputs: Any) -> Iterator[Item]:
             if os.path.isdir(p):
                 for f in _walk(p):
                     yield Item(f, f)
+            elif not os.path.exists(p) and _GLOB_CHARS & set(p):
+                import glob
+
+                for f in sorted(glob.glob(p, recursive=True)):
+                    if os.path.isdir(f):
+                        yield from one(f)
+                    elif os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+                        yield Item(f, f)
+            elif os.path.splitext(p)[1].lower() in LIST_EXTENSIONS and os.path.isfile(p):
+                base = os.path.dirname(os.path.abspath(p))
+                with open(p, encoding="utf-8") as f:  # one path per line, read lazily
+                    for line in f:
+                        line = line.strip()
+                        if line and not line.startswith("#"):
+                            q = line if os.path.isabs(line) else os.path.join(base, line)
+                            yield Item(q, q)
             else:
                 yield Item(p, p)
         elif isinstance(x, (bytes, bytearray, memoryview)):

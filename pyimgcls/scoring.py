@@ -1,0 +1,388 @@
+"""Batch scoring of large image sets into CSV, JSONL or Parquet: resumable, bounded memory.
+
+Crash safety (a run killed at any moment, SIGKILL included, then started again with the same
+output finishes with exactly one row per input):
+
+* CSV / JSONL: rows are appended in chunks, each flushed and fsynced; on resume a trailing partial
+  line is cut off and the paths already written are skipped.
+* Parquet: each chunk is written to a part file (temporary name, fsync, atomic rename) in
+  ``OUT.parts/``; at the end the parts (and any earlier final file) are combined into ``OUT``
+  through a temporary file and an atomic rename, then the parts are removed.
+* Embeddings: a list column in Parquet, a list field in JSONL, and ``OUT.embeddings.npy`` (rows in
+  the order of the CSV rows) for CSV, assembled from atomic per-chunk parts.
+* ``OUT.pyimgcls.json`` records the model (SHA-256) and settings; an output written with another
+  model or settings is refused unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .inputs import Item, iter_items
+
+__all__ = ["score", "ScoreSummary", "OutputExistsError"]
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+COLUMNS = ["path", "label", "label_name", "score", "top_k_ids", "top_k_names", "top_k_scores", "error"]
+
+
+class OutputExistsError(RuntimeError):
+    """The output exists and was written by another model or with other settings."""
+
+
+@dataclass
+class ScoreSummary:
+    """What a ``score`` run did."""
+
+    out: str
+    images: int          # rows written by this run
+    errors: int          # of which with ``error`` set
+    skipped: int         # inputs already present (resumed)
+    seconds: float
+    images_per_second: float
+
+    def __str__(self) -> str:
+        return (f"scored {self.images} images ({self.errors} errors, {self.skipped} already done) in "
+                f"{self.seconds:.1f} s: {self.images_per_second:.1f} images/s -> {self.out}")
+
+
+def _sha256(path_or_bytes) -> str:
+    h = hashlib.sha256()
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        h.update(path_or_bytes)
+    else:
+        with open(path_or_bytes, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+def _row(r, with_embedding: bool) -> dict:
+    d = {
+        "path": r.source,
+        "label": r.label,
+        "label_name": r.label_name,
+        "score": r.score,
+        "top_k_ids": [int(i) for i, _, _ in r.top_k],
+        "top_k_names": [n for _, n, _ in r.top_k],
+        "top_k_scores": [float(p) for _, _, p in r.top_k],
+        "error": r.error or "",
+    }
+    if with_embedding:
+        e = getattr(r, "embedding", None)
+        d["embedding"] = None if e is None else [float(v) for v in e]
+    return d
+
+
+# ----------------------------------------------------------------------------- writers
+class _AppendWriter:
+    """CSV / JSONL: append-only text with fsync per chunk; resume cuts a partial last line."""
+
+    def __init__(self, path: str, fmt: str, embeddings: bool) -> None:
+        self.path, self.fmt, self.embeddings = path, fmt, embeddings
+        self.parts = path + ".parts"
+
+    def done_paths(self) -> set[str]:
+        if not os.path.exists(self.path):
+            return set()
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):  # a row cut short by a kill: drop it
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+                data = data[:end]
+        text = data.decode("utf-8")
+        done = set()
+        if self.fmt == "jsonl":
+            for line in text.splitlines():
+                if line.strip():
+                    done.add(json.loads(line)["path"])
+        else:
+            rows = csv.reader(io.StringIO(text))
+            header = next(rows, None)
+            if header is not None and header[:len(COLUMNS)] != COLUMNS:
+                raise OutputExistsError(f"{self.path} has an unexpected header: {header}")
+            for row in rows:
+                if row:
+                    done.add(row[0])
+        return done
+
+    def write(self, rows: list[dict]) -> None:
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        buf = io.StringIO()
+        if not rows and self.fmt == "csv" and self.embeddings:
+            os.makedirs(self.parts, exist_ok=True)
+        if self.fmt == "jsonl":
+            for r in rows:
+                buf.write(json.dumps(r, ensure_ascii=False) + "\n")
+        else:
+            if self.embeddings and rows:
+                self._write_embedding_part(rows)
+            w = csv.writer(buf, lineterminator="\n")
+            if new:
+                w.writerow(COLUMNS)
+            for r in rows:
+                w.writerow([r["path"], "" if r["label"] is None else r["label"], r["label_name"] or "",
+                            "" if r["score"] is None else repr(r["score"]), json.dumps(r["top_k_ids"]),
+                            json.dumps(r["top_k_names"], ensure_ascii=False), json.dumps(r["top_k_scores"]),
+                            r["error"]])
+        with open(self.path, "a", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _write_embedding_part(self, rows: list[dict]) -> None:
+        os.makedirs(self.parts, exist_ok=True)
+        dim = next((len(r["embedding"]) for r in rows if r.get("embedding") is not None), 0)
+        emb = np.full((len(rows), dim), np.nan, np.float32)
+        for i, r in enumerate(rows):
+            if r.get("embedding") is not None:
+                emb[i] = r["embedding"]
+        buf = io.BytesIO()
+        np.savez(buf, paths=np.array([r["path"] for r in rows], dtype=object), emb=emb)
+        n = len(os.listdir(self.parts))
+        _atomic_write(os.path.join(self.parts, f"part-{n:06d}-{time.time_ns()}.npz"), buf.getvalue())
+
+    def finish(self) -> None:
+        if not os.path.exists(self.path):  # no rows at all: still a valid, empty output
+            self.write([])
+        if self.fmt != "csv" or not self.embeddings or not os.path.isdir(self.parts):
+            return
+        by_path: dict[str, np.ndarray] = {}
+        dim = 0
+        for name in sorted(os.listdir(self.parts)):
+            if not name.endswith(".npz"):
+                continue
+            with np.load(os.path.join(self.parts, name), allow_pickle=True) as z:
+                for p, e in zip(z["paths"], z["emb"]):
+                    by_path[str(p)] = e
+                    dim = max(dim, e.shape[0])
+        with open(self.path, encoding="utf-8", newline="") as f:
+            rows = csv.reader(f)
+            next(rows, None)
+            order = [row[0] for row in rows if row]
+        emb = np.full((len(order), dim), np.nan, np.float32)
+        for i, p in enumerate(order):
+            e = by_path.get(p)
+            if e is not None and e.shape[0] == dim:
+                emb[i] = e
+        buf = io.BytesIO()
+        np.save(buf, emb)
+        _atomic_write(self.path + ".embeddings.npy", buf.getvalue())
+
+
+class _ParquetWriter:
+    """Parquet: atomic part files per chunk, combined into the final file at the end."""
+
+    def __init__(self, path: str, embeddings: bool) -> None:
+        self.path, self.embeddings = path, embeddings
+        self.parts = path + ".parts"
+
+    def _schema(self):
+        import pyarrow as pa
+
+        fields = [("path", pa.string()), ("label", pa.int64()), ("label_name", pa.string()), ("score", pa.float64()),
+                  ("top_k_ids", pa.list_(pa.int64())), ("top_k_names", pa.list_(pa.string())),
+                  ("top_k_scores", pa.list_(pa.float64())), ("error", pa.string())]
+        if self.embeddings:
+            fields.append(("embedding", pa.list_(pa.float32())))
+        return pa.schema(fields)
+
+    def _part_files(self) -> list[str]:
+        if not os.path.isdir(self.parts):
+            return []
+        return sorted(os.path.join(self.parts, n) for n in os.listdir(self.parts) if n.endswith(".parquet"))
+
+    def done_paths(self) -> set[str]:
+        import pyarrow.parquet as pq
+
+        done: set[str] = set()
+        for f in ([self.path] if os.path.exists(self.path) else []) + self._part_files():
+            done.update(pq.read_table(f, columns=["path"]).column("path").to_pylist())
+        return done
+
+    def write(self, rows: list[dict]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        os.makedirs(self.parts, exist_ok=True)
+        table = pa.Table.from_pylist(rows, schema=self._schema())
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf)
+        n = len(self._part_files())
+        _atomic_write(os.path.join(self.parts, f"part-{n:06d}-{time.time_ns()}.parquet"), buf.getvalue().to_pybytes())
+
+    def finish(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = self._part_files()
+        if not parts and os.path.exists(self.path):
+            return
+        tables = ([pq.read_table(self.path)] if os.path.exists(self.path) else []) + [pq.read_table(p) for p in parts]
+        table = pa.concat_tables(tables) if tables else self._schema().empty_table()
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf)
+        _atomic_write(self.path, buf.getvalue().to_pybytes())
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- manifest
+def _manifest_path(out: str) -> str:
+    return out + ".pyimgcls.json"
+
+
+def _check_manifest(out: str, manifest: dict, overwrite: bool, resume: bool, writer) -> None:
+    mpath = _manifest_path(out)
+    exists = os.path.exists(out) or os.path.isdir(out + ".parts")
+    if overwrite or not resume:
+        if exists or os.path.exists(mpath):
+            if not overwrite and exists:
+                raise OutputExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it, or resume")
+            for p in (out, mpath, out + ".embeddings.npy"):
+                if os.path.exists(p):
+                    os.remove(p)
+            shutil.rmtree(out + ".parts", ignore_errors=True)
+        return
+    if exists:
+        if not os.path.exists(mpath):
+            raise OutputExistsError(f"{out} exists but was not written by pyimgcls score (no {mpath}); "
+                                    "pass overwrite=True (--overwrite) to replace it")
+        with open(mpath) as f:
+            old = json.load(f)
+        diff = [k for k in manifest if old.get(k) != manifest[k]]
+        if diff:
+            what = ", ".join(f"{k}: {old.get(k)!r} -> {manifest[k]!r}" for k in diff)
+            raise OutputExistsError(f"{out} was written with other settings ({what}); pass overwrite=True "
+                                    "(--overwrite) to replace it, or choose another output")
+
+
+# ----------------------------------------------------------------------------- score
+def _count_hint(inputs) -> int | None:
+    if isinstance(inputs, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) and os.path.isfile(x) for x in inputs):
+        return len(inputs)
+    return None
+
+
+def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bool = True, threads: int = 0,
+          progress: bool = True, top_k: int = 5, embeddings: bool = False, overwrite: bool = False,
+          chunk_size: int | None = None, classifier=None) -> ScoreSummary:
+    """Scores every image of ``inputs`` with a classifier and writes one row per input to ``out``.
+
+    Args:
+        inputs: folders (recursive), glob patterns, a ``.txt`` file of paths, paths, or an
+            iterable of them; listed lazily.
+        model: ONNX classifier path (default: the embedded EfficientNet-Lite0).
+        out: ``.csv``, ``.jsonl`` or ``.parquet``.
+        batch_size: images per model call.
+        resume: continue an interrupted run with the same output (skip inputs already written).
+        threads: threads for decode, preprocessing and inference (0 = all cores).
+        progress: tqdm bar (only when stderr is a terminal).
+        top_k: classes per row.
+        embeddings: also write penultimate-layer features.
+        overwrite: replace an existing output instead of resuming or refusing.
+        chunk_size: rows per durable write (default: ``batch_size``, at least 64).
+        classifier: an existing ``Classifier`` to use instead of loading ``model``.
+
+    Returns:
+        ``ScoreSummary`` (rows written, errors, skipped, images/s). Per-item failures are rows
+        with ``error`` set; the run goes on.
+    """
+    from .classifier import Classifier
+
+    out = os.fspath(out)
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(f"out must end with one of {sorted(FORMATS)}, got {out!r}")
+    fmt = FORMATS[ext]
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    clf = classifier or Classifier(model, threads=threads or None)
+    model_id = _sha256(clf.session._bytes)
+    manifest = {"model": model_id, "top_k": int(top_k), "embeddings": bool(embeddings), "format": fmt, "version": 1}
+    writer = _ParquetWriter(out, embeddings) if fmt == "parquet" else _AppendWriter(out, fmt, embeddings)
+    _check_manifest(out, manifest, overwrite, resume, writer)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    _atomic_write(_manifest_path(out), json.dumps(manifest).encode())
+    done = writer.done_paths() if resume else set()
+
+    skipped = 0
+
+    def todo() -> Iterator[Item]:
+        nonlocal skipped
+        for item in iter_items(inputs):
+            if item.source in done:
+                skipped += 1
+                continue
+            yield item
+
+    total = _count_hint(inputs)
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=(total - len(done)) if total is not None else None, unit="img", dynamic_ncols=True,
+                       disable=None if sys.stderr.isatty() else True, desc="pyimgcls score")
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            bar = None
+    chunk = max(64, batch_size) if chunk_size is None else max(1, int(chunk_size))
+    n = errors = 0
+    pending: list[dict] = []
+    t0 = time.perf_counter()
+    try:
+        for r in clf.predict_iter(None, items=todo(), batch_size=batch_size, top_k=top_k, embeddings=embeddings):
+            pending.append(_row(r, embeddings))
+            n += 1
+            errors += r.error is not None
+            if bar is not None:
+                bar.update(1)
+            if len(pending) >= chunk:
+                writer.write(pending)
+                pending = []
+        if pending:
+            writer.write(pending)
+            pending = []
+        writer.finish()
+    finally:
+        if bar is not None:
+            bar.close()
+    dt = time.perf_counter() - t0
+    return ScoreSummary(out=out, images=n, errors=errors, skipped=skipped, seconds=dt,
+                        images_per_second=n / dt if dt > 0 else 0.0)

@@ -1,13 +1,12 @@
 """Metrics against scikit-learn, pycocotools and faster-coco-eval (single thread)."""
 
-import contextlib
-import io
 import warnings
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from peers import cocoeval
 from pyimgcls.metrics import COCOEvaluator, ConfusionMatrix, average_precision, evaluate_coco
 
 
@@ -100,33 +99,13 @@ def coco_500():
 
 
 def _pycocotools(gt, dets):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        c = COCO()
-        c.dataset = gt
-        c.createIndex()
-        e = COCOeval(c, c.loadRes(dets), "bbox")
-        e.evaluate()
-        e.accumulate()
-        e.summarize()
-    return e.stats
+    return cocoeval(gt, dets).stats
 
 
 def _faster_coco_eval(gt, dets):
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        c = COCO()
-        c.dataset = gt
-        c.createIndex()
-        e = COCOeval_faster(c, c.loadRes(dets), "bbox")
-        e.evaluate()
-        e.accumulate()
-        e.summarize()
-    return e.stats
+        return cocoeval(gt, dets, faster=True).stats
 
 
 def test_coco_pyimgcls(benchmark, coco_500):

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 import simplejpeg
-from PIL import Image
 
+from peers import timm_eval_chain
 from pyimgcls import PreprocessConfig, preprocess, read_image
 
 MEAN = (0.485, 0.456, 0.406)
@@ -62,14 +62,7 @@ def test_cv2_resize_chain(benchmark, photo_1280, bilinear_setup):
 
 # ----------------------------------------------------------------------------- antialias (timm eval)
 def _pil_chain(img):
-    h, w = img.shape[:2]
-    s = 256  # floor(224 / 0.875)
-    nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
-    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
-    top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
-    x = np.asarray(r.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
-    x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+    return timm_eval_chain(img, 224, 0.875, MEAN, STD)[None]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ normalise -> session.run, one image at a time, ONNX Runtime on all cores.
 """
 
 import os
-import resource
 import subprocess
 import sys
 import time

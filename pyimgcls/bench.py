@@ -8,8 +8,6 @@ creation and first inference), peak memory, providers and threads. Warm-up is ex
 
 from __future__ import annotations
 
-import io
-import os
 import resource
 import sys
 import time

@@ -12,6 +12,7 @@ from PIL import Image
 
 import pyimgcls
 from pyimgcls import Classifier, PreprocessConfig, Session, annotate_model, preprocess
+from peers import timm_eval_chain
 from pyimgcls.cli import main as cli_main
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "images")
@@ -24,13 +25,7 @@ def clf():
 
 def _pil_reference_probs(img: np.ndarray) -> np.ndarray:
     """Plain PIL -> NumPy -> onnxruntime chain with the model's documented preprocessing."""
-    h, w = img.shape[:2]
-    s = 256  # floor(224 / 0.875)
-    nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
-    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
-    top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
-    x = np.asarray(r.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
-    x = ((x - 0.5) / 0.5).transpose(2, 0, 1)[None].astype(np.float32)
+    x = timm_eval_chain(img, 224, 0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))[None]
     sess = ort.InferenceSession(pyimgcls.default_model_path(), providers=["CPUExecutionProvider"])
     logits = sess.run(None, {"input": x})[0][0].astype(np.float64)
     p = np.exp(logits - logits.max())

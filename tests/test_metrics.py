@@ -1,5 +1,3 @@
-import contextlib
-import io
 import warnings
 
 import numpy as np
@@ -7,6 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 from sklearn import metrics as skm
 
+from peers import cocoeval
 from pyimgcls.metrics import (COCOEvaluator, ConfusionMatrix, MultilabelReport, average_precision, evaluate_coco,
                               precision_recall_curve, roc_auc, threshold_for_precision, top_k_accuracy,
                               voc_average_precision)
@@ -217,19 +216,7 @@ def _coco_case(rng, n_images=12, n_cats=4, crowd=True, ties=False, empty=True):
 
 
 def _pycocotools(gt, dets):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        c = COCO()
-        c.dataset = gt
-        c.createIndex()
-        d = c.loadRes(dets) if dets else COCO()
-        e = COCOeval(c, d, "bbox")
-        e.evaluate()
-        e.accumulate()
-        e.summarize()
-    return e
+    return cocoeval(gt, dets)
 
 
 @pytest.mark.parametrize("seed", range(8))

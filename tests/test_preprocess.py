@@ -1,4 +1,3 @@
-import math
 
 import cv2
 import numpy as np
@@ -6,9 +5,9 @@ import pytest
 from hypothesis import given, strategies as st
 from PIL import Image
 
-import pyimgcls
 from pyimgcls import PreprocessConfig, preprocess
 
+from peers import timm_eval_chain
 from reference import axis_weights, letterbox_geometry_ref, preprocess_ref
 
 MODES = ["nearest", "bilinear", "bilinear_aa", "area"]
@@ -144,26 +143,12 @@ def test_area_upscale_matches_opencv(photos):
     assert np.abs(got[0].astype(int) - want.astype(int)).max() <= 1
 
 
-def _timm_eval_chain(img: np.ndarray, size: int, crop_pct: float, mean, std) -> np.ndarray:
-    """torchvision Resize(int) + CenterCrop + ToTensor + Normalize, written with Pillow."""
-    h, w = img.shape[:2]
-    s = math.floor(size / crop_pct)
-    if w <= h:
-        nw, nh = s, int(s * h / w)
-    else:
-        nh, nw = s, int(s * w / h)
-    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    c = np.asarray(r.crop((left, top, left + size, top + size)), np.float32) / 255.0
-    return ((c - np.array(mean, np.float32)) / np.array(std, np.float32)).transpose(2, 0, 1)
-
-
 @pytest.mark.parametrize("crop_pct", [0.875, 1.0, 0.95])
 def test_center_crop_matches_timm_eval_transform(photos, crop_pct):
     cfg = PreprocessConfig(size=(224, 224), crop_pct=crop_pct, interpolation="bilinear_aa")
     for img in photos.values():
         got, _ = preprocess([img], cfg)
-        want = _timm_eval_chain(img, 224, crop_pct, cfg.mean, cfg.std)
+        want = timm_eval_chain(img, 224, crop_pct, cfg.mean, cfg.std)
         # one uint8 step, after normalisation: 1 / (255 * min(std))
         assert np.abs(got[0] - want).max() <= 1.0 / (255 * min(cfg.std)) + 1e-5
 

@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import pyimgcls
 from pyimgcls import Classifier, score
 from pyimgcls.bench import run_bench
 from pyimgcls.cli import main as cli_main

@@ -29,13 +29,9 @@ template <typename T>
 void binary_curve(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t stride,
                   std::vector<T>& thresholds, std::vector<double>& tps, std::vector<double>& fps);
 
-// Average precision (sklearn's step-wise sum) and ROC AUC (trapezoid) of one binary column,
-// without materialising the curve. ap / auc are NaN when undefined (no positive / one class).
-template <typename T>
-void ap_auc(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t stride, double* ap,
-            double* auc);
-
-// ap_auc for every column of (N, L) row-major scores / truth; threaded over blocks of columns.
+// Average precision (sklearn's step-wise sum) and ROC AUC (trapezoid) of every column of (N, L)
+// row-major scores / truth, without materialising the curves; NaN where undefined (no positive /
+// one class). Threaded over blocks of columns.
 template <typename T>
 void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
                     double* ap, double* auc);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/parallel.h"
+#include "core/radix.h"
 
 namespace pyimgcls::core {
 namespace {
@@ -177,35 +178,18 @@ void nms_ordered(const T* boxes, const std::vector<std::int64_t>& order, double 
 }
 
 namespace {
-// Float -> unsigned key whose ascending order is the descending order of the float (finite
-// values; -0.0 and +0.0 map to the same key, as they compare equal).
-inline std::uint32_t descending_key(float v) {
-    if (v == 0.0f) v = 0.0f;
-    std::uint32_t u;
-    std::memcpy(&u, &v, sizeof u);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending order of the float
-    return ~u;
-}
-inline std::uint64_t descending_key(double v) {
-    if (v == 0.0) v = 0.0;
-    std::uint64_t u;
-    std::memcpy(&u, &v, sizeof u);
-    u = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
-    return ~u;
-}
-
 // Stable order of the candidates by descending score: an LSD radix sort (11-bit digits) of the
 // score keys, which is stable, so equal scores keep input order.
 template <typename T>
 std::vector<std::int64_t> sorted_candidates(const T* scores, std::int64_t n, const NMSOptions& opt) {
-    using Key = decltype(descending_key(T{}));
+    using Key = decltype(desc_key(T{}));
     std::vector<Key> keys;
     std::vector<std::int64_t> idx;
     keys.reserve(static_cast<std::size_t>(n));
     idx.reserve(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i)
         if (!opt.use_score_threshold || static_cast<double>(scores[i]) > opt.score_threshold) {
-            keys.push_back(descending_key(scores[i]));
+            keys.push_back(desc_key(scores[i]));
             idx.push_back(i);
         }
     const std::size_t m = keys.size();
@@ -217,30 +201,9 @@ std::vector<std::int64_t> sorted_candidates(const T* scores, std::int64_t n, con
         for (std::size_t k = 0; k < m; ++k) order[k] = idx[p[k]];
         return order;
     }
-    constexpr int kBits = 11, kBuckets = 1 << kBits;
-    constexpr int kPasses = (static_cast<int>(sizeof(Key)) * 8 + kBits - 1) / kBits;
-    std::vector<Key> keys2(m);
-    std::vector<std::int64_t> idx2(m);
-    std::vector<std::size_t> count(kBuckets);
-    for (int pass = 0; pass < kPasses; ++pass) {
-        const int shift = pass * kBits;
-        std::fill(count.begin(), count.end(), 0);
-        for (std::size_t k = 0; k < m; ++k) ++count[(keys[k] >> shift) & (kBuckets - 1)];
-        if (count[(keys[0] >> shift) & (kBuckets - 1)] == m) continue;  // digit constant: skip
-        std::size_t sum = 0;
-        for (auto& c : count) {
-            const std::size_t t = c;
-            c = sum;
-            sum += t;
-        }
-        for (std::size_t k = 0; k < m; ++k) {
-            const std::size_t d = count[(keys[k] >> shift) & (kBuckets - 1)]++;
-            keys2[d] = keys[k];
-            idx2[d] = idx[k];
-        }
-        keys.swap(keys2);
-        idx.swap(idx2);
-    }
+    std::vector<Key> k2;
+    std::vector<std::int64_t> i2;
+    radix_sort_by_key(keys, idx, k2, i2);
     return idx;
 }
 }  // namespace

@@ -1,0 +1,42 @@
+"""The peers' own pipelines, written once for the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def timm_eval_chain(img: np.ndarray, size: int, crop_pct: float, mean, std) -> np.ndarray:
+    """torchvision Resize(int) + CenterCrop + ToTensor + Normalize with Pillow -> (3, size, size) float32."""
+    h, w = img.shape[:2]
+    s = math.floor(size / crop_pct)
+    nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    x = np.asarray(r.crop((left, top, left + size, top + size)), np.float32) / 255.0
+    x = (x - np.array(mean, np.float32)) / np.array(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def cocoeval(gt: dict, dets: list, *, faster: bool = False):
+    """pycocotools' (or faster-coco-eval's) COCOeval on in-memory GT and results; returns the evaluator."""
+    if faster:
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):
+        c = COCO()
+        c.dataset = gt
+        c.createIndex()
+        d = c.loadRes(dets) if dets else COCO()
+        e = COCOeval(c, d, "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return e

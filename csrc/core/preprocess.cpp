@@ -224,13 +224,15 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
     const int lanes = src.channels >= 3 ? 4 : 1;
     const int n = plan.content_w * lanes;
     const int ytaps = t.y.taps;
-    // Outputs whose 4-element pixel loads stay inside the row (a 3-channel pixel load reads one
-    // element past the pixel; the windows' starts are non-decreasing).
+    // Outputs whose 4-element pixel loads stay inside the image: a 3-channel pixel load reads one
+    // element past the pixel, which is the next row's first element (or the padding of a strided
+    // view) everywhere but on the last source row. Window starts are non-decreasing.
     int safe = t.x.count;
-    if (src.channels == 3)
+    const bool touches_last_row = t.y.count > 0 && t.y.start[t.y.count - 1] + t.y.taps >= src.height;
+    if (src.channels == 3 && touches_last_row)
         while (safe > 0 && t.x.start[safe - 1] + t.x.taps >= src.width) --safe;
-    // Row cache: slot s holds the horizontal pass of source row key[s] (a ring over ytaps rows,
-    // so rows shared by consecutive output rows are filtered once).
+    // 2x2 taps while shrinking at least 2x vertically: no row is shared, fuse both passes
+    const bool fused_2x2 = lanes == 4 && t.x.taps == 2 && ytaps == 2 && src.height >= 2 * plan.resized_h;
     std::vector<float> cache(static_cast<std::size_t>(ytaps + 1) * n);
     std::vector<int> key(ytaps, -1);
     std::vector<const float*> rp(ytaps);
@@ -245,6 +247,33 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
         }
         const int s0 = t.y.start[oy];
         const float* wy = t.y.w.data() + static_cast<std::ptrdiff_t>(oy) * ytaps;
+#if PYIMGCLS_SSE2
+        if (fused_2x2) {
+            // Shrinking 2x2 taps: rows are not shared between output rows, so blend the four
+            // source pixels of each output directly (no per-row horizontal pass).
+            const Src* r0 = pixels + static_cast<std::ptrdiff_t>(s0) * src.row_stride;
+            const Src* r1 = r0 + src.row_stride;
+            const __m128 wy0 = _mm_set1_ps(wy[0]), wy1 = _mm_set1_ps(wy[1]);
+            const int* xs = t.x.start.data();
+            const float* wx = t.x.w.data();
+            int x = 0;
+            for (; x < safe; ++x) {
+                const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x]) * ps;
+                const __m128 wx0 = _mm_set1_ps(wx[2 * x]), wx1 = _mm_set1_ps(wx[2 * x + 1]);
+                const __m128 a = _mm_add_ps(_mm_mul_ps(load_pixel4(r0 + o), wx0), _mm_mul_ps(load_pixel4(r0 + o + ps), wx1));
+                const __m128 b = _mm_add_ps(_mm_mul_ps(load_pixel4(r1 + o), wx0), _mm_mul_ps(load_pixel4(r1 + o + ps), wx1));
+                _mm_storeu_ps(acc + 4 * x, _mm_add_ps(_mm_mul_ps(a, wy0), _mm_mul_ps(b, wy1)));
+            }
+            for (; x < plan.content_w; ++x) {
+                float ra[4], rb[4];
+                hpass_color_pixel_scalar(r0 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, ra);
+                hpass_color_pixel_scalar(r1 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, rb);
+                for (int c = 0; c < 4; ++c) acc[4 * x + c] = ra[c] * wy[0] + rb[c] * wy[1];
+            }
+            store_row<Out>(acc, lanes, dst, index, y, plan, p);
+            continue;
+        }
+#endif
         for (int j = 0; j < ytaps; ++j) {
             const int sy = s0 + j;
             const int slot = sy % ytaps;

@@ -90,34 +90,38 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
                                     " resized=" + std::to_string(resized) + " offset=" +
                                     std::to_string(offset) + " count=" + std::to_string(count));
     const double scale = static_cast<double>(src) / resized;
-    std::vector<Taps> all(static_cast<std::size_t>(count));
+    // all taps in one flat list (no per-output allocation): outputs o use [offs[o], offs[o + 1])
+    Taps flat;
+    flat.reserve(static_cast<std::size_t>(count) * (mode == Interpolation::bilinear_aa ? 2 * (int(scale) + 2) : 2));
+    std::vector<int> offs(static_cast<std::size_t>(count) + 1, 0);
     int taps = 1;
-    std::vector<int> lo(count), hi(count);
+    std::vector<int> lo(count);
     double pos = mode == Interpolation::nearest ? nearest_position(scale, offset) : 0.0;
     for (int o = 0; o < count; ++o) {
-        Taps& t = all[o];
+        const std::size_t first = flat.size();
         const int d = o + offset;
         switch (mode) {
             case Interpolation::nearest:
-                nearest_taps(src, pos, t);
+                nearest_taps(src, pos, flat);
                 pos += scale;
                 break;
-            case Interpolation::bilinear: bilinear_taps(scale, d, t); break;
-            case Interpolation::bilinear_aa: antialias_taps(src, scale, d, t); break;
+            case Interpolation::bilinear: bilinear_taps(scale, d, flat); break;
+            case Interpolation::bilinear_aa: antialias_taps(src, scale, d, flat); break;
             case Interpolation::area:
-                if (area_shrinks) area_shrink_taps(src, scale, d, t);
-                else area_upscale_taps(scale, d, t);
+                if (area_shrinks) area_shrink_taps(src, scale, d, flat);
+                else area_upscale_taps(scale, d, flat);
                 break;
         }
         int a = src - 1, b = 0;
-        for (auto& [idx, w] : t) {
+        for (std::size_t i = first; i < flat.size(); ++i) {
+            int& idx = flat[i].first;
             idx = std::min(std::max(idx, 0), src - 1);
             a = std::min(a, idx);
             b = std::max(b, idx);
         }
         if (b < a) b = a;
         lo[o] = a;
-        hi[o] = b;
+        offs[o + 1] = static_cast<int>(flat.size());
         taps = std::max(taps, b - a + 1);
     }
     AxisTable table;
@@ -126,9 +130,10 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
     table.start.resize(count);
     table.w.assign(static_cast<std::size_t>(count) * taps, 0.f);
     for (int o = 0; o < count; ++o) {
-        int start = std::min(lo[o], src - taps);
+        const int start = std::min(lo[o], src - taps);
         table.start[o] = start;
-        for (auto& [idx, w] : all[o]) table.w[static_cast<std::size_t>(o) * taps + (idx - start)] += static_cast<float>(w);
+        for (int i = offs[o]; i < offs[o + 1]; ++i)
+            table.w[static_cast<std::size_t>(o) * taps + (flat[i].first - start)] += static_cast<float>(flat[i].second);
     }
     return table;
 }

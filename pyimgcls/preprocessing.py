@@ -336,16 +336,25 @@ def preprocess(
         tfs.append(t)
     if n:
         # Group by pixel depth: the value scale differs between uint8 and uint16 sources.
-        depths = {im.dtype for im in ims}
-        for depth in depths:
-            idx = [i for i, im in enumerate(ims) if im.dtype == depth]
-            target = out if len(depths) == 1 else None
-            _run(config, [ims[i] for i in idx], plans[idx], target if target is not None else out, idx,
-                 depth, threads, input_order, len(depths) == 1)
+        depth = ims[0].dtype
+        if all(im.dtype == depth for im in ims):
+            _run(config, ims, plans, out, depth, threads, input_order)
+        else:
+            for depth in {im.dtype for im in ims}:
+                idx = [i for i, im in enumerate(ims) if im.dtype == depth]
+                part = np.empty((len(idx),) + out.shape[1:], out.dtype)
+                _run(config, [ims[i] for i in idx], plans[idx], part, depth, threads, input_order)
+                out[idx] = part
     return (out if out.shape[0] == n else out[:n]), Transforms(tuple(tfs))
 
 
 def _params(config: PreprocessConfig, depth: np.dtype, input_order: str):
+    """Kernel arguments for a config, pixel depth and input order (cached on the frozen config)."""
+    key = (np.dtype(depth).char, input_order)
+    cache = config.__dict__.setdefault("_kernel_params", {})
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
     maxval = 255.0 if depth == np.uint8 else 65535.0
     C = config.channels
     if C == 3:
@@ -362,18 +371,16 @@ def _params(config: PreprocessConfig, depth: np.dtype, input_order: str):
         scale = [1.0 / (maxval * s) for s in config.std]
         bias = [-m / s for m, s in zip(config.mean, config.std)]
         padv = [(v / 255.0 - m) / s for v, m, s in zip(pad, config.mean, config.std)]
-    fill = lambda v: list(v) + [0.0] * (3 - len(v))  # noqa: E731
-    return channel_map, gray, fill(scale), fill(bias), fill(padv)
 
+    def fill(v):
+        return list(v) + [0.0] * (3 - len(v))
 
-def _run(config, ims, plans, out, idx, depth, threads, input_order, whole):
-    channel_map, gray, scale, bias, pad = _params(config, depth, input_order)
     layout = 0 if config.layout == "NCHW" else 1
-    if whole:
-        target = out
-    else:
-        target = np.empty((len(ims),) + out.shape[1:], out.dtype)
-    _core.preprocess_batch(ims, np.ascontiguousarray(plans), target, layout, _INTERP[config.interpolation],
-                           config.channels, channel_map, gray, scale, bias, pad, int(threads))
-    if not whole:
-        out[idx] = target
+    hit = (layout, _INTERP[config.interpolation], C, channel_map, gray, fill(scale), fill(bias), fill(padv))
+    cache[key] = hit
+    return hit
+
+
+def _run(config, ims, plans, out, depth, threads, input_order):
+    layout, interp, C, channel_map, gray, scale, bias, pad = _params(config, depth, input_order)
+    _core.preprocess_batch(ims, plans, out, layout, interp, C, channel_map, gray, scale, bias, pad, int(threads))

@@ -14,7 +14,14 @@
 #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
 #include <emmintrin.h>
 #define PYIMGCLS_SSE2 1
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <smmintrin.h>
+#define PYIMGCLS_SSE41_DISPATCH 1
 #else
+#define PYIMGCLS_SSE41_DISPATCH 0
+#endif
+#else
+#define PYIMGCLS_SSE41_DISPATCH 0
 #define PYIMGCLS_SSE2 0
 #endif
 
@@ -66,9 +73,10 @@ inline __m128 load_pixel4(const std::uint16_t* p) {
 }
 #endif
 
-// `safe` is the number of leading outputs whose 4-element loads stay inside the row.
+// `safe` is the number of leading outputs whose 4-element loads stay inside the image; `w4`
+// holds each weight broadcast to 4 lanes (one aligned load per tap instead of a shuffle).
 template <typename Src, int TAPS>
-void hpass_color(const Src* row, int pixel_stride, const AxisTable& xt, int safe, float* out) {
+void hpass_color(const Src* row, int pixel_stride, const AxisTable& xt, const float* w4, int safe, float* out) {
     const int n = xt.count;
     const int taps = TAPS > 0 ? TAPS : xt.taps;
     const int* start = xt.start.data();
@@ -77,27 +85,75 @@ void hpass_color(const Src* row, int pixel_stride, const AxisTable& xt, int safe
 #if PYIMGCLS_SSE2
     for (; ox < safe; ++ox) {
         const Src* p = row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride;
-        const float* w = wt + static_cast<std::ptrdiff_t>(ox) * taps;
-        __m128 acc = _mm_mul_ps(load_pixel4(p), _mm_set1_ps(w[0]));
+        const float* w = w4 + static_cast<std::ptrdiff_t>(ox) * taps * 4;
+        __m128 acc = _mm_mul_ps(load_pixel4(p), _mm_loadu_ps(w));
         for (int j = 1; j < taps; ++j)
-            acc = _mm_add_ps(acc, _mm_mul_ps(load_pixel4(p + j * pixel_stride), _mm_set1_ps(w[j])));
+            acc = _mm_add_ps(acc, _mm_mul_ps(load_pixel4(p + j * pixel_stride), _mm_loadu_ps(w + 4 * j)));
         _mm_storeu_ps(out + 4 * ox, acc);
     }
 #else
     (void)safe;
+    (void)w4;
 #endif
     for (; ox < n; ++ox)
         hpass_color_pixel_scalar(row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride, pixel_stride,
                                  wt + static_cast<std::ptrdiff_t>(ox) * taps, taps, out + 4 * ox);
 }
 
+#if PYIMGCLS_SSE41_DISPATCH
+// The same with SSE4.1's one-instruction widening loads, chosen at run time.
+__attribute__((target("sse4.1"))) inline __m128 load_pixel4_sse41(const std::uint8_t* p) {
+    std::int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(v)));
+}
+__attribute__((target("sse4.1"))) inline __m128 load_pixel4_sse41(const std::uint16_t* p) {
+    return _mm_cvtepi32_ps(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+template <typename Src, int TAPS>
+__attribute__((target("sse4.1"))) void hpass_color_sse41(const Src* row, int pixel_stride, const AxisTable& xt,
+                                                          const float* w4, int safe, float* out) {
+    const int n = xt.count;
+    const int taps = TAPS > 0 ? TAPS : xt.taps;
+    const int* start = xt.start.data();
+    int ox = 0;
+    for (; ox < safe; ++ox) {
+        const Src* p = row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride;
+        const float* w = w4 + static_cast<std::ptrdiff_t>(ox) * taps * 4;
+        __m128 acc = _mm_mul_ps(load_pixel4_sse41(p), _mm_loadu_ps(w));
+        for (int j = 1; j < taps; ++j)
+            acc = _mm_add_ps(acc, _mm_mul_ps(load_pixel4_sse41(p + j * pixel_stride), _mm_loadu_ps(w + 4 * j)));
+        _mm_storeu_ps(out + 4 * ox, acc);
+    }
+    for (; ox < n; ++ox)
+        hpass_color_pixel_scalar(row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride, pixel_stride,
+                                 xt.w.data() + static_cast<std::ptrdiff_t>(ox) * taps, taps, out + 4 * ox);
+}
+
+bool cpu_has_sse41() {
+    static const bool has = __builtin_cpu_supports("sse4.1");
+    return has;
+}
+#endif
+
 template <typename Src>
-void hpass(const Src* row, int pixel_stride, int lanes, const AxisTable& xt, int safe, float* out) {
+void hpass(const Src* row, int pixel_stride, int lanes, const AxisTable& xt, const float* w4, int safe, float* out) {
     if (lanes == 4) {
+#if PYIMGCLS_SSE41_DISPATCH
+        if (cpu_has_sse41()) {
+            switch (xt.taps) {
+                case 1: hpass_color_sse41<Src, 1>(row, pixel_stride, xt, w4, safe, out); break;
+                case 2: hpass_color_sse41<Src, 2>(row, pixel_stride, xt, w4, safe, out); break;
+                default: hpass_color_sse41<Src, 0>(row, pixel_stride, xt, w4, safe, out); break;
+            }
+            return;
+        }
+#endif
         switch (xt.taps) {
-            case 1: hpass_color<Src, 1>(row, pixel_stride, xt, safe, out); break;
-            case 2: hpass_color<Src, 2>(row, pixel_stride, xt, safe, out); break;
-            default: hpass_color<Src, 0>(row, pixel_stride, xt, safe, out); break;
+            case 1: hpass_color<Src, 1>(row, pixel_stride, xt, w4, safe, out); break;
+            case 2: hpass_color<Src, 2>(row, pixel_stride, xt, w4, safe, out); break;
+            default: hpass_color<Src, 0>(row, pixel_stride, xt, w4, safe, out); break;
         }
     } else {
         switch (xt.taps) {
@@ -218,6 +274,45 @@ void store_row(const float* vals, int lanes, const TensorView& dst, int index, i
     }
 }
 
+#if PYIMGCLS_SSE2
+// One output row from two source rows with 2x2 taps (bilinear while shrinking): the four source
+// pixels of each output are blended directly, without a per-row horizontal pass.
+#define PYIMGCLS_FUSED_2X2_BODY(LOAD)                                                                         \
+    const __m128 wy0 = _mm_set1_ps(wy[0]), wy1 = _mm_set1_ps(wy[1]);                                       \
+    const int* xs = xt.start.data();                                                                         \
+    const float* wx = xt.w.data();                                                                           \
+    int x = 0;                                                                                               \
+    for (; x < safe; ++x) {                                                                                  \
+        const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x]) * ps;                                    \
+        const __m128 wx0 = _mm_loadu_ps(w4 + 8 * x), wx1 = _mm_loadu_ps(w4 + 8 * x + 4);                    \
+        const __m128 a = _mm_add_ps(_mm_mul_ps(LOAD(r0 + o), wx0), _mm_mul_ps(LOAD(r0 + o + ps), wx1));      \
+        const __m128 b = _mm_add_ps(_mm_mul_ps(LOAD(r1 + o), wx0), _mm_mul_ps(LOAD(r1 + o + ps), wx1));      \
+        _mm_storeu_ps(acc + 4 * x, _mm_add_ps(_mm_mul_ps(a, wy0), _mm_mul_ps(b, wy1)));                      \
+    }                                                                                                        \
+    for (; x < n; ++x) {                                                                                     \
+        float ra[4], rb[4];                                                                                  \
+        hpass_color_pixel_scalar(r0 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, ra);       \
+        hpass_color_pixel_scalar(r1 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, rb);       \
+        for (int c = 0; c < 4; ++c) acc[4 * x + c] = ra[c] * wy[0] + rb[c] * wy[1];                         \
+    }
+
+template <typename Src>
+void fused_row_2x2_sse2(const Src* r0, const Src* r1, int ps, const AxisTable& xt, const float* w4, const float* wy,
+                        int safe, int n, float* acc) {
+    PYIMGCLS_FUSED_2X2_BODY(load_pixel4)
+}
+
+#if PYIMGCLS_SSE41_DISPATCH
+template <typename Src>
+__attribute__((target("sse4.1"))) void fused_row_2x2_sse41(const Src* r0, const Src* r1, int ps, const AxisTable& xt,
+                                                            const float* w4, const float* wy, int safe, int n,
+                                                            float* acc) {
+    PYIMGCLS_FUSED_2X2_BODY(load_pixel4_sse41)
+}
+#endif
+#undef PYIMGCLS_FUSED_2X2_BODY
+#endif
+
 template <typename Src, typename Out>
 void rows_impl(const ImageView& src, const TensorView& dst, int index, const ResizePlan& plan,
                const ImageTables& t, const PreprocessParams& p, int row_begin, int row_end) {
@@ -234,6 +329,11 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
     // 2x2 taps while shrinking at least 2x vertically: no row is shared, fuse both passes
     const bool fused_2x2 = lanes == 4 && t.x.taps == 2 && ytaps == 2 && src.height >= 2 * plan.resized_h;
     std::vector<float> cache(static_cast<std::size_t>(ytaps + 1) * n);
+    std::vector<float> w4;
+    if (lanes == 4) {  // weights broadcast to 4 lanes
+        w4.resize(t.x.w.size() * 4);
+        for (std::size_t i = 0; i < t.x.w.size(); ++i) std::fill(w4.begin() + 4 * i, w4.begin() + 4 * i + 4, t.x.w[i]);
+    }
     std::vector<int> key(ytaps, -1);
     std::vector<const float*> rp(ytaps);
     float* acc = cache.data() + static_cast<std::size_t>(ytaps) * n;
@@ -253,23 +353,11 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
             // source pixels of each output directly (no per-row horizontal pass).
             const Src* r0 = pixels + static_cast<std::ptrdiff_t>(s0) * src.row_stride;
             const Src* r1 = r0 + src.row_stride;
-            const __m128 wy0 = _mm_set1_ps(wy[0]), wy1 = _mm_set1_ps(wy[1]);
-            const int* xs = t.x.start.data();
-            const float* wx = t.x.w.data();
-            int x = 0;
-            for (; x < safe; ++x) {
-                const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x]) * ps;
-                const __m128 wx0 = _mm_set1_ps(wx[2 * x]), wx1 = _mm_set1_ps(wx[2 * x + 1]);
-                const __m128 a = _mm_add_ps(_mm_mul_ps(load_pixel4(r0 + o), wx0), _mm_mul_ps(load_pixel4(r0 + o + ps), wx1));
-                const __m128 b = _mm_add_ps(_mm_mul_ps(load_pixel4(r1 + o), wx0), _mm_mul_ps(load_pixel4(r1 + o + ps), wx1));
-                _mm_storeu_ps(acc + 4 * x, _mm_add_ps(_mm_mul_ps(a, wy0), _mm_mul_ps(b, wy1)));
-            }
-            for (; x < plan.content_w; ++x) {
-                float ra[4], rb[4];
-                hpass_color_pixel_scalar(r0 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, ra);
-                hpass_color_pixel_scalar(r1 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, rb);
-                for (int c = 0; c < 4; ++c) acc[4 * x + c] = ra[c] * wy[0] + rb[c] * wy[1];
-            }
+#if PYIMGCLS_SSE41_DISPATCH
+            if (cpu_has_sse41()) fused_row_2x2_sse41(r0, r1, ps, t.x, w4.data(), wy, safe, plan.content_w, acc);
+            else
+#endif
+                fused_row_2x2_sse2(r0, r1, ps, t.x, w4.data(), wy, safe, plan.content_w, acc);
             store_row<Out>(acc, lanes, dst, index, y, plan, p);
             continue;
         }
@@ -279,7 +367,8 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
             const int slot = sy % ytaps;
             float* buf = cache.data() + static_cast<std::size_t>(slot) * n;
             if (key[slot] != sy) {
-                hpass<Src>(pixels + static_cast<std::ptrdiff_t>(sy) * src.row_stride, ps, lanes, t.x, safe, buf);
+                hpass<Src>(pixels + static_cast<std::ptrdiff_t>(sy) * src.row_stride, ps, lanes, t.x, w4.data(), safe,
+                           buf);
                 key[slot] = sy;
             }
             rp[j] = buf;

@@ -87,29 +87,29 @@ void walk_groups(const std::vector<Key>& keys, const std::vector<std::uint8_t>& 
 }
 
 // float32 fast path: key and truth packed in one 64-bit word, (key << 1) | truth, sorted by the
-// key bits with an 8-bit LSD radix sort whose four histograms are built in one pass.
+// 32 key bits with an 11-bit LSD radix sort (3 passes) whose histograms are built in one pass.
 void radix_sort_packed(std::vector<std::uint64_t>& a, std::vector<std::uint64_t>& tmp) {
+    constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = 3;
     const std::size_t m = a.size();
     tmp.resize(m);
-    std::uint32_t hist[4][256] = {};
+    std::vector<std::uint32_t> hist(static_cast<std::size_t>(kPasses) * kBuckets, 0u);
     for (std::size_t i = 0; i < m; ++i) {
         const std::uint64_t v = a[i] >> 1;
-        ++hist[0][v & 0xff];
-        ++hist[1][(v >> 8) & 0xff];
-        ++hist[2][(v >> 16) & 0xff];
-        ++hist[3][(v >> 24) & 0xff];
+        ++hist[v & (kBuckets - 1)];
+        ++hist[kBuckets + ((v >> kBits) & (kBuckets - 1))];
+        ++hist[2 * kBuckets + ((v >> (2 * kBits)) & (kBuckets - 1))];
     }
-    for (int pass = 0; pass < 4; ++pass) {
-        std::uint32_t* h = hist[pass];
-        const int shift = 1 + 8 * pass;
-        if (m == 0 || h[(a[0] >> shift) & 0xff] == m) continue;  // constant digit
+    for (int pass = 0; pass < kPasses; ++pass) {
+        std::uint32_t* h = hist.data() + static_cast<std::size_t>(pass) * kBuckets;
+        const int shift = 1 + kBits * pass;
+        if (m == 0 || h[(a[0] >> shift) & (kBuckets - 1)] == m) continue;  // constant digit
         std::uint32_t sum = 0;
-        for (int b = 0; b < 256; ++b) {
+        for (int b = 0; b < kBuckets; ++b) {
             const std::uint32_t t = h[b];
             h[b] = sum;
             sum += t;
         }
-        for (std::size_t i = 0; i < m; ++i) tmp[h[(a[i] >> shift) & 0xff]++] = a[i];
+        for (std::size_t i = 0; i < m; ++i) tmp[h[(a[i] >> shift) & (kBuckets - 1)]++] = a[i];
         a.swap(tmp);
     }
 }

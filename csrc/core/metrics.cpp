@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -88,10 +89,9 @@ void walk_groups(const std::vector<Key>& keys, const std::vector<std::uint8_t>& 
 
 // float32 fast path: key and truth packed in one 64-bit word, (key << 1) | truth, sorted by the
 // 32 key bits with an 11-bit LSD radix sort (3 passes) whose histograms are built in one pass.
-void radix_sort_packed(std::vector<std::uint64_t>& a, std::vector<std::uint64_t>& tmp) {
+// Sorts a[0, m) using tmp as scratch; returns whichever of the two holds the result.
+std::uint64_t* radix_sort_packed(std::uint64_t* a, std::uint64_t* tmp, std::size_t m) {
     constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = 3;
-    const std::size_t m = a.size();
-    tmp.resize(m);
     std::vector<std::uint32_t> hist(static_cast<std::size_t>(kPasses) * kBuckets, 0u);
     for (std::size_t i = 0; i < m; ++i) {
         const std::uint64_t v = a[i] >> 1;
@@ -110,15 +110,15 @@ void radix_sort_packed(std::vector<std::uint64_t>& a, std::vector<std::uint64_t>
             sum += t;
         }
         for (std::size_t i = 0; i < m; ++i) tmp[h[(a[i] >> shift) & (kBuckets - 1)]++] = a[i];
-        a.swap(tmp);
+        std::swap(a, tmp);
     }
+    return a;
 }
 
-void ap_auc_packed(std::vector<std::uint64_t>& a, std::vector<std::uint64_t>& tmp, double* ap, double* auc) {
-    radix_sort_packed(a, tmp);
-    const std::size_t n = a.size();
+void ap_auc_packed(std::uint64_t* a, std::uint64_t* tmp, std::size_t n, double* ap, double* auc) {
+    a = radix_sort_packed(a, tmp, n);
     std::int64_t pos = 0;
-    for (std::uint64_t v : a) pos += static_cast<std::int64_t>(v & 1);
+    for (std::size_t i = 0; i < n; ++i) pos += static_cast<std::int64_t>(a[i] & 1);
     ApAuc acc(static_cast<double>(pos), static_cast<double>(static_cast<std::int64_t>(n) - pos));
     double tp = 0, fp = 0;
     for (std::size_t i = 0; i < n; ++i) {
@@ -166,43 +166,52 @@ void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, 
     // would read the whole matrix once per column).
     constexpr std::int64_t kBlock = 16;
     const std::int64_t blocks = (L + kBlock - 1) / kBlock;
+    if constexpr (std::is_same_v<T, float>) {
+        // Each worker takes a contiguous range of column blocks and allocates its buffers once
+        // (uninitialised: the gather is the first touch).
+        parallel_for(blocks, threads, [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
+            const std::size_t un = static_cast<std::size_t>(n);
+            std::unique_ptr<std::uint64_t[]> buf(new std::uint64_t[static_cast<std::size_t>(kBlock) * un + un]);
+            std::uint64_t* tmp = buf.get() + static_cast<std::size_t>(kBlock) * un;
+            for (std::ptrdiff_t b = b0; b < b1; ++b) {
+                const std::int64_t j0 = b * kBlock, w = std::min(L, j0 + kBlock) - j0;
+                for (std::int64_t i = 0; i < n; ++i)
+                    for (std::int64_t j = 0; j < w; ++j) {
+                        const float s = scores[i * L + j0 + j];
+                        check_score(s, i, j0 + j);
+                        buf[static_cast<std::size_t>(j) * un + static_cast<std::size_t>(i)] =
+                            (static_cast<std::uint64_t>(desc_key(s)) << 1) | (truth[i * L + j0 + j] ? 1u : 0u);
+                    }
+                for (std::int64_t j = 0; j < w; ++j)
+                    ap_auc_packed(buf.get() + static_cast<std::size_t>(j) * un, tmp, un, ap + j0 + j, auc + j0 + j);
+            }
+        });
+        return;
+    }
     parallel_for_dynamic(blocks, threads, [&](std::ptrdiff_t b) {
         const std::int64_t j0 = b * kBlock, j1 = std::min(L, j0 + kBlock), w = j1 - j0;
-        if constexpr (std::is_same_v<T, float>) {
-            std::vector<std::vector<std::uint64_t>> cols(static_cast<std::size_t>(w),
-                                                         std::vector<std::uint64_t>(static_cast<std::size_t>(n)));
-            for (std::int64_t i = 0; i < n; ++i)
-                for (std::int64_t j = 0; j < w; ++j) {
-                    const float s = scores[i * L + j0 + j];
-                    check_score(s, i, j0 + j);
-                    cols[j][i] = (static_cast<std::uint64_t>(desc_key(s)) << 1) | (truth[i * L + j0 + j] ? 1u : 0u);
-                }
-            std::vector<std::uint64_t> tmp;
-            for (std::int64_t j = 0; j < w; ++j) ap_auc_packed(cols[j], tmp, ap + j0 + j, auc + j0 + j);
-        } else {
-            using Key = decltype(desc_key(T{}));
-            std::vector<Column<Key>> cols(static_cast<std::size_t>(w));
-            for (auto& c : cols) {
-                c.keys.resize(static_cast<std::size_t>(n));
-                c.truth.resize(static_cast<std::size_t>(n));
-            }
-            for (std::int64_t i = 0; i < n; ++i)
-                for (std::int64_t j = 0; j < w; ++j) {
-                    const T s = scores[i * L + j0 + j];
-                    check_score(s, i, j0 + j);
-                    cols[j].keys[i] = desc_key(s);
-                    cols[j].truth[i] = truth[i * L + j0 + j] ? 1 : 0;
-                }
+        using Key = decltype(desc_key(T{}));
+        std::vector<Column<Key>> cols(static_cast<std::size_t>(w));
+        for (auto& c : cols) {
+            c.keys.resize(static_cast<std::size_t>(n));
+            c.truth.resize(static_cast<std::size_t>(n));
+        }
+        for (std::int64_t i = 0; i < n; ++i)
             for (std::int64_t j = 0; j < w; ++j) {
-                Column<Key>& c = cols[j];
-                c.sort();
-                std::int64_t pos = 0;
-                for (std::uint8_t t : c.truth) pos += t;
-                ApAuc acc(static_cast<double>(pos), static_cast<double>(n - pos));
-                walk_groups(c.keys, c.truth, [&](Key, double tp, double fp) { acc.add(tp, fp); });
-                acc.finish(ap + j0 + j, auc + j0 + j);
-                std::vector<Key>().swap(c.k2);  // free the scratch as we go
+                const T s = scores[i * L + j0 + j];
+                check_score(s, i, j0 + j);
+                cols[j].keys[i] = desc_key(s);
+                cols[j].truth[i] = truth[i * L + j0 + j] ? 1 : 0;
             }
+        for (std::int64_t j = 0; j < w; ++j) {
+            Column<Key>& c = cols[j];
+            c.sort();
+            std::int64_t pos = 0;
+            for (std::uint8_t t : c.truth) pos += t;
+            ApAuc acc(static_cast<double>(pos), static_cast<double>(n - pos));
+            walk_groups(c.keys, c.truth, [&](Key, double tp, double fp) { acc.add(tp, fp); });
+            acc.finish(ap + j0 + j, auc + j0 + j);
+            std::vector<Key>().swap(c.k2);  // free the scratch as we go
         }
     });
 }

@@ -267,7 +267,7 @@ def _as_image_list(images: object) -> list[np.ndarray]:
 
 
 def _check_image(i: int, im: np.ndarray) -> np.ndarray:
-    if im.dtype not in (np.uint8, np.uint16):
+    if im.dtype.char not in "BH":  # uint8, uint16
         raise TypeError(f"images[{i}] must be uint8 or uint16, got {im.dtype}")
     if im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] not in (1, 3, 4)):
         raise ValueError(f"images[{i}] must have shape (H, W) or (H, W, C) with C in 1, 3, 4; got {im.shape}")
@@ -317,8 +317,12 @@ def preprocess(
         raise ValueError(f"threads must be a non-negative int, got {threads!r}")
     ims = [_check_image(i, im) for i, im in enumerate(_as_image_list(images))]
     n = len(ims)
-    shape = output_shape(config, n)
-    dtype = np.dtype(config.dtype)
+    cache = config.__dict__.setdefault("_kernel_params", {})
+    tail_dtype = cache.get("tail")
+    if tail_dtype is None:
+        tail_dtype = cache["tail"] = (output_shape(config, 1)[1:], np.dtype(config.dtype))
+    shape = (n,) + tail_dtype[0]
+    dtype = tail_dtype[1]
     if out is None:
         out = np.empty(shape, dtype)
     else:
@@ -330,10 +334,16 @@ def preprocess(
             raise ValueError(f"out must be a C-contiguous array of shape {shape}, got {out.shape}")
     plans = np.empty((n, 8), np.int32)
     tfs = []
+    plan_cache = cache.setdefault("plans", {})
     for i, im in enumerate(ims):
-        p, t = config.plan(im.shape[0], im.shape[1])
-        plans[i] = p
-        tfs.append(t)
+        hw = im.shape[:2]
+        hit = plan_cache.get(hw)
+        if hit is None:
+            if len(plan_cache) > 1024:  # bounded: many sizes just recompute
+                plan_cache.clear()
+            hit = plan_cache[hw] = config.plan(hw[0], hw[1])
+        plans[i] = hit[0]
+        tfs.append(hit[1])
     if n:
         # Group by pixel depth: the value scale differs between uint8 and uint16 sources.
         depth = ims[0].dtype

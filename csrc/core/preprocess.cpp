@@ -311,6 +311,71 @@ __attribute__((target("sse4.1"))) void fused_row_2x2_sse41(const Src* r0, const 
 }
 #endif
 #undef PYIMGCLS_FUSED_2X2_BODY
+
+#if PYIMGCLS_SSE41_DISPATCH
+// uint8 sources, SSE4.1: the two horizontal taps of a row are one pshufb + pmaddwd on 16-bit
+// lanes with the weights in Q14 fixed point (w0 + w1 == 16384 exactly, so flat areas stay exact;
+// the horizontal value differs from float weights by at most 255 * 2^-15 = 0.008 of a step).
+// `wq` holds per output the pair (w0, w1) packed in one 32-bit word.
+__attribute__((target("sse4.1"))) void fused_row_2x2_u8q14(const std::uint8_t* r0, const std::uint8_t* r1, int ps,
+                                                            const AxisTable& xt, const std::int32_t* wq,
+                                                            const float* wy, int safe, int n, float* acc) {
+    const __m128i mask = ps == 3 ? _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1)
+                                 : _mm_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, -1, -1, -1, -1);
+    const __m128 wy0 = _mm_set1_ps(wy[0] / 16384.0f), wy1 = _mm_set1_ps(wy[1] / 16384.0f);
+    const int* xs = xt.start.data();
+    int x = 0;
+    for (; x < safe; ++x) {
+        const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x]) * ps;
+        const __m128i w = _mm_set1_epi32(wq[x]);
+        const __m128i a = _mm_madd_epi16(
+            _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + o)), mask), w);
+        const __m128i b = _mm_madd_epi16(
+            _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + o)), mask), w);
+        _mm_storeu_ps(acc + 4 * x, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(a), wy0), _mm_mul_ps(_mm_cvtepi32_ps(b), wy1)));
+    }
+    const float* wx = xt.w.data();
+    for (; x < n; ++x) {
+        float ra[4], rb[4];
+        hpass_color_pixel_scalar(r0 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, ra);
+        hpass_color_pixel_scalar(r1 + static_cast<std::ptrdiff_t>(xs[x]) * ps, ps, wx + 2 * x, 2, rb);
+        for (int c = 0; c < 4; ++c) acc[4 * x + c] = ra[c] * wy[0] + rb[c] * wy[1];
+    }
+}
+
+// The same, storing straight into three float32 NCHW planes (normalised, channels mapped), four
+// outputs at a time; returns how many outputs it wrote (the caller finishes the rest).
+__attribute__((target("sse4.1"))) int fused_row_2x2_u8q14_planes(const std::uint8_t* r0, const std::uint8_t* r1,
+                                                                  int ps, const AxisTable& xt, const std::int32_t* wq,
+                                                                  const float* wy, int safe, const PreprocessParams& p,
+                                                                  float* o0, float* o1, float* o2) {
+    const __m128i mask = ps == 3 ? _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1)
+                                 : _mm_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, -1, -1, -1, -1);
+    const __m128 wy0 = _mm_set1_ps(wy[0] / 16384.0f), wy1 = _mm_set1_ps(wy[1] / 16384.0f);
+    const __m128 s0 = _mm_set1_ps(p.scale[0]), s1 = _mm_set1_ps(p.scale[1]), s2 = _mm_set1_ps(p.scale[2]);
+    const __m128 b0 = _mm_set1_ps(p.bias[0]), b1 = _mm_set1_ps(p.bias[1]), b2 = _mm_set1_ps(p.bias[2]);
+    const int m0 = p.channel_map[0], m1 = p.channel_map[1], m2 = p.channel_map[2];
+    const int* xs = xt.start.data();
+    int x = 0;
+    for (; x + 4 <= safe; x += 4) {
+        __m128 v[4];
+        for (int k = 0; k < 4; ++k) {
+            const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x + k]) * ps;
+            const __m128i w = _mm_set1_epi32(wq[x + k]);
+            const __m128i a = _mm_madd_epi16(
+                _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + o)), mask), w);
+            const __m128i b = _mm_madd_epi16(
+                _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + o)), mask), w);
+            v[k] = _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(a), wy0), _mm_mul_ps(_mm_cvtepi32_ps(b), wy1));
+        }
+        _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);  // v[c] = channel c of the four outputs
+        _mm_storeu_ps(o0 + x, _mm_add_ps(_mm_mul_ps(v[m0], s0), b0));
+        _mm_storeu_ps(o1 + x, _mm_add_ps(_mm_mul_ps(v[m1], s1), b1));
+        _mm_storeu_ps(o2 + x, _mm_add_ps(_mm_mul_ps(v[m2], s2), b2));
+    }
+    return x;
+}
+#endif
 #endif
 
 template <typename Src, typename Out>
@@ -329,6 +394,17 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
     // 2x2 taps while shrinking at least 2x vertically: no row is shared, fuse both passes
     const bool fused_2x2 = lanes == 4 && t.x.taps == 2 && ytaps == 2 && src.height >= 2 * plan.resized_h;
     std::vector<float> cache(static_cast<std::size_t>(ytaps + 1) * n);
+    // Q14 weight pairs for the uint8 2x2 kernel; its 8-byte loads need the same guard as the
+    // 4-byte ones (the second pixel of the pair is never the row's last one inside `safe`).
+    std::vector<std::int32_t> wq;
+    if (fused_2x2 && std::is_same_v<Src, std::uint8_t>) {
+        wq.resize(static_cast<std::size_t>(t.x.count));
+        for (int x = 0; x < t.x.count; ++x) {
+            const int w0 = static_cast<int>(std::lround(t.x.w[2 * x] * 16384.0f));
+            const int w1 = 16384 - w0;
+            wq[x] = static_cast<std::int32_t>((static_cast<std::uint32_t>(w1) << 16) | static_cast<std::uint32_t>(w0 & 0xffff));
+        }
+    }
     std::vector<float> w4;
     if (lanes == 4) {  // weights broadcast to 4 lanes
         w4.resize(t.x.w.size() * 4);
@@ -354,6 +430,33 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
             const Src* r0 = pixels + static_cast<std::ptrdiff_t>(s0) * src.row_stride;
             const Src* r1 = r0 + src.row_stride;
 #if PYIMGCLS_SSE41_DISPATCH
+            if constexpr (std::is_same_v<Src, std::uint8_t>) {
+                if (cpu_has_sse41()) {
+                    if constexpr (std::is_same_v<Out, float>) {
+                        if (dst.layout == Layout::nchw && dst.channels == 3 && plan.out_x == 0 &&
+                            plan.content_w == dst.width) {
+                            // straight into the planes; the few outputs left go through acc
+                            const int C = dst.channels, H = dst.height, W = dst.width;
+                            float* base = static_cast<float*>(dst.data);
+                            float* o[3];
+                            for (int k = 0; k < 3; ++k)
+                                o[k] = base + ((static_cast<std::ptrdiff_t>(index) * C + k) * H + y) * W;
+                            const int done = fused_row_2x2_u8q14_planes(r0, r1, ps, t.x, wq.data(), wy, safe, p, o[0],
+                                                                        o[1], o[2]);
+                            if (done < plan.content_w) {
+                                fused_row_2x2_u8q14(r0, r1, ps, t.x, wq.data(), wy, safe, plan.content_w, acc);
+                                for (int x = done; x < plan.content_w; ++x)
+                                    for (int k = 0; k < 3; ++k)
+                                        o[k][x] = acc[4 * x + p.channel_map[k]] * p.scale[k] + p.bias[k];
+                            }
+                            continue;
+                        }
+                    }
+                    fused_row_2x2_u8q14(r0, r1, ps, t.x, wq.data(), wy, safe, plan.content_w, acc);
+                    store_row<Out>(acc, lanes, dst, index, y, plan, p);
+                    continue;
+                }
+            }
             if (cpu_has_sse41()) fused_row_2x2_sse41(r0, r1, ps, t.x, w4.data(), wy, safe, plan.content_w, acc);
             else
 #endif

@@ -196,13 +196,15 @@ class Classifier:
         self._one_binding = None
         out_name, out_shape = self.session.info.outputs[0]
         if self.num_classes and "CPUExecutionProvider" == self.session.providers[0]:
-            self._one_out = np.zeros((1, self.num_classes), np.float32)
-            self._one_prob = np.zeros(self.num_classes, np.float64)
+            from .session import _ORT_TYPES
+
+            out_type = np.dtype(_ORT_TYPES.get(self.session.session.get_outputs()[0].type, "float32"))
+            self._one_out = np.zeros((1, self.num_classes), out_type)
             try:
                 b = self.session.session.io_binding()
                 b.bind_input(self.session.info.input_name, "cpu", 0, self._one_in.dtype, self._one_in.shape,
                              self._one_in.ctypes.data)
-                b.bind_output(out_name, "cpu", 0, np.float32, self._one_out.shape, self._one_out.ctypes.data)
+                b.bind_output(out_name, "cpu", 0, out_type, self._one_out.shape, self._one_out.ctypes.data)
                 self._one_binding = b
             except Exception:  # noqa: BLE001 - fall back to session.run
                 self._one_binding = None

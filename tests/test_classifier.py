@@ -206,6 +206,47 @@ def _has_cuda() -> bool:
     return "CUDAExecutionProvider" in pyimgcls.session.available_providers()
 
 
+def _float16_copy(path: str) -> str:
+    """The embedded model with float16 weights, input and output, and a float16 preprocess config."""
+    import dataclasses
+
+    m = onnx.load(pyimgcls.default_model_path())
+    for init in m.graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    for node in m.graph.node:
+        for a in node.attribute:
+            if a.name == "value" and a.t.data_type == TensorProto.FLOAT:
+                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16)))
+    meta = {p.key: p.value for p in m.metadata_props}
+    cfg = PreprocessConfig.from_json(meta["pyimgcls.preprocess"])
+    meta["pyimgcls.preprocess"] = dataclasses.replace(cfg, dtype="float16").to_json()
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, path)
+    return path
+
+
+@pytest.mark.parametrize("provider", ["CPUExecutionProvider", "CUDAExecutionProvider"])
+def test_float16_model_matches_float32(tmp_path, photos, provider):
+    if provider == "CUDAExecutionProvider" and not _has_cuda():
+        pytest.skip("needs an NVIDIA GPU with the CUDA provider")
+    half = Classifier(_float16_copy(str(tmp_path / "fp16.onnx")), providers=[provider, "CPUExecutionProvider"])
+    assert half.session.info.dtype == "float16" and half.session.providers[0] == provider
+    full = Classifier(providers=["CPUExecutionProvider"])
+    ims = [photos[k] for k in ("chelsea", "coffee", "astronaut")]
+    a = half.predict(ims, probabilities=True)
+    b = full.predict(ims, probabilities=True)
+    for x, y in zip(a, b):
+        assert np.abs(x.probabilities - y.probabilities).max() < 2e-2  # float16 weights and activations
+    assert half.predict_one(photos["coffee"]).label_name == "espresso"
+
+
 @pytest.mark.skipif(not _has_cuda(), reason="needs an NVIDIA GPU with the CUDA provider")
 def test_cuda_provider_matches_cpu(photos):
     gpu = Classifier(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -58,19 +58,18 @@ void check_score(T s, std::int64_t row, std::int64_t col) {
 // sklearn's step-wise average precision and trapezoidal ROC AUC, fed one distinct threshold at
 // a time (highest first) with the cumulative true / false positives.
 struct ApAuc {
-    double P, N, sum_ap = 0, prev_recall = 0, area = 0, prev_tp = 0, prev_fp = 0;
+    double P, N, sum_ap = 0, area = 0, prev_tp = 0, prev_fp = 0;
     ApAuc(double pos, double neg) : P(pos), N(neg) {}
     void add(double tp, double fp) {
-        const double recall = tp / P, precision = tp / (tp + fp);
-        sum_ap += (recall - prev_recall) * precision;
-        prev_recall = recall;
-        area += (fp - prev_fp) * (tp + prev_tp) / 2.0;
+        // recall only moves where positives were added: one division per such threshold
+        if (tp != prev_tp) sum_ap += (tp - prev_tp) * (tp / (tp + fp));
+        area += (fp - prev_fp) * (tp + prev_tp) * 0.5;
         prev_tp = tp;
         prev_fp = fp;
     }
     void finish(double* ap, double* auc) const {
         const double nan = std::numeric_limits<double>::quiet_NaN();
-        *ap = P > 0 ? sum_ap : nan;
+        *ap = P > 0 ? sum_ap / P : nan;
         *auc = (P > 0 && N > 0) ? area / (P * N) : nan;
     }
 };

@@ -11,7 +11,7 @@
 #include "core/half.h"
 #include "core/parallel.h"
 
-#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#if (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)) && !defined(PYIMGCLS_NO_SIMD)
 #include <emmintrin.h>
 #define PYIMGCLS_SSE2 1
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -478,7 +478,12 @@ void rows_impl(const ImageView& src, const TensorView& dst, int index, const Res
     }
 #endif
     std::vector<float> w4;
-    if (lanes == 4) {  // weights broadcast to 4 lanes
+#if PYIMGCLS_SSE41_DISPATCH
+    const bool u8_fast = std::is_same_v<Src, std::uint8_t> && cpu_has_sse41();
+#else
+    const bool u8_fast = false;
+#endif
+    if (lanes == 4 && !(u8_fast && (fused_2x2 || q14_rows))) {  // weights broadcast to 4 lanes
         w4.resize(t.x.w.size() * 4);
         for (std::size_t i = 0; i < t.x.w.size(); ++i) std::fill(w4.begin() + 4 * i, w4.begin() + 4 * i + 4, t.x.w[i]);
     }

@@ -61,8 +61,8 @@ struct ApAuc {
     double P, N, sum_ap = 0, area = 0, prev_tp = 0, prev_fp = 0;
     ApAuc(double pos, double neg) : P(pos), N(neg) {}
     void add(double tp, double fp) {
-        // recall only moves where positives were added: one division per such threshold
-        if (tp != prev_tp) sum_ap += (tp - prev_tp) * (tp / (tp + fp));
+        // (R_n - R_n-1) * P_n with the 1 / P factored out: one division per threshold
+        sum_ap += (tp - prev_tp) * (tp / (tp + fp));
         area += (fp - prev_fp) * (tp + prev_tp) * 0.5;
         prev_tp = tp;
         prev_fp = fp;
@@ -174,13 +174,20 @@ void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, 
             std::uint64_t* tmp = buf.get() + static_cast<std::size_t>(kBlock) * un;
             for (std::ptrdiff_t b = b0; b < b1; ++b) {
                 const std::int64_t j0 = b * kBlock, w = std::min(L, j0 + kBlock) - j0;
-                for (std::int64_t i = 0; i < n; ++i)
+                // tiles of rows: the tile's rows stay in L1 while each column's run is written
+                // sequentially (row-by-row scattering into w columns thrashed the caches)
+                constexpr std::int64_t kTile = 128;
+                for (std::int64_t i0 = 0; i0 < n; i0 += kTile) {
+                    const std::int64_t i1 = std::min(n, i0 + kTile);
                     for (std::int64_t j = 0; j < w; ++j) {
-                        const float s = scores[i * L + j0 + j];
-                        check_score(s, i, j0 + j);
-                        buf[static_cast<std::size_t>(j) * un + static_cast<std::size_t>(i)] =
-                            (static_cast<std::uint64_t>(desc_key(s)) << 1) | (truth[i * L + j0 + j] ? 1u : 0u);
+                        std::uint64_t* col = buf.get() + static_cast<std::size_t>(j) * un;
+                        for (std::int64_t i = i0; i < i1; ++i) {
+                            const float s = scores[i * L + j0 + j];
+                            if (!std::isfinite(s)) check_score(s, i, j0 + j);
+                            col[i] = (static_cast<std::uint64_t>(desc_key(s)) << 1) | (truth[i * L + j0 + j] ? 1u : 0u);
+                        }
                     }
+                }
                 for (std::int64_t j = 0; j < w; ++j)
                     ap_auc_packed(buf.get() + static_cast<std::size_t>(j) * un, tmp, un, ap + j0 + j, auc + j0 + j);
             }

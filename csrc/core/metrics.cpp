@@ -86,21 +86,22 @@ void walk_groups(const std::vector<Key>& keys, const std::vector<std::uint8_t>& 
     }
 }
 
-// float32 fast path: key and truth packed in one 64-bit word, (key << 1) | truth, sorted by the
-// 32 key bits with an 11-bit LSD radix sort (3 passes) whose histograms are built in one pass.
-// Sorts a[0, m) using tmp as scratch; returns whichever of the two holds the result.
-std::uint64_t* radix_sort_packed(std::uint64_t* a, std::uint64_t* tmp, std::size_t m) {
+// float32 fast path: per column the keys of the positives and of the negatives are gathered into
+// two arrays (branch-free), each sorted by an 11-bit LSD radix sort of bare 32-bit keys, and one
+// merge walk yields AP (sum over positive tie groups of count * precision, / P) and AUC (the
+// Mann-Whitney count of (negative below, half of tied) pairs, exact in double, / (P * N)).
+std::uint32_t* radix_sort_keys(std::uint32_t* a, std::uint32_t* tmp, std::size_t m) {
     constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = 3;
-    std::vector<std::uint32_t> hist(static_cast<std::size_t>(kPasses) * kBuckets, 0u);
+    std::uint32_t hist[kPasses][kBuckets] = {};
     for (std::size_t i = 0; i < m; ++i) {
-        const std::uint64_t v = a[i] >> 1;
-        ++hist[v & (kBuckets - 1)];
-        ++hist[kBuckets + ((v >> kBits) & (kBuckets - 1))];
-        ++hist[2 * kBuckets + ((v >> (2 * kBits)) & (kBuckets - 1))];
+        const std::uint32_t v = a[i];
+        ++hist[0][v & (kBuckets - 1)];
+        ++hist[1][(v >> kBits) & (kBuckets - 1)];
+        ++hist[2][v >> (2 * kBits)];
     }
     for (int pass = 0; pass < kPasses; ++pass) {
-        std::uint32_t* h = hist.data() + static_cast<std::size_t>(pass) * kBuckets;
-        const int shift = 1 + kBits * pass;
+        std::uint32_t* h = hist[pass];
+        const int shift = kBits * pass;
         if (m == 0 || h[(a[0] >> shift) & (kBuckets - 1)] == m) continue;  // constant digit
         std::uint32_t sum = 0;
         for (int b = 0; b < kBuckets; ++b) {
@@ -114,19 +115,32 @@ std::uint64_t* radix_sort_packed(std::uint64_t* a, std::uint64_t* tmp, std::size
     return a;
 }
 
-void ap_auc_packed(std::uint64_t* a, std::uint64_t* tmp, std::size_t n, double* ap, double* auc) {
-    a = radix_sort_packed(a, tmp, n);
-    std::int64_t pos = 0;
-    for (std::size_t i = 0; i < n; ++i) pos += static_cast<std::int64_t>(a[i] & 1);
-    ApAuc acc(static_cast<double>(pos), static_cast<double>(static_cast<std::int64_t>(n) - pos));
-    double tp = 0, fp = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const double t = static_cast<double>(a[i] & 1);
-        tp += t;
-        fp += 1 - t;
-        if (i + 1 == n || (a[i + 1] >> 1) != (a[i] >> 1)) acc.add(tp, fp);
+void ap_auc_split(std::uint32_t* pos, std::size_t np, std::uint32_t* neg, std::size_t nn, std::uint32_t* tmp,
+                  double* ap, double* auc) {
+    const std::uint32_t* p = radix_sort_keys(pos, tmp, np);
+    if (p == tmp) {  // keep the sorted positives out of the scratch the negatives need
+        std::copy(tmp, tmp + np, pos);
+        p = pos;
     }
-    acc.finish(ap, auc);
+    const std::uint32_t* q = radix_sort_keys(neg, tmp, nn);
+    double sum_ap = 0, u = 0;
+    std::size_t i = 0, j = 0;
+    while (i < np) {
+        const std::uint32_t k = p[i];
+        std::size_t i2 = i + 1;
+        while (i2 < np && p[i2] == k) ++i2;
+        while (j < nn && q[j] < k) ++j;  // negatives scoring strictly higher
+        const std::size_t lt = j;
+        while (j < nn && q[j] == k) ++j;  // tied negatives
+        const double g = static_cast<double>(i2 - i), tp = static_cast<double>(i2), fp = static_cast<double>(j);
+        sum_ap += g * (tp / (tp + fp));
+        u += g * (static_cast<double>(nn - j) + 0.5 * static_cast<double>(j - lt));
+        i = i2;
+    }
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double P = static_cast<double>(np), N = static_cast<double>(nn);
+    *ap = np > 0 ? sum_ap / P : nan;
+    *auc = (np > 0 && nn > 0) ? u / (P * N) : nan;
 }
 
 template <typename Key>
@@ -170,26 +184,41 @@ void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, 
         // (uninitialised: the gather is the first touch).
         parallel_for(blocks, threads, [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
             const std::size_t un = static_cast<std::size_t>(n);
-            std::unique_ptr<std::uint64_t[]> buf(new std::uint64_t[static_cast<std::size_t>(kBlock) * un + un]);
-            std::uint64_t* tmp = buf.get() + static_cast<std::size_t>(kBlock) * un;
+            const std::size_t width = static_cast<std::size_t>(std::min<std::int64_t>(kBlock, L));
+            std::unique_ptr<std::uint32_t[]> buf(new std::uint32_t[2 * width * un + un]);
+            std::uint32_t* pos = buf.get();
+            std::uint32_t* neg = pos + width * un;
+            std::uint32_t* tmp = neg + width * un;
+            std::vector<std::size_t> np(width), nn(width);
             for (std::ptrdiff_t b = b0; b < b1; ++b) {
                 const std::int64_t j0 = b * kBlock, w = std::min(L, j0 + kBlock) - j0;
-                // tiles of rows: the tile's rows stay in L1 while each column's run is written
-                // sequentially (row-by-row scattering into w columns thrashed the caches)
+                std::fill(np.begin(), np.end(), 0);
+                std::fill(nn.begin(), nn.end(), 0);
+                // tiles of rows: the tile stays in cache while each column's keys are appended
                 constexpr std::int64_t kTile = 128;
                 for (std::int64_t i0 = 0; i0 < n; i0 += kTile) {
                     const std::int64_t i1 = std::min(n, i0 + kTile);
                     for (std::int64_t j = 0; j < w; ++j) {
-                        std::uint64_t* col = buf.get() + static_cast<std::size_t>(j) * un;
+                        std::uint32_t* pc = pos + static_cast<std::size_t>(j) * un;
+                        std::uint32_t* nc = neg + static_cast<std::size_t>(j) * un;
+                        std::size_t a = np[j], c = nn[j];
                         for (std::int64_t i = i0; i < i1; ++i) {
                             const float s = scores[i * L + j0 + j];
                             if (!std::isfinite(s)) check_score(s, i, j0 + j);
-                            col[i] = (static_cast<std::uint64_t>(desc_key(s)) << 1) | (truth[i * L + j0 + j] ? 1u : 0u);
+                            const std::uint32_t key = desc_key(s);
+                            const std::size_t t = truth[i * L + j0 + j] ? 1 : 0;
+                            pc[a] = key;  // written to both, kept by one (no unpredictable branch)
+                            nc[c] = key;
+                            a += t;
+                            c += 1 - t;
                         }
+                        np[j] = a;
+                        nn[j] = c;
                     }
                 }
                 for (std::int64_t j = 0; j < w; ++j)
-                    ap_auc_packed(buf.get() + static_cast<std::size_t>(j) * un, tmp, un, ap + j0 + j, auc + j0 + j);
+                    ap_auc_split(pos + static_cast<std::size_t>(j) * un, np[j], neg + static_cast<std::size_t>(j) * un,
+                                 nn[j], tmp, ap + j0 + j, auc + j0 + j);
             }
         });
         return;

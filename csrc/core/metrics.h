@@ -29,9 +29,10 @@ template <typename T>
 void binary_curve(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t stride,
                   std::vector<T>& thresholds, std::vector<double>& tps, std::vector<double>& fps);
 
-// Average precision (sklearn's step-wise sum) and ROC AUC (trapezoid) of every column of (N, L)
-// row-major scores / truth, without materialising the curves; NaN where undefined (no positive /
-// one class). Threaded over blocks of columns.
+// Average precision (sklearn's step-wise sum) and ROC AUC of every column of (N, L) row-major
+// scores / truth, without materialising the curves; NaN where undefined (no positive / one class).
+// float32: AUC is the Mann-Whitney count (exact in double, equal to sklearn's trapezoid over
+// distinct thresholds); float64: the trapezoid itself. Threaded over blocks of columns.
 template <typename T>
 void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
                     double* ap, double* auc);

@@ -119,29 +119,41 @@ class _AppendWriter:
     def done_paths(self) -> set[str]:
         if not os.path.exists(self.path):
             return set()
+        self._cut_partial_line()
+        done = set()
+        with open(self.path, encoding="utf-8", newline="") as f:  # streamed, not read whole
+            if self.fmt == "jsonl":
+                for line in f:
+                    if line.strip():
+                        done.add(json.loads(line)["path"])
+            else:
+                rows = csv.reader(f)
+                header = next(rows, None)
+                if header is not None and header[:len(COLUMNS)] != COLUMNS:
+                    raise OutputExistsError(f"{self.path} has an unexpected header: {header}")
+                for row in rows:
+                    if row:
+                        done.add(row[0])
+        return done
+
+    def _cut_partial_line(self) -> None:
+        """Drops a row cut short by a kill: everything after the last newline."""
         with open(self.path, "rb+") as f:
-            data = f.read()
-            end = data.rfind(b"\n") + 1
-            if end != len(data):  # a row cut short by a kill: drop it
-                f.truncate(end)
+            size = f.seek(0, os.SEEK_END)
+            pos = size
+            while pos > 0:
+                step = min(1 << 16, pos)
+                f.seek(pos - step)
+                block = f.read(step)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    pos = pos - step + nl + 1
+                    break
+                pos -= step
+            if pos != size:
+                f.truncate(pos)
                 f.flush()
                 os.fsync(f.fileno())
-                data = data[:end]
-        text = data.decode("utf-8")
-        done = set()
-        if self.fmt == "jsonl":
-            for line in text.splitlines():
-                if line.strip():
-                    done.add(json.loads(line)["path"])
-        else:
-            rows = csv.reader(io.StringIO(text))
-            header = next(rows, None)
-            if header is not None and header[:len(COLUMNS)] != COLUMNS:
-                raise OutputExistsError(f"{self.path} has an unexpected header: {header}")
-            for row in rows:
-                if row:
-                    done.add(row[0])
-        return done
 
     def write(self, rows: list[dict]) -> None:
         new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
@@ -249,17 +261,26 @@ class _ParquetWriter:
         _atomic_write(os.path.join(self.parts, f"part-{n:06d}-{time.time_ns()}.parquet"), buf.getvalue().to_pybytes())
 
     def finish(self) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         parts = self._part_files()
         if not parts and os.path.exists(self.path):
             return
-        tables = ([pq.read_table(self.path)] if os.path.exists(self.path) else []) + [pq.read_table(p) for p in parts]
-        table = pa.concat_tables(tables) if tables else self._schema().empty_table()
-        buf = pa.BufferOutputStream()
-        pq.write_table(table, buf)
-        _atomic_write(self.path, buf.getvalue().to_pybytes())
+        # Streamed one part (or row group of the earlier file) at a time: memory stays bounded by a
+        # chunk, however many rows the output has.
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        schema = self._schema()
+        with pq.ParquetWriter(tmp, schema) as w:
+            if os.path.exists(self.path):
+                old = pq.ParquetFile(self.path)
+                for g in range(old.num_row_groups):
+                    w.write_table(old.read_row_group(g).cast(schema))
+            for p in parts:
+                w.write_table(pq.read_table(p).cast(schema))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path)
         shutil.rmtree(self.parts, ignore_errors=True)
 
 

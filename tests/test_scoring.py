@@ -186,3 +186,20 @@ def test_bench(tmp_path, photos, capsys):
     assert j["images"].startswith("1 files") and j["batches"][0]["batch_size"] == 2
     assert cli_main(["bench", "--batch-size", "1", "--duration", "0.1"]) == 0
     assert "img/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_resume_cuts_a_row_cut_short(tmp_path, fmt):
+    from pyimgcls.scoring import _AppendWriter
+
+    p = str(tmp_path / f"x.{fmt}")
+    w = _AppendWriter(p, fmt, False)
+    row = {"path": "a.jpg", "label": 1, "label_name": "x", "score": 0.5, "top_k_ids": [1], "top_k_names": ["x"],
+           "top_k_scores": [0.5], "error": ""}
+    w.write([row, dict(row, path="b.jpg")])
+    with open(p, "a") as f:
+        f.write('{"path": "c.jp' if fmt == "jsonl" else "c.jpg,3,y,0.2")  # killed mid-row
+    assert w.done_paths() == {"a.jpg", "b.jpg"}
+    assert open(p).read().endswith("\n")
+    w.write([dict(row, path="c.jpg")])
+    assert w.done_paths() == {"a.jpg", "b.jpg", "c.jpg"}

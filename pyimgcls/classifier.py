@@ -251,12 +251,14 @@ class Classifier:
         by ``output``; it is exposed as an extra graph output. With ``errors="record"`` a bad item
         gets a row of NaN instead of raising.
         """
-        self._embedding_session(output)
+        es = self._embedding_session(output)
         rows = []
         for r in self.predict_iter(inputs, batch_size=batch_size, top_k=0, errors=errors, fast_decode=fast_decode,
                                    embeddings=True):
             rows.append(getattr(r, "embedding", None))
-        dim = next((x.shape[0] for x in rows if x is not None), 0)
+        declared = es.session.get_outputs()[-1].shape
+        dim = next((x.shape[0] for x in rows if x is not None),
+                   declared[-1] if declared and isinstance(declared[-1], int) else 0)
         out = np.full((len(rows), dim), np.nan, np.float32)
         for i, x in enumerate(rows):
             if x is not None:

@@ -321,6 +321,13 @@ def _count_hint(inputs) -> int | None:
     return None
 
 
+def _countable(inputs) -> bool:
+    """Inputs that can be listed twice (paths, folders, globs, list files), unlike an iterator."""
+    if isinstance(inputs, (str, os.PathLike)):
+        return True
+    return isinstance(inputs, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) for x in inputs)
+
+
 def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bool = True, threads: int = 0,
           progress: bool = True, top_k: int = 5, embeddings: bool = False, overwrite: bool = False,
           chunk_size: int | None = None, classifier=None) -> ScoreSummary:
@@ -379,10 +386,21 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         try:
             from tqdm import tqdm
 
-            bar = tqdm(total=(total - len(done)) if total is not None else None, unit="img", dynamic_ncols=True,
-                       disable=None if sys.stderr.isatty() else True, desc="pyimgcls score")
+            bar = tqdm(total=max(0, total - len(done)) if total is not None else None, unit="img",
+                       dynamic_ncols=True, disable=None if sys.stderr.isatty() else True, desc="pyimgcls score")
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
+        if bar is not None and not bar.disable and total is None and _countable(inputs):
+            # Folders and lists are counted in the background so the bar gets an ETA without
+            # delaying the first image (listing stays lazy for the scoring itself).
+            import threading
+
+            def count() -> None:
+                n = sum(1 for it in iter_items(inputs) if it.source not in done)
+                bar.total = n
+                bar.refresh()
+
+            threading.Thread(target=count, name="pyimgcls-count", daemon=True).start()
     chunk = max(64, batch_size) if chunk_size is None else max(1, int(chunk_size))
     n = errors = 0
     pending: list[dict] = []

@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="one JSON object per line")
     c.add_argument("--batch-size", type=_positive_int, default=32)
     c.add_argument("--threads", type=_positive_int, default=None, help="threads (default: all cores)")
-    c.add_argument("--providers", default="auto", help="'auto' or an ONNX Runtime provider name")
+    c.add_argument("--providers", default="auto",
+                   help="'auto' or ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider)")
     c.set_defaults(func=_cmd_classify)
 
     s = sub.add_parser("score", help="score a large image set into CSV / JSONL / Parquet (resumable)")

@@ -45,6 +45,29 @@ def _cuda_driver_present() -> bool:
     return False
 
 
+_PRELOADED = False
+
+
+def _preload_cuda_libraries() -> None:
+    """Loads CUDA / cuDNN from the NVIDIA pip packages (``pip install "pyimgcls[gpu]"``) when they
+    are there, so the CUDA provider finds them without LD_LIBRARY_PATH (onnxruntime >= 1.21)."""
+    global _PRELOADED
+    if _PRELOADED:
+        return
+    _PRELOADED = True
+    preload = getattr(_ort(), "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            preload()
+    except Exception:  # noqa: BLE001 - absent libraries just mean the provider will not load
+        pass
+
+
 def available_providers() -> list[str]:
     """Providers ONNX Runtime lists, minus GPU providers on a machine without an NVIDIA driver."""
     provs = list(_ort().get_available_providers())
@@ -119,7 +142,8 @@ class Session:
     Args:
         model: path, bytes or ``onnx.ModelProto``.
         providers: ``"auto"`` (TensorRT, then CUDA, then CPU: the first that really loads), a
-            provider name, or an explicit list (honoured as given).
+            provider name, a comma-separated list, or an explicit list (honoured as given).
+            TensorRT engines are cached under ``~/.cache/pyimgcls/trt``.
         threads: ONNX Runtime intra-op threads (``None`` = all cores).
         allow_spinning: let ORT's idle workers spin. ``None``: off (pyimgcls' own threads
             preprocess beside the session, and spinning slows them down many times over).
@@ -162,6 +186,11 @@ class Session:
 
     # ------------------------------------------------------------------ providers
     def _provider_options(self, name: str) -> dict:
+        if name == "TensorrtExecutionProvider":
+            # building a TensorRT engine takes minutes: keep it on disk for the next session
+            cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "pyimgcls", "trt")
+            return {"device_id": str(self._device_id), "trt_engine_cache_enable": "True",
+                    "trt_engine_cache_path": cache}
         if name in _GPU_PROVIDERS:
             return {"device_id": str(self._device_id)}
         return {}
@@ -174,9 +203,11 @@ class Session:
     def _create(self, providers):
         ort = _ort()
         if isinstance(providers, str) and providers != "auto":
-            providers = [providers]
+            providers = [p.strip() for p in providers.split(",") if p.strip()]  # "CUDA...,CPU..." too
         if providers == "auto":
             avail = available_providers()
+            if any(g in avail for g in _GPU_PROVIDERS):
+                _preload_cuda_libraries()
             for gpu in _GPU_PROVIDERS:
                 if gpu not in avail:
                     continue
@@ -190,6 +221,8 @@ class Session:
                     return s
             return self._try(["CPUExecutionProvider"])
         plist = list(providers)
+        if any(p in _GPU_PROVIDERS for p in plist):
+            _preload_cuda_libraries()
         known = set(ort.get_all_providers())
         for p in plist:
             if p not in known:

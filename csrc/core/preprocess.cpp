@@ -74,34 +74,41 @@ inline __m128 load_pixel4(const std::uint16_t* p) {
 #endif
 
 // `safe` is the number of leading outputs whose 4-element loads stay inside the image; `w4`
-// holds each weight broadcast to 4 lanes (one aligned load per tap instead of a shuffle).
+// holds each weight broadcast to 4 lanes (one aligned load per tap instead of a shuffle). The
+// body is compiled twice: with SSE2 loads, and with SSE4.1's one-instruction widening loads
+// (chosen at run time).
+#define PYIMGCLS_HPASS_COLOR_BODY(LOAD)                                                                        \
+    const int n = xt.count;                                                                                  \
+    const int taps = TAPS > 0 ? TAPS : xt.taps;                                                              \
+    const int* start = xt.start.data();                                                                      \
+    int ox = 0;                                                                                              \
+    for (; ox < safe; ++ox) {                                                                                \
+        const Src* p = row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride;                          \
+        const float* w = w4 + static_cast<std::ptrdiff_t>(ox) * taps * 4;                                   \
+        __m128 acc = _mm_mul_ps(LOAD(p), _mm_loadu_ps(w));                                                   \
+        for (int j = 1; j < taps; ++j)                                                                       \
+            acc = _mm_add_ps(acc, _mm_mul_ps(LOAD(p + j * pixel_stride), _mm_loadu_ps(w + 4 * j)));          \
+        _mm_storeu_ps(out + 4 * ox, acc);                                                                    \
+    }                                                                                                        \
+    for (; ox < n; ++ox)                                                                                     \
+        hpass_color_pixel_scalar(row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride, pixel_stride,  \
+                                 xt.w.data() + static_cast<std::ptrdiff_t>(ox) * taps, taps, out + 4 * ox);
+
 template <typename Src, int TAPS>
 void hpass_color(const Src* row, int pixel_stride, const AxisTable& xt, const float* w4, int safe, float* out) {
-    const int n = xt.count;
-    const int taps = TAPS > 0 ? TAPS : xt.taps;
-    const int* start = xt.start.data();
-    const float* wt = xt.w.data();
-    int ox = 0;
 #if PYIMGCLS_SSE2
-    for (; ox < safe; ++ox) {
-        const Src* p = row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride;
-        const float* w = w4 + static_cast<std::ptrdiff_t>(ox) * taps * 4;
-        __m128 acc = _mm_mul_ps(load_pixel4(p), _mm_loadu_ps(w));
-        for (int j = 1; j < taps; ++j)
-            acc = _mm_add_ps(acc, _mm_mul_ps(load_pixel4(p + j * pixel_stride), _mm_loadu_ps(w + 4 * j)));
-        _mm_storeu_ps(out + 4 * ox, acc);
-    }
+    PYIMGCLS_HPASS_COLOR_BODY(load_pixel4)
 #else
-    (void)safe;
     (void)w4;
+    (void)safe;
+    const int taps = TAPS > 0 ? TAPS : xt.taps;
+    for (int ox = 0; ox < xt.count; ++ox)
+        hpass_color_pixel_scalar(row + static_cast<std::ptrdiff_t>(xt.start[ox]) * pixel_stride, pixel_stride,
+                                 xt.w.data() + static_cast<std::ptrdiff_t>(ox) * taps, taps, out + 4 * ox);
 #endif
-    for (; ox < n; ++ox)
-        hpass_color_pixel_scalar(row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride, pixel_stride,
-                                 wt + static_cast<std::ptrdiff_t>(ox) * taps, taps, out + 4 * ox);
 }
 
 #if PYIMGCLS_SSE41_DISPATCH
-// The same with SSE4.1's one-instruction widening loads, chosen at run time.
 __attribute__((target("sse4.1"))) inline __m128 load_pixel4_sse41(const std::uint8_t* p) {
     std::int32_t v;
     std::memcpy(&v, p, 4);
@@ -114,21 +121,7 @@ __attribute__((target("sse4.1"))) inline __m128 load_pixel4_sse41(const std::uin
 template <typename Src, int TAPS>
 __attribute__((target("sse4.1"))) void hpass_color_sse41(const Src* row, int pixel_stride, const AxisTable& xt,
                                                           const float* w4, int safe, float* out) {
-    const int n = xt.count;
-    const int taps = TAPS > 0 ? TAPS : xt.taps;
-    const int* start = xt.start.data();
-    int ox = 0;
-    for (; ox < safe; ++ox) {
-        const Src* p = row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride;
-        const float* w = w4 + static_cast<std::ptrdiff_t>(ox) * taps * 4;
-        __m128 acc = _mm_mul_ps(load_pixel4_sse41(p), _mm_loadu_ps(w));
-        for (int j = 1; j < taps; ++j)
-            acc = _mm_add_ps(acc, _mm_mul_ps(load_pixel4_sse41(p + j * pixel_stride), _mm_loadu_ps(w + 4 * j)));
-        _mm_storeu_ps(out + 4 * ox, acc);
-    }
-    for (; ox < n; ++ox)
-        hpass_color_pixel_scalar(row + static_cast<std::ptrdiff_t>(start[ox]) * pixel_stride, pixel_stride,
-                                 xt.w.data() + static_cast<std::ptrdiff_t>(ox) * taps, taps, out + 4 * ox);
+    PYIMGCLS_HPASS_COLOR_BODY(load_pixel4_sse41)
 }
 
 bool cpu_has_sse41() {
@@ -364,6 +357,7 @@ __attribute__((target("sse4.1"))) void fused_row_2x2_sse41(const Src* r0, const 
 }
 #endif
 #undef PYIMGCLS_FUSED_2X2_BODY
+#undef PYIMGCLS_HPASS_COLOR_BODY
 
 #if PYIMGCLS_SSE41_DISPATCH
 // uint8 sources, SSE4.1: the two horizontal taps of a row are one pshufb + pmaddwd on 16-bit

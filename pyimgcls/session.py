@@ -220,7 +220,7 @@ class Session:
                 if s.get_providers()[0] == gpu:
                     return s
             return self._try(["CPUExecutionProvider"])
-        plist = list(providers)
+        plist = list(dict.fromkeys(providers))  # order kept, duplicates dropped
         if any(p in _GPU_PROVIDERS for p in plist):
             _preload_cuda_libraries()
         known = set(ort.get_all_providers())

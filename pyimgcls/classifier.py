@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Iterator, Sequence
@@ -35,6 +36,7 @@ class Classification:
         labels: multi-label only: every class at or above its threshold, best first.
         probabilities: all class probabilities, when asked for.
         error: why this input has no answer (unreadable, corrupt, wrong shape), else ``None``.
+        embedding: penultimate-layer features, when asked for (``predict_iter(embeddings=True)``).
     """
 
     source: str
@@ -45,6 +47,7 @@ class Classification:
     labels: list[tuple[int, str, float]] | None = None
     probabilities: np.ndarray | None = None
     error: str | None = None
+    embedding: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -136,8 +139,6 @@ class Classifier:
                 raise prep.errors[i]
             outs = None
             if prep.batch is not None:
-                import time
-
                 t0 = time.perf_counter()
                 outs = session.run(prep.batch)
                 if stats is not None:
@@ -152,7 +153,7 @@ class Classifier:
                     continue
                 res = self._postprocess(outs[0][row[j]], top_k, multi_label, thr, probabilities, item.source)
                 if embeddings:
-                    res.embedding = np.asarray(outs[-1][row[j]], np.float32).reshape(-1)  # type: ignore[attr-defined]
+                    res.embedding = np.asarray(outs[-1][row[j]], np.float32).reshape(-1)
                 yield res
 
     def _thresholds(self, threshold) -> np.ndarray:
@@ -255,7 +256,7 @@ class Classifier:
         rows = []
         for r in self.predict_iter(inputs, batch_size=batch_size, top_k=0, errors=errors, fast_decode=fast_decode,
                                    embeddings=True):
-            rows.append(getattr(r, "embedding", None))
+            rows.append(r.embedding)
         declared = es.session.get_outputs()[-1].shape
         dim = next((x.shape[0] for x in rows if x is not None),
                    declared[-1] if declared and isinstance(declared[-1], int) else 0)

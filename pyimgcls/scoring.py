@@ -103,8 +103,7 @@ def _row(r, with_embedding: bool) -> dict:
         "error": r.error or "",
     }
     if with_embedding:
-        e = getattr(r, "embedding", None)
-        d["embedding"] = None if e is None else [float(v) for v in e]
+        d["embedding"] = None if r.embedding is None else r.embedding.tolist()
     return d
 
 

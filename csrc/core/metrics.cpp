@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
+#include "core/ap_count.h"
 #include "core/parallel.h"
 #include "core/radix.h"
 
@@ -86,63 +86,6 @@ void walk_groups(const std::vector<Key>& keys, const std::vector<std::uint8_t>& 
     }
 }
 
-// float32 fast path: per column the keys of the positives and of the negatives are gathered into
-// two arrays (branch-free), each sorted by an 11-bit LSD radix sort of bare 32-bit keys, and one
-// merge walk yields AP (sum over positive tie groups of count * precision, / P) and AUC (the
-// Mann-Whitney count of (negative below, half of tied) pairs, exact in double, / (P * N)).
-std::uint32_t* radix_sort_keys(std::uint32_t* a, std::uint32_t* tmp, std::size_t m) {
-    constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = 3;
-    std::uint32_t hist[kPasses][kBuckets] = {};
-    for (std::size_t i = 0; i < m; ++i) {
-        const std::uint32_t v = a[i];
-        ++hist[0][v & (kBuckets - 1)];
-        ++hist[1][(v >> kBits) & (kBuckets - 1)];
-        ++hist[2][v >> (2 * kBits)];
-    }
-    for (int pass = 0; pass < kPasses; ++pass) {
-        std::uint32_t* h = hist[pass];
-        const int shift = kBits * pass;
-        if (m == 0 || h[(a[0] >> shift) & (kBuckets - 1)] == m) continue;  // constant digit
-        std::uint32_t sum = 0;
-        for (int b = 0; b < kBuckets; ++b) {
-            const std::uint32_t t = h[b];
-            h[b] = sum;
-            sum += t;
-        }
-        for (std::size_t i = 0; i < m; ++i) tmp[h[(a[i] >> shift) & (kBuckets - 1)]++] = a[i];
-        std::swap(a, tmp);
-    }
-    return a;
-}
-
-void ap_auc_split(std::uint32_t* pos, std::size_t np, std::uint32_t* neg, std::size_t nn, std::uint32_t* tmp,
-                  double* ap, double* auc) {
-    const std::uint32_t* p = radix_sort_keys(pos, tmp, np);
-    if (p == tmp) {  // keep the sorted positives out of the scratch the negatives need
-        std::copy(tmp, tmp + np, pos);
-        p = pos;
-    }
-    const std::uint32_t* q = radix_sort_keys(neg, tmp, nn);
-    double sum_ap = 0, u = 0;
-    std::size_t i = 0, j = 0;
-    while (i < np) {
-        const std::uint32_t k = p[i];
-        std::size_t i2 = i + 1;
-        while (i2 < np && p[i2] == k) ++i2;
-        while (j < nn && q[j] < k) ++j;  // negatives scoring strictly higher
-        const std::size_t lt = j;
-        while (j < nn && q[j] == k) ++j;  // tied negatives
-        const double g = static_cast<double>(i2 - i), tp = static_cast<double>(i2), fp = static_cast<double>(j);
-        sum_ap += g * (tp / (tp + fp));
-        u += g * (static_cast<double>(nn - j) + 0.5 * static_cast<double>(j - lt));
-        i = i2;
-    }
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    const double P = static_cast<double>(np), N = static_cast<double>(nn);
-    *ap = np > 0 ? sum_ap / P : nan;
-    *auc = (np > 0 && nn > 0) ? u / (P * N) : nan;
-}
-
 template <typename Key>
 struct Column {
     std::vector<Key> keys, k2;
@@ -175,54 +118,13 @@ void binary_curve(const T* scores, const std::uint8_t* truth, std::int64_t n, st
 template <typename T>
 void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
                     double* ap, double* auc) {
-    // Columns are gathered a block at a time in one row-wise pass (a column-by-column strided walk
-    // would read the whole matrix once per column).
-    constexpr std::int64_t kBlock = 16;
-    const std::int64_t blocks = (L + kBlock - 1) / kBlock;
     if constexpr (std::is_same_v<T, float>) {
-        // Each worker takes a contiguous range of column blocks and allocates its buffers once
-        // (uninitialised: the gather is the first touch).
-        parallel_for(blocks, threads, [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
-            const std::size_t un = static_cast<std::size_t>(n);
-            const std::size_t width = static_cast<std::size_t>(std::min<std::int64_t>(kBlock, L));
-            std::unique_ptr<std::uint32_t[]> buf(new std::uint32_t[2 * width * un + un]);
-            std::uint32_t* pos = buf.get();
-            std::uint32_t* neg = pos + width * un;
-            std::uint32_t* tmp = neg + width * un;
-            std::vector<std::size_t> np(width), nn(width);
-            for (std::ptrdiff_t b = b0; b < b1; ++b) {
-                const std::int64_t j0 = b * kBlock, w = std::min(L, j0 + kBlock) - j0;
-                std::fill(np.begin(), np.end(), 0);
-                std::fill(nn.begin(), nn.end(), 0);
-                // tiles of rows: the tile stays in cache while each column's keys are appended
-                constexpr std::int64_t kTile = 128;
-                for (std::int64_t i0 = 0; i0 < n; i0 += kTile) {
-                    const std::int64_t i1 = std::min(n, i0 + kTile);
-                    for (std::int64_t j = 0; j < w; ++j) {
-                        std::uint32_t* pc = pos + static_cast<std::size_t>(j) * un;
-                        std::uint32_t* nc = neg + static_cast<std::size_t>(j) * un;
-                        std::size_t a = np[j], c = nn[j];
-                        for (std::int64_t i = i0; i < i1; ++i) {
-                            const float s = scores[i * L + j0 + j];
-                            if (!std::isfinite(s)) check_score(s, i, j0 + j);
-                            const std::uint32_t key = desc_key(s);
-                            const std::size_t t = truth[i * L + j0 + j] ? 1 : 0;
-                            pc[a] = key;  // written to both, kept by one (no unpredictable branch)
-                            nc[c] = key;
-                            a += t;
-                            c += 1 - t;
-                        }
-                        np[j] = a;
-                        nn[j] = c;
-                    }
-                }
-                for (std::int64_t j = 0; j < w; ++j)
-                    ap_auc_split(pos + static_cast<std::size_t>(j) * un, np[j], neg + static_cast<std::size_t>(j) * un,
-                                 nn[j], tmp, ap + j0 + j, auc + j0 + j);
-            }
-        });
+        ap_auc_columns_f32(scores, truth, n, L, threads, ap, auc);
         return;
     }
+    // float64: columns a block at a time, each column's (key, truth) pairs radix-sorted and walked
+    constexpr std::int64_t kBlock = 16;
+    const std::int64_t blocks = (L + kBlock - 1) / kBlock;
     parallel_for_dynamic(blocks, threads, [&](std::ptrdiff_t b) {
         const std::int64_t j0 = b * kBlock, j1 = std::min(L, j0 + kBlock), w = j1 - j0;
         using Key = decltype(desc_key(T{}));

@@ -4,7 +4,9 @@
 // descending order of the value (-0.0 and +0.0 map to the same key, as they compare equal).
 // radix_sort_by_key is a stable LSD radix sort of (key, payload) pairs with 11-bit digits (2048
 // buckets: the histogram stays in L1); digits that are the same for every key are skipped.
-// Complexity: O(passes * n) with passes = ceil(bits / 11).
+// radix_sort_u32 sorts bare 32-bit keys with a chosen digit width (8-bit digits write to fewer
+// streams and win while the keys fit in L2; 11-bit digits need one pass fewer and win beyond).
+// Complexity: O(passes * n) with passes = ceil(bits / digit bits).
 #pragma once
 
 #include <algorithm>
@@ -75,6 +77,32 @@ void radix_sort_by_key(std::vector<Key>& keys, std::vector<Payload>& payload, st
         keys.swap(k2);
         payload.swap(p2);
     }
+}
+
+// Sorts m keys ascending (LSD, Bits-bit digits, constant digits skipped). tmp holds m keys;
+// returns whichever of a / tmp holds the result.
+template <int Bits>
+std::uint32_t* radix_sort_u32(std::uint32_t* a, std::uint32_t* tmp, std::size_t m) {
+    constexpr int kBuckets = 1 << Bits, kPasses = (32 + Bits - 1) / Bits;
+    std::uint32_t hist[kPasses][kBuckets] = {};
+    for (std::size_t i = 0; i < m; ++i) {
+        const std::uint32_t v = a[i];
+        for (int p = 0; p < kPasses; ++p) ++hist[p][(v >> (p * Bits)) & (kBuckets - 1)];
+    }
+    for (int pass = 0; pass < kPasses; ++pass) {
+        std::uint32_t* h = hist[pass];
+        const int shift = Bits * pass;
+        if (m == 0 || h[(a[0] >> shift) & (kBuckets - 1)] == m) continue;  // constant digit
+        std::uint32_t sum = 0;
+        for (int b = 0; b < kBuckets; ++b) {
+            const std::uint32_t t = h[b];
+            h[b] = sum;
+            sum += t;
+        }
+        for (std::size_t i = 0; i < m; ++i) tmp[h[(a[i] >> shift) & (kBuckets - 1)]++] = a[i];
+        std::swap(a, tmp);
+    }
+    return a;
 }
 
 }  // namespace pyimgcls::core

@@ -1,0 +1,477 @@
+#include "core/ap_count.h"
+
+#include <algorithm>
+#include <bitset>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/parallel.h"
+#include "core/radix.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(PYIMGCLS_NO_SIMD)
+#include <immintrin.h>
+#define PYIMGCLS_AVX2_DISPATCH 1
+#else
+#define PYIMGCLS_AVX2_DISPATCH 0
+#endif
+
+namespace pyimgcls::core {
+namespace {
+
+constexpr int kFineBits = 17;           // at most 2^17 fine buckets: the uint8 histogram stays in L2
+constexpr std::int64_t kBlock = 16;     // columns gathered per row-wise pass
+constexpr std::int64_t kTile = 128;     // rows per gather tile
+constexpr std::size_t kSlack = 16;      // per-column room for 8-lane stores at both ends
+
+inline int popcount32(std::uint32_t x) {
+#if defined(__GNUC__)
+    return __builtin_popcount(x);
+#else
+    return static_cast<int>(std::bitset<32>(x).count());
+#endif
+}
+
+[[noreturn]] void throw_first_nonfinite(const float* scores, std::int64_t n, std::int64_t L) {
+    for (std::int64_t i = 0; i < n * L; ++i)
+        if (!std::isfinite(scores[i]))
+            throw std::invalid_argument("scores must be finite, found " + std::to_string(double(scores[i])) +
+                                        " at row " + std::to_string(i / L) + ", column " + std::to_string(i % L));
+    throw std::logic_error("non-finite score reported but not found");
+}
+
+// ------------------------------------------------------------------------------------------- gather
+// Column j of a block owns cap = n + kSlack keys at base + j * cap: positives ascend from the start,
+// negatives descend from the end (so the block needs n keys per column, not 2n).
+struct Block {
+    std::uint32_t* base;
+    std::size_t cap;
+    std::size_t np[kBlock + 8];
+    std::size_t nn[kBlock + 8];
+    std::uint32_t* pos(std::int64_t j) const { return base + static_cast<std::size_t>(j) * cap; }
+    std::uint32_t* neg_end(std::int64_t j) const { return pos(j) + cap; }
+};
+
+// rows [i0, i1), columns [j0 + c0, j0 + c1) of the block; returns false on a non-finite score
+bool gather_scalar(const float* scores, const std::uint8_t* truth, std::int64_t L, std::int64_t j0, std::int64_t i0,
+                   std::int64_t i1, std::int64_t c0, std::int64_t c1, Block& blk) {
+    bool ok = true;
+    for (std::int64_t c = c0; c < c1; ++c) {
+        std::uint32_t* pc = blk.pos(c);
+        std::uint32_t* ne = blk.neg_end(c) - 1;
+        std::size_t a = blk.np[c], b = blk.nn[c];
+        for (std::int64_t i = i0; i < i1; ++i) {
+            const float s = scores[i * L + j0 + c];
+            ok &= std::isfinite(s);
+            const std::uint32_t key = desc_key(s);
+            const std::size_t t = truth[i * L + j0 + c] ? 1 : 0;
+            pc[a] = key;  // written to both ends, kept by one (no unpredictable branch)
+            *(ne - b) = key;
+            a += t;
+            b += 1 - t;
+        }
+        blk.np[c] = a;
+        blk.nn[c] = b;
+    }
+    return ok;
+}
+
+#if PYIMGCLS_AVX2_DISPATCH
+// lane permutations that pack the lanes of a mask to the bottom (left) or to the top (right)
+struct PackTables {
+    alignas(32) std::uint32_t left[256][8];
+    alignas(32) std::uint32_t right[256][8];
+    PackTables() {
+        for (int m = 0; m < 256; ++m) {
+            int k = 0;
+            for (int b = 0; b < 8; ++b)
+                if (m >> b & 1) left[m][k++] = static_cast<std::uint32_t>(b);
+            const int cnt = k;
+            for (; k < 8; ++k) left[m][k] = 0;
+            for (int q = 0; q < 8; ++q) right[m][q] = 0;
+            for (int q = 0; q < cnt; ++q) right[m][8 - cnt + q] = left[m][q];
+        }
+    }
+};
+const PackTables kPack;
+
+__attribute__((target("avx2"))) inline void transpose8(__m256* r) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// rows [i0, i1) (a multiple of 8), columns [j0, j0 + w8) (w8 a multiple of 8): 8x8 tiles are
+// transposed in registers, turned into keys, and each column's 8 keys are split by truth with
+// two lane permutations (positives packed left at the front, negatives packed right at the back).
+__attribute__((target("avx2,popcnt"))) bool gather_avx2(const float* scores, const std::uint8_t* truth, std::int64_t L,
+                                                        std::int64_t j0, std::int64_t i0, std::int64_t i1,
+                                                        std::int64_t w8, Block& blk) {
+    const __m256i expo = _mm256_set1_epi32(0x7F800000), low31 = _mm256_set1_epi32(0x7FFFFFFF);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256i bad = _mm256_setzero_si256();
+    for (std::int64_t i = i0; i < i1; i += 8) {
+        for (std::int64_t jj = 0; jj < w8; jj += 8) {
+            __m256 r[8];
+            std::uint64_t y = 0;  // byte c: truth bits of column jj + c over the 8 rows
+            for (int k = 0; k < 8; ++k) {
+                const std::int64_t off = (i + k) * L + j0 + jj;
+                r[k] = _mm256_loadu_ps(scores + off);
+                std::uint64_t x;
+                std::memcpy(&x, truth + off, 8);
+                const std::uint64_t nz = (((x & 0x7F7F7F7F7F7F7F7Full) + 0x7F7F7F7F7F7F7F7Full) | x) & 0x8080808080808080ull;
+                y |= (nz >> 7) << k;
+            }
+            transpose8(r);
+            for (int c = 0; c < 8; ++c) {
+                // + 0.0f turns -0.0 into +0.0; key = bits ^ (positive ? 0x7FFFFFFF : 0) (see desc_key)
+                const __m256i u = _mm256_castps_si256(_mm256_add_ps(r[c], zero));
+                bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(u, expo), expo));
+                const __m256i key = _mm256_xor_si256(u, _mm256_andnot_si256(_mm256_srai_epi32(u, 31), low31));
+                const unsigned m = static_cast<unsigned>(y >> (8 * c)) & 0xFFu;
+                const int col = static_cast<int>(jj) + c, np = popcount32(m);
+                std::uint32_t* pc = blk.pos(col) + blk.np[col];
+                std::uint32_t* nc = blk.neg_end(col) - blk.nn[col] - 8;
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(pc),
+                                    _mm256_permutevar8x32_epi32(key, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.left[m]))));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(nc),
+                                    _mm256_permutevar8x32_epi32(key, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.right[m ^ 0xFFu]))));
+                blk.np[col] += static_cast<std::size_t>(np);
+                blk.nn[col] += static_cast<std::size_t>(8 - np);
+            }
+        }
+    }
+    return _mm256_testz_si256(bad, bad) != 0;
+}
+
+bool has_avx2() {
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+    return has;
+}
+#endif
+
+void gather_block(const float* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, std::int64_t j0,
+                  std::int64_t w, Block& blk) {
+    std::fill(blk.np, blk.np + w, 0);
+    std::fill(blk.nn, blk.nn + w, 0);
+    bool ok = true;
+#if PYIMGCLS_AVX2_DISPATCH
+    const bool simd = has_avx2();
+#else
+    const bool simd = false;
+#endif
+    const std::int64_t w8 = simd ? (w & ~std::int64_t(7)) : 0, n8 = n & ~std::int64_t(7);
+    for (std::int64_t i0 = 0; i0 < n; i0 += kTile) {  // the tile stays in cache for the scalar columns
+        const std::int64_t i1 = std::min(n, i0 + kTile), iv = std::min(i1, n8);
+#if PYIMGCLS_AVX2_DISPATCH
+        if (w8 > 0 && iv > i0) ok &= gather_avx2(scores, truth, L, j0, i0, iv, w8, blk);
+        if (w8 > 0 && i1 > iv) ok &= gather_scalar(scores, truth, L, j0, iv, i1, 0, w8, blk);
+#endif
+        ok &= gather_scalar(scores, truth, L, j0, i0, i1, w8, w, blk);
+        (void)iv;
+    }
+    if (!ok) throw_first_nonfinite(scores, n, L);
+}
+
+// --------------------------------------------------------------------------------- sort and merge
+// Fallback (and reference): both sides sorted, one merge walk.
+void ap_auc_sorted(std::uint32_t* pos, std::size_t np, std::uint32_t* neg, std::size_t nn, std::uint32_t* tmp,
+                   double* ap, double* auc) {
+    const std::uint32_t* p = radix_sort_u32<11>(pos, tmp, np);
+    if (p == tmp) {  // keep the sorted positives out of the scratch the negatives need
+        std::copy(tmp, tmp + np, pos);
+        p = pos;
+    }
+    const std::uint32_t* q = radix_sort_u32<11>(neg, tmp, nn);
+    double sum_ap = 0, u = 0;
+    std::size_t i = 0, j = 0;
+    while (i < np) {
+        const std::uint32_t k = p[i];
+        std::size_t i2 = i + 1;
+        while (i2 < np && p[i2] == k) ++i2;
+        while (j < nn && q[j] < k) ++j;  // negatives scoring strictly higher
+        const std::size_t lt = j;
+        while (j < nn && q[j] == k) ++j;  // tied negatives
+        const double g = static_cast<double>(i2 - i), tp = static_cast<double>(i2), fp = static_cast<double>(j);
+        sum_ap += g * (tp / (tp + fp));
+        u += g * (static_cast<double>(nn - j) + 0.5 * static_cast<double>(j - lt));
+        i = i2;
+    }
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double P = static_cast<double>(np), N = static_cast<double>(nn);
+    *ap = np > 0 ? sum_ap / P : nan;
+    *auc = (np > 0 && nn > 0) ? u / (P * N) : nan;
+}
+
+// ------------------------------------------------------------------------------------- counting
+struct Scratch {
+    std::vector<std::uint32_t> tmp;                 // radix scratch
+    std::vector<std::uint32_t> d, gsz, bk;          // distinct positive keys (+8 sentinels), group sizes, buckets
+    std::vector<std::uint32_t> mixed, rank, first;  // bitset of buckets holding a key, its rank base, first key
+    std::vector<std::uint8_t> hist;                 // negatives per fine bucket (+8 dummy, +8 pad)
+    std::vector<std::uint32_t> side, cnt, words;    // side list, exact counts, hist prefix per 8 buckets
+};
+
+// Fine bucketing of the positive key range [d0, dl]: bucket(x) = (x - d0) >> shift < nb.
+struct Buckets {
+    std::uint32_t d0, dl;
+    int shift;
+    std::size_t nb;
+};
+
+struct HistResult {
+    std::size_t side, above, below;
+};
+
+HistResult hist_scalar(const std::uint32_t* neg, std::size_t nn, const Buckets& bu, const std::uint32_t* mixed,
+                       std::uint8_t* hist, std::uint32_t* side) {
+    std::size_t ns = 0, above = 0, below = 0;
+    for (std::size_t i = 0; i < nn; ++i) {
+        const std::uint32_t x = neg[i];
+        const std::size_t lo = x < bu.d0;  // scores above every positive
+        const std::uint32_t xc = lo ? bu.d0 : x;
+        const std::size_t raw = static_cast<std::size_t>(xc - bu.d0) >> bu.shift;
+        const std::size_t hi = raw >= bu.nb;  // below every positive
+        const std::size_t dummy = bu.nb + (i & 7);  // spread: no chain of increments on one byte
+        std::size_t b = hi ? dummy : raw;
+        b = lo ? dummy : b;
+        above += lo;
+        below += hi;
+        ++hist[b];
+        side[ns] = x;
+        ns += (mixed[b >> 5] >> (b & 31)) & 1u;
+    }
+    return {ns, above, below};
+}
+
+#if PYIMGCLS_AVX2_DISPATCH
+__attribute__((target("avx2,popcnt"))) HistResult hist_avx2(const std::uint32_t* neg, std::size_t nn, const Buckets& bu,
+                                                            const std::uint32_t* mixed, std::uint8_t* hist,
+                                                            std::uint32_t* side) {
+    const __m256i bias = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+    const __m256i vd0 = _mm256_set1_epi32(static_cast<int>(bu.d0));
+    const __m256i vd0b = _mm256_xor_si256(vd0, bias), vnb = _mm256_set1_epi32(static_cast<int>(bu.nb));
+    const __m256i dummy = _mm256_add_epi32(vnb, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m128i sh = _mm_cvtsi32_si128(bu.shift);
+    const __m256i c31 = _mm256_set1_epi32(31);
+    alignas(32) std::uint32_t bb[8];
+    std::size_t ns = 0, above = 0, below = 0, i = 0;
+    for (; i + 8 <= nn; i += 8) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(neg + i));
+        const __m256i lo = _mm256_cmpgt_epi32(vd0b, _mm256_xor_si256(x, bias));  // x < d0 (unsigned)
+        const __m256i raw = _mm256_srl_epi32(_mm256_sub_epi32(_mm256_max_epu32(x, vd0), vd0), sh);
+        const __m256i rb = _mm256_min_epu32(raw, vnb);
+        const __m256i hi = _mm256_andnot_si256(lo, _mm256_cmpeq_epi32(rb, vnb));
+        const __m256i b = _mm256_blendv_epi8(rb, dummy, _mm256_or_si256(lo, hi));
+        above += static_cast<std::size_t>(popcount32(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(lo)))));
+        below += static_cast<std::size_t>(popcount32(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(hi)))));
+        const __m256i word = _mm256_i32gather_epi32(reinterpret_cast<const int*>(mixed), _mm256_srli_epi32(b, 5), 4);
+        const __m256i bit = _mm256_slli_epi32(_mm256_srlv_epi32(word, _mm256_and_si256(b, c31)), 31);
+        const unsigned m = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(bit)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(side + ns),
+                            _mm256_permutevar8x32_epi32(x, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.left[m]))));
+        ns += static_cast<std::size_t>(popcount32(m));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(bb), b);
+        ++hist[bb[0]];
+        ++hist[bb[1]];
+        ++hist[bb[2]];
+        ++hist[bb[3]];
+        ++hist[bb[4]];
+        ++hist[bb[5]];
+        ++hist[bb[6]];
+        ++hist[bb[7]];
+    }
+    const HistResult rest = hist_scalar(neg + i, nn - i, bu, mixed, hist, side + ns);
+    return {ns + rest.side, above + rest.above, below + rest.below};
+}
+#endif
+
+// Sum of 8 bytes (SWAR: pairs into 16-bit lanes, then one multiply folds the lanes).
+inline std::uint32_t byte_sum(std::uint64_t v) {
+    const std::uint64_t m = 0x00FF00FF00FF00FFull;
+    const std::uint64_t t = (v & m) + ((v >> 8) & m);
+    return static_cast<std::uint32_t>((t * 0x0001000100010001ull) >> 48);
+}
+
+// Returns false when a fine bucket overflowed its byte (the caller sorts instead).
+bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, std::size_t nn, Scratch& S,
+                  double* ap, double* auc) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    if (np == 0) {
+        *ap = *auc = nan;
+        return true;
+    }
+    if (nn >= (std::size_t(1) << 31)) return false;  // the uint32 counts below could wrap
+    S.tmp.resize(std::max(S.tmp.size(), np));
+    const std::uint32_t* p = np < 65536 ? radix_sort_u32<8>(pos, S.tmp.data(), np) : radix_sort_u32<11>(pos, S.tmp.data(), np);
+
+    Buckets bu;
+    bu.d0 = p[0];
+    bu.dl = p[np - 1];
+    const std::uint32_t range = bu.dl - bu.d0;
+    int bits = 0, pb = 0;
+    while (bits < 32 && (static_cast<std::uint64_t>(range) >> bits) != 0) ++bits;
+    while ((std::size_t(1) << pb) < np) ++pb;
+    const int fb = std::min(kFineBits, pb + 4);  // about 16 buckets per positive, at most 2^17
+    bu.shift = bits > fb ? bits - fb : 0;
+    bu.nb = (static_cast<std::size_t>(range) >> bu.shift) + 1;
+
+    const std::size_t nwords = bu.nb / 32 + 2;
+    S.d.resize(np + 8);
+    S.gsz.resize(np);
+    S.bk.resize(np);
+    S.first.resize(np);
+    S.mixed.assign(nwords, 0);
+    S.hist.assign(bu.nb + 16, 0);
+    std::uint32_t* d = S.d.data();
+    std::uint32_t* gsz = S.gsz.data();
+    std::uint32_t* bk = S.bk.data();
+    std::uint32_t* first = S.first.data();
+    std::uint32_t* mixed = S.mixed.data();
+    std::uint8_t* hist = S.hist.data();
+
+    // distinct keys, their bucket, and the first key of each bucket that holds one
+    std::size_t g = 0, nm = 0;
+    for (std::size_t i = 0; i < np; ++i) {
+        const std::uint32_t k = p[i];
+        if (i > 0 && k == p[i - 1]) {
+            ++gsz[g - 1];
+            continue;
+        }
+        const std::uint32_t b = (k - bu.d0) >> bu.shift;
+        d[g] = k;
+        gsz[g] = 1;
+        bk[g] = b;
+        if (g == 0 || b != bk[g - 1]) {
+            mixed[b >> 5] |= 1u << (b & 31);
+            first[nm++] = static_cast<std::uint32_t>(g);
+        }
+        ++g;
+    }
+    std::fill(d + g, d + g + 8, 0xFFFFFFFFu);  // sentinels: above every finite key
+    S.rank.resize(nwords + 1);
+    std::uint32_t* rank = S.rank.data();  // rank[w]: buckets holding a key in words < w
+    for (std::size_t w = 0, r = 0; w < nwords; ++w) {
+        rank[w] = static_cast<std::uint32_t>(r);
+        r += static_cast<std::size_t>(popcount32(mixed[w]));
+    }
+
+    S.side.resize(std::max(S.side.size(), nn + 8));
+    std::uint32_t* side = S.side.data();
+#if PYIMGCLS_AVX2_DISPATCH
+    const HistResult h = has_avx2() ? hist_avx2(neg, nn, bu, mixed, hist, side) : hist_scalar(neg, nn, bu, mixed, hist, side);
+#else
+    const HistResult h = hist_scalar(neg, nn, bu, mixed, hist, side);
+#endif
+
+    // prefix(x): negatives counted in buckets [0, x), from per-8-bucket sums
+    const std::size_t nw8 = bu.nb / 8 + 2;
+    S.words.resize(nw8 + 1);
+    std::uint32_t* words = S.words.data();
+    {
+        std::uint32_t run = 0;
+        for (std::size_t w = 0; w < nw8; ++w) {
+            words[w] = run;
+            std::uint64_t v;
+            std::memcpy(&v, hist + 8 * w, 8);
+            run += byte_sum(v);
+        }
+    }
+    auto prefix = [&](std::size_t x) -> std::int64_t {
+        std::uint64_t v;
+        std::memcpy(&v, hist + (x & ~std::size_t(7)), 8);
+        const unsigned r = static_cast<unsigned>(x & 7);
+        const std::uint64_t mask = r ? (~std::uint64_t(0) >> (64 - 8 * r)) : 0;
+        return static_cast<std::int64_t>(words[x >> 3]) + byte_sum(v & mask);
+    };
+    // every in-range negative was counted once: a wrapped byte shows as a smaller total
+    if (static_cast<std::uint64_t>(prefix(bu.nb)) != nn - h.above - h.below) return false;
+
+    // negatives of buckets that hold a key: placed exactly (index of the first key >= x, tie flag)
+    S.cnt.assign(2 * g + 2, 0);
+    std::uint32_t* cnt = S.cnt.data();
+    cnt[0] = static_cast<std::uint32_t>(h.above);
+    for (std::size_t i = 0; i < h.side; ++i) {
+        const std::uint32_t x = side[i];
+        const std::uint32_t b = (x - bu.d0) >> bu.shift;
+        const std::uint32_t below_b = mixed[b >> 5] & ((1u << (b & 31)) - 1u);
+        std::size_t idx = first[rank[b >> 5] + static_cast<std::uint32_t>(popcount32(below_b))];
+        while (d[idx] < x) ++idx;
+        ++cnt[2 * idx + (d[idx] == x ? 1 : 0)];
+    }
+
+    // one walk over the positive tie groups, highest score first
+    std::uint64_t tp = 0, fp = 0;
+    std::int64_t prev_end = 0;  // prefix(bucket of the previous key + 1)
+    double sum_ap = 0, u = 0;
+    for (std::size_t k = 0; k < g; ++k) {
+        const std::int64_t pure = prefix(bk[k]) - prev_end;  // buckets strictly between: <= 0 when shared
+        prev_end = prefix(static_cast<std::size_t>(bk[k]) + 1);
+        fp += static_cast<std::uint64_t>(pure > 0 ? pure : 0) + cnt[2 * k];
+        const std::uint64_t lt = fp;
+        fp += cnt[2 * k + 1];
+        tp += gsz[k];
+        const double gs = gsz[k], tpd = static_cast<double>(tp), fpd = static_cast<double>(fp);
+        sum_ap += gs * (tpd / (tpd + fpd));
+        u += gs * (static_cast<double>(nn - fp) + 0.5 * static_cast<double>(fp - lt));
+    }
+    const double P = static_cast<double>(np), N = static_cast<double>(nn);
+    *ap = sum_ap / P;
+    *auc = nn > 0 ? u / (P * N) : nan;
+    return true;
+}
+
+}  // namespace
+
+void ap_auc_columns_f32(const float* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
+                        double* ap, double* auc) {
+    if (L <= 0) return;
+    // blocks of 16 columns; a tail of fewer than 8 joins the last block
+    std::int64_t blocks = (L + kBlock - 1) / kBlock;
+    if (blocks > 1 && L % kBlock != 0 && L % kBlock < 8) --blocks;
+    auto block_begin = [&](std::int64_t b) { return b * kBlock; };
+    auto block_end = [&](std::int64_t b) { return b == blocks - 1 ? L : (b + 1) * kBlock; };
+    const std::size_t cap = static_cast<std::size_t>(n) + kSlack;
+    std::int64_t width = 0;
+    for (std::int64_t b = 0; b < blocks; ++b) width = std::max(width, block_end(b) - block_begin(b));
+    parallel_for(blocks, threads, [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
+        // uninitialised: the gather is the first touch
+        std::unique_ptr<std::uint32_t[]> buf(new std::uint32_t[static_cast<std::size_t>(width) * cap]);
+        Block blk;
+        blk.base = buf.get();
+        blk.cap = cap;
+        Scratch S;
+        for (std::ptrdiff_t b = b0; b < b1; ++b) {
+            const std::int64_t j0 = block_begin(b), w = block_end(b) - j0;
+            gather_block(scores, truth, n, L, j0, w, blk);
+            for (std::int64_t j = 0; j < w; ++j) {
+                std::uint32_t* pos = blk.pos(j);
+                std::uint32_t* neg = blk.neg_end(j) - blk.nn[j];
+                if (!ap_auc_count(pos, blk.np[j], neg, blk.nn[j], S, ap + j0 + j, auc + j0 + j)) {
+                    S.tmp.resize(std::max(S.tmp.size(), std::max(blk.np[j], blk.nn[j])));
+                    ap_auc_sorted(pos, blk.np[j], neg, blk.nn[j], S.tmp.data(), ap + j0 + j, auc + j0 + j);
+                }
+            }
+        }
+    });
+}
+
+}  // namespace pyimgcls::core

@@ -164,6 +164,89 @@ def test_roc_auc_and_curve_equal_sklearn(case):
     np.testing.assert_array_equal(th, rth)
 
 
+def _sklearn_columns(t, s):
+    """Per-label AP and AUC from scikit-learn, one column at a time (NaN AUC where one class)."""
+    ap, auc = [], []
+    for j in range(t.shape[1]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ap.append(skm.average_precision_score(t[:, j], s[:, j]) if t[:, j].any() else 0.0)
+        auc.append(skm.roc_auc_score(t[:, j], s[:, j]) if 0 < t[:, j].sum() < len(t) else np.nan)
+    return np.array(ap), np.array(auc)
+
+
+def _ours_columns(t, s):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ap = average_precision(t, s, average=None)
+    ok = (t.min(axis=0) == 0) & (t.max(axis=0) == 1)
+    auc = np.full(t.shape[1], np.nan)
+    if ok.any():
+        auc[ok] = roc_auc(t[:, ok], s[:, ok], average=None)
+    return ap, auc
+
+
+@st.composite
+def wide_float32_cases(draw):
+    # widths around the 8-column SIMD tiles and the 16-column blocks; heights around the 8-row tiles
+    L = draw(st.sampled_from([7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 40]))
+    n = draw(st.integers(1, 700))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    t = rng.random((n, L)) < rng.uniform(0, 1, L) ** 2
+    t[:, 0] = draw(st.booleans())  # a column of one class
+    mode = draw(st.sampled_from(["continuous", "ties", "signed", "tiny", "clustered"]))
+    if mode == "continuous":
+        s = rng.random((n, L)) + t * rng.uniform(-0.5, 1, L)
+    elif mode == "ties":  # few distinct values: negatives tie with positives
+        s = np.round(rng.random((n, L)) * draw(st.integers(1, 20)) + t) / 4
+    elif mode == "signed":  # logits, with -0.0 and +0.0 (equal scores)
+        s = rng.normal(size=(n, L)) * 5 + t
+        s[rng.random((n, L)) < 0.05] = -0.0
+        s[rng.random((n, L)) < 0.05] = 0.0
+    elif mode == "tiny":  # sigmoid outputs spanning many binades
+        s = 1 / (1 + np.exp(-(rng.normal(size=(n, L)) * 15 + 4 * t)))
+    else:  # most negatives inside one narrow range between two positive scores
+        s = np.where(t, rng.choice([0.0, 1.0], (n, L)), 0.5 + rng.random((n, L)) * 1e-6)
+    return t.astype(np.uint8), s.astype(np.float32)
+
+
+@given(wide_float32_cases())
+def test_average_precision_wide_float32_equals_sklearn(case):
+    t, s = case
+    ap, auc = _ours_columns(t, s)
+    ref_ap, ref_auc = _sklearn_columns(t, s)
+    np.testing.assert_allclose(ap, ref_ap, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(auc, ref_auc, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_average_precision_large_float32_equals_sklearn(ties):
+    # enough negatives per fine bucket to overflow its byte (the column falls back to sorting),
+    # and enough positives for the 11-bit positive sort
+    rng = np.random.default_rng(7)
+    n, L = 120_000, 9
+    t = rng.random((n, L)) < np.array([0.001, 0.01, 0.1, 0.5, 0.7, 0.99, 0.3, 0.3, 0.6])
+    s = rng.random((n, L)) + t * 0.3
+    s[:, 6] = np.where(t[:, 6], rng.choice([0.0, 1.0], n), 0.5)  # 84,000 negatives in one bucket
+    s[:, 7] = np.where(t[:, 7], rng.random(n), 0.25 + rng.random(n) * 1e-5)
+    if ties:
+        s = np.round(s * 100) / 100
+    t, s = t.astype(np.uint8), s.astype(np.float32)
+    ap, auc = _ours_columns(t, s)
+    ref_ap, ref_auc = _sklearn_columns(t, s)
+    np.testing.assert_allclose(ap, ref_ap, rtol=1e-10)
+    np.testing.assert_allclose(auc, ref_auc, rtol=1e-10)
+
+
+def test_average_precision_names_first_nonfinite_wide():
+    s = np.random.default_rng(0).random((50, 20)).astype(np.float32)
+    t = (s > 0.5).astype(np.uint8)
+    s[10, 2] = np.inf
+    s[3, 17] = np.nan
+    with pytest.raises(ValueError, match="row 3, column 17"):
+        average_precision(t, s)
+
+
 def test_threshold_for_precision():
     t = np.array([0, 0, 1, 0, 1, 1, 1])
     s = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])

@@ -402,8 +402,11 @@ bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, 
         const std::uint64_t mask = r ? (~std::uint64_t(0) >> (64 - 8 * r)) : 0;
         return static_cast<std::int64_t>(words[x >> 3]) + byte_sum(v & mask);
     };
-    // every in-range negative was counted once: a wrapped byte shows as a smaller total
-    if (static_cast<std::uint64_t>(prefix(bu.nb)) != nn - h.above - h.below) return false;
+    // The walk reads only the bytes of buckets without a key (their negatives are not in the side
+    // list): a wrapped byte among those shows as a smaller total. Bytes of buckets with a key may wrap.
+    std::uint64_t keyed = 0;
+    for (std::size_t r = 0; r < nm; ++r) keyed += hist[bk[first[r]]];
+    if (static_cast<std::uint64_t>(prefix(bu.nb)) - keyed != nn - h.above - h.below - h.side) return false;
 
     // negatives of buckets that hold a key: placed exactly (index of the first key >= x, tie flag)
     S.cnt.assign(2 * g + 2, 0);

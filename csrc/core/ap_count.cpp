@@ -1,7 +1,6 @@
 #include "core/ap_count.h"
 
 #include <algorithm>
-#include <bitset>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -24,18 +23,26 @@
 namespace pyimgcls::core {
 namespace {
 
-constexpr int kFineBits = 17;           // at most 2^17 fine buckets: the uint8 histogram stays in L2
+constexpr int kFineBits = 18;           // at most 2^18 fine buckets: the uint8 histogram stays in L2
 constexpr std::int64_t kBlock = 16;     // columns gathered per row-wise pass
 constexpr std::int64_t kTile = 128;     // rows per gather tile
-constexpr std::size_t kSlack = 16;      // per-column room for 8-lane stores at both ends
+constexpr std::size_t kSlack = 16;
+constexpr std::int64_t kAhead = 64;         // rows the gather prefetches ahead      // per-column room for 8-lane stores at both ends
 
+// Portable popcount (no libgcc call); the AVX2 paths use the instruction (__builtin_popcount under
+// target("popcnt")).
 inline int popcount32(std::uint32_t x) {
-#if defined(__GNUC__)
-    return __builtin_popcount(x);
-#else
-    return static_cast<int>(std::bitset<32>(x).count());
-#endif
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0F0F0F0Fu;
+    return static_cast<int>((x * 0x01010101u) >> 24);
 }
+
+#if defined(__GNUC__)
+#define PYIMGCLS_POPCNT(x) __builtin_popcount(x)
+#else
+#define PYIMGCLS_POPCNT(x) popcount32(x)
+#endif
 
 [[noreturn]] void throw_first_nonfinite(const float* scores, std::int64_t n, std::int64_t L) {
     for (std::int64_t i = 0; i < n * L; ++i)
@@ -134,6 +141,11 @@ __attribute__((target("avx2,popcnt"))) bool gather_avx2(const float* scores, con
             std::uint64_t y = 0;  // byte c: truth bits of column jj + c over the 8 rows
             for (int k = 0; k < 8; ++k) {
                 const std::int64_t off = (i + k) * L + j0 + jj;
+                if (jj == 0) {  // strided rows: the hardware prefetcher alone leaves the loads waiting
+                    _mm_prefetch(reinterpret_cast<const char*>(scores + off + kAhead * L), _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char*>(scores + off + kAhead * L + 16), _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char*>(truth + off + kAhead * L), _MM_HINT_T0);
+                }
                 r[k] = _mm256_loadu_ps(scores + off);
                 std::uint64_t x;
                 std::memcpy(&x, truth + off, 8);
@@ -147,7 +159,7 @@ __attribute__((target("avx2,popcnt"))) bool gather_avx2(const float* scores, con
                 bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(u, expo), expo));
                 const __m256i key = _mm256_xor_si256(u, _mm256_andnot_si256(_mm256_srai_epi32(u, 31), low31));
                 const unsigned m = static_cast<unsigned>(y >> (8 * c)) & 0xFFu;
-                const int col = static_cast<int>(jj) + c, np = popcount32(m);
+                const int col = static_cast<int>(jj) + c, np = PYIMGCLS_POPCNT(m);
                 std::uint32_t* pc = blk.pos(col) + blk.np[col];
                 std::uint32_t* nc = blk.neg_end(col) - blk.nn[col] - 8;
                 _mm256_storeu_si256(reinterpret_cast<__m256i*>(pc),
@@ -228,6 +240,7 @@ struct Scratch {
     std::vector<std::uint32_t> mixed, rank, first;  // bitset of buckets holding a key, its rank base, first key
     std::vector<std::uint8_t> hist;                 // negatives per fine bucket (+8 dummy, +8 pad)
     std::vector<std::uint32_t> side, cnt, words;    // side list, exact counts, hist prefix per 8 buckets
+    std::vector<double> tpv, fpv;                   // cumulative counts per positive tie group
 };
 
 // Fine bucketing of the positive key range [d0, dl]: bucket(x) = (x - d0) >> shift < nb.
@@ -281,14 +294,14 @@ __attribute__((target("avx2,popcnt"))) HistResult hist_avx2(const std::uint32_t*
         const __m256i rb = _mm256_min_epu32(raw, vnb);
         const __m256i hi = _mm256_andnot_si256(lo, _mm256_cmpeq_epi32(rb, vnb));
         const __m256i b = _mm256_blendv_epi8(rb, dummy, _mm256_or_si256(lo, hi));
-        above += static_cast<std::size_t>(popcount32(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(lo)))));
-        below += static_cast<std::size_t>(popcount32(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(hi)))));
+        above += static_cast<std::size_t>(PYIMGCLS_POPCNT(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(lo)))));
+        below += static_cast<std::size_t>(PYIMGCLS_POPCNT(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(hi)))));
         const __m256i word = _mm256_i32gather_epi32(reinterpret_cast<const int*>(mixed), _mm256_srli_epi32(b, 5), 4);
         const __m256i bit = _mm256_slli_epi32(_mm256_srlv_epi32(word, _mm256_and_si256(b, c31)), 31);
         const unsigned m = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(bit)));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(side + ns),
                             _mm256_permutevar8x32_epi32(x, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.left[m]))));
-        ns += static_cast<std::size_t>(popcount32(m));
+        ns += static_cast<std::size_t>(PYIMGCLS_POPCNT(m));
         _mm256_store_si256(reinterpret_cast<__m256i*>(bb), b);
         ++hist[bb[0]];
         ++hist[bb[1]];
@@ -304,6 +317,42 @@ __attribute__((target("avx2,popcnt"))) HistResult hist_avx2(const std::uint32_t*
 }
 #endif
 
+#if PYIMGCLS_AVX2_DISPATCH
+// lane[q] += gsz[k] * tp[k] / (tp[k] + fp[k]) for k = q (mod 4), four divisions per instruction;
+// returns the number of groups done (a multiple of 4).
+__attribute__((target("avx2"))) std::size_t precision_sum_avx2(const double* tp, const double* fp, const std::uint32_t* gsz,
+                                                              std::size_t g, double* lane) {
+    __m256d acc = _mm256_loadu_pd(lane);
+    std::size_t k = 0;
+    for (; k + 4 <= g; k += 4) {
+        const __m256d t = _mm256_loadu_pd(tp + k), f = _mm256_loadu_pd(fp + k);
+        const __m256d w = _mm256_cvtepi32_pd(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gsz + k)));
+        acc = _mm256_add_pd(acc, _mm256_mul_pd(w, _mm256_div_pd(t, _mm256_add_pd(t, f))));
+    }
+    _mm256_storeu_pd(lane, acc);
+    return k;
+}
+#endif
+
+#if PYIMGCLS_AVX2_DISPATCH
+// words[w] = run + bytes of hist before 8 * w, four 8-byte sums per instruction (psadbw); returns the
+// words done (a multiple of 4) and leaves run at their total.
+__attribute__((target("avx2"))) std::size_t word_sums_avx2(const std::uint8_t* hist, std::size_t nw, std::uint32_t* words,
+                                                          std::uint32_t& run) {
+    alignas(32) std::uint64_t sums[4];
+    std::size_t w = 0;
+    for (; w + 4 <= nw; w += 4) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + 8 * w));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sums), _mm256_sad_epu8(v, _mm256_setzero_si256()));
+        for (int q = 0; q < 4; ++q) {
+            words[w + q] = run;
+            run += static_cast<std::uint32_t>(sums[q]);
+        }
+    }
+    return w;
+}
+#endif
+
 // Sum of 8 bytes (SWAR: pairs into 16-bit lanes, then one multiply folds the lanes).
 inline std::uint32_t byte_sum(std::uint64_t v) {
     const std::uint64_t m = 0x00FF00FF00FF00FFull;
@@ -311,21 +360,34 @@ inline std::uint32_t byte_sum(std::uint64_t v) {
     return static_cast<std::uint32_t>((t * 0x0001000100010001ull) >> 48);
 }
 
-// Returns false when a fine bucket overflowed its byte (the caller sorts instead).
-bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, std::size_t nn, Scratch& S,
-                  double* ap, double* auc) {
+// Returns false when a fine bucket overflowed its byte (the caller sorts instead). Compiled twice:
+// portable, and inside an AVX2 + POPCNT function (Simd), where the popcounts are one instruction.
+template <bool Simd>
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, std::size_t nn, Scratch& S,
+                              double* ap, double* auc) {
+    auto popcount = [](std::uint32_t x) { return Simd ? PYIMGCLS_POPCNT(x) : popcount32(x); };
     const double nan = std::numeric_limits<double>::quiet_NaN();
     if (np == 0) {
         *ap = *auc = nan;
         return true;
     }
     if (nn >= (std::size_t(1) << 31)) return false;  // the uint32 counts below could wrap
+    // sort the positives relative to their smallest key: leading digits that are zero for all are skipped
+    std::uint32_t kmin = pos[0], kmax = pos[0];
+    for (std::size_t i = 1; i < np; ++i) {
+        kmin = std::min(kmin, pos[i]);
+        kmax = std::max(kmax, pos[i]);
+    }
+    for (std::size_t i = 0; i < np; ++i) pos[i] -= kmin;
     S.tmp.resize(std::max(S.tmp.size(), np));
     const std::uint32_t* p = np < 65536 ? radix_sort_u32<8>(pos, S.tmp.data(), np) : radix_sort_u32<11>(pos, S.tmp.data(), np);
 
     Buckets bu;
-    bu.d0 = p[0];
-    bu.dl = p[np - 1];
+    bu.d0 = kmin;
+    bu.dl = kmax;
     const std::uint32_t range = bu.dl - bu.d0;
     int bits = 0, pb = 0;
     while (bits < 32 && (static_cast<std::uint64_t>(range) >> bits) != 0) ++bits;
@@ -351,13 +413,13 @@ bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, 
     // distinct keys, their bucket, and the first key of each bucket that holds one
     std::size_t g = 0, nm = 0;
     for (std::size_t i = 0; i < np; ++i) {
-        const std::uint32_t k = p[i];
+        const std::uint32_t k = p[i];  // relative to d0
         if (i > 0 && k == p[i - 1]) {
             ++gsz[g - 1];
             continue;
         }
-        const std::uint32_t b = (k - bu.d0) >> bu.shift;
-        d[g] = k;
+        const std::uint32_t b = k >> bu.shift;
+        d[g] = k + bu.d0;
         gsz[g] = 1;
         bk[g] = b;
         if (g == 0 || b != bk[g - 1]) {
@@ -371,16 +433,18 @@ bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, 
     std::uint32_t* rank = S.rank.data();  // rank[w]: buckets holding a key in words < w
     for (std::size_t w = 0, r = 0; w < nwords; ++w) {
         rank[w] = static_cast<std::uint32_t>(r);
-        r += static_cast<std::size_t>(popcount32(mixed[w]));
+        r += static_cast<std::size_t>(popcount(mixed[w]));
     }
 
     S.side.resize(std::max(S.side.size(), nn + 8));
     std::uint32_t* side = S.side.data();
+    HistResult h;
 #if PYIMGCLS_AVX2_DISPATCH
-    const HistResult h = has_avx2() ? hist_avx2(neg, nn, bu, mixed, hist, side) : hist_scalar(neg, nn, bu, mixed, hist, side);
-#else
-    const HistResult h = hist_scalar(neg, nn, bu, mixed, hist, side);
+    if constexpr (Simd)
+        h = hist_avx2(neg, nn, bu, mixed, hist, side);
+    else
 #endif
+        h = hist_scalar(neg, nn, bu, mixed, hist, side);
 
     // prefix(x): negatives counted in buckets [0, x), from per-8-bucket sums
     const std::size_t nw8 = bu.nb / 8 + 2;
@@ -388,7 +452,11 @@ bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, 
     std::uint32_t* words = S.words.data();
     {
         std::uint32_t run = 0;
-        for (std::size_t w = 0; w < nw8; ++w) {
+        std::size_t w = 0;
+#if PYIMGCLS_AVX2_DISPATCH
+        if constexpr (Simd) w = word_sums_avx2(hist, nw8, words, run);
+#endif
+        for (; w < nw8; ++w) {
             words[w] = run;
             std::uint64_t v;
             std::memcpy(&v, hist + 8 * w, 8);
@@ -406,7 +474,10 @@ bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, 
     // list): a wrapped byte among those shows as a smaller total. Bytes of buckets with a key may wrap.
     std::uint64_t keyed = 0;
     for (std::size_t r = 0; r < nm; ++r) keyed += hist[bk[first[r]]];
-    if (static_cast<std::uint64_t>(prefix(bu.nb)) - keyed != nn - h.above - h.below - h.side) return false;
+    if (static_cast<std::uint64_t>(prefix(bu.nb)) - keyed != nn - h.above - h.below - h.side) {
+        for (std::size_t i = 0; i < np; ++i) pos[i] += kmin;  // pos holds a permutation of the relative keys
+        return false;
+    }
 
     // negatives of buckets that hold a key: placed exactly (index of the first key >= x, tie flag)
     S.cnt.assign(2 * g + 2, 0);
@@ -416,30 +487,60 @@ bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, 
         const std::uint32_t x = side[i];
         const std::uint32_t b = (x - bu.d0) >> bu.shift;
         const std::uint32_t below_b = mixed[b >> 5] & ((1u << (b & 31)) - 1u);
-        std::size_t idx = first[rank[b >> 5] + static_cast<std::uint32_t>(popcount32(below_b))];
+        std::size_t idx = first[rank[b >> 5] + static_cast<std::uint32_t>(popcount(below_b))];
         while (d[idx] < x) ++idx;
         ++cnt[2 * idx + (d[idx] == x ? 1 : 0)];
     }
 
-    // one walk over the positive tie groups, highest score first
-    std::uint64_t tp = 0, fp = 0;
+    // one walk over the positive tie groups, highest score first: cumulative counts, and the
+    // Mann-Whitney sum in integers (2 * (negatives below + half the tied ones), per positive)
+    S.tpv.resize(g + 4);
+    S.fpv.resize(g + 4);
+    double* tpv = S.tpv.data();
+    double* fpv = S.fpv.data();
+    std::uint64_t tp = 0, fp = 0, u2 = 0;
     std::int64_t prev_end = 0;  // prefix(bucket of the previous key + 1)
-    double sum_ap = 0, u = 0;
     for (std::size_t k = 0; k < g; ++k) {
-        const std::int64_t pure = prefix(bk[k]) - prev_end;  // buckets strictly between: <= 0 when shared
-        prev_end = prefix(static_cast<std::size_t>(bk[k]) + 1);
+        const std::int64_t at = prefix(bk[k]);
+        const std::int64_t pure = at - prev_end;  // buckets strictly between: <= 0 when shared
+        prev_end = at + hist[bk[k]];
         fp += static_cast<std::uint64_t>(pure > 0 ? pure : 0) + cnt[2 * k];
-        const std::uint64_t lt = fp;
-        fp += cnt[2 * k + 1];
+        const std::uint64_t tied = cnt[2 * k + 1];
+        fp += tied;
         tp += gsz[k];
-        const double gs = gsz[k], tpd = static_cast<double>(tp), fpd = static_cast<double>(fp);
-        sum_ap += gs * (tpd / (tpd + fpd));
-        u += gs * (static_cast<double>(nn - fp) + 0.5 * static_cast<double>(fp - lt));
+        u2 += gsz[k] * (2 * (nn - fp) + tied);
+        tpv[k] = static_cast<double>(tp);
+        fpv[k] = static_cast<double>(fp);
     }
+    // sum of group size * precision: independent divisions, four lanes
+    double lane[4] = {0, 0, 0, 0};
+    std::size_t k = 0;
+#if PYIMGCLS_AVX2_DISPATCH
+    if constexpr (Simd) k = precision_sum_avx2(tpv, fpv, gsz, g, lane);
+#endif
+    for (; k + 4 <= g; k += 4)
+        for (int q = 0; q < 4; ++q) lane[q] += gsz[k + q] * (tpv[k + q] / (tpv[k + q] + fpv[k + q]));
+    for (; k < g; ++k) lane[0] += gsz[k] * (tpv[k] / (tpv[k] + fpv[k]));
+    const double sum_ap = (lane[0] + lane[1]) + (lane[2] + lane[3]);
     const double P = static_cast<double>(np), N = static_cast<double>(nn);
     *ap = sum_ap / P;
-    *auc = nn > 0 ? u / (P * N) : nan;
+    *auc = nn > 0 ? static_cast<double>(u2) / (2.0 * P * N) : nan;
     return true;
+}
+
+#if PYIMGCLS_AVX2_DISPATCH
+__attribute__((target("avx2,popcnt"))) bool ap_auc_count_avx2(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg,
+                                                              std::size_t nn, Scratch& S, double* ap, double* auc) {
+    return ap_auc_count_body<true>(pos, np, neg, nn, S, ap, auc);
+}
+#endif
+
+bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, std::size_t nn, Scratch& S, double* ap,
+                  double* auc) {
+#if PYIMGCLS_AVX2_DISPATCH
+    if (has_avx2()) return ap_auc_count_avx2(pos, np, neg, nn, S, ap, auc);
+#endif
+    return ap_auc_count_body<false>(pos, np, neg, nn, S, ap, auc);
 }
 
 }  // namespace

@@ -10,7 +10,7 @@
 // exactly, ties included. The counts between consecutive positive keys give scikit-learn's AP
 // (sum over positive tie groups of size * precision, / P) and the Mann-Whitney AUC (negatives
 // below, half of the tied ones, / (P * N)), both exact in double.
-// Complexity per column: O(P) radix sort + O(N) counting + O(P + 2^17) tables. A bucket that
+// Complexity per column: O(P) radix sort + O(N) counting + O(P + 2^18) tables. A bucket that
 // reaches 256 negatives makes the column fall back to sorting both sides (same answers).
 #pragma once
 

@@ -135,6 +135,13 @@ __attribute__((target("avx2,popcnt"))) bool gather_avx2(const float* scores, con
     const __m256i expo = _mm256_set1_epi32(0x7F800000), low31 = _mm256_set1_epi32(0x7FFFFFFF);
     const __m256 zero = _mm256_setzero_ps();
     __m256i bad = _mm256_setzero_si256();
+    // write cursors in locals: the vector stores may alias anything reachable through blk
+    std::uint32_t* pp[kBlock];
+    std::uint32_t* qq[kBlock];
+    for (std::int64_t c = 0; c < w8; ++c) {
+        pp[c] = blk.pos(c) + blk.np[c];
+        qq[c] = blk.neg_end(c) - blk.nn[c];
+    }
     for (std::int64_t i = i0; i < i1; i += 8) {
         for (std::int64_t jj = 0; jj < w8; jj += 8) {
             __m256 r[8];
@@ -159,17 +166,20 @@ __attribute__((target("avx2,popcnt"))) bool gather_avx2(const float* scores, con
                 bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(u, expo), expo));
                 const __m256i key = _mm256_xor_si256(u, _mm256_andnot_si256(_mm256_srai_epi32(u, 31), low31));
                 const unsigned m = static_cast<unsigned>(y >> (8 * c)) & 0xFFu;
-                const int col = static_cast<int>(jj) + c, np = PYIMGCLS_POPCNT(m);
-                std::uint32_t* pc = blk.pos(col) + blk.np[col];
-                std::uint32_t* nc = blk.neg_end(col) - blk.nn[col] - 8;
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(pc),
+                const std::int64_t col = jj + c;
+                const int np = PYIMGCLS_POPCNT(m);
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(pp[col]),
                                     _mm256_permutevar8x32_epi32(key, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.left[m]))));
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(nc),
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(qq[col] - 8),
                                     _mm256_permutevar8x32_epi32(key, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.right[m ^ 0xFFu]))));
-                blk.np[col] += static_cast<std::size_t>(np);
-                blk.nn[col] += static_cast<std::size_t>(8 - np);
+                pp[col] += np;
+                qq[col] -= 8 - np;
             }
         }
+    }
+    for (std::int64_t c = 0; c < w8; ++c) {
+        blk.np[c] = static_cast<std::size_t>(pp[c] - blk.pos(c));
+        blk.nn[c] = static_cast<std::size_t>(blk.neg_end(c) - qq[c]);
     }
     return _mm256_testz_si256(bad, bad) != 0;
 }
@@ -207,12 +217,12 @@ void gather_block(const float* scores, const std::uint8_t* truth, std::int64_t n
 // Fallback (and reference): both sides sorted, one merge walk.
 void ap_auc_sorted(std::uint32_t* pos, std::size_t np, std::uint32_t* neg, std::size_t nn, std::uint32_t* tmp,
                    double* ap, double* auc) {
-    const std::uint32_t* p = radix_sort_u32<11>(pos, tmp, np);
+    const std::uint32_t* p = radix_sort_u32<12>(pos, tmp, np);
     if (p == tmp) {  // keep the sorted positives out of the scratch the negatives need
         std::copy(tmp, tmp + np, pos);
         p = pos;
     }
-    const std::uint32_t* q = radix_sort_u32<11>(neg, tmp, nn);
+    const std::uint32_t* q = radix_sort_u32<12>(neg, tmp, nn);
     double sum_ap = 0, u = 0;
     std::size_t i = 0, j = 0;
     while (i < np) {
@@ -383,7 +393,7 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
     }
     for (std::size_t i = 0; i < np; ++i) pos[i] -= kmin;
     S.tmp.resize(std::max(S.tmp.size(), np));
-    const std::uint32_t* p = np < 65536 ? radix_sort_u32<8>(pos, S.tmp.data(), np) : radix_sort_u32<11>(pos, S.tmp.data(), np);
+    const std::uint32_t* p = np < 4096 ? radix_sort_u32<8>(pos, S.tmp.data(), np) : radix_sort_u32<12>(pos, S.tmp.data(), np);
 
     Buckets bu;
     bu.d0 = kmin;

@@ -4,8 +4,9 @@
 // descending order of the value (-0.0 and +0.0 map to the same key, as they compare equal).
 // radix_sort_by_key is a stable LSD radix sort of (key, payload) pairs with 11-bit digits (2048
 // buckets: the histogram stays in L1); digits that are the same for every key are skipped.
-// radix_sort_u32 sorts bare 32-bit keys with a chosen digit width (8-bit digits write to fewer
-// streams and win while the keys fit in L2; 11-bit digits need one pass fewer and win beyond).
+// radix_sort_u32 sorts bare 32-bit keys with a chosen digit width (measured on 1k-170k float keys:
+// 8-bit digits win below about 4k keys, 12-bit digits above; keys relative to their minimum often
+// leave the top digit constant, so 12-bit digits then take two passes).
 // Complexity: O(passes * n) with passes = ceil(bits / digit bits).
 #pragma once
 

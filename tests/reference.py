@@ -214,3 +214,30 @@ def decode_yolo_ref(out: np.ndarray, layout: str, conf: float, iou: float, max_d
     else:
         keep = batched_nms_ref(b, sc.astype(np.float32), cl, iou, max_output=max_det)
     return b[keep], sc[keep].astype(np.float32), cl[keep].astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- ranking metrics
+def ap_auc_ref(truth: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """AP and ROC AUC of one binary column, straight from the definitions.
+
+    Every distinct score v is a threshold (predict positive when score >= v), visited from the
+    highest down. AP = sum of (recall_k - recall_{k-1}) * precision_k (scikit-learn's step sum);
+    AUC = trapezoid area under (fpr, tpr) from (0, 0). NaN where undefined. O(N * distinct).
+    """
+    t = np.asarray(truth).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    P, N = int(t.sum()), int((~t).sum())
+    ap, auc = 0.0, 0.0
+    prev_r, prev_tpr, prev_fpr = 0.0, 0.0, 0.0
+    for v in np.unique(s)[::-1]:
+        sel = s >= v
+        tp, fp = int((sel & t).sum()), int((sel & ~t).sum())
+        if P:
+            r = tp / P
+            ap += (r - prev_r) * tp / (tp + fp)
+            prev_r = r
+        if P and N:
+            tpr, fpr = tp / P, fp / N
+            auc += (fpr - prev_fpr) * (tpr + prev_tpr) / 2
+            prev_tpr, prev_fpr = tpr, fpr
+    return (ap if P else math.nan), (auc if P and N else math.nan)

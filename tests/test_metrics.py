@@ -6,6 +6,8 @@ from hypothesis import given, strategies as st
 from sklearn import metrics as skm
 
 from peers import cocoeval
+from reference import ap_auc_ref
+from pyimgcls import _core
 from pyimgcls.metrics import (COCOEvaluator, ConfusionMatrix, MultilabelReport, average_precision, evaluate_coco,
                               precision_recall_curve, roc_auc, threshold_for_precision, top_k_accuracy,
                               voc_average_precision)
@@ -217,6 +219,26 @@ def test_average_precision_wide_float32_equals_sklearn(case):
     ref_ap, ref_auc = _sklearn_columns(t, s)
     np.testing.assert_allclose(ap, ref_ap, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(auc, ref_auc, rtol=1e-10, atol=1e-12)
+
+
+@given(wide_float32_cases())
+def test_ap_auc_kernel_matches_twin_and_properties(case):
+    t, s = case
+    ap, auc = _core.ap_auc_columns(s, t, 0)
+    for j in range(t.shape[1]):
+        ref = ap_auc_ref(t[:, j], s[:, j])
+        np.testing.assert_allclose([ap[j], auc[j]], ref, rtol=1e-10, atol=1e-12)
+    perm = np.random.default_rng(0).permutation(len(t))  # row order does not matter
+    ap_p, auc_p = _core.ap_auc_columns(np.ascontiguousarray(s[perm]), np.ascontiguousarray(t[perm]), 1)
+    np.testing.assert_allclose(ap_p, ap, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(auc_p, auc, rtol=1e-12, atol=1e-15)
+    # the float32 counting kernel against the float64 sorting kernel on the same values
+    ap64, auc64 = _core.ap_auc_columns(s.astype(np.float64), t, 1)
+    np.testing.assert_allclose(ap64, ap, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(auc64, auc, rtol=1e-12, atol=1e-15)
+    # reversing the scores mirrors AUC (ties count one half either way)
+    _, auc_neg = _core.ap_auc_columns(-s, t, 1)
+    np.testing.assert_allclose(auc_neg, 1 - auc, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("ties", [False, True])

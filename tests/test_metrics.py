@@ -196,7 +196,7 @@ def wide_float32_cases(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     t = rng.random((n, L)) < rng.uniform(0, 1, L) ** 2
     t[:, 0] = draw(st.booleans())  # a column of one class
-    mode = draw(st.sampled_from(["continuous", "ties", "signed", "tiny", "clustered"]))
+    mode = draw(st.sampled_from(["continuous", "ties", "signed", "tiny", "clustered", "outlier"]))
     if mode == "continuous":
         s = rng.random((n, L)) + t * rng.uniform(-0.5, 1, L)
     elif mode == "ties":  # few distinct values: negatives tie with positives
@@ -207,8 +207,11 @@ def wide_float32_cases(draw):
         s[rng.random((n, L)) < 0.05] = 0.0
     elif mode == "tiny":  # sigmoid outputs spanning many binades
         s = 1 / (1 + np.exp(-(rng.normal(size=(n, L)) * 15 + 4 * t)))
-    else:  # most negatives inside one narrow range between two positive scores
+    elif mode == "clustered":  # most negatives inside one narrow range between two positive scores
         s = np.where(t, rng.choice([0.0, 1.0], (n, L)), 0.5 + rng.random((n, L)) * 1e-6)
+    else:  # all scores in a narrow cluster but one far outlier: many positive keys share a bucket
+        s = 0.5 + rng.random((n, L)) * 1e-3 + t * 1e-4
+        s[0] = 1e-30
     return t.astype(np.uint8), s.astype(np.float32)
 
 

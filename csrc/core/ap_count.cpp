@@ -410,7 +410,7 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
     S.d.resize(np + 8);
     S.gsz.resize(np);
     S.bk.resize(np);
-    S.first.resize(np);
+    S.first.resize(np + 1);
     S.mixed.assign(nwords, 0);
     S.hist.assign(bu.nb + 16, 0);
     std::uint32_t* d = S.d.data();
@@ -439,6 +439,7 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
         ++g;
     }
     std::fill(d + g, d + g + 8, 0xFFFFFFFFu);  // sentinels: above every finite key
+    first[nm] = static_cast<std::uint32_t>(g);
     S.rank.resize(nwords + 1);
     std::uint32_t* rank = S.rank.data();  // rank[w]: buckets holding a key in words < w
     for (std::size_t w = 0, r = 0; w < nwords; ++w) {
@@ -497,8 +498,14 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
         const std::uint32_t x = side[i];
         const std::uint32_t b = (x - bu.d0) >> bu.shift;
         const std::uint32_t below_b = mixed[b >> 5] & ((1u << (b & 31)) - 1u);
-        std::size_t idx = first[rank[b >> 5] + static_cast<std::uint32_t>(popcount(below_b))];
-        while (d[idx] < x) ++idx;
+        const std::size_t r = rank[b >> 5] + static_cast<std::uint32_t>(popcount(below_b));
+        std::size_t idx = first[r];
+        const std::size_t end = first[r + 1];  // past the bucket's keys: the next key, or the sentinel
+        if (end - idx <= 8) {
+            while (d[idx] < x) ++idx;
+        } else {  // many keys in one bucket (clustered positive scores): binary search
+            idx = static_cast<std::size_t>(std::lower_bound(d + idx, d + end, x) - d);
+        }
         ++cnt[2 * idx + (d[idx] == x ? 1 : 0)];
     }
 

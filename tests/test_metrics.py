@@ -189,7 +189,7 @@ def _ours_columns(t, s):
 
 
 @st.composite
-def wide_float32_cases(draw):
+def wide_cases(draw):
     # widths around the 8-column SIMD tiles and the 16-column blocks; heights around the 8-row tiles
     L = draw(st.sampled_from([7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 40]))
     n = draw(st.integers(1, 700))
@@ -212,11 +212,11 @@ def wide_float32_cases(draw):
     else:  # all scores in a narrow cluster but one far outlier: many positive keys share a bucket
         s = 0.5 + rng.random((n, L)) * 1e-3 + t * 1e-4
         s[0] = 1e-30
-    return t.astype(np.uint8), s.astype(np.float32)
+    return t.astype(np.uint8), s.astype(draw(st.sampled_from([np.float32, np.float64])))
 
 
-@given(wide_float32_cases())
-def test_average_precision_wide_float32_equals_sklearn(case):
+@given(wide_cases())
+def test_average_precision_wide_equals_sklearn(case):
     t, s = case
     ap, auc = _ours_columns(t, s)
     ref_ap, ref_auc = _sklearn_columns(t, s)
@@ -224,7 +224,7 @@ def test_average_precision_wide_float32_equals_sklearn(case):
     np.testing.assert_allclose(auc, ref_auc, rtol=1e-10, atol=1e-12)
 
 
-@given(wide_float32_cases())
+@given(wide_cases())
 def test_ap_auc_kernel_matches_twin_and_properties(case):
     t, s = case
     ap, auc = _core.ap_auc_columns(s, t, 0)
@@ -235,7 +235,7 @@ def test_ap_auc_kernel_matches_twin_and_properties(case):
     ap_p, auc_p = _core.ap_auc_columns(np.ascontiguousarray(s[perm]), np.ascontiguousarray(t[perm]), 1)
     np.testing.assert_allclose(ap_p, ap, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(auc_p, auc, rtol=1e-12, atol=1e-15)
-    # the float32 counting kernel against the float64 sorting kernel on the same values
+    # 32-bit and 64-bit keys on the same values
     ap64, auc64 = _core.ap_auc_columns(s.astype(np.float64), t, 1)
     np.testing.assert_allclose(ap64, ap, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(auc64, auc, rtol=1e-12, atol=1e-15)
@@ -244,8 +244,9 @@ def test_ap_auc_kernel_matches_twin_and_properties(case):
     np.testing.assert_allclose(auc_neg, 1 - auc, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ties", [False, True])
-def test_average_precision_large_float32_equals_sklearn(ties):
+def test_average_precision_large_equals_sklearn(ties, dtype):
     # enough negatives per fine bucket to overflow its byte (the column falls back to sorting),
     # and enough positives for the 11-bit positive sort
     rng = np.random.default_rng(7)
@@ -256,15 +257,16 @@ def test_average_precision_large_float32_equals_sklearn(ties):
     s[:, 7] = np.where(t[:, 7], rng.random(n), 0.25 + rng.random(n) * 1e-5)
     if ties:
         s = np.round(s * 100) / 100
-    t, s = t.astype(np.uint8), s.astype(np.float32)
+    t, s = t.astype(np.uint8), s.astype(dtype)
     ap, auc = _ours_columns(t, s)
     ref_ap, ref_auc = _sklearn_columns(t, s)
     np.testing.assert_allclose(ap, ref_ap, rtol=1e-10)
     np.testing.assert_allclose(auc, ref_auc, rtol=1e-10)
 
 
-def test_average_precision_names_first_nonfinite_wide():
-    s = np.random.default_rng(0).random((50, 20)).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_average_precision_names_first_nonfinite_wide(dtype):
+    s = np.random.default_rng(0).random((50, 20)).astype(dtype)
     t = (s > 0.5).astype(np.uint8)
     s[10, 2] = np.inf
     s[3, 17] = np.nan

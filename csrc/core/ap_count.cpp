@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/parallel.h"
@@ -44,7 +45,8 @@ inline int popcount32(std::uint32_t x) {
 #define PYIMGCLS_POPCNT(x) popcount32(x)
 #endif
 
-[[noreturn]] void throw_first_nonfinite(const float* scores, std::int64_t n, std::int64_t L) {
+template <typename T>
+[[noreturn]] void throw_first_nonfinite(const T* scores, std::int64_t n, std::int64_t L) {
     for (std::int64_t i = 0; i < n * L; ++i)
         if (!std::isfinite(scores[i]))
             throw std::invalid_argument("scores must be finite, found " + std::to_string(double(scores[i])) +
@@ -55,27 +57,32 @@ inline int popcount32(std::uint32_t x) {
 // ------------------------------------------------------------------------------------------- gather
 // Column j of a block owns cap = n + kSlack keys at base + j * cap: positives ascend from the start,
 // negatives descend from the end (so the block needs n keys per column, not 2n).
+template <typename Key>
 struct Block {
-    std::uint32_t* base;
+    Key* base;
     std::size_t cap;
     std::size_t np[kBlock + 8];
     std::size_t nn[kBlock + 8];
-    std::uint32_t* pos(std::int64_t j) const { return base + static_cast<std::size_t>(j) * cap; }
-    std::uint32_t* neg_end(std::int64_t j) const { return pos(j) + cap; }
+    Key* pos(std::int64_t j) const { return base + static_cast<std::size_t>(j) * cap; }
+    Key* neg_end(std::int64_t j) const { return pos(j) + cap; }
 };
 
+template <typename T>
+using KeyOf = decltype(desc_key(T{}));
+
 // rows [i0, i1), columns [j0 + c0, j0 + c1) of the block; returns false on a non-finite score
-bool gather_scalar(const float* scores, const std::uint8_t* truth, std::int64_t L, std::int64_t j0, std::int64_t i0,
-                   std::int64_t i1, std::int64_t c0, std::int64_t c1, Block& blk) {
+template <typename T>
+bool gather_scalar(const T* scores, const std::uint8_t* truth, std::int64_t L, std::int64_t j0, std::int64_t i0,
+                   std::int64_t i1, std::int64_t c0, std::int64_t c1, Block<KeyOf<T>>& blk) {
     bool ok = true;
     for (std::int64_t c = c0; c < c1; ++c) {
-        std::uint32_t* pc = blk.pos(c);
-        std::uint32_t* ne = blk.neg_end(c) - 1;
+        KeyOf<T>* pc = blk.pos(c);
+        KeyOf<T>* ne = blk.neg_end(c) - 1;
         std::size_t a = blk.np[c], b = blk.nn[c];
         for (std::int64_t i = i0; i < i1; ++i) {
-            const float s = scores[i * L + j0 + c];
+            const T s = scores[i * L + j0 + c];
             ok &= std::isfinite(s);
-            const std::uint32_t key = desc_key(s);
+            const KeyOf<T> key = desc_key(s);
             const std::size_t t = truth[i * L + j0 + c] ? 1 : 0;
             pc[a] = key;  // written to both ends, kept by one (no unpredictable branch)
             *(ne - b) = key;
@@ -131,7 +138,7 @@ __attribute__((target("avx2"))) inline void transpose8(__m256* r) {
 // two lane permutations (positives packed left at the front, negatives packed right at the back).
 __attribute__((target("avx2,popcnt"))) bool gather_avx2(const float* scores, const std::uint8_t* truth, std::int64_t L,
                                                         std::int64_t j0, std::int64_t i0, std::int64_t i1,
-                                                        std::int64_t w8, Block& blk) {
+                                                        std::int64_t w8, Block<std::uint32_t>& blk) {
     const __m256i expo = _mm256_set1_epi32(0x7F800000), low31 = _mm256_set1_epi32(0x7FFFFFFF);
     const __m256 zero = _mm256_setzero_ps();
     __m256i bad = _mm256_setzero_si256();
@@ -190,13 +197,14 @@ bool has_avx2() {
 }
 #endif
 
-void gather_block(const float* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, std::int64_t j0,
-                  std::int64_t w, Block& blk) {
+template <typename T>
+void gather_block(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, std::int64_t j0,
+                  std::int64_t w, Block<KeyOf<T>>& blk) {
     std::fill(blk.np, blk.np + w, 0);
     std::fill(blk.nn, blk.nn + w, 0);
     bool ok = true;
 #if PYIMGCLS_AVX2_DISPATCH
-    const bool simd = has_avx2();
+    const bool simd = std::is_same_v<T, float> && has_avx2();
 #else
     const bool simd = false;
 #endif
@@ -204,8 +212,10 @@ void gather_block(const float* scores, const std::uint8_t* truth, std::int64_t n
     for (std::int64_t i0 = 0; i0 < n; i0 += kTile) {  // the tile stays in cache for the scalar columns
         const std::int64_t i1 = std::min(n, i0 + kTile), iv = std::min(i1, n8);
 #if PYIMGCLS_AVX2_DISPATCH
-        if (w8 > 0 && iv > i0) ok &= gather_avx2(scores, truth, L, j0, i0, iv, w8, blk);
-        if (w8 > 0 && i1 > iv) ok &= gather_scalar(scores, truth, L, j0, iv, i1, 0, w8, blk);
+        if constexpr (std::is_same_v<T, float>) {
+            if (w8 > 0 && iv > i0) ok &= gather_avx2(scores, truth, L, j0, i0, iv, w8, blk);
+            if (w8 > 0 && i1 > iv) ok &= gather_scalar(scores, truth, L, j0, iv, i1, 0, w8, blk);
+        }
 #endif
         ok &= gather_scalar(scores, truth, L, j0, i0, i1, w8, w, blk);
         (void)iv;
@@ -215,18 +225,18 @@ void gather_block(const float* scores, const std::uint8_t* truth, std::int64_t n
 
 // --------------------------------------------------------------------------------- sort and merge
 // Fallback (and reference): both sides sorted, one merge walk.
-void ap_auc_sorted(std::uint32_t* pos, std::size_t np, std::uint32_t* neg, std::size_t nn, std::uint32_t* tmp,
-                   double* ap, double* auc) {
-    const std::uint32_t* p = radix_sort_u32<12>(pos, tmp, np);
+template <typename Key>
+void ap_auc_sorted(Key* pos, std::size_t np, Key* neg, std::size_t nn, Key* tmp, double* ap, double* auc) {
+    const Key* p = radix_sort_bare<12>(pos, tmp, np);
     if (p == tmp) {  // keep the sorted positives out of the scratch the negatives need
         std::copy(tmp, tmp + np, pos);
         p = pos;
     }
-    const std::uint32_t* q = radix_sort_u32<12>(neg, tmp, nn);
+    const Key* q = radix_sort_bare<12>(neg, tmp, nn);
     double sum_ap = 0, u = 0;
     std::size_t i = 0, j = 0;
     while (i < np) {
-        const std::uint32_t k = p[i];
+        const Key k = p[i];
         std::size_t i2 = i + 1;
         while (i2 < np && p[i2] == k) ++i2;
         while (j < nn && q[j] < k) ++j;  // negatives scoring strictly higher
@@ -244,18 +254,20 @@ void ap_auc_sorted(std::uint32_t* pos, std::size_t np, std::uint32_t* neg, std::
 }
 
 // ------------------------------------------------------------------------------------- counting
+template <typename Key>
 struct Scratch {
-    std::vector<std::uint32_t> tmp;                 // radix scratch
-    std::vector<std::uint32_t> d, gsz, bk;          // distinct positive keys (+8 sentinels), group sizes, buckets
+    std::vector<Key> tmp, d, side;                  // radix scratch, distinct positive keys (+8 sentinels), side list
+    std::vector<std::uint32_t> gsz, bk;             // group sizes, buckets
     std::vector<std::uint32_t> mixed, rank, first;  // bitset of buckets holding a key, its rank base, first key
     std::vector<std::uint8_t> hist;                 // negatives per fine bucket (+8 dummy, +8 pad)
-    std::vector<std::uint32_t> side, cnt, words;    // side list, exact counts, hist prefix per 8 buckets
+    std::vector<std::uint32_t> cnt, words;          // exact counts, hist prefix per 8 buckets
     std::vector<double> tpv, fpv;                   // cumulative counts per positive tie group
 };
 
 // Fine bucketing of the positive key range [d0, dl]: bucket(x) = (x - d0) >> shift < nb.
+template <typename Key>
 struct Buckets {
-    std::uint32_t d0, dl;
+    Key d0, dl;
     int shift;
     std::size_t nb;
 };
@@ -264,14 +276,15 @@ struct HistResult {
     std::size_t side, above, below;
 };
 
-HistResult hist_scalar(const std::uint32_t* neg, std::size_t nn, const Buckets& bu, const std::uint32_t* mixed,
-                       std::uint8_t* hist, std::uint32_t* side) {
+template <typename Key>
+HistResult hist_scalar(const Key* neg, std::size_t nn, const Buckets<Key>& bu, const std::uint32_t* mixed,
+                       std::uint8_t* hist, Key* side) {
     std::size_t ns = 0, above = 0, below = 0;
     for (std::size_t i = 0; i < nn; ++i) {
-        const std::uint32_t x = neg[i];
+        const Key x = neg[i];
         const std::size_t lo = x < bu.d0;  // scores above every positive
-        const std::uint32_t xc = lo ? bu.d0 : x;
-        const std::size_t raw = static_cast<std::size_t>(xc - bu.d0) >> bu.shift;
+        const Key xc = lo ? bu.d0 : x;
+        const std::size_t raw = static_cast<std::size_t>((xc - bu.d0) >> bu.shift);
         const std::size_t hi = raw >= bu.nb;  // below every positive
         const std::size_t dummy = bu.nb + (i & 7);  // spread: no chain of increments on one byte
         std::size_t b = hi ? dummy : raw;
@@ -286,7 +299,7 @@ HistResult hist_scalar(const std::uint32_t* neg, std::size_t nn, const Buckets& 
 }
 
 #if PYIMGCLS_AVX2_DISPATCH
-__attribute__((target("avx2,popcnt"))) HistResult hist_avx2(const std::uint32_t* neg, std::size_t nn, const Buckets& bu,
+__attribute__((target("avx2,popcnt"))) HistResult hist_avx2(const std::uint32_t* neg, std::size_t nn, const Buckets<std::uint32_t>& bu,
                                                             const std::uint32_t* mixed, std::uint8_t* hist,
                                                             std::uint32_t* side) {
     const __m256i bias = _mm256_set1_epi32(static_cast<int>(0x80000000u));
@@ -372,12 +385,13 @@ inline std::uint32_t byte_sum(std::uint64_t v) {
 
 // Returns false when a fine bucket overflowed its byte (the caller sorts instead). Compiled twice:
 // portable, and inside an AVX2 + POPCNT function (Simd), where the popcounts are one instruction.
-template <bool Simd>
+template <bool Simd, typename Key>
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, std::size_t nn, Scratch& S,
-                              double* ap, double* auc) {
+inline bool ap_auc_count_body(Key* pos, std::size_t np, const Key* neg, std::size_t nn, Scratch<Key>& S, double* ap,
+                              double* auc) {
+    constexpr int kKeyBits = static_cast<int>(sizeof(Key)) * 8;
     auto popcount = [](std::uint32_t x) { return Simd ? PYIMGCLS_POPCNT(x) : popcount32(x); };
     const double nan = std::numeric_limits<double>::quiet_NaN();
     if (np == 0) {
@@ -386,21 +400,21 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
     }
     if (nn >= (std::size_t(1) << 31)) return false;  // the uint32 counts below could wrap
     // sort the positives relative to their smallest key: leading digits that are zero for all are skipped
-    std::uint32_t kmin = pos[0], kmax = pos[0];
+    Key kmin = pos[0], kmax = pos[0];
     for (std::size_t i = 1; i < np; ++i) {
         kmin = std::min(kmin, pos[i]);
         kmax = std::max(kmax, pos[i]);
     }
     for (std::size_t i = 0; i < np; ++i) pos[i] -= kmin;
     S.tmp.resize(std::max(S.tmp.size(), np));
-    const std::uint32_t* p = np < 4096 ? radix_sort_u32<8>(pos, S.tmp.data(), np) : radix_sort_u32<12>(pos, S.tmp.data(), np);
+    const Key* p = np < 4096 ? radix_sort_bare<8>(pos, S.tmp.data(), np) : radix_sort_bare<12>(pos, S.tmp.data(), np);
 
-    Buckets bu;
+    Buckets<Key> bu;
     bu.d0 = kmin;
     bu.dl = kmax;
-    const std::uint32_t range = bu.dl - bu.d0;
+    const Key range = bu.dl - bu.d0;
     int bits = 0, pb = 0;
-    while (bits < 32 && (static_cast<std::uint64_t>(range) >> bits) != 0) ++bits;
+    while (bits < kKeyBits && (range >> bits) != 0) ++bits;
     while ((std::size_t(1) << pb) < np) ++pb;
     const int fb = std::min(kFineBits, pb + 4);  // about 16 buckets per positive, at most 2^17
     bu.shift = bits > fb ? bits - fb : 0;
@@ -413,7 +427,7 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
     S.first.resize(np + 1);
     S.mixed.assign(nwords, 0);
     S.hist.assign(bu.nb + 16, 0);
-    std::uint32_t* d = S.d.data();
+    Key* d = S.d.data();
     std::uint32_t* gsz = S.gsz.data();
     std::uint32_t* bk = S.bk.data();
     std::uint32_t* first = S.first.data();
@@ -423,12 +437,12 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
     // distinct keys, their bucket, and the first key of each bucket that holds one
     std::size_t g = 0, nm = 0;
     for (std::size_t i = 0; i < np; ++i) {
-        const std::uint32_t k = p[i];  // relative to d0
+        const Key k = p[i];  // relative to d0
         if (i > 0 && k == p[i - 1]) {
             ++gsz[g - 1];
             continue;
         }
-        const std::uint32_t b = k >> bu.shift;
+        const auto b = static_cast<std::uint32_t>(k >> bu.shift);
         d[g] = k + bu.d0;
         gsz[g] = 1;
         bk[g] = b;
@@ -438,7 +452,7 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
         }
         ++g;
     }
-    std::fill(d + g, d + g + 8, 0xFFFFFFFFu);  // sentinels: above every finite key
+    std::fill(d + g, d + g + 8, std::numeric_limits<Key>::max());  // sentinels: above every finite key
     first[nm] = static_cast<std::uint32_t>(g);
     S.rank.resize(nwords + 1);
     std::uint32_t* rank = S.rank.data();  // rank[w]: buckets holding a key in words < w
@@ -448,10 +462,10 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
     }
 
     S.side.resize(std::max(S.side.size(), nn + 8));
-    std::uint32_t* side = S.side.data();
+    Key* side = S.side.data();
     HistResult h;
 #if PYIMGCLS_AVX2_DISPATCH
-    if constexpr (Simd)
+    if constexpr (Simd && std::is_same_v<Key, std::uint32_t>)
         h = hist_avx2(neg, nn, bu, mixed, hist, side);
     else
 #endif
@@ -495,8 +509,8 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
     std::uint32_t* cnt = S.cnt.data();
     cnt[0] = static_cast<std::uint32_t>(h.above);
     for (std::size_t i = 0; i < h.side; ++i) {
-        const std::uint32_t x = side[i];
-        const std::uint32_t b = (x - bu.d0) >> bu.shift;
+        const Key x = side[i];
+        const auto b = static_cast<std::uint32_t>((x - bu.d0) >> bu.shift);
         const std::uint32_t below_b = mixed[b >> 5] & ((1u << (b & 31)) - 1u);
         const std::size_t r = rank[b >> 5] + static_cast<std::uint32_t>(popcount(below_b));
         std::size_t idx = first[r];
@@ -546,24 +560,25 @@ inline bool ap_auc_count_body(std::uint32_t* pos, std::size_t np, const std::uin
 }
 
 #if PYIMGCLS_AVX2_DISPATCH
-__attribute__((target("avx2,popcnt"))) bool ap_auc_count_avx2(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg,
-                                                              std::size_t nn, Scratch& S, double* ap, double* auc) {
+template <typename Key>
+__attribute__((target("avx2,popcnt"))) bool ap_auc_count_avx2(Key* pos, std::size_t np, const Key* neg, std::size_t nn,
+                                                              Scratch<Key>& S, double* ap, double* auc) {
     return ap_auc_count_body<true>(pos, np, neg, nn, S, ap, auc);
 }
 #endif
 
-bool ap_auc_count(std::uint32_t* pos, std::size_t np, const std::uint32_t* neg, std::size_t nn, Scratch& S, double* ap,
-                  double* auc) {
+template <typename Key>
+bool ap_auc_count(Key* pos, std::size_t np, const Key* neg, std::size_t nn, Scratch<Key>& S, double* ap, double* auc) {
 #if PYIMGCLS_AVX2_DISPATCH
     if (has_avx2()) return ap_auc_count_avx2(pos, np, neg, nn, S, ap, auc);
 #endif
     return ap_auc_count_body<false>(pos, np, neg, nn, S, ap, auc);
 }
 
-}  // namespace
-
-void ap_auc_columns_f32(const float* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
-                        double* ap, double* auc) {
+template <typename T>
+void ap_auc_columns_impl(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
+                         double* ap, double* auc) {
+    using Key = KeyOf<T>;
     if (L <= 0) return;
     // blocks of 16 columns; a tail of fewer than 8 joins the last block
     std::int64_t blocks = (L + kBlock - 1) / kBlock;
@@ -575,17 +590,17 @@ void ap_auc_columns_f32(const float* scores, const std::uint8_t* truth, std::int
     for (std::int64_t b = 0; b < blocks; ++b) width = std::max(width, block_end(b) - block_begin(b));
     parallel_for(blocks, threads, [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
         // uninitialised: the gather is the first touch
-        std::unique_ptr<std::uint32_t[]> buf(new std::uint32_t[static_cast<std::size_t>(width) * cap]);
-        Block blk;
+        std::unique_ptr<Key[]> buf(new Key[static_cast<std::size_t>(width) * cap]);
+        Block<Key> blk;
         blk.base = buf.get();
         blk.cap = cap;
-        Scratch S;
+        Scratch<Key> S;
         for (std::ptrdiff_t b = b0; b < b1; ++b) {
             const std::int64_t j0 = block_begin(b), w = block_end(b) - j0;
             gather_block(scores, truth, n, L, j0, w, blk);
             for (std::int64_t j = 0; j < w; ++j) {
-                std::uint32_t* pos = blk.pos(j);
-                std::uint32_t* neg = blk.neg_end(j) - blk.nn[j];
+                Key* pos = blk.pos(j);
+                Key* neg = blk.neg_end(j) - blk.nn[j];
                 if (!ap_auc_count(pos, blk.np[j], neg, blk.nn[j], S, ap + j0 + j, auc + j0 + j)) {
                     S.tmp.resize(std::max(S.tmp.size(), std::max(blk.np[j], blk.nn[j])));
                     ap_auc_sorted(pos, blk.np[j], neg, blk.nn[j], S.tmp.data(), ap + j0 + j, auc + j0 + j);
@@ -593,6 +608,18 @@ void ap_auc_columns_f32(const float* scores, const std::uint8_t* truth, std::int
             }
         }
     });
+}
+
+}  // namespace
+
+void ap_auc_columns_f32(const float* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
+                        double* ap, double* auc) {
+    ap_auc_columns_impl(scores, truth, n, L, threads, ap, auc);
+}
+
+void ap_auc_columns_f64(const double* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
+                        double* ap, double* auc) {
+    ap_auc_columns_impl(scores, truth, n, L, threads, ap, auc);
 }
 
 }  // namespace pyimgcls::core

@@ -2,13 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include "core/ap_count.h"
-#include "core/parallel.h"
 #include "core/radix.h"
 
 namespace pyimgcls::core {
@@ -55,25 +53,6 @@ void check_score(T s, std::int64_t row, std::int64_t col) {
                                     std::to_string(row) + (col >= 0 ? ", column " + std::to_string(col) : ""));
 }
 
-// sklearn's step-wise average precision and trapezoidal ROC AUC, fed one distinct threshold at
-// a time (highest first) with the cumulative true / false positives.
-struct ApAuc {
-    double P, N, sum_ap = 0, area = 0, prev_tp = 0, prev_fp = 0;
-    ApAuc(double pos, double neg) : P(pos), N(neg) {}
-    void add(double tp, double fp) {
-        // (R_n - R_n-1) * P_n with the 1 / P factored out: one division per threshold
-        sum_ap += (tp - prev_tp) * (tp / (tp + fp));
-        area += (fp - prev_fp) * (tp + prev_tp) * 0.5;
-        prev_tp = tp;
-        prev_fp = fp;
-    }
-    void finish(double* ap, double* auc) const {
-        const double nan = std::numeric_limits<double>::quiet_NaN();
-        *ap = P > 0 ? sum_ap / P : nan;
-        *auc = (P > 0 && N > 0) ? area / (P * N) : nan;
-    }
-};
-
 // Sorted (key, truth) -> calls at(key, tp, fp) at the end of each group of equal keys.
 template <typename Key, typename Fn>
 void walk_groups(const std::vector<Key>& keys, const std::vector<std::uint8_t>& tr, Fn&& at) {
@@ -118,39 +97,10 @@ void binary_curve(const T* scores, const std::uint8_t* truth, std::int64_t n, st
 template <typename T>
 void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,
                     double* ap, double* auc) {
-    if constexpr (std::is_same_v<T, float>) {
+    if constexpr (std::is_same_v<T, float>)
         ap_auc_columns_f32(scores, truth, n, L, threads, ap, auc);
-        return;
-    }
-    // float64: columns a block at a time, each column's (key, truth) pairs radix-sorted and walked
-    constexpr std::int64_t kBlock = 16;
-    const std::int64_t blocks = (L + kBlock - 1) / kBlock;
-    parallel_for_dynamic(blocks, threads, [&](std::ptrdiff_t b) {
-        const std::int64_t j0 = b * kBlock, j1 = std::min(L, j0 + kBlock), w = j1 - j0;
-        using Key = decltype(desc_key(T{}));
-        std::vector<Column<Key>> cols(static_cast<std::size_t>(w));
-        for (auto& c : cols) {
-            c.keys.resize(static_cast<std::size_t>(n));
-            c.truth.resize(static_cast<std::size_t>(n));
-        }
-        for (std::int64_t i = 0; i < n; ++i)
-            for (std::int64_t j = 0; j < w; ++j) {
-                const T s = scores[i * L + j0 + j];
-                check_score(s, i, j0 + j);
-                cols[j].keys[i] = desc_key(s);
-                cols[j].truth[i] = truth[i * L + j0 + j] ? 1 : 0;
-            }
-        for (std::int64_t j = 0; j < w; ++j) {
-            Column<Key>& c = cols[j];
-            c.sort();
-            std::int64_t pos = 0;
-            for (std::uint8_t t : c.truth) pos += t;
-            ApAuc acc(static_cast<double>(pos), static_cast<double>(n - pos));
-            walk_groups(c.keys, c.truth, [&](Key, double tp, double fp) { acc.add(tp, fp); });
-            acc.finish(ap + j0 + j, auc + j0 + j);
-            std::vector<Key>().swap(c.k2);  // free the scratch as we go
-        }
-    });
+    else
+        ap_auc_columns_f64(scores, truth, n, L, threads, ap, auc);
 }
 
 template std::int64_t top_k_hits<float>(const std::int64_t*, const float*, std::int64_t, std::int64_t, std::int64_t);

@@ -4,7 +4,7 @@
 // descending order of the value (-0.0 and +0.0 map to the same key, as they compare equal).
 // radix_sort_by_key is a stable LSD radix sort of (key, payload) pairs with 11-bit digits (2048
 // buckets: the histogram stays in L1); digits that are the same for every key are skipped.
-// radix_sort_u32 sorts bare 32-bit keys with a chosen digit width (measured on 1k-170k float keys:
+// radix_sort_bare sorts bare keys with a chosen digit width (measured on 1k-170k float keys:
 // 8-bit digits win below about 4k keys, 12-bit digits above; keys relative to their minimum often
 // leave the top digit constant, so 12-bit digits then take two passes).
 // Complexity: O(passes * n) with passes = ceil(bits / digit bits).
@@ -80,14 +80,15 @@ void radix_sort_by_key(std::vector<Key>& keys, std::vector<Payload>& payload, st
     }
 }
 
-// Sorts m keys ascending (LSD, Bits-bit digits, constant digits skipped). tmp holds m keys;
-// returns whichever of a / tmp holds the result.
-template <int Bits>
-std::uint32_t* radix_sort_u32(std::uint32_t* a, std::uint32_t* tmp, std::size_t m) {
-    constexpr int kBuckets = 1 << Bits, kPasses = (32 + Bits - 1) / Bits;
+// Sorts m unsigned keys ascending (LSD, Bits-bit digits, constant digits skipped). tmp holds m
+// keys; returns whichever of a / tmp holds the result.
+template <int Bits, typename Key>
+Key* radix_sort_bare(Key* a, Key* tmp, std::size_t m) {
+    constexpr int kKeyBits = static_cast<int>(sizeof(Key)) * 8;
+    constexpr int kBuckets = 1 << Bits, kPasses = (kKeyBits + Bits - 1) / Bits;
     std::uint32_t hist[kPasses][kBuckets] = {};
     for (std::size_t i = 0; i < m; ++i) {
-        const std::uint32_t v = a[i];
+        const Key v = a[i];
         for (int p = 0; p < kPasses; ++p) ++hist[p][(v >> (p * Bits)) & (kBuckets - 1)];
     }
     for (int pass = 0; pass < kPasses; ++pass) {

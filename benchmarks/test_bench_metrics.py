@@ -70,6 +70,21 @@ def test_ap_sklearn(benchmark, multilabel_scores):
     benchmark.pedantic(skm.average_precision_score, (t, s), {"average": None}, rounds=3, warmup_rounds=1)
 
 
+# the same values as float64 (NumPy's default dtype): 64-bit keys
+def test_ap_float64_pyimgcls(benchmark, multilabel_scores):
+    benchmark.group = "average-precision-200000x50-float64"
+    t, s = multilabel_scores[0], multilabel_scores[1].astype(np.float64)
+    np.testing.assert_allclose(average_precision(t, s, average=None, threads=1),
+                               skm.average_precision_score(t, s, average=None), rtol=1e-9)
+    benchmark(average_precision, t, s, average=None, threads=1)
+
+
+def test_ap_float64_sklearn(benchmark, multilabel_scores):
+    benchmark.group = "average-precision-200000x50-float64"
+    t, s = multilabel_scores[0], multilabel_scores[1].astype(np.float64)
+    benchmark.pedantic(skm.average_precision_score, (t, s), {"average": None}, rounds=3, warmup_rounds=1)
+
+
 # ----------------------------------------------------------------------------- COCO
 @pytest.fixture(scope="module")
 def coco_500():

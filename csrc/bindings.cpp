@@ -9,12 +9,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/coco.h"
-#include "core/metrics.h"
-#include "core/nms.h"
-#include "core/preprocess.h"
-#include "core/parallel.h"
-#include "core/yolo.h"
+#include "core/metrics/coco.h"
+#include "core/metrics/metrics.h"
+#include "core/boxes/nms.h"
+#include "core/preprocess/preprocess.h"
+#include "core/common/parallel.h"
+#include "core/boxes/yolo.h"
 
 namespace py = pybind11;
 namespace core = pyimgcls::core;

@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/resample.h"
+#include "core/preprocess/resample.h"
 
 namespace pyimgcls::core {
 

@@ -1,4 +1,4 @@
-#include "core/resample.h"
+#include "core/preprocess/resample.h"
 
 #include <algorithm>
 #include <cmath>

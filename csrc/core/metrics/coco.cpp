@@ -1,4 +1,4 @@
-#include "core/coco.h"
+#include "core/metrics/coco.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <numeric>
 #include <stdexcept>
 
-#include "core/parallel.h"
+#include "core/common/parallel.h"
 
 namespace pyimgcls::core {
 namespace {

@@ -31,7 +31,7 @@ void binary_curve(const T* scores, const std::uint8_t* truth, std::int64_t n, st
 
 // Average precision (sklearn's step-wise sum) and ROC AUC of every column of (N, L) row-major
 // scores / truth, without materialising the curves; NaN where undefined (no positive / one class).
-// Counted by core/ap_count.h (AUC is the Mann-Whitney count, exact in integers, equal to sklearn's
+// Counted by core/metrics/ap_count.h (AUC is the Mann-Whitney count, exact in integers, equal to sklearn's
 // trapezoid over distinct thresholds). Threaded over blocks of columns.
 template <typename T>
 void ap_auc_columns(const T* scores, const std::uint8_t* truth, std::int64_t n, std::int64_t L, int threads,

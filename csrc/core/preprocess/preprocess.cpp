@@ -1,4 +1,4 @@
-#include "core/preprocess.h"
+#include "core/preprocess/preprocess.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,8 +8,8 @@
 #include <cstring>
 #include <type_traits>
 
-#include "core/half.h"
-#include "core/parallel.h"
+#include "core/common/half.h"
+#include "core/common/parallel.h"
 
 #if (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)) && !defined(PYIMGCLS_NO_SIMD)
 #include <emmintrin.h>

@@ -1,4 +1,4 @@
-#include "core/nms.h"
+#include "core/boxes/nms.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,8 +7,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/parallel.h"
-#include "core/radix.h"
+#include "core/common/parallel.h"
+#include "core/common/radix.h"
 
 namespace pyimgcls::core {
 namespace {

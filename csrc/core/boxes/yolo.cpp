@@ -1,10 +1,10 @@
-#include "core/yolo.h"
+#include "core/boxes/yolo.h"
 
 #include <algorithm>
 #include <numeric>
 
-#include "core/nms.h"
-#include "core/parallel.h"
+#include "core/boxes/nms.h"
+#include "core/common/parallel.h"
 
 namespace pyimgcls::core {
 

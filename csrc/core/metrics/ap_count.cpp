@@ -1,4 +1,4 @@
-#include "core/ap_count.h"
+#include "core/metrics/ap_count.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +11,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/parallel.h"
-#include "core/radix.h"
+#include "core/common/parallel.h"
+#include "core/common/radix.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(PYIMGCLS_NO_SIMD)
 #include <immintrin.h>

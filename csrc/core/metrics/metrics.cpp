@@ -1,4 +1,4 @@
-#include "core/metrics.h"
+#include "core/metrics/metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,8 +6,8 @@
 #include <string>
 #include <type_traits>
 
-#include "core/ap_count.h"
-#include "core/radix.h"
+#include "core/metrics/ap_count.h"
+#include "core/common/radix.h"
 
 namespace pyimgcls::core {
 

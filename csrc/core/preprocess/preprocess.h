@@ -13,27 +13,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/common/views.h"
 #include "core/preprocess/resample.h"
 
 namespace pyimgcls::core {
-
-enum class PixelType : int { u8 = 0, u16 = 1 };
-enum class Layout : int { nchw = 0, nhwc = 1 };
-enum class OutType : int { f32 = 0, f16 = 1, u8 = 2 };
-
-struct ImageView {
-    const void* data = nullptr;
-    int height = 0, width = 0, channels = 0;  // channels in {1, 3, 4}
-    std::ptrdiff_t row_stride = 0;            // in elements
-    PixelType type = PixelType::u8;
-};
-
-struct TensorView {
-    void* data = nullptr;
-    int batch = 0, channels = 0, height = 0, width = 0;  // logical N, C, H, W
-    Layout layout = Layout::nchw;
-    OutType dtype = OutType::f32;
-};
 
 // Geometry of one image: the source is resized to resized_h x resized_w (virtually), the window
 // starting at (crop_y, crop_x) of size content_h x content_w is written at (out_y, out_x).

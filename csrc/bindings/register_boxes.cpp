@@ -1,0 +1,199 @@
+// pyimgcls._core: NMS, soft-NMS, box IoU, YOLO decoding (glue only: convert, check, release the GIL,
+// call core/boxes).
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings/common.h"
+#include "core/boxes/nms.h"
+#include "core/boxes/yolo.h"
+
+namespace pyimgcls::bindings {
+namespace {
+
+void check_boxes(const py::array& boxes, const char* name) {
+    if (boxes.ndim() != 2 || boxes.shape(1) != 4)
+        throw py::value_error(std::string(name) + " must have shape (N, 4), got " + shape_str(boxes));
+}
+
+void check_threshold(double v, const char* name) {
+    if (!(v >= 0.0 && v <= 1.0))
+        throw py::value_error(std::string(name) + " must be in [0, 1], got " + std::to_string(v));
+}
+
+template <typename T>
+void check_scores(const py::array& boxes, const py::array& scores) {
+    if (scores.ndim() != 1 || scores.shape(0) != boxes.shape(0))
+        throw py::value_error("scores must have shape (" + std::to_string(boxes.shape(0)) + ",), got " +
+                              shape_str(scores));
+}
+
+py::array_t<std::int64_t> to_array(const std::vector<std::int64_t>& v) {
+    py::array_t<std::int64_t> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
+
+core::NMSOptions nms_options(double iou, std::optional<double> score_thr, std::optional<std::int64_t> max_out) {
+    check_threshold(iou, "iou_threshold");
+    core::NMSOptions o;
+    o.iou_threshold = iou;
+    if (score_thr) {
+        if (!std::isfinite(*score_thr)) throw py::value_error("score_threshold must be finite");
+        o.use_score_threshold = true;
+        o.score_threshold = *score_thr;
+    }
+    if (max_out) {
+        if (*max_out < 0) throw py::value_error("max_output must be >= 0, got " + std::to_string(*max_out));
+        o.max_output = *max_out;
+    }
+    return o;
+}
+
+template <typename T>
+py::array_t<std::int64_t> nms_t(const carr<T>& boxes, const carr<T>& scores, double iou,
+                                std::optional<double> score_thr, std::optional<std::int64_t> max_out) {
+    check_boxes(boxes, "boxes");
+    check_scores<T>(boxes, scores);
+    auto opt = nms_options(iou, score_thr, max_out);
+    std::vector<std::int64_t> keep;
+    {
+        py::gil_scoped_release release;
+        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
+        core::check_finite(scores.data(), scores.size(), "scores", 1);
+        keep = core::nms(boxes.data(), scores.data(), boxes.shape(0), opt);
+    }
+    return to_array(keep);
+}
+
+template <typename T>
+py::array_t<std::int64_t> batched_nms_t(const carr<T>& boxes, const carr<T>& scores,
+                                        const carr<std::int64_t>& classes, double iou,
+                                        std::optional<double> score_thr, std::optional<std::int64_t> max_out,
+                                        int threads) {
+    check_boxes(boxes, "boxes");
+    check_scores<T>(boxes, scores);
+    if (classes.ndim() != 1 || classes.shape(0) != boxes.shape(0))
+        throw py::value_error("class_ids must have shape (" + std::to_string(boxes.shape(0)) + ",), got " +
+                              shape_str(classes));
+    auto opt = nms_options(iou, score_thr, max_out);
+    std::vector<std::int64_t> keep;
+    {
+        py::gil_scoped_release release;
+        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
+        core::check_finite(scores.data(), scores.size(), "scores", 1);
+        keep = core::batched_nms(boxes.data(), scores.data(), classes.data(), boxes.shape(0), opt, threads);
+    }
+    return to_array(keep);
+}
+
+template <typename T>
+py::tuple soft_nms_t(const carr<T>& boxes, const carr<T>& scores, int method, double sigma, double iou,
+                     double score_thr) {
+    check_boxes(boxes, "boxes");
+    check_scores<T>(boxes, scores);
+    check_threshold(iou, "iou_threshold");
+    if (!(sigma > 0.0) || !std::isfinite(sigma)) throw py::value_error("sigma must be > 0, got " + std::to_string(sigma));
+    if (!std::isfinite(score_thr)) throw py::value_error("score_threshold must be finite");
+    std::vector<std::int64_t> keep;
+    std::vector<T> ns;
+    {
+        py::gil_scoped_release release;
+        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
+        core::check_finite(scores.data(), scores.size(), "scores", 1);
+        core::soft_nms(boxes.data(), scores.data(), boxes.shape(0), method, sigma, iou, score_thr, keep, ns);
+    }
+    py::array_t<T> s(static_cast<py::ssize_t>(ns.size()));
+    std::copy(ns.begin(), ns.end(), s.mutable_data());
+    return py::make_tuple(to_array(keep), s);
+}
+
+template <typename T>
+py::array_t<T> box_iou_t(const carr<T>& a, const carr<T>& b, int threads) {
+    check_boxes(a, "boxes1");
+    check_boxes(b, "boxes2");
+    py::array_t<T> out({a.shape(0), b.shape(0)});
+    {
+        py::gil_scoped_release release;
+        core::box_iou(a.data(), a.shape(0), b.data(), b.shape(0), out.mutable_data(), threads);
+    }
+    return out;
+}
+
+py::list decode_yolo(const carr<float>& output, int layout, float conf, double iou, std::int64_t max_det,
+                     std::int64_t max_candidates, bool agnostic, bool multi_label, int threads) {
+    if (output.ndim() != 3)
+        throw py::value_error("output must have shape (B, N, 5 + C) for v5 or (B, 4 + C, N) for v8, got " +
+                              shape_str(output));
+    check_threshold(iou, "iou_threshold");
+    if (!std::isfinite(conf)) throw py::value_error("conf_threshold must be finite");
+    if (max_det < 0) throw py::value_error("max_det must be >= 0");
+    core::YoloOptions o;
+    o.layout = layout == 0 ? core::YoloLayout::v5 : core::YoloLayout::v8;
+    o.conf_threshold = conf;
+    o.iou_threshold = iou;
+    o.max_det = max_det;
+    o.max_candidates = max_candidates;
+    o.class_agnostic = agnostic;
+    o.multi_label = multi_label;
+    const std::int64_t B = output.shape(0);
+    std::int64_t n, nc;
+    if (o.layout == core::YoloLayout::v5) {
+        n = output.shape(1);
+        nc = output.shape(2) - 5;
+        if (nc < 1) throw py::value_error("v5 output needs at least 6 values per anchor, got shape " + shape_str(output));
+    } else {
+        nc = output.shape(1) - 4;
+        n = output.shape(2);
+        if (nc < 1) throw py::value_error("v8 output needs at least 5 rows, got shape " + shape_str(output));
+    }
+    std::vector<core::YoloDetections> dets;
+    {
+        py::gil_scoped_release release;
+        core::check_finite(output.data(), output.size(), "output", 1);
+        core::decode_yolo_batch(output.data(), B, n, nc, o, threads, dets);
+    }
+    py::list result;
+    for (auto& d : dets) {
+        const auto k = static_cast<py::ssize_t>(d.confidence.size());
+        py::array_t<float> xyxy({k, py::ssize_t{4}});
+        py::array_t<float> conf_a(k);
+        py::array_t<std::int32_t> cls_a(k);
+        std::copy(d.xyxy.begin(), d.xyxy.end(), xyxy.mutable_data());
+        std::copy(d.confidence.begin(), d.confidence.end(), conf_a.mutable_data());
+        std::copy(d.class_id.begin(), d.class_id.end(), cls_a.mutable_data());
+        result.append(py::make_tuple(xyxy, conf_a, cls_a));
+    }
+    return result;
+}
+
+}  // namespace
+
+void register_boxes(py::module_& m) {
+    m.def("nms", &nms_t<float>, py::arg("boxes").noconvert(), py::arg("scores").noconvert(), py::arg("iou_threshold"),
+          py::arg("score_threshold"), py::arg("max_output"));
+    m.def("nms", &nms_t<double>, py::arg("boxes").noconvert(), py::arg("scores").noconvert(), py::arg("iou_threshold"),
+          py::arg("score_threshold"), py::arg("max_output"));
+    m.def("batched_nms", &batched_nms_t<float>, py::arg("boxes").noconvert(), py::arg("scores").noconvert(),
+          py::arg("class_ids").noconvert(), py::arg("iou_threshold"), py::arg("score_threshold"), py::arg("max_output"),
+          py::arg("threads"));
+    m.def("batched_nms", &batched_nms_t<double>, py::arg("boxes").noconvert(), py::arg("scores").noconvert(),
+          py::arg("class_ids").noconvert(), py::arg("iou_threshold"), py::arg("score_threshold"), py::arg("max_output"),
+          py::arg("threads"));
+    m.def("soft_nms", &soft_nms_t<float>, py::arg("boxes").noconvert(), py::arg("scores").noconvert(), py::arg("method"),
+          py::arg("sigma"), py::arg("iou_threshold"), py::arg("score_threshold"));
+    m.def("soft_nms", &soft_nms_t<double>, py::arg("boxes").noconvert(), py::arg("scores").noconvert(), py::arg("method"),
+          py::arg("sigma"), py::arg("iou_threshold"), py::arg("score_threshold"));
+    m.def("box_iou", &box_iou_t<float>, py::arg("boxes1").noconvert(), py::arg("boxes2").noconvert(), py::arg("threads"));
+    m.def("box_iou", &box_iou_t<double>, py::arg("boxes1").noconvert(), py::arg("boxes2").noconvert(), py::arg("threads"));
+    m.def("decode_yolo", &decode_yolo, py::arg("output").noconvert(), py::arg("layout"), py::arg("conf_threshold"),
+          py::arg("iou_threshold"), py::arg("max_det"), py::arg("max_candidates"), py::arg("class_agnostic"),
+          py::arg("multi_label"), py::arg("threads"));
+}
+
+}  // namespace pyimgcls::bindings

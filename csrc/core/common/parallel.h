@@ -1,9 +1,9 @@
 // parallel_for: the one threading primitive of the core.
 //
 // Splits [0, n) into contiguous chunks and runs fn(begin, end) on up to `threads` std::threads
-// (0 = all hardware threads). Serial when n is small or threads == 1. The first exception thrown
-// by any chunk is rethrown on the calling thread after every worker has joined. No OpenMP: it
-// would fight ONNX Runtime's own pool.
+// (0 = usable_cores(): the affinity mask, limited by the cgroup CPU quota). Serial when n is
+// small or threads == 1. The first exception thrown by any chunk is rethrown on the calling
+// thread after every worker has joined. No OpenMP: it would fight ONNX Runtime's own pool.
 #pragma once
 
 #include <algorithm>
@@ -13,13 +13,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/common/cpu.h"
+
 namespace pyimgcls::core {
 
-inline int resolve_threads(int threads) {
-    if (threads > 0) return threads;
-    unsigned hw = std::thread::hardware_concurrency();
-    return hw == 0 ? 1 : static_cast<int>(hw);
-}
+// threads > 0 as given; 0 (or less) means every core this process may use.
+inline int resolve_threads(int threads) { return threads > 0 ? threads : usable_cores(); }
 
 template <typename Fn>
 void parallel_for(std::ptrdiff_t n, int threads, Fn&& fn, std::ptrdiff_t min_chunk = 1) {

@@ -1,8 +1,6 @@
 """Shared inputs for the benchmark suite; peers are pinned to one thread like us."""
 
 import io
-import os
-import sys
 
 import cv2
 import numpy as np
@@ -10,8 +8,7 @@ import pytest
 from PIL import Image
 
 cv2.setNumThreads(1)
-# the peers' pipelines (tests/peers.py) are shared with the tests
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+# the peers' pipelines (tests/_helpers/peers.py) come in through pytest's pythonpath setting
 
 
 @pytest.fixture(scope="session")

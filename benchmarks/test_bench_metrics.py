@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from peers import cocoeval
+from _helpers.peers import cocoeval
 from pyimgcls.metrics import COCOEvaluator, ConfusionMatrix, average_precision, evaluate_coco
 
 

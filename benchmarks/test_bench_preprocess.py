@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from peers import timm_eval_chain
+from _helpers.peers import timm_eval_chain
 from pyimgcls import PreprocessConfig, preprocess, read_image
 
 MEAN = (0.485, 0.456, 0.406)

@@ -18,7 +18,7 @@ from PIL import Image
 
 import pyimgcls
 from pyimgcls import Classifier, preprocess, read_image, score
-from pyimgcls.pipeline import decode_min_size
+from pyimgcls.runtime.pipeline import decode_min_size
 
 N_IMAGES = int(os.environ.get("PYIMGCLS_BENCH_IMAGES", "1000"))
 SIZES = [(640, 480), (1920, 1080), (4000, 3000)]
@@ -140,10 +140,9 @@ def test_memory_flat_with_file_count(tmp_path):
     """Peak RSS scoring 20,000 files vs 1,000 (a tiny pooling model: the pipeline is measured, not the CNN)."""
     import cv2
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-    from test_classifier import _tiny_classifier
+    from _helpers.models import tiny_classifier
 
-    model = _tiny_classifier(str(tmp_path / "tiny.onnx"), size=224)
+    model = tiny_classifier(str(tmp_path / "tiny.onnx"), size=224)
     rng = np.random.default_rng(0)
     jpg = [cv2.imencode(".jpg", rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))[1].tobytes() for _ in range(8)]
     peaks = {}

@@ -1,12 +1,26 @@
-"""pyimgcls: fast image classification and detection inference with a native C++ core."""
+"""pyimgcls: fast image classification and detection inference with a native C++ core.
+
+The package's layers, top to bottom (imports only run downwards; see README's "Layout"):
+``cli`` -> ``jobs`` -> ``tasks`` -> ``runtime`` / ``preprocessing`` / ``ops`` / ``metrics`` -> ``io``,
+``runtime.threads``, ``_core`` (the private native module).
+"""
+
+try:
+    from . import _core  # noqa: F401 - the check that the native module is built
+except ImportError:  # a source checkout without a build: say what to do, not a cryptic cycle
+    raise ImportError(
+        "pyimgcls is not built here: the native module pyimgcls._core is missing. "
+        "Install it with `pip install .` (or `pip install -e .` to develop) and run pytest as the README says; "
+        "to use an installed pyimgcls, run Python outside the source checkout"
+    ) from None
 
 from . import metrics, ops
-from .classifier import Classification, Classifier, default_model_path
-from .decode import ImageDecodeError, image_size, read_image
-from .detections import Detections
-from .scoring import ScoreSummary, score
+from .io.images import ImageDecodeError, image_size, read_image
+from .jobs.score import ScoreSummary, score
+from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
-from .session import ModelInfo, Session, annotate_model
+from .runtime.session import ModelInfo, Session, annotate_model
+from .tasks.classifier import Classification, Classifier, default_model_path
 
 __all__ = [
     "Classification",

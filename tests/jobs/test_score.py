@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from pyimgcls import Classifier, score
-from pyimgcls.bench import run_bench
-from pyimgcls.cli import main as cli_main
-from pyimgcls.scoring import OutputExistsError
+from pyimgcls.jobs.bench import run_bench
+from pyimgcls.cli.main import main as cli_main
+from pyimgcls.jobs.score import OutputExistsError
+from _helpers.models import tiny_classifier
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +106,8 @@ def test_resume_skips_done_and_refuses_other_models(clf, image_dir, tmp_path):
     df = _read(out)
     assert s.skipped == 4 and s.images == 4 and len(df) == 8 and df["path"].is_unique
     # another model: refused with a clear message unless overwrite
-    from test_classifier import _tiny_classifier  # noqa: E402
 
-    other = _tiny_classifier(str(tmp_path / "other.onnx"))
+    other = tiny_classifier(str(tmp_path / "other.onnx"))
     import warnings
 
     with warnings.catch_warnings():
@@ -134,7 +134,7 @@ def test_resume_after_sigkill(tmp_path, photos, ext):
     for i in range(n):
         Image.fromarray(base[i % 4][:: 1 + i % 3, :: 1 + i % 2]).save(src / f"img{i:04d}.jpg", quality=80)
     out = str(tmp_path / f"killed{ext}")
-    cmd = [sys.executable, "-m", "pyimgcls.cli", "score", str(src), "--out", out, "--batch-size", "4", "--quiet",
+    cmd = [sys.executable, "-m", "pyimgcls", "score", str(src), "--out", out, "--batch-size", "4", "--quiet",
            "--threads", "1"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path)  # not the source tree: the installed package
@@ -190,7 +190,7 @@ def test_bench(tmp_path, photos, capsys):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_resume_cuts_a_row_cut_short(tmp_path, fmt):
-    from pyimgcls.scoring import _AppendWriter
+    from pyimgcls.jobs.score import _AppendWriter
 
     p = str(tmp_path / f"x.{fmt}")
     w = _AppendWriter(p, fmt, False)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import time
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .inputs import Item, iter_items, load_item
-from .pipeline import prepare_batches
-from .preprocessing import preprocess
-from .session import Session
+from ..io.sources import Item
+from ..runtime.session import Session
+from .base import ModelTask
 
 __all__ = ["Classification", "Classifier", "default_model_path"]
 
 
 def default_model_path() -> str:
     """Path of the embedded EfficientNet-Lite0 ImageNet-1k model (Apache-2.0)."""
-    return str(resources.files("pyimgcls") / "models" / "efficientnet_lite0.onnx")
+    return str(resources.files("pyimgcls") / "assets" / "efficientnet_lite0.onnx")
 
 
 @dataclass
@@ -65,27 +63,31 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class Classifier:
+class Classifier(ModelTask):
     """Image classifier on an ONNX model.
+
+    Thread safety: ``predict_one`` may be called from any number of threads at once on one
+    ``Classifier`` (each thread gets its own preallocated buffers and IO binding); ``predict``,
+    ``predict_iter`` and ``embed`` may also run concurrently (each call has its own pipeline),
+    though concurrent batch calls share the one thread budget and gain nothing over one call.
 
     Args:
         model: path / bytes of an ONNX classifier; ``None`` loads the embedded default,
             EfficientNet-Lite0 with ImageNet-1k weights.
-        **session_options: passed to ``Session`` (``providers``, ``threads``, ``allow_spinning``).
+        **session_options: passed to ``Session`` (``providers``, ``threads``, ``allow_spinning``,
+            ``device_id``); ``threads`` (0 = all usable cores) is the budget for inference,
+            decoding and preprocessing together.
     """
 
     def __init__(self, model=None, **session_options: Any) -> None:
-        self.model_path = default_model_path() if model is None else model
-        self.session = Session(self.model_path, **session_options)
-        self.config = self.session.preprocess_config
+        super().__init__(default_model_path() if model is None else model, **session_options)
         outs = self.session.info.outputs
         c = outs[0][1][-1] if outs and outs[0][1] else None
         self.num_classes: int | None = c if isinstance(c, int) else (len(self.session.labels) if self.session.labels else None)
         self.labels: list[str] = self.session.labels or [str(i) for i in range(self.num_classes or 0)]
-        self.threads = self.session.threads or os.cpu_count() or 1
         self._embed_session: Session | None = None
         self._embed_output: str | None = None
-        self._init_one()
+        self._embed_lock = threading.Lock()
 
     # ------------------------------------------------------------------ names
     def _name(self, k: int) -> str:
@@ -123,28 +125,12 @@ class Classifier:
 
         With ``embeddings=True`` each result also carries ``.embedding`` (penultimate features).
         """
-        if errors not in ("record", "raise"):
-            raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not isinstance(top_k, int) or top_k < 0:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
         thr = self._thresholds(threshold) if multi_label else None
-        session = self._embedding_session() if embeddings else self.session
-        items = iter_items(inputs) if items is None else items
-        for prep in prepare_batches(items, self.config, batch_size=batch_size, threads=self.threads,
-                                    fast_decode=fast_decode):
-            if errors == "raise" and prep.errors:
-                i = min(prep.errors)
-                raise prep.errors[i]
-            outs = None
-            if prep.batch is not None:
-                t0 = time.perf_counter()
-                outs = session.run(prep.batch)
-                if stats is not None:
-                    stats["inference_s"] = stats.get("inference_s", 0.0) + time.perf_counter() - t0
-                    stats["decode_s"] = stats.get("decode_s", 0.0) + prep.decode_s
-                    stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
+        session = self._embedding_session() if embeddings else None
+        for prep, outs in self._run_batches(inputs, batch_size=batch_size, errors=errors, fast_decode=fast_decode,
+                                            session=session, items=items, stats=stats):
             row = {j: r for r, j in enumerate(prep.ok)}
             for j, item in enumerate(prep.items):
                 if j in prep.errors:
@@ -189,50 +175,27 @@ class Classifier:
         return res
 
     # ------------------------------------------------------------------ one image, low latency
-    def _init_one(self) -> None:
-        cfg = self.config
-        from .preprocessing import output_shape
-
-        self._one_in = np.zeros(output_shape(cfg, 1), np.dtype(cfg.dtype))
-        self._one_binding = None
-        out_name, out_shape = self.session.info.outputs[0]
-        if self.num_classes and "CPUExecutionProvider" == self.session.providers[0]:
-            from .session import _ORT_TYPES
-
-            out_type = np.dtype(_ORT_TYPES.get(self.session.session.get_outputs()[0].type, "float32"))
-            self._one_out = np.zeros((1, self.num_classes), out_type)
-            try:
-                b = self.session.session.io_binding()
-                b.bind_input(self.session.info.input_name, "cpu", 0, self._one_in.dtype, self._one_in.shape,
-                             self._one_in.ctypes.data)
-                b.bind_output(out_name, "cpu", 0, out_type, self._one_out.shape, self._one_out.ctypes.data)
-                self._one_binding = b
-            except Exception:  # noqa: BLE001 - fall back to session.run
-                self._one_binding = None
-
     def predict_one(self, image, *, top_k: int = 5) -> Classification:
         """The low-latency embedded path: one image (array, path, bytes or PIL image) in, answer out.
 
-        Input and output buffers are preallocated at construction and bound to the session; the
-        image is preprocessed on the calling thread straight into the input buffer. Errors raise.
+        The image is preprocessed on the calling thread straight into a preallocated input
+        buffer bound to the session. Safe to call from many threads at once: each thread has its
+        own buffers. Errors raise.
         """
-        item = Item("<array #0>" if isinstance(image, np.ndarray) else str(image)[:200], image)
-        img = load_item(item)
-        preprocess([img], self.config, threads=1, out=self._one_in)
-        if self._one_binding is not None:
-            self.session.session.run_with_iobinding(self._one_binding)
-            logits = self._one_out[0]
-        else:
-            logits = self.session.run(self._one_in)[0][0]
-        return self._postprocess(logits, top_k, False, None, False, item.source)
+        run = self._run_one(image)
+        return self._postprocess(run.outputs[0][0], top_k, False, None, False, run.source)
 
     # ------------------------------------------------------------------ embeddings
     def _embedding_session(self, output: str | None = None) -> Session:
-        if self._embed_session is not None and (output is None or output == self._embed_output):
-            return self._embed_session
+        with self._embed_lock:
+            if self._embed_session is not None and (output is None or output == self._embed_output):
+                return self._embed_session
+            return self._make_embedding_session(output)
+
+    def _make_embedding_session(self, output: str | None) -> Session:
         import onnx
 
-        m = onnx.load_from_string(self.session._bytes)
+        m = onnx.load_from_string(self.session.model_bytes)
         name = output or _penultimate(m)
         if name not in {o.name for o in m.graph.output}:
             m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))

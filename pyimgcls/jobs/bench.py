@@ -85,14 +85,14 @@ def _peak_rss_mb() -> float:
     return r / 1024.0 if sys.platform != "darwin" else r / 1e6
 
 
-def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int | None = None, duration: float = 3.0,
+def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration: float = 3.0,
               images: str | None = None, providers="auto") -> BenchResult:
     """Measures cold start, then per batch size throughput, latency and per-stage cost."""
-    from .classifier import Classifier
-    from .decode import read_image
-    from .inputs import iter_items
-    from .pipeline import decode_min_size
-    from .preprocessing import preprocess
+    from ..io.images import read_image
+    from ..io.sources import iter_items
+    from ..preprocessing import preprocess
+    from ..runtime.pipeline import decode_min_size
+    from ..tasks.classifier import Classifier
 
     t0 = time.perf_counter()
     clf = Classifier(model, threads=threads, providers=providers)

@@ -138,8 +138,12 @@ def _tiff_size(d: bytes) -> tuple[int, int]:
     return tags[257], tags[256]
 
 
-def image_size(data: bytes) -> tuple[str, int, int]:
+def image_size(data: bytes, *, oriented: bool = False) -> tuple[str, int, int]:
     """Returns ``(format, height, width)`` read from the header alone.
+
+    Args:
+        oriented: the size after the EXIF orientation is applied (as ``read_image`` returns the
+            image), instead of the size as stored.
 
     Raises:
         ValueError: unknown format or truncated header.
@@ -149,8 +153,10 @@ def image_size(data: bytes) -> tuple[str, int, int]:
         raise ValueError("not a supported image format (JPEG, PNG, WebP, TIFF, BMP)")
     if fmt == "jpeg":
         h, w, _, _ = simplejpeg.decode_jpeg_header(data)
-        return fmt, int(h), int(w)
-    h, w = {"png": _png_size, "bmp": _bmp_size, "webp": _webp_size, "tiff": _tiff_size}[fmt](data)
+    else:
+        h, w = {"png": _png_size, "bmp": _bmp_size, "webp": _webp_size, "tiff": _tiff_size}[fmt](data)
+    if oriented and _exif_orientation(data, fmt) in (5, 6, 7, 8):
+        h, w = w, h
     return fmt, int(h), int(w)
 
 

@@ -18,8 +18,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .inputs import Item, load_item
-from .preprocessing import PreprocessConfig, Transforms, preprocess
+from ..io.sources import Item, load_item
+from ..preprocessing import PreprocessConfig, Transforms, preprocess
 
 __all__ = ["Prepared", "prepare_batches", "decode_min_size"]
 

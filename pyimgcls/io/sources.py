@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .decode import ImageDecodeError, read_image
+from .images import ImageDecodeError, read_image
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "iter_items", "load_item"]
 

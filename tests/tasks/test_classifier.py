@@ -7,15 +7,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 from PIL import Image
 
 import pyimgcls
 from pyimgcls import Classifier, PreprocessConfig, Session, annotate_model, preprocess
-from peers import timm_eval_chain
-from pyimgcls.cli import main as cli_main
+from _helpers.models import tiny_classifier
+from _helpers.peers import timm_eval_chain
+from pyimgcls.cli.main import main as cli_main
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "images")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "images")
 
 
 @pytest.fixture(scope="module")
@@ -108,35 +109,8 @@ def test_embed_reproduces_logits(clf, photos):
 
 
 # ----------------------------------------------------------------------------- own models
-def _tiny_classifier(path, *, batch=None, layout="NCHW", dtype=TensorProto.FLOAT, size=32, classes=4,
-                     softmax=False, meta=None):
-    rng = np.random.default_rng(0)
-    shape = [batch or "N", 3, size, size] if layout == "NCHW" else [batch or "N", size, size, 3]
-    nodes = []
-    x = "x"
-    if dtype == TensorProto.UINT8:
-        nodes.append(helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT))
-        x = "xf"
-    axes = [2, 3] if layout == "NCHW" else [1, 2]
-    nodes += [helper.make_node("ReduceMean", [x, "axes"], ["pooled"], keepdims=0),
-              helper.make_node("Gemm", ["pooled", "w", "b"], ["logits" if not softmax else "z"], transB=1)]
-    if softmax:
-        nodes.append(helper.make_node("Softmax", ["z"], ["logits"], axis=1))
-    inits = [numpy_helper.from_array(np.array(axes, np.int64), "axes"),
-             numpy_helper.from_array(rng.normal(size=(classes, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.normal(size=classes).astype(np.float32), "b")]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", dtype, shape)],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch or "N", classes])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
-    m.ir_version = 8
-    for k, v in (meta or {}).items():
-        m.metadata_props.add(key=k, value=v)
-    onnx.save(m, path)
-    return path
-
-
 def test_fixed_batch_model_pads_last_batch(tmp_path, photos):
-    p = _tiny_classifier(str(tmp_path / "fixed.onnx"), batch=4)
+    p = tiny_classifier(str(tmp_path / "fixed.onnx"), batch=4)
     cfg = PreprocessConfig(size=(32, 32), resize="stretch")
     annotate_model(p, p, preprocess=cfg, labels=["a", "b", "c", "d"])
     clf = Classifier(p)
@@ -152,7 +126,7 @@ def test_fixed_batch_model_pads_last_batch(tmp_path, photos):
 
 
 def test_nhwc_uint8_probability_model_and_defaults(tmp_path, photos):
-    p = _tiny_classifier(str(tmp_path / "u8.onnx"), layout="NHWC", dtype=TensorProto.UINT8, size=48, softmax=True)
+    p = tiny_classifier(str(tmp_path / "u8.onnx"), layout="NHWC", dtype=TensorProto.UINT8, size=48, softmax=True)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         s = Session(p)
@@ -168,7 +142,7 @@ def test_nhwc_uint8_probability_model_and_defaults(tmp_path, photos):
 
 
 def test_multi_label_thresholds(tmp_path, photos):
-    p = _tiny_classifier(str(tmp_path / "ml.onnx"), meta={"pyimgcls.preprocess": PreprocessConfig(size=(32, 32)).to_json()})
+    p = tiny_classifier(str(tmp_path / "ml.onnx"), meta={"pyimgcls.preprocess": PreprocessConfig(size=(32, 32)).to_json()})
     clf = Classifier(p)
     r = clf.predict([photos["coffee"]], multi_label=True, threshold=[0.0, 1.1, 0.0, 1.1], probabilities=True)[0]
     assert [c for c, _, _ in r.labels] == sorted([0, 2], key=lambda c: -r.probabilities[c])
@@ -195,7 +169,7 @@ def test_session_providers_and_errors(tmp_path):
 
 
 def test_annotate_model_round_trip(tmp_path):
-    p = _tiny_classifier(str(tmp_path / "m.onnx"))
+    p = tiny_classifier(str(tmp_path / "m.onnx"))
     cfg = PreprocessConfig(size=(32, 32), resize="letterbox", mean=(0.5,) * 3, std=(0.25,) * 3)
     annotate_model(p, str(tmp_path / "m2.onnx"), preprocess=cfg, labels=["w", "x", "y", "z"], output="logits")
     s = Session(str(tmp_path / "m2.onnx"))
@@ -203,7 +177,7 @@ def test_annotate_model_round_trip(tmp_path):
 
 
 def _has_cuda() -> bool:
-    return "CUDAExecutionProvider" in pyimgcls.session.available_providers()
+    return "CUDAExecutionProvider" in pyimgcls.runtime.session.available_providers()
 
 
 def _float16_copy(path: str) -> str:

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 from sklearn import metrics as skm
 
-from peers import cocoeval
-from reference import ap_auc_ref
+from _helpers.peers import cocoeval
+from _helpers.reference import ap_auc_ref
 from pyimgcls import _core
 from pyimgcls.metrics import (COCOEvaluator, ConfusionMatrix, MultilabelReport, average_precision, evaluate_coco,
                               precision_recall_curve, roc_auc, threshold_for_precision, top_k_accuracy,

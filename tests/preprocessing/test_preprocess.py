@@ -7,8 +7,8 @@ from PIL import Image
 
 from pyimgcls import PreprocessConfig, preprocess
 
-from peers import timm_eval_chain
-from reference import axis_weights, letterbox_geometry_ref, preprocess_ref
+from _helpers.peers import timm_eval_chain
+from _helpers.reference import axis_weights, letterbox_geometry_ref, preprocess_ref
 
 MODES = ["nearest", "bilinear", "bilinear_aa", "area"]
 

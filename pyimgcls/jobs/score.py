@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .inputs import Item, iter_items
+from ..io.sources import Item, iter_items
 
 __all__ = ["score", "ScoreSummary", "OutputExistsError"]
 
@@ -339,7 +339,7 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         out: ``.csv``, ``.jsonl`` or ``.parquet``.
         batch_size: images per model call.
         resume: continue an interrupted run with the same output (skip inputs already written).
-        threads: threads for decode, preprocessing and inference (0 = all cores).
+        threads: threads for decode, preprocessing and inference (0 = all usable cores).
         progress: tqdm bar (only when stderr is a terminal).
         top_k: classes per row.
         embeddings: also write penultimate-layer features.
@@ -351,7 +351,7 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         ``ScoreSummary`` (rows written, errors, skipped, images/s). Per-item failures are rows
         with ``error`` set; the run goes on.
     """
-    from .classifier import Classifier
+    from ..tasks.classifier import Classifier
 
     out = os.fspath(out)
     ext = os.path.splitext(out)[1].lower()
@@ -360,8 +360,8 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
     fmt = FORMATS[ext]
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    clf = classifier or Classifier(model, threads=threads or None)
-    model_id = _sha256(clf.session._bytes)
+    clf = classifier or Classifier(model, threads=threads)
+    model_id = _sha256(clf.session.model_bytes)
     manifest = {"model": model_id, "top_k": int(top_k), "embeddings": bool(embeddings), "format": fmt, "version": 1}
     writer = _ParquetWriter(out, embeddings) if fmt == "parquet" else _AppendWriter(out, fmt, embeddings)
     _check_manifest(out, manifest, overwrite, resume, writer)

@@ -1,0 +1,1 @@
+"""The ``pyimgcls`` command line (entry point ``pyimgcls.cli.main:main``)."""

@@ -1,0 +1,34 @@
+"""Argument checks shared by the box kernels' wrappers (types and shapes before the native call)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["as_boxes", "as_scores", "unit_interval"]
+
+
+def as_boxes(boxes, name: str = "boxes") -> np.ndarray:
+    b = np.asarray(boxes)
+    if b.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a numeric array, got {b.dtype}")
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4), got {b.shape}")
+    if b.dtype not in (np.float32, np.float64):
+        b = b.astype(np.float32)
+    return np.ascontiguousarray(b)
+
+
+def as_scores(scores, boxes: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores)
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"scores must be a numeric array, got {s.dtype}")
+    if s.ndim != 1 or s.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores must have shape ({boxes.shape[0]},), got {s.shape}")
+    return np.ascontiguousarray(s, dtype=boxes.dtype)
+
+
+def unit_interval(value: float, name: str) -> float:
+    v = float(value)
+    if not (0.0 <= v <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v

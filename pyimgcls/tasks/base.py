@@ -1,0 +1,137 @@
+"""``ModelTask``: what every model task (classifier, detector, ...) shares.
+
+A task owns one ONNX Runtime ``Session``, the model's ``PreprocessConfig`` and one thread budget
+(``threads``: ONNX Runtime's intra-op pool, the decode pool and the preprocessing kernel all get
+the same resolved number). It gives its subclasses two ways to run the model:
+
+* ``_run_batches``: the overlapped pipeline (decode + preprocess of batch ``i + 1`` in
+  pyimgcls' threads while batch ``i`` is in the model), yielding each ``Prepared`` batch with the
+  model's outputs; a bad input is an entry in ``Prepared.errors``, never a lost row.
+* ``_run_one``: the low-latency path for one image: preprocessed on the calling thread straight
+  into a preallocated input buffer, run through an ONNX Runtime IO binding. The buffers and the
+  binding belong to the calling thread (``threading.local``), so any number of threads may call
+  it on one task at once; ONNX Runtime's ``run`` is itself thread-safe.
+
+A subclass adds only what is its own: post-processing and the result type.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ..io.sources import Item, iter_items, load_item
+from ..preprocessing import ImageTransform, output_shape, preprocess
+from ..runtime.pipeline import Prepared, prepare_batches
+from ..runtime.session import Session
+
+__all__ = ["ModelTask", "OneRun"]
+
+ERROR_MODES = ("record", "raise")
+
+
+@dataclass
+class OneRun:
+    """What ``_run_one`` hands back: the model's outputs for one image (batch dimension kept,
+    owned by the calling thread's buffers until its next call), the image's transform and its
+    source name."""
+
+    outputs: list[np.ndarray]
+    transform: ImageTransform
+    source: str
+
+
+def source_name(image: Any) -> str:
+    """How a single input is named in results and errors."""
+    if isinstance(image, np.ndarray):
+        return "<array #0>"
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return "<bytes #0>"
+    return str(image)[:200]
+
+
+class ModelTask:
+    """A model, its preprocessing and its thread budget.
+
+    Args:
+        model: path / bytes / ``onnx.ModelProto`` of the ONNX model.
+        **session_options: passed to ``Session`` (``providers``, ``threads``, ``allow_spinning``,
+            ``device_id``). ``threads`` (default 0 = all usable cores) is the one budget of the
+            task, for inference, decoding and preprocessing alike.
+    """
+
+    def __init__(self, model, **session_options: Any) -> None:
+        self.model_path = model
+        self.session = Session(model, **session_options)
+        self.config = self.session.preprocess_config
+        self.threads: int = self.session.threads
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ batch path
+    def _run_batches(self, inputs: Any, *, batch_size: int, errors: str, fast_decode: bool,
+                     session: Session | None = None, items: Iterable[Item] | None = None,
+                     stats: dict | None = None) -> Iterator[tuple[Prepared, list[np.ndarray] | None]]:
+        """Yields ``(prepared, outputs)`` per batch, in input order; ``outputs`` is ``None`` when
+        every item of the batch failed. With ``errors="raise"`` the first bad item raises."""
+        if errors not in ERROR_MODES:
+            raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        session = self.session if session is None else session
+        items = iter_items(inputs) if items is None else items
+        for prep in prepare_batches(items, self.config, batch_size=batch_size, threads=self.threads,
+                                    fast_decode=fast_decode):
+            if errors == "raise" and prep.errors:
+                raise prep.errors[min(prep.errors)]
+            outs = None
+            if prep.batch is not None:
+                t0 = time.perf_counter()
+                outs = session.run(prep.batch)
+                if stats is not None:
+                    stats["inference_s"] = stats.get("inference_s", 0.0) + time.perf_counter() - t0
+                    stats["decode_s"] = stats.get("decode_s", 0.0) + prep.decode_s
+                    stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
+            yield prep, outs
+
+    # ------------------------------------------------------------------ one image, low latency
+    def _one_buffers(self) -> tuple[np.ndarray, Any, list[np.ndarray] | None]:
+        """The calling thread's input buffer, IO binding and bound output buffers (made on first use)."""
+        local = self._local
+        if getattr(local, "one_in", None) is None:
+            cfg = self.config
+            one_in = np.zeros(output_shape(cfg, 1), np.dtype(cfg.dtype))
+            binding, one_out = None, None
+            s = self.session
+            shapes = [(1,) + tuple(shape[1:]) for _, shape in s.info.outputs]
+            static = all(all(isinstance(d, int) and d > 0 for d in shp) for shp in shapes)
+            if static and s.providers and s.providers[0] == "CPUExecutionProvider" and s.info.batch in (None, 1):
+                try:
+                    b = s.session.io_binding()
+                    b.bind_input(s.info.input_name, "cpu", 0, one_in.dtype, one_in.shape, one_in.ctypes.data)
+                    one_out = []
+                    for k, ((name, _), shp) in enumerate(zip(s.info.outputs, shapes)):
+                        o = np.zeros(shp, s.output_dtype(k))
+                        b.bind_output(name, "cpu", 0, o.dtype, o.shape, o.ctypes.data)
+                        one_out.append(o)
+                    binding = b
+                except Exception:  # noqa: BLE001 - an unbindable model runs through Session.run
+                    binding, one_out = None, None
+            local.one_in, local.binding, local.one_out = one_in, binding, one_out
+        return local.one_in, local.binding, local.one_out
+
+    def _run_one(self, image: Any) -> OneRun:
+        """Decodes (if needed), preprocesses and runs one image on the calling thread. Errors raise."""
+        item = Item(source_name(image), image)
+        img = load_item(item)
+        one_in, binding, one_out = self._one_buffers()
+        _, transforms = preprocess([img], self.config, threads=1, out=one_in)
+        if binding is not None:
+            self.session.session.run_with_iobinding(binding)
+            outs = one_out
+        else:
+            outs = self.session.run(one_in)
+        return OneRun(outputs=outs, transform=transforms[0], source=item.source)

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -168,7 +169,12 @@ def _exif_jpeg(path, img, orientation):
     "names: ['face', 'cup']\n",
     "names:\n  - face\n  - cup\n",
 ])
-def test_yolo_layout_round_trip(tmp_path, photos, yaml_text):
+@pytest.mark.parametrize("pyyaml", [True, False], ids=["pyyaml", "builtin-parser"])
+def test_yolo_layout_round_trip(tmp_path, photos, yaml_text, pyyaml, monkeypatch):
+    if not pyyaml:  # the reader's own parser for the shapes Ultralytics writes, used without PyYAML
+        monkeypatch.setitem(sys.modules, "yaml", None)
+    else:
+        pytest.importorskip("yaml")
     root = tmp_path / "yolo"
     a = _save(root / "images" / "val" / "astro.jpg", photos["astronaut"])        # 512 x 512
     c = _exif_jpeg(root / "images" / "val" / "coffee.jpg", photos["coffee"], 6)  # stored 600 x 400, shown 400 x 600

@@ -94,6 +94,36 @@ def test_predict_one_equals_batch_and_allocates_little(clf, photos):
     assert peak < 100_000  # no batch-sized buffers: input and output are bound once
 
 
+def test_predict_one_from_many_threads_gives_each_thread_its_own_answer(clf, photos):
+    """8 threads calling predict_one on one Classifier get their own image's answer (a web server
+    does this); before per-thread buffers, about a third of the calls returned another's labels."""
+    import threading
+
+    names = ["astronaut", "chelsea", "coffee", "rocket", "china", "flower"]
+    want = {n: clf.predict_one(photos[n]) for n in names}
+    assert len({w.label for w in want.values()}) >= 5  # the images really differ in answer
+    wrong, errors = [], []
+    start = threading.Barrier(8)
+
+    def worker(k):
+        try:
+            start.wait()
+            for i in range(40):
+                n = names[(k + i) % len(names)]
+                r = clf.predict_one(photos[n])
+                if r.label != want[n].label or r.top_k != want[n].top_k:
+                    wrong.append((k, i, n, r.label_name))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not wrong, (errors, wrong[:5], len(wrong))
+
+
 def test_embed_reproduces_logits(clf, photos):
     emb = clf.embed([photos["chelsea"], photos["coffee"]])
     assert emb.shape == (2, 1280) and emb.dtype == np.float32

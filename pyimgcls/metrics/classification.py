@@ -184,6 +184,9 @@ def top_k_accuracy(y_true, scores, k: int = 5, *, normalize: bool = True) -> flo
         raise TypeError(f"scores must be numeric, got {s.dtype}")
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
+    if s.dtype.kind == "f" and s.size and not np.isfinite(s).all():
+        bad = np.argwhere(~np.isfinite(s))[0]
+        raise ValueError(f"scores must be finite, got {s[tuple(bad)]} at {tuple(int(i) for i in bad)}")
     if s.ndim == 1:
         if s.shape[0] != t.shape[0]:
             raise ValueError(f"scores must have shape ({t.shape[0]},), got {s.shape}")

@@ -84,11 +84,26 @@ def _boxes(x, name: str, n: int | None = None) -> np.ndarray:
 
 
 def _vector(x, name: str, n: int, dtype) -> np.ndarray:
+    """A length-``n`` vector as ``dtype``; a value that does not fit (a fractional or NaN class id, a
+    number outside the integer type) is refused, never truncated or wrapped."""
     v = np.asarray(x)
     if v.size == 0:
         v = v.reshape(0)
     if v.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {v.shape}")
+    dt = np.dtype(dtype)
+    if dt.kind in "iub" and v.dtype.kind not in "iub":
+        if v.dtype.kind != "f":
+            raise TypeError(f"{name} must be numeric, got {v.dtype}")
+        bad = ~np.isfinite(v) | (v != np.round(v)) if v.size else np.zeros(0, bool)
+        if bad.any():
+            raise ValueError(f"{name} must hold whole numbers, got {v[bad][0]}")
+    if dt.kind in "iu" and v.size and v.dtype.kind in "iuf":
+        info = np.iinfo(dt)
+        if v.min() < info.min or v.max() > info.max:
+            raise ValueError(f"{name} must fit {dt.name}, got values in [{v.min()}, {v.max()}]")
+    if dt.kind == "f" and v.dtype.kind == "f" and v.size and not np.isfinite(v).all():
+        raise ValueError(f"{name} must be finite")
     return v.astype(dtype)
 
 

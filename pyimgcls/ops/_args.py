@@ -7,7 +7,8 @@ import numpy as np
 __all__ = ["as_boxes", "as_scores", "unit_interval"]
 
 
-def as_boxes(boxes, name: str = "boxes") -> np.ndarray:
+def as_boxes(boxes, name: str = "boxes", *, finite: bool = False) -> np.ndarray:
+    """(N, 4) float32 / float64 C-contiguous boxes; ``finite=True`` refuses NaN and infinities."""
     b = np.asarray(boxes)
     if b.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be a numeric array, got {b.dtype}")
@@ -15,6 +16,9 @@ def as_boxes(boxes, name: str = "boxes") -> np.ndarray:
         raise ValueError(f"{name} must have shape (N, 4), got {b.shape}")
     if b.dtype not in (np.float32, np.float64):
         b = b.astype(np.float32)
+    if finite and b.size and not np.isfinite(b).all():
+        row = int(np.argwhere(~np.isfinite(b))[0][0])
+        raise ValueError(f"{name} must be finite, got {b[row].tolist()} at row {row}")
     return np.ascontiguousarray(b)
 
 

@@ -18,9 +18,12 @@ _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
 def box_iou(boxes1, boxes2, *, threads: int = 0) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes -> (N, M), in the boxes' float precision."""
-    a = as_boxes(boxes1, "boxes1")
-    b = as_boxes(boxes2, "boxes2")
+    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes -> (N, M), in the boxes' float precision.
+
+    Non-finite coordinates are refused (``ValueError``): their IoU would be NaN.
+    """
+    a = as_boxes(boxes1, "boxes1", finite=True)
+    b = as_boxes(boxes2, "boxes2", finite=True)
     if a.dtype != b.dtype:
         a, b = a.astype(np.float64), b.astype(np.float64)
     return _core.box_iou(a, b, resolve_threads(threads))

@@ -20,7 +20,7 @@ class Detections:
     Attributes:
         xyxy: (N, 4) float32 boxes, xyxy, in pixels.
         confidence: (N,) float32.
-        class_id: (N,) int32.
+        class_id: (N,) int32, each in ``[0, len(class_names))`` (or ``[0, 2**31)`` without names).
         class_names: optional names indexed by class id.
     """
 
@@ -46,6 +46,17 @@ class Detections:
             raise TypeError(f"class_id must be integers, got {cls.dtype}")
         if cls.shape != (n,):
             raise ValueError(f"class_id must have shape ({n},), got {cls.shape}")
+        if n:
+            lo, hi = int(cls.min()), int(cls.max())
+            limit = len(self.class_names) if self.class_names is not None else np.iinfo(np.int32).max + 1
+            if lo < 0 or hi >= limit:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"class_id must be in [0, {limit}){' (one per class name)' if self.class_names is not None else ''}"
+                                 f", got {bad}")
+            if not np.isfinite(xyxy).all():
+                raise ValueError("xyxy must be finite")
+            if not np.isfinite(conf).all():
+                raise ValueError("confidence must be finite")
         self.xyxy, self.confidence, self.class_id = xyxy, conf, cls.astype(np.int32, copy=False)
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 from ..preprocessing import PreprocessConfig
 from .threads import resolve_threads
 
-__all__ = ["Session", "ModelInfo", "annotate_model", "available_providers"]
+__all__ = ["Session", "ModelInfo", "annotate_model", "available_providers", "output_classes"]
 
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
@@ -110,6 +110,8 @@ def _dim(d) -> int | None:
 
 
 def _load_bytes(model) -> bytes:
+    """The serialized model; a file with external data (weights beside it) gets them loaded from
+    the model file's own folder, never from the current directory."""
     if isinstance(model, (bytes, bytearray)):
         return bytes(model)
     if isinstance(model, (str, os.PathLike)):
@@ -117,24 +119,64 @@ def _load_bytes(model) -> bytes:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model file not found: {path}")
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read()
+        return _inline_external_data(data, path)
     if hasattr(model, "SerializeToString"):
         return model.SerializeToString()
     raise TypeError(f"model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
 
 
+def _inline_external_data(data: bytes, path: str) -> bytes:
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    try:
+        m = onnx.load_from_string(data)
+    except Exception:  # noqa: BLE001 - not parseable here: ONNX Runtime gives the error
+        return data
+    if not any(uses_external_data(t) for t in m.graph.initializer):
+        return data
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        load_external_data_for_model(m, base)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot load its external data from {base}: {e}") from None
+    return m.SerializeToString()
+
+
+# ops that only move or reshape values: a Softmax before them still means probabilities come out
+SHAPE_ONLY_OPS = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
+
+
 def _final_activation(model_bytes: bytes) -> str | None:
+    """The op that computes the first output, looking back through shape-only ops."""
     try:
         import onnx
 
         m = onnx.load_from_string(model_bytes)
     except Exception:  # noqa: BLE001 - introspection only
         return None
-    out = m.graph.output[0].name if m.graph.output else None
-    for node in m.graph.node:
-        if out in node.output:
+    if not m.graph.output:
+        return None
+    producers = {o: n for n in m.graph.node for o in n.output}
+    name = m.graph.output[0].name
+    for _ in range(len(m.graph.node) + 1):
+        node = producers.get(name)
+        if node is None:
+            return None
+        if node.op_type not in SHAPE_ONLY_OPS or not node.input:
             return node.op_type
+        name = node.input[0]
     return None
+
+
+def output_classes(shape: Sequence) -> int | None:
+    """Classes of a classifier output shaped ``(N, C)`` or ``(N, C, 1, 1)``; ``None`` when ``C`` is
+    not fixed in the model."""
+    dims = list(shape[1:])
+    while len(dims) > 1 and dims[-1] == 1:
+        dims.pop()
+    return dims[0] if len(dims) == 1 and isinstance(dims[0], int) and dims[0] > 0 else None
 
 
 class Session:
@@ -178,6 +220,10 @@ class Session:
             labels = json.loads(raw)
             if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
                 raise ValueError(f"{META_LABELS} metadata must be a JSON list of strings")
+            c = output_classes(self.info.outputs[0][1]) if self.info.outputs else None
+            if c is not None and len(labels) != c:
+                raise ValueError(f"{self.source}: {META_LABELS} holds {len(labels)} names but the model's output "
+                                 f"{self.info.outputs[0][0]} has {c} classes")
             self.labels = labels
         self.assumptions: list[str] = []
         self.preprocess_config = self._preprocess_config()
@@ -356,6 +402,12 @@ def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labe
     if output is not None and output not in ("logits", "probabilities"):
         raise ValueError(f"output must be 'logits' or 'probabilities', got {output!r}")
     m = onnx.load_from_string(_load_bytes(src))
+    if labels is not None and m.graph.output:
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in m.graph.output[0].type.tensor_type.shape.dim]
+        c = output_classes(dims) if len(dims) >= 2 else None
+        if c is not None and len(labels) != c:
+            raise ValueError(f"labels has {len(labels)} names but the model's output {m.graph.output[0].name} has "
+                             f"{c} classes")
     props = {p.key: p.value for p in m.metadata_props}
     if preprocess is not None:
         props[META_PREPROCESS] = preprocess.to_json()

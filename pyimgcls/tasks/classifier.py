@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..io.sources import Item
-from ..runtime.session import Session
+from ..runtime.session import Session, output_classes
 from .base import ModelTask
 
 __all__ = ["Classification", "Classifier", "default_model_path"]
@@ -82,8 +82,12 @@ class Classifier(ModelTask):
     def __init__(self, model=None, **session_options: Any) -> None:
         super().__init__(default_model_path() if model is None else model, **session_options)
         outs = self.session.info.outputs
-        c = outs[0][1][-1] if outs and outs[0][1] else None
-        self.num_classes: int | None = c if isinstance(c, int) else (len(self.session.labels) if self.session.labels else None)
+        name, shape = outs[0]
+        self._rank_unknown = len(shape) == 0  # not declared in the model: checked on the first outputs
+        if not self._rank_unknown:
+            self._check_scores_shape(name, shape)
+        c = output_classes(shape)
+        self.num_classes: int | None = c if c is not None else (len(self.session.labels) if self.session.labels else None)
         self.labels: list[str] = self.session.labels or [str(i) for i in range(self.num_classes or 0)]
         self._embed_session: Session | None = None
         self._embed_output: str | None = None
@@ -131,6 +135,8 @@ class Classifier(ModelTask):
         session = self._embedding_session() if embeddings else None
         for prep, outs in self._run_batches(inputs, batch_size=batch_size, errors=errors, fast_decode=fast_decode,
                                             session=session, items=items, stats=stats):
+            if self._rank_unknown and outs is not None:
+                self._check_scores_shape(self.session.info.outputs[0][0], outs[0].shape)
             row = {j: r for r, j in enumerate(prep.ok)}
             for j, item in enumerate(prep.items):
                 if j in prep.errors:
@@ -141,6 +147,12 @@ class Classifier(ModelTask):
                 if embeddings:
                     res.embedding = np.asarray(outs[-1][row[j]], np.float32).reshape(-1)
                 yield res
+
+    def _check_scores_shape(self, name: str, shape) -> None:
+        if not (len(shape) == 2 or (len(shape) == 4 and shape[2] == 1 and shape[3] == 1)):
+            raise ValueError(f"{self.session.source}: a classifier's first output must be (N, C) class scores "
+                             f"(or (N, C, 1, 1)); {name} has shape {_shape_text(shape)}"
+                             + (" (a detector's output?)" if len(shape) == 3 else ""))
 
     def _thresholds(self, threshold) -> np.ndarray:
         t = np.asarray(threshold, np.float64)
@@ -183,6 +195,8 @@ class Classifier(ModelTask):
         own buffers. Errors raise.
         """
         run = self._run_one(image)
+        if self._rank_unknown:
+            self._check_scores_shape(self.session.info.outputs[0][0], run.outputs[0].shape)
         return self._postprocess(run.outputs[0][0], top_k, False, None, False, run.source)
 
     # ------------------------------------------------------------------ embeddings
@@ -228,6 +242,10 @@ class Classifier(ModelTask):
             if x is not None:
                 out[i] = x
         return out
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
 def _penultimate(m) -> str:

@@ -393,3 +393,38 @@ def test_voc_ap():
     assert r["mAP"] == pytest.approx(1.0)
     miss = voc_average_precision([(np.zeros((0, 4)), [], [])], [(np.array([[0, 0, 1, 1]]), [0])])
     assert miss[0] == 0.0
+
+
+# ----------------------------------------------------------------------------- values that do not fit
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_top_k_accuracy_refuses_non_finite_scores(bad):
+    s = np.full((3, 4), bad)
+    with pytest.raises(ValueError, match="scores must be finite"):
+        top_k_accuracy([0, 1, 2], s, k=1)
+    s = np.eye(3, 4)
+    s[1, 2] = bad
+    with pytest.raises(ValueError, match=r"at \(1, 2\)"):
+        top_k_accuracy([0, 1, 2], s, k=2)
+    with pytest.raises(ValueError, match="scores must be finite"):
+        top_k_accuracy([0, 1], np.array([0.5, bad]), k=1)
+
+
+def test_coco_refuses_fractional_or_huge_class_ids():
+    ev = COCOEvaluator()
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    with pytest.raises(ValueError, match="gt_classes must hold whole numbers, got 1.5"):
+        ev.update(1, (box, [0.9], [1]), box, [1.5])
+    with pytest.raises(ValueError, match="detection classes must hold whole numbers"):
+        ev.update(1, (box, [0.9], [np.nan]), box, [1])
+    with pytest.raises(ValueError, match="must fit int64"):
+        ev.update(1, (box, [0.9], [1]), box, np.array([2.0 ** 70]))
+    ev.update(1, (box, [0.9], [1.0]), box, np.array([1.0]))  # whole floats are fine
+    assert ev.compute().stats[0] == pytest.approx(1.0)
+
+
+def test_voc_ap_refuses_nan():
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    with pytest.raises(ValueError, match="detection scores must be finite"):
+        voc_average_precision([(box, [np.nan], [0])], [(box, [0])])
+    with pytest.raises(ValueError, match="detection boxes must be finite"):
+        voc_average_precision([(box * np.nan, [0.5], [0])], [(box, [0])])

@@ -288,3 +288,26 @@ def test_pairs_just_above_and_below_threshold(seed, thr, dtype, scale):
     classes = np.arange(len(boxes)) // 2 % 3
     np.testing.assert_array_equal(ops.batched_nms(boxes, scores, classes, thr),
                                   batched_nms_ref(boxes, scores, classes, thr))
+
+
+# ----------------------------------------------------------------------------- values that do not fit
+def test_detections_refuse_class_ids_that_do_not_fit():
+    box = np.zeros((1, 4), np.float32)
+    with pytest.raises(ValueError, match=r"class_id must be in \[0, 2147483648\), got 4294967296"):
+        Detections(xyxy=box, confidence=[0.5], class_id=np.array([2 ** 32], np.int64))
+    with pytest.raises(ValueError, match=r"class_id must be in \[0, 2\) \(one per class name\), got -1"):
+        Detections(xyxy=box, confidence=[0.5], class_id=[-1], class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"got 2"):
+        Detections(xyxy=box, confidence=[0.5], class_id=[2], class_names=["a", "b"])
+    d = Detections(xyxy=box, confidence=[0.5], class_id=np.array([1], np.int64), class_names=["a", "b"])
+    assert d.labels == ["b"] and d.class_id.dtype == np.int32
+    with pytest.raises(ValueError, match="xyxy must be finite"):
+        Detections(xyxy=box + np.nan, confidence=[0.5], class_id=[0])
+
+
+def test_box_iou_refuses_nan():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    with pytest.raises(ValueError, match=r"boxes2 must be finite, got \[nan, 0.0, 10.0, 10.0\] at row 0"):
+        ops.box_iou(a, np.array([[np.nan, 0, 10, 10]], np.float32))
+    with pytest.raises(ValueError, match="boxes1 must be finite"):
+        ops.box_iou(np.array([[0, 0, np.inf, 1]]), a)

@@ -12,7 +12,7 @@ from PIL import Image
 
 import pyimgcls
 from pyimgcls import Classifier, PreprocessConfig, Session, annotate_model, preprocess
-from _helpers.models import tiny_classifier
+from _helpers.models import tiny_classifier, tiny_detector_output_model
 from _helpers.peers import timm_eval_chain
 from pyimgcls.cli.main import main as cli_main
 
@@ -204,6 +204,87 @@ def test_annotate_model_round_trip(tmp_path):
     annotate_model(p, str(tmp_path / "m2.onnx"), preprocess=cfg, labels=["w", "x", "y", "z"], output="logits")
     s = Session(str(tmp_path / "m2.onnx"))
     assert s.preprocess_config == cfg and s.labels == ["w", "x", "y", "z"] and not s.assumptions
+
+
+CFG32 = PreprocessConfig(size=(32, 32), resize="stretch")
+
+
+def _ort_logits(path, img, cfg=CFG32):
+    x, _ = preprocess([img], cfg)
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0].reshape(-1)
+
+
+@pytest.mark.parametrize("tail", [("Identity",), ("Flatten",), ("Reshape", "Identity")])
+def test_softmax_before_shape_only_ops_is_not_softmaxed_again(tmp_path, photos, tail):
+    p = tiny_classifier(str(tmp_path / "sm.onnx"), softmax=True, tail=tail)
+    annotate_model(p, p, preprocess=CFG32)
+    clf = Classifier(p)
+    assert clf.session.info.output_kind == "probabilities"
+    r = clf.predict([photos["coffee"]], probabilities=True)[0]
+    np.testing.assert_allclose(r.probabilities, _ort_logits(p, photos["coffee"]), rtol=1e-6)
+
+
+def test_annotate_model_refuses_a_label_count_that_differs(tmp_path):
+    p = tiny_classifier(str(tmp_path / "m.onnx"), classes=4)
+    with pytest.raises(ValueError, match="labels has 3 names but the model's output logits has 4 classes"):
+        annotate_model(p, str(tmp_path / "m2.onnx"), labels=["a", "b", "c"])
+    # a file written by another tool with the wrong count is refused at load, with both numbers
+    m = onnx.load(p)
+    m.metadata_props.add(key="pyimgcls.labels", value=json.dumps(["a", "b", "c", "d", "e"]))
+    onnx.save(m, str(tmp_path / "m3.onnx"))
+    with pytest.raises(ValueError, match="holds 5 names but the model's output logits has 4 classes"):
+        Session(str(tmp_path / "m3.onnx"))
+
+
+def test_classifier_refuses_a_detector_output(tmp_path):
+    p = tiny_detector_output_model(str(tmp_path / "det.onnx"), anchors=64, classes=4)
+    with pytest.raises(ValueError, match=r"\(N, C\) class scores.*out has shape \(N, 8, 64\)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Classifier(p)
+
+
+def test_external_data_is_loaded_beside_the_model_not_from_the_cwd(tmp_path, photos, monkeypatch):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    pa = tiny_classifier(str(a / "m.onnx"), external_data=True, seed=1, meta={"pyimgcls.preprocess": CFG32.to_json()})
+    tiny_classifier(str(b / "m.onnx"), external_data=True, seed=2)  # another model's weights.bin in b/
+    want = _ort_logits(pa, photos["coffee"])
+    for cwd in (b, tmp_path):
+        monkeypatch.chdir(cwd)
+        clf = Classifier(pa)
+        r = clf.predict([photos["coffee"]], probabilities=True)[0]
+        z = want.astype(np.float64)
+        np.testing.assert_allclose(r.probabilities, np.exp(z - z.max()) / np.exp(z - z.max()).sum(), rtol=1e-5)
+        assert clf.predict_one(photos["coffee"]).label == int(np.argmax(want))
+
+
+def test_fixed_batch_2_works_in_predict_one(tmp_path, photos):
+    p = tiny_classifier(str(tmp_path / "b2.onnx"), batch=2, meta={"pyimgcls.preprocess": CFG32.to_json()})
+    clf = Classifier(p)
+    want = _ort_logits_batch(p, photos["coffee"], batch=2)
+    r = clf.predict_one(photos["coffee"], top_k=4)
+    assert r.label == int(np.argmax(want))
+    assert clf.predict([photos["coffee"]])[0].label == r.label
+
+
+def _ort_logits_batch(path, img, batch):
+    x, _ = preprocess([img], CFG32)
+    feed = np.concatenate([x, np.zeros((batch - 1,) + x.shape[1:], x.dtype)])
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": feed})[0][0].reshape(-1)
+
+
+def test_nk11_output_is_k_classes(tmp_path, photos):
+    p = tiny_classifier(str(tmp_path / "k11.onnx"), out4d=True, classes=5, meta={"pyimgcls.preprocess": CFG32.to_json()})
+    clf = Classifier(p)
+    assert clf.num_classes == 5 and len(clf.labels) == 5
+    want = _ort_logits(p, photos["coffee"])
+    r = clf.predict([photos["coffee"]], top_k=5, probabilities=True)[0]
+    assert r.probabilities.shape == (5,) and r.label == int(np.argmax(want)) and len(r.top_k) == 5
+    assert clf.predict_one(photos["coffee"], top_k=5).top_k == r.top_k or \
+        [c for c, _, _ in clf.predict_one(photos["coffee"], top_k=5).top_k] == [c for c, _, _ in r.top_k]
 
 
 def _has_cuda() -> bool:

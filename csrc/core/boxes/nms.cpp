@@ -1,3 +1,8 @@
+// NMS kernels (see nms.h for indices and conventions), instantiated for float and double: greedy NMS
+// over a stable descending-score order (radix sort of desc_key) that checks each candidate against
+// the kept boxes near its centre only (the grid below); batched NMS runs the classes in parallel and
+// merges them by rank; soft-NMS (linear or Gaussian decay) is the plain O(N^2) loop; box IoU is dense,
+// threaded over the rows of the first set.
 #include "core/boxes/nms.h"
 
 #include <algorithm>

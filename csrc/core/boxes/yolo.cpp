@@ -1,3 +1,6 @@
+// YOLO decoding (see yolo.h for layouts and conventions): per image, one scan for candidates,
+// xywh -> xyxy, a stable sort by descending score capped at max_candidates, then greedy NMS per class
+// (or class-agnostic) merged by rank and cut to max_det. Images run in parallel.
 #include "core/boxes/yolo.h"
 
 #include <algorithm>

@@ -1,3 +1,10 @@
+// Per-label AP / AUC by counting the negatives (see ap_count.h for indices, keys and complexity).
+// Columns go in blocks of 16: a row-wise gather writes each column's keys, positives from the front
+// and negatives from the back of its slot; then each column is counted (or, if a histogram byte
+// overflows, sorted). The AVX2 + POPCNT variants (8x8 transposing gather, histogram, prefix and
+// precision sums, and the whole counting body compiled with them) are functions with
+// __attribute__((target)) in this file, chosen at run time by has_avx2(); the portable code is the
+// reference and the fallback.
 #include "core/metrics/ap_count.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// COCO bbox evaluation (see coco.h for indices and conventions): categories run in parallel; per
+// category, pycocotools' evaluateImg for every (image, area range), then accumulate per IoU threshold,
+// area range and max_dets.
 #include "core/metrics/coco.h"
 
 #include <algorithm>

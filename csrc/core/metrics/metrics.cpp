@@ -1,3 +1,7 @@
+// Classification and ranking metric kernels (see metrics.h for indices and conventions): confusion
+// counts (labels validated before anything is added), top-k hits by counting the classes ranked
+// before the true one, the binary curve from a stable radix sort of desc_key(score) and one walk over
+// groups of equal scores. Per-label AP / AUC is the counting kernel of ap_count.cpp.
 #include "core/metrics/metrics.h"
 
 #include <algorithm>

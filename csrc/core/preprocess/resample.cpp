@@ -1,3 +1,7 @@
+// Resampling tables (see resample.h for indices and conventions): one tap generator per mode, with
+// the position arithmetic of the library it matches (float or double, as cv2 / Pillow compute it),
+// then one pass that clamps source indices, finds each output's window and merges the weights into it.
+// Cost: O(count * taps).
 #include "core/preprocess/resample.h"
 
 #include <algorithm>

@@ -1,0 +1,146 @@
+// The SSE4.1 kernel set (see kernels.h). This file alone is compiled with -msse4.1 (CMake, GCC / Clang
+// on x86); select_kernels() uses it only when the CPU reports SSE4.1. Without that flag (MSVC, other
+// architectures, PYIMGCLS_NO_SIMD) it compiles to a null set. Nothing here may have external linkage
+// besides sse41_kernels(), and nothing may run before the CPU check (no dynamic initialisers): a
+// function compiled for SSE4.1 must not be reachable on a CPU without it.
+//
+// Over the SSE2 set: one-instruction widening loads (pmovzx; same floats), and for uint8 sources the
+// Q14 kernels. Q14: taps are taken two at a time, the two adjacent source pixels reordered by pshufb
+// into 16-bit (pixel, pixel) pairs per channel and multiplied-added with pmaddwd by 16-bit weights
+// that sum to exactly 16384 per output (flat areas stay exact), then scaled by 2^-14 in float. The
+// horizontal value differs from float weights by at most taps * 255 * 2^-15 (0.008 of a step for 2
+// taps, 0.08 for 10; Pillow itself rounds to whole steps between its two passes).
+// Cost: O(n * ceil(taps / 2)) per row.
+#include "core/preprocess/kernels.h"
+
+#if defined(__SSE4_1__) && !defined(PYIMGCLS_NO_SIMD)
+
+#include <smmintrin.h>
+
+#include <cstring>
+
+#include "core/preprocess/kernel_bodies_sse.h"
+
+namespace pyimgcls::core {
+namespace {
+
+struct LoadSse41 {
+    static __m128 pixel4(const std::uint8_t* p) {
+        std::int32_t v;
+        std::memcpy(&v, p, 4);
+        return _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(v)));
+    }
+    static __m128 pixel4(const std::uint16_t* p) {
+        return _mm_cvtepi32_ps(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    }
+};
+
+// pshufb mask: bytes of two adjacent pixels -> 16-bit (pixel j, pixel j + 1) pairs per channel.
+inline __m128i pair_mask(int ps) {
+    return ps == 3 ? _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1)
+                   : _mm_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, -1, -1, -1, -1);
+}
+
+// uint8 colour row with 3+ taps (antialiased or area shrinking): ceil(taps / 2) pmaddwd per output.
+// `safe` counts the outputs whose 8-byte loads stay inside the image.
+void hpass_color_u8q14(const std::uint8_t* row, int ps, const AxisSpan& xt, const std::int32_t* wq, int safe,
+                       float* out) {
+    const __m128i mask = pair_mask(ps);
+    const int pairs = (xt.taps + 1) / 2;
+    const __m128 unit = _mm_set1_ps(1.0f / 16384.0f);
+    const int* start = xt.start;
+    int ox = 0;
+    for (; ox < safe; ++ox) {
+        const std::uint8_t* p = row + static_cast<std::ptrdiff_t>(start[ox]) * ps;
+        const std::int32_t* w = wq + static_cast<std::ptrdiff_t>(ox) * pairs;
+        __m128i acc = _mm_setzero_si128();
+        for (int j = 0; j < pairs; ++j) {
+            const __m128i px = _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 * j * ps)), mask);
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(px, _mm_set1_epi32(w[j])));
+        }
+        _mm_storeu_ps(out + 4 * ox, _mm_mul_ps(_mm_cvtepi32_ps(acc), unit));
+    }
+    hpass_color_tail<std::uint8_t, 0>(row, ps, xt, ox, out);
+}
+
+// uint8, 2x2 taps while shrinking: the two horizontal taps of each row are one pshufb + pmaddwd,
+// `wq` holds per output the pair (w0, w1) packed in one word.
+void fused_2x2_u8q14(const std::uint8_t* r0, const std::uint8_t* r1, int ps, const AxisSpan& xt,
+                     const std::int32_t* wq, const float* wy, int safe, int n, float* acc) {
+    const __m128i mask = pair_mask(ps);
+    const __m128 wy0 = _mm_set1_ps(wy[0] / 16384.0f), wy1 = _mm_set1_ps(wy[1] / 16384.0f);
+    const int* xs = xt.start;
+    int x = 0;
+    for (; x < safe; ++x) {
+        const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x]) * ps;
+        const __m128i w = _mm_set1_epi32(wq[x]);
+        const __m128i a = _mm_madd_epi16(
+            _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + o)), mask), w);
+        const __m128i b = _mm_madd_epi16(
+            _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + o)), mask), w);
+        _mm_storeu_ps(acc + 4 * x, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(a), wy0), _mm_mul_ps(_mm_cvtepi32_ps(b), wy1)));
+    }
+    const float* wx = xt.w;
+    for (; x < n; ++x) {
+        const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x]) * ps;
+        fused_2x2_pixel_scalar(r0 + o, r1 + o, ps, wx + 2 * x, wy, acc + 4 * x);
+    }
+}
+
+// The same, storing straight into three float32 NCHW planes (normalised, channels mapped), four
+// outputs at a time; returns how many outputs it wrote (the caller finishes the rest).
+int fused_2x2_u8q14_planes(const std::uint8_t* r0, const std::uint8_t* r1, int ps, const AxisSpan& xt,
+                           const std::int32_t* wq, const float* wy, int safe, const PreprocessParams& p, float* o0,
+                           float* o1, float* o2) {
+    const __m128i mask = pair_mask(ps);
+    const __m128 wy0 = _mm_set1_ps(wy[0] / 16384.0f), wy1 = _mm_set1_ps(wy[1] / 16384.0f);
+    const __m128 s0 = _mm_set1_ps(p.scale[0]), s1 = _mm_set1_ps(p.scale[1]), s2 = _mm_set1_ps(p.scale[2]);
+    const __m128 b0 = _mm_set1_ps(p.bias[0]), b1 = _mm_set1_ps(p.bias[1]), b2 = _mm_set1_ps(p.bias[2]);
+    const int m0 = p.channel_map[0], m1 = p.channel_map[1], m2 = p.channel_map[2];
+    const int* xs = xt.start;
+    int x = 0;
+    for (; x + 4 <= safe; x += 4) {
+        __m128 v[4];
+        for (int k = 0; k < 4; ++k) {
+            const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(xs[x + k]) * ps;
+            const __m128i w = _mm_set1_epi32(wq[x + k]);
+            const __m128i a = _mm_madd_epi16(
+                _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + o)), mask), w);
+            const __m128i b = _mm_madd_epi16(
+                _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + o)), mask), w);
+            v[k] = _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(a), wy0), _mm_mul_ps(_mm_cvtepi32_ps(b), wy1));
+        }
+        _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);  // v[c] = channel c of the four outputs
+        _mm_storeu_ps(o0 + x, _mm_add_ps(_mm_mul_ps(v[m0], s0), b0));
+        _mm_storeu_ps(o1 + x, _mm_add_ps(_mm_mul_ps(v[m1], s1), b1));
+        _mm_storeu_ps(o2 + x, _mm_add_ps(_mm_mul_ps(v[m2], s2), b2));
+    }
+    return x;
+}
+
+// constexpr: constant-initialised, no code runs before the CPU check
+constexpr PreprocessKernels kSse41 = {
+    "sse4.1",
+    &hpass_color_taps<LoadSse41, std::uint8_t>,
+    &hpass_color_taps<LoadSse41, std::uint16_t>,
+    &fused_2x2_sse<LoadSse41, std::uint8_t>,
+    &fused_2x2_sse<LoadSse41, std::uint16_t>,
+    &hpass_color_u8q14,
+    &fused_2x2_u8q14,
+    &fused_2x2_u8q14_planes,
+    &rgbx_to_planes_f32_sse,
+};
+
+}  // namespace
+
+const PreprocessKernels* sse41_kernels() { return &kSse41; }
+
+}  // namespace pyimgcls::core
+
+#else
+
+namespace pyimgcls::core {
+const PreprocessKernels* sse41_kernels() { return nullptr; }
+}  // namespace pyimgcls::core
+
+#endif

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--images", default=None, help="folder of real images (default: synthetic JPEGs)")
     b.add_argument("--json", action="store_true")
     b.add_argument("--providers", default="auto")
+    b.add_argument("--fast-decode", action="store_true",
+                   help="decode JPEGs at a reduced DCT scale: faster on large photos, but the top-1 class changes on "
+                        "some images (see README)")
     b.set_defaults(func=run)
 
 
@@ -26,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs.bench import run_bench
 
     res = run_bench(args.model, batch_sizes=args.batch_size, threads=args.threads, duration=args.duration,
-                    images=args.images, providers=args.providers)
+                    images=args.images, providers=args.providers, fast_decode=args.fast_decode)
     print(json.dumps(res.to_dict(), indent=2) if args.json else res)
     return 0

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import os
 import struct
-from typing import BinaryIO, Union
+from typing import BinaryIO, NamedTuple, Union
 
 import cv2
 import numpy as np
 import simplejpeg
 
-__all__ = ["ImageDecodeError", "read_image", "image_size", "DEFAULT_MAX_PIXELS"]
+__all__ = ["DecodeInfo", "ImageDecodeError", "read_image", "image_size", "DEFAULT_MAX_PIXELS"]
 
 #: Same limit as Pillow's DecompressionBombError threshold (2 * 89,478,485 pixels).
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -26,6 +26,20 @@ ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, Binar
 _COLORS = ("rgb", "bgr", "gray", "unchanged")
 # Only the DCT scales that libjpeg-turbo accelerates with SIMD (others were slower than a full decode).
 _JPEG_FACTORS = (8, 4, 2)
+
+
+class DecodeInfo(NamedTuple):
+    """How a decoded image relates to the file (``read_image(..., return_info=True)``).
+
+    Attributes:
+        scale: decoded pixels per full-resolution pixel on both axes: 1.0, or 1/2, 1/4, 1/8 for
+            a DCT-scaled JPEG decode (``min_size``).
+        full_size: ``(h, w)`` of the full-resolution image in the frame ``read_image`` returns
+            (EXIF orientation applied when ``exif=True``).
+    """
+
+    scale: float
+    full_size: tuple[int, int]
 
 
 class ImageDecodeError(ValueError):
@@ -247,9 +261,11 @@ def _jpeg_scale(h: int, w: int, min_size: tuple[int, int] | None) -> int:
 
 
 def _decode_jpeg(data: bytes, color: str, min_size: tuple[int, int] | None, orientation: int,
-                 h: int, w: int, colorspace: str) -> np.ndarray | None:
+                 h: int, w: int, colorspace: str) -> tuple[np.ndarray | None, int]:
+    """libjpeg-turbo decode -> ``(pixels, f)``, decoded at 1/f scale; ``(None, 1)`` for colour
+    spaces it cannot convert (OpenCV decodes those)."""
     if colorspace in ("CMYK", "YCCK"):
-        return None  # libjpeg-turbo cannot convert these to RGB; OpenCV does
+        return None, 1
     if min_size is not None and orientation >= 5:
         min_size = (min_size[1], min_size[0])  # the stored image is transposed
     f = _jpeg_scale(h, w, min_size)
@@ -263,7 +279,7 @@ def _decode_jpeg(data: bytes, color: str, min_size: tuple[int, int] | None, orie
     a = simplejpeg.decode_jpeg(data, colorspace=cs, **kw)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
-    return a
+    return a, f
 
 
 def _decode_cv2(data: bytes, color: str) -> np.ndarray:
@@ -291,7 +307,8 @@ def read_image(
     min_size: tuple[int, int] | None = None,
     exif: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> np.ndarray:
+    return_info: bool = False,
+) -> np.ndarray | tuple[np.ndarray, DecodeInfo]:
     """Decodes an image file into a NumPy array.
 
     Args:
@@ -301,10 +318,13 @@ def read_image(
             16-bit PNG / TIFF).
         min_size: ``(h, w)``: a JPEG is decoded at the smallest SIMD DCT scale (1/2, 1/4, 1/8) that
             keeps both sides at least this large (after orientation); other formats ignore it.
+            Faster, but the pixels differ from a full decode (see ``return_info`` for the scale).
         exif: apply the EXIF orientation tag (JPEG, PNG, WebP, TIFF); ``False`` returns the
             pixels as stored.
         max_pixels: refuse images whose header announces more pixels (checked before decoding);
             ``None`` disables the check.
+        return_info: return ``(image, DecodeInfo)``: the decode scale and the full-resolution
+            size, to map coordinates on the decoded image back to the file's pixels.
 
     Raises:
         ImageDecodeError: unreadable, corrupt, truncated, unsupported or too large image; the
@@ -334,15 +354,20 @@ def read_image(
         )
     orientation = _exif_orientation(data, fmt)
     try:
-        a = None
+        a, f = None, 1
         if fmt == "jpeg":
             _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-            a = _decode_jpeg(data, color, min_size, orientation if exif else 1, h, w, colorspace)
+            a, f = _decode_jpeg(data, color, min_size, orientation if exif else 1, h, w, colorspace)
         if a is None:
             a = _decode_cv2(data, color)
     except ValueError as e:
         raise ImageDecodeError(f"{name}: cannot decode {fmt}: {e}") from None
     if fmt == "tiff":
         # libtiff (inside OpenCV) always applies the orientation tag itself; undo it on request.
-        return _apply_orientation(a, _INVERSE.get(orientation, orientation)) if not exif else a
-    return _apply_orientation(a, orientation) if exif else a
+        a = _apply_orientation(a, _INVERSE.get(orientation, orientation)) if not exif else a
+    else:
+        a = _apply_orientation(a, orientation) if exif else a
+    if not return_info:
+        return a
+    full = (int(a.shape[0]), int(a.shape[1])) if f == 1 else ((w, h) if exif and orientation >= 5 else (h, w))
+    return a, DecodeInfo(scale=1.0 / f, full_size=full)

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .images import ImageDecodeError, read_image
+from .images import DecodeInfo, ImageDecodeError, read_image
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "iter_items", "load_item"]
 
@@ -107,8 +107,11 @@ def iter_items(inputs: Any) -> Iterator[Item]:
     yield from one(inputs)
 
 
-def load_item(item: Item, *, min_size: tuple[int, int] | None = None) -> np.ndarray:
+def load_item(item: Item, *, min_size: tuple[int, int] | None = None,
+              return_info: bool = False) -> np.ndarray | tuple[np.ndarray, DecodeInfo]:
     """Decodes / validates one item into an (H, W[, C]) uint8 or uint16 array (RGB order).
+
+    With ``return_info`` also the ``DecodeInfo`` (decode scale and full-resolution size).
 
     Raises:
         ImageDecodeError: unreadable or corrupt file / bytes.
@@ -116,7 +119,12 @@ def load_item(item: Item, *, min_size: tuple[int, int] | None = None) -> np.ndar
     """
     x = item.payload
     if isinstance(x, (str, bytes)):
-        return read_image(x, color="rgb", min_size=min_size)
+        return read_image(x, color="rgb", min_size=min_size, return_info=return_info)
+    a = _load_in_memory(item, x)
+    return (a, DecodeInfo(scale=1.0, full_size=(int(a.shape[0]), int(a.shape[1])))) if return_info else a
+
+
+def _load_in_memory(item: Item, x: Any) -> np.ndarray:
     if isinstance(x, np.ndarray):
         if x.dtype not in (np.uint8, np.uint16):
             raise TypeError(f"array images must be uint8 or uint16, got {x.dtype}")

@@ -314,6 +314,12 @@ def _check_manifest(out: str, manifest: dict, overwrite: bool, resume: bool, wri
 
 
 # ----------------------------------------------------------------------------- score
+def _device_kind(providers: list[str]) -> str:
+    first = providers[0] if providers else "CPUExecutionProvider"
+    return {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
+            "TensorrtExecutionProvider": "tensorrt"}.get(first, first)
+
+
 def _count_hint(inputs) -> int | None:
     if isinstance(inputs, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) and os.path.isfile(x) for x in inputs):
         return len(inputs)
@@ -329,7 +335,7 @@ def _countable(inputs) -> bool:
 
 def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bool = True, threads: int = 0,
           progress: bool = True, top_k: int = 5, embeddings: bool = False, overwrite: bool = False,
-          chunk_size: int | None = None, classifier=None) -> ScoreSummary:
+          chunk_size: int | None = None, classifier=None, fast_decode: bool = False) -> ScoreSummary:
     """Scores every image of ``inputs`` with a classifier and writes one row per input to ``out``.
 
     Args:
@@ -346,6 +352,9 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         overwrite: replace an existing output instead of resuming or refusing.
         chunk_size: rows per durable write (default: ``batch_size``, at least 64).
         classifier: an existing ``Classifier`` to use instead of loading ``model``.
+        fast_decode: DCT-scaled JPEG decoding (faster, answers differ a little; see
+            ``Classifier.predict``). Recorded in the output's manifest: a resume with another
+            setting is refused.
 
     Returns:
         ``ScoreSummary`` (rows written, errors, skipped, images/s). Per-item failures are rows
@@ -362,7 +371,10 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     clf = classifier or Classifier(model, threads=threads)
     model_id = _sha256(clf.session.model_bytes)
-    manifest = {"model": model_id, "top_k": int(top_k), "embeddings": bool(embeddings), "format": fmt, "version": 1}
+    # everything that changes an answer: a resume with other settings is refused, so rows never mix
+    manifest = {"model": model_id, "top_k": int(top_k), "embeddings": bool(embeddings), "format": fmt, "version": 1,
+                "decode": "fast" if fast_decode else "exact", "preprocess": json.loads(clf.config.to_json()),
+                "precision": clf.session.info.dtype, "device": _device_kind(clf.session.providers)}
     writer = _ParquetWriter(out, embeddings) if fmt == "parquet" else _AppendWriter(out, fmt, embeddings)
     _check_manifest(out, manifest, overwrite, resume, writer)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -405,7 +417,8 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
     pending: list[dict] = []
     t0 = time.perf_counter()
     try:
-        for r in clf.predict_iter(None, items=todo(), batch_size=batch_size, top_k=top_k, embeddings=embeddings):
+        for r in clf.predict_iter(None, items=todo(), batch_size=batch_size, top_k=top_k, embeddings=embeddings,
+                                   fast_decode=fast_decode):
             pending.append(_row(r, embeddings))
             n += 1
             errors += r.error is not None

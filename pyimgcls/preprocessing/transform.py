@@ -98,6 +98,16 @@ class ImageTransform:
             out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h)
         return _like(out, boxes)
 
+    def at_full_resolution(self, decode_scale: float, full_size: tuple[int, int]) -> ImageTransform:
+        """This transform re-based on the full-resolution image that was decoded at
+        ``decode_scale`` (decoded = full * decode_scale, e.g. 1/4 for a DCT-scaled JPEG) and whose
+        size is ``full_size`` ``(h, w)``: ``to_original`` then gives full-resolution pixels."""
+        if not decode_scale > 0:
+            raise ValueError(f"decode_scale must be > 0, got {decode_scale!r}")
+        sy, sx = self.scale
+        return ImageTransform(original_size=(int(full_size[0]), int(full_size[1])), input_size=self.input_size,
+                              scale=(sy * decode_scale, sx * decode_scale), offset=self.offset)
+
     def to_input(self, boxes: np.ndarray) -> np.ndarray:
         """Maps ``(N, 4)`` xyxy boxes from original-image to model-input coordinates (float64 math)."""
         b = _boxes(boxes)

@@ -32,7 +32,7 @@ class Prepared:
     batch: np.ndarray | None                   # (n_ok, ...) model input, None if all failed
     ok: list[int]                              # positions in `items` that are in `batch`
     errors: dict[int, BaseException] = field(default_factory=dict)
-    transforms: Transforms | None = None
+    transforms: Transforms | None = None       # model input -> full-resolution pixels of each image
     decode_s: float = 0.0                      # thread-seconds spent decoding this batch
     preprocess_s: float = 0.0
 
@@ -58,7 +58,7 @@ def _chunks(it: Iterator[Item], n: int) -> Iterator[list[Item]]:
 
 
 def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size: int, threads: int,
-                    fast_decode: bool = True, depth: int = 2,
+                    fast_decode: bool = False, depth: int = 2,
                     on_error: Callable[[Item, BaseException], None] | None = None) -> Iterator[Prepared]:
     """Yields ``Prepared`` batches in input order, prepared ``depth`` batches ahead in a thread."""
     min_size = decode_min_size(cfg) if fast_decode else None
@@ -69,7 +69,8 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
     def load(item: Item):
         t0 = time.thread_time()
         try:
-            return load_item(item, min_size=min_size), None, time.thread_time() - t0
+            img, info = load_item(item, min_size=min_size, return_info=True)
+            return (img, info), None, time.thread_time() - t0
         except (ValueError, TypeError, OSError) as e:
             return None, e, time.thread_time() - t0
 
@@ -81,8 +82,8 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
                     return
                 results = list(pool.map(load, chunk)) if len(chunk) > 1 else [load(chunk[0])]
                 p = Prepared(items=chunk, batch=None, ok=[])
-                imgs = []
-                for i, (img, err, dt) in enumerate(results):
+                imgs, infos = [], []
+                for i, (loaded, err, dt) in enumerate(results):
                     p.decode_s += dt
                     if err is not None:
                         p.errors[i] = err
@@ -90,10 +91,14 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
                             on_error(chunk[i], err)
                     else:
                         p.ok.append(i)
-                        imgs.append(img)
+                        imgs.append(loaded[0])
+                        infos.append(loaded[1])
                 if imgs:
                     t0 = time.perf_counter()
                     p.batch, p.transforms = preprocess(imgs, cfg, threads=threads)
+                    if any(info.scale != 1.0 for info in infos):  # boxes map back to the file's pixels
+                        p.transforms = Transforms(tuple(t.at_full_resolution(info.scale, info.full_size)
+                                                        for t, info in zip(p.transforms, infos)))
                     p.preprocess_s = (time.perf_counter() - t0) * min(max(1, threads), len(imgs))
                 q.put(p)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer

@@ -100,7 +100,7 @@ class Classifier(ModelTask):
     # ------------------------------------------------------------------ batch path
     def predict(self, inputs, *, batch_size: int = 32, top_k: int = 5, multi_label: bool = False,
                 threshold: float | Sequence[float] | np.ndarray = 0.5, probabilities: bool = False,
-                errors: str = "record", fast_decode: bool = True) -> list[Classification]:
+                errors: str = "record", fast_decode: bool = False) -> list[Classification]:
         """Classifies ``inputs`` (paths, folders, bytes, arrays, PIL images, or an iterable of them).
 
         Args:
@@ -110,9 +110,11 @@ class Classifier(ModelTask):
                 per class), instead of a softmax.
             probabilities: also return every class probability.
             errors: ``"record"`` (a bad item gets ``error`` set, the rest go on) or ``"raise"``.
-            fast_decode: JPEGs are decoded at the smallest libjpeg-turbo DCT scale that keeps the
-                model's resize a downscale (a little faster; pixels differ slightly from a full
-                decode).
+            fast_decode: ``False`` (default): every image is decoded in full, as the model's
+                reference pipeline does. ``True``: JPEGs are decoded at the smallest libjpeg-turbo
+                DCT scale (1/2 .. 1/8) that keeps the model's resize a downscale: faster on large
+                photos, but the pixels differ from a full decode and the top-1 class changes on
+                some images (measured in the README: "Exact and fast decoding").
 
         Returns:
             One ``Classification`` per input, in input order.
@@ -123,7 +125,7 @@ class Classifier(ModelTask):
 
     def predict_iter(self, inputs, *, batch_size: int = 32, top_k: int = 5, multi_label: bool = False,
                      threshold: float | Sequence[float] | np.ndarray = 0.5, probabilities: bool = False,
-                     errors: str = "record", fast_decode: bool = True, items: Iterator[Item] | None = None,
+                     errors: str = "record", fast_decode: bool = False, items: Iterator[Item] | None = None,
                      embeddings: bool = False, stats: dict | None = None) -> Iterator[Classification]:
         """Like ``predict`` but yields results as they come (bounded memory for huge inputs).
 
@@ -167,6 +169,10 @@ class Classifier(ModelTask):
         if self.session.info.output_kind == "probabilities":
             return x
         return _sigmoid(x) if multi_label else _softmax(x)
+
+    def classify_logits(self, logits: np.ndarray, *, top_k: int = 5, source: str = "") -> Classification:
+        """The single-label answer for one image's raw model output ``(C,)`` (or ``(C, 1, 1)``)."""
+        return self._postprocess(logits, top_k, False, None, False, source)
 
     def _postprocess(self, logits, top_k, multi_label, thr, probabilities, source) -> Classification:
         p = self._probs(logits, multi_label)
@@ -222,7 +228,7 @@ class Classifier(ModelTask):
         return s
 
     def embed(self, inputs, *, output: str | None = None, batch_size: int = 32, errors: str = "raise",
-              fast_decode: bool = True) -> np.ndarray:
+              fast_decode: bool = False) -> np.ndarray:
         """Penultimate-layer features, ``(N, D)`` float32, for clustering and auto-labelling.
 
         The feature tensor is found automatically (the input of the final Gemm / MatMul) or named

@@ -1,0 +1,79 @@
+"""The pipeline's transforms map model-input coordinates to full-resolution pixels of the image as
+``read_image`` returns it (the EXIF-rotated frame), whatever scale the JPEG was decoded at."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pyimgcls import PreprocessConfig, preprocess, read_image
+from pyimgcls.io.images import DecodeInfo
+from pyimgcls.io.sources import iter_items
+from pyimgcls.runtime.pipeline import prepare_batches
+
+CFG = PreprocessConfig(size=(256, 256), resize="letterbox", mean=(0, 0, 0), std=(1, 1, 1), interpolation="area")
+
+
+def _dot_jpeg(photo, size=(2400, 3200), dot=(700, 2100), radius=40, orientation=1):
+    """A real photo, darkened, scaled to ``size`` (h, w) with a bright disc centred at ``dot`` (y, x)
+    in the stored pixels; returns the JPEG and the disc's centre in the viewer's frame."""
+    import cv2
+
+    h, w = size
+    img = (cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA) // 4).astype(np.uint8)
+    cv2.circle(img, (dot[1], dot[0]), radius, (255, 255, 255), -1)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    y, x = dot
+    view = {1: (y, x), 6: (x, h - 1 - y), 8: (w - 1 - x, y), 3: (h - 1 - y, w - 1 - x)}[orientation]
+    return buf.getvalue(), (view[0] + 0.5, view[1] + 0.5)  # pixel centre
+
+
+def _found(batch_img, transform):
+    """Centre of the bright disc found in the model input, mapped back with ``transform``."""
+    m = batch_img.mean(axis=0) > 0.85  # (H, W) NCHW
+    ys, xs = np.nonzero(m)
+    cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
+    b = transform.to_original(np.array([[cx, cy, cx, cy]]), clip=False)[0]
+    return b[1], b[0]
+
+
+@pytest.mark.parametrize("orientation", [1, 6, 8])
+@pytest.mark.parametrize("min_side", [None, 1200, 600, 300])  # full, 1/2, 1/4, 1/8 DCT scale
+def test_boxes_map_back_to_full_resolution_at_every_decode_scale(photos, orientation, min_side):
+    data, (ty, tx) = _dot_jpeg(photos["coffee"], orientation=orientation)
+    img, info = read_image(data, min_size=None if min_side is None else (min_side, min_side), return_info=True)
+    full = (3200, 2400) if orientation in (6, 8) else (2400, 3200)
+    assert isinstance(info, DecodeInfo) and info.full_size == full
+    want_scale = {None: 1, 1200: 2, 600: 4, 300: 8}[min_side]
+    assert info.scale == 1 / want_scale
+    assert img.shape[:2] == tuple(-(-s // want_scale) for s in full)
+    batch, tf = preprocess([img], CFG)
+    t = tf[0].at_full_resolution(info.scale, info.full_size)
+    assert t.original_size == full
+    y, x = _found(batch[0], t)
+    tol = 1.5 * max(full) / 256  # one and a half model-input pixels, in full-resolution pixels
+    assert abs(y - ty) < tol and abs(x - tx) < tol, ((y, x), (ty, tx), tol)
+    # a box round-trips through the transform exactly
+    box = np.array([[tx - 30, ty - 20, tx + 30, ty + 20]])
+    np.testing.assert_allclose(t.to_original(t.to_input(box)), box, atol=1e-9)
+
+
+@pytest.mark.parametrize("fast_decode", [False, True])
+def test_pipeline_transforms_are_in_full_resolution_pixels(photos, fast_decode):
+    data, (ty, tx) = _dot_jpeg(photos["chelsea"], orientation=6)
+    (p,) = list(prepare_batches(iter_items([data]), CFG, batch_size=1, threads=1, fast_decode=fast_decode))
+    assert not p.errors
+    t = p.transforms[0]
+    assert t.original_size == (3200, 2400)
+    y, x = _found(p.batch[0], t)
+    tol = 1.5 * 3200 / 256
+    assert abs(y - ty) < tol and abs(x - tx) < tol
+
+
+def test_arrays_report_scale_one(photos):
+    (p,) = list(prepare_batches(iter_items([photos["coffee"]]), CFG, batch_size=1, threads=1, fast_decode=True))
+    assert p.transforms[0].original_size == photos["coffee"].shape[:2]

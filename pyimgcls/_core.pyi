@@ -45,7 +45,7 @@ def nms(boxes: numpy.typing.NDArray[numpy.float64], scores: numpy.typing.NDArray
     ...
 def preprocess_batch(images: list, plans: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], out: numpy.ndarray, layout: typing.SupportsInt | typing.SupportsIndex, interpolation: typing.SupportsInt | typing.SupportsIndex, out_channels: typing.SupportsInt | typing.SupportsIndex, channel_map: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], gray_weights: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], scale: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], bias: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], pad: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], threads: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
-    Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess.h).
+    Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess/preprocess.h).
     """
 @typing.overload
 def soft_nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], method: typing.SupportsInt | typing.SupportsIndex, sigma: typing.SupportsFloat | typing.SupportsIndex, iou_threshold: typing.SupportsFloat | typing.SupportsIndex, score_threshold: typing.SupportsFloat | typing.SupportsIndex) -> tuple:

@@ -117,7 +117,7 @@ void register_preprocess(py::module_& m) {
           py::arg("out"), py::arg("layout"), py::arg("interpolation"), py::arg("out_channels"),
           py::arg("channel_map"), py::arg("gray_weights"), py::arg("scale"), py::arg("bias"),
           py::arg("pad"), py::arg("threads"),
-          "Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess.h).");
+          "Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess/preprocess.h).");
 }
 
 }  // namespace pyimgcls::bindings

@@ -30,13 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs.score import OutputExistsError, score
+    from ..jobs.score import OutputExistsError, OutputLockedError, score
 
     try:
         summary = score(args.paths, model=args.model, out=args.out, batch_size=args.batch_size, resume=args.resume,
                         threads=args.threads, progress=not args.quiet, top_k=args.top_k,
                         embeddings=args.embeddings, overwrite=args.overwrite, fast_decode=args.fast_decode)
-    except OutputExistsError as e:
+    except (OutputExistsError, OutputLockedError) as e:
         print(f"pyimgcls: error: {e}", file=sys.stderr)
         return 2
     if not args.quiet:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .images import DecodeInfo, ImageDecodeError, read_image
 
-__all__ = ["IMAGE_EXTENSIONS", "Item", "iter_items", "load_item"]
+__all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "iter_items", "load_item"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
@@ -28,17 +28,35 @@ class Item:
     payload: Any
 
 
-def _walk(folder: str) -> Iterator[str]:
-    """Image files under ``folder``, recursively, in sorted order, listed lazily."""
+class FolderListingError:
+    """The payload of an ``Item`` for a folder that could not be listed: loading it raises, so the
+    folder gets an error entry instead of silently contributing nothing."""
+
+    def __init__(self, folder: str, error: OSError) -> None:
+        self.folder, self.error = folder, error
+
+    def raise_error(self):
+        reason = self.error.strerror or str(self.error)
+        raise OSError(self.error.errno, f"cannot list folder {self.folder}: {reason}")
+
+
+def _walk(folder: str) -> Iterator[Item]:
+    """Items for the image files under ``folder``, recursively, in sorted order, listed lazily; a
+    folder that cannot be listed becomes an item that fails with the reason."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
+    except OSError as e:
+        yield Item(folder, FolderListingError(folder, e))
         return
     for e in entries:
-        if e.is_dir(follow_symlinks=True):
+        try:
+            is_dir = e.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        if is_dir:
             yield from _walk(e.path)
         elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
-            yield e.path
+            yield Item(e.path, e.path)
 
 
 def _is_pil(x: object) -> bool:
@@ -59,8 +77,7 @@ def iter_items(inputs: Any) -> Iterator[Item]:
         if isinstance(x, (str, os.PathLike)):
             p = os.fspath(x)
             if os.path.isdir(p):
-                for f in _walk(p):
-                    yield Item(f, f)
+                yield from _walk(p)
             elif not os.path.exists(p) and _GLOB_CHARS & set(p):
                 import glob
 
@@ -125,6 +142,8 @@ def load_item(item: Item, *, min_size: tuple[int, int] | None = None,
 
 
 def _load_in_memory(item: Item, x: Any) -> np.ndarray:
+    if isinstance(x, FolderListingError):
+        x.raise_error()
     if isinstance(x, np.ndarray):
         if x.dtype not in (np.uint8, np.uint16):
             raise TypeError(f"array images must be uint8 or uint16, got {x.dtype}")

@@ -10,8 +10,16 @@ output finishes with exactly one row per input):
   through a temporary file and an atomic rename, then the parts are removed.
 * Embeddings: a list column in Parquet, a list field in JSONL, and ``OUT.embeddings.npy`` (rows in
   the order of the CSV rows) for CSV, assembled from atomic per-chunk parts.
-* ``OUT.pyimgcls.json`` records the model (SHA-256) and settings; an output written with another
-  model or settings is refused unless ``overwrite=True``.
+* ``OUT.pyimgcls.json`` records the model (SHA-256) and every setting that changes an answer
+  (decode mode, preprocessing, precision, device kind); an output written with another model or
+  settings is refused unless ``overwrite=True``.
+* Rows are keyed by the input's absolute path: the same folder given as a relative and as an
+  absolute path, or a file listed twice (``DIR DIR/a.jpg``), gives one row. The ``path`` column
+  holds that absolute path; the bytes of a file name that is not valid UTF-8 appear as ``\\xNN``.
+* ``OUT.lock`` is held (``flock``) while a run writes: a second run on the same output stops at
+  once with a message naming the holder. The lock dies with its process, SIGKILL included.
+* Resuming CSV validates records, not lines: a row cut short is dropped even when a quoted file
+  name holds a line break.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import numpy as np
 
 from ..io.sources import Item, iter_items
 
-__all__ = ["score", "ScoreSummary", "OutputExistsError"]
+__all__ = ["score", "ScoreSummary", "OutputExistsError", "OutputLockedError"]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 COLUMNS = ["path", "label", "label_name", "score", "top_k_ids", "top_k_names", "top_k_scores", "error"]
@@ -39,6 +47,10 @@ COLUMNS = ["path", "label", "label_name", "score", "top_k_ids", "top_k_names", "
 
 class OutputExistsError(RuntimeError):
     """The output exists and was written by another model or with other settings."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another ``score`` run is writing the same output."""
 
 
 @dataclass
@@ -91,16 +103,87 @@ def _atomic_write(path: str, data: bytes) -> None:
     _fsync_dir(path)
 
 
+def _text(s: str) -> str:
+    """``s`` as text every output format can hold (valid UTF-8): the undecodable bytes of a file
+    name that is not UTF-8 (Python's surrogate escapes) are written as ``\\xNN``."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        try:
+            raw = s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = s.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _keyed(item: Item) -> Item:
+    """The item named by its row key: a path input by its absolute, normalised path (as text)."""
+    if isinstance(item.payload, str) and item.source == item.payload:
+        return Item(_text(os.path.abspath(item.payload)), item.payload)
+    return Item(_text(item.source), item.payload)
+
+
+class _OutputLock:
+    """An exclusive ``flock`` on ``OUT.lock`` for the duration of a run (POSIX; elsewhere a no-op)."""
+
+    def __init__(self, out: str) -> None:
+        self.path = out + ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_OutputLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                try:
+                    holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+                finally:
+                    os.close(fd)
+                raise OutputLockedError(f"{self.path[:-5]} is being written by another pyimgcls score run "
+                                        f"({holder}); wait for it to finish, or stop it") from None
+            # the file we locked must still be the one at the path (a finishing run unlinks it)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                import socket
+
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+                self.fd = fd
+                return self
+            os.close(fd)
+        raise OutputLockedError(f"could not lock {self.path}")  # pragma: no cover - endless unlink races
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
 def _row(r, with_embedding: bool) -> dict:
     d = {
-        "path": r.source,
+        "path": _text(r.source),
         "label": r.label,
-        "label_name": r.label_name,
+        "label_name": None if r.label_name is None else _text(r.label_name),
         "score": r.score,
         "top_k_ids": [int(i) for i, _, _ in r.top_k],
-        "top_k_names": [n for _, n, _ in r.top_k],
+        "top_k_names": [_text(n) for _, n, _ in r.top_k],
         "top_k_scores": [float(p) for _, _, p in r.top_k],
-        "error": r.error or "",
+        "error": _text(r.error or ""),
     }
     if with_embedding:
         d["embedding"] = None if r.embedding is None else r.embedding.tolist()
@@ -118,13 +201,20 @@ class _AppendWriter:
     def done_paths(self) -> set[str]:
         if not os.path.exists(self.path):
             return set()
-        self._cut_partial_line()
+        if self.fmt == "csv":
+            self._truncate(self._csv_valid_end())
+        else:
+            self._cut_partial_line()
         done = set()
         with open(self.path, encoding="utf-8", newline="") as f:  # streamed, not read whole
             if self.fmt == "jsonl":
-                for line in f:
+                for n, line in enumerate(f, 1):
                     if line.strip():
-                        done.add(json.loads(line)["path"])
+                        try:
+                            done.add(json.loads(line)["path"])
+                        except (ValueError, KeyError, TypeError):
+                            raise OutputExistsError(f"{self.path}: line {n} is not a pyimgcls row; pass "
+                                                    "overwrite=True (--overwrite) to start again") from None
             else:
                 rows = csv.reader(f)
                 header = next(rows, None)
@@ -134,6 +224,41 @@ class _AppendWriter:
                     if row:
                         done.add(row[0])
         return done
+
+    def _csv_valid_end(self) -> int:
+        """Byte offset just past the last complete, well-formed CSV record (quoted fields may hold
+        line breaks, so records are parsed, not lines counted)."""
+        end = pos = 0
+        complete = True
+        with open(self.path, "rb") as f:
+            def lines():
+                nonlocal pos, complete
+                for raw in f:
+                    pos += len(raw)
+                    complete = raw.endswith(b"\n")
+                    yield raw.decode("utf-8", "surrogateescape")
+
+            reader = csv.reader(lines())
+            try:
+                for i, rec in enumerate(reader):
+                    if not complete:
+                        break  # the file ends inside this record: cut short by a kill
+                    if i == 0:
+                        if rec[:len(COLUMNS)] != COLUMNS:
+                            raise OutputExistsError(f"{self.path} has an unexpected header: {rec}")
+                    elif len(rec) != len(COLUMNS):
+                        break
+                    end = pos
+            except csv.Error:
+                pass  # an unterminated quoted field at the end
+        return end
+
+    def _truncate(self, pos: int) -> None:
+        with open(self.path, "rb+") as f:
+            if f.seek(0, os.SEEK_END) != pos:
+                f.truncate(pos)
+                f.flush()
+                os.fsync(f.fileno())
 
     def _cut_partial_line(self) -> None:
         """Drops a row cut short by a kill: everything after the last newline."""
@@ -267,15 +392,28 @@ class _ParquetWriter:
             return
         # Streamed one part (or row group of the earlier file) at a time: memory stays bounded by a
         # chunk, however many rows the output has.
+        # A path already written is skipped: a run killed after publishing the combined file but
+        # before removing the parts combines them again on resume, and must not double a row.
         tmp = f"{self.path}.tmp-{os.getpid()}"
         schema = self._schema()
+        seen: set[str] = set()
+
+        def fresh(table):
+            import pyarrow as pa
+
+            keep = []
+            for p in table.column("path").to_pylist():
+                keep.append(p not in seen)
+                seen.add(p)
+            return table if all(keep) else table.filter(pa.array(keep))
+
         with pq.ParquetWriter(tmp, schema) as w:
             if os.path.exists(self.path):
                 old = pq.ParquetFile(self.path)
                 for g in range(old.num_row_groups):
-                    w.write_table(old.read_row_group(g).cast(schema))
+                    w.write_table(fresh(old.read_row_group(g).cast(schema)))
             for p in parts:
-                w.write_table(pq.read_table(p).cast(schema))
+                w.write_table(fresh(pq.read_table(p).cast(schema)))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -370,6 +508,13 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     clf = classifier or Classifier(model, threads=threads)
+    with _OutputLock(out):
+        return _score_locked(inputs, clf, out, fmt, batch_size, resume, progress, top_k, embeddings, overwrite,
+                             chunk_size, fast_decode)
+
+
+def _score_locked(inputs, clf, out, fmt, batch_size, resume, progress, top_k, embeddings, overwrite, chunk_size,
+                  fast_decode) -> ScoreSummary:
     model_id = _sha256(clf.session.model_bytes)
     # everything that changes an answer: a resume with other settings is refused, so rows never mix
     manifest = {"model": model_id, "top_k": int(top_k), "embeddings": bool(embeddings), "format": fmt, "version": 1,
@@ -386,9 +531,11 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
     def todo() -> Iterator[Item]:
         nonlocal skipped
         for item in iter_items(inputs):
-            if item.source in done:
+            item = _keyed(item)
+            if item.source in done:  # written by an earlier run, or listed twice in this one
                 skipped += 1
                 continue
+            done.add(item.source)
             yield item
 
     total = _count_hint(inputs)
@@ -406,8 +553,10 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
             # delaying the first image (listing stays lazy for the scoring itself).
             import threading
 
+            before = frozenset(done)  # the scoring loop adds to `done` while this counts
+
             def count() -> None:
-                n = sum(1 for it in iter_items(inputs) if it.source not in done)
+                n = sum(1 for it in iter_items(inputs) if _keyed(it).source not in before)
                 bar.total = n
                 bar.refresh()
 

@@ -14,7 +14,7 @@ from PIL import Image
 from pyimgcls import Classifier, score
 from pyimgcls.jobs.bench import run_bench
 from pyimgcls.cli.main import main as cli_main
-from pyimgcls.jobs.score import OutputExistsError
+from pyimgcls.jobs.score import OutputExistsError, OutputLockedError
 from _helpers.models import tiny_classifier
 
 
@@ -203,3 +203,189 @@ def test_resume_cuts_a_row_cut_short(tmp_path, fmt):
     assert open(p).read().endswith("\n")
     w.write([dict(row, path="c.jpg")])
     assert w.done_paths() == {"a.jpg", "b.jpg", "c.jpg"}
+
+
+# ----------------------------------------------------------------------------- no row lost or doubled
+@pytest.fixture
+def tiny(tmp_path_factory):
+    """A fast classifier (the pipeline is under test, not the CNN)."""
+    from pyimgcls import PreprocessConfig
+
+    d = tmp_path_factory.mktemp("tiny")
+    cfg = PreprocessConfig(size=(32, 32), resize="stretch").to_json()
+    return Classifier(tiny_classifier(str(d / "tiny.onnx"), meta={"pyimgcls.preprocess": cfg}), threads=1)
+
+
+def _jpegs(folder, photos, n, names=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    base = [photos[k] for k in ("chelsea", "coffee", "astronaut", "rocket")]
+    paths = []
+    for i in range(n):
+        name = names[i] if names else f"img{i:03d}.jpg"
+        p = os.path.join(os.fsencode(folder) if isinstance(name, bytes) else str(folder), name)
+        Image.fromarray(base[i % 4][::4, ::4]).save(p if isinstance(p, str) else os.fsdecode(p), format="JPEG")
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_relative_absolute_and_overlapping_inputs_give_one_row_each(tiny, tmp_path, photos, monkeypatch, ext):
+    _jpegs(tmp_path / "d", photos, 5)
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / f"o{ext}")
+    s1 = score(["d", "d/img001.jpg", "./d/img001.jpg"], out=out, classifier=tiny, progress=False)
+    assert s1.images == 5 and s1.skipped == 2
+    s2 = score([str(tmp_path / "d"), str(tmp_path / "d" / ".." / "d")], out=out, classifier=tiny, progress=False)
+    assert s2.images == 0 and s2.skipped == 10
+    df = _read(out)
+    assert len(df) == 5 and df["path"].is_unique
+    assert sorted(df["path"]) == [str(tmp_path / "d" / f"img{i:03d}.jpg") for i in range(5)]
+
+
+def test_a_second_run_on_the_same_output_is_refused(tiny, tmp_path, photos):
+    _jpegs(tmp_path / "d", photos, 3)
+    out = str(tmp_path / "o.parquet")
+    code = (f"import fcntl, os, sys, time; fd = os.open({out + '.lock'!r}, os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'pid 4242 on testhost since now'); "
+            "print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputLockedError, match="pid 4242 on testhost"):
+            score([str(tmp_path / "d")], out=out, classifier=tiny, progress=False)
+        assert not os.path.exists(out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert score([str(tmp_path / "d")], out=out, classifier=tiny, progress=False).images == 3  # the lock died
+    assert not os.path.exists(out + ".lock")
+
+
+def test_two_concurrent_runs_never_double_rows(tmp_path, photos):
+    _jpegs(tmp_path / "d", photos, 60)
+    out = str(tmp_path / "o.jsonl")
+    cmd = [sys.executable, "-m", "pyimgcls", "score", str(tmp_path / "d"), "--out", out, "--quiet", "--threads", "1",
+           "--batch-size", "4"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(c for c, _ in results)
+    assert codes in ([0, 0], [0, 2]), results  # the second either waited its turn (resumed) or was refused
+    if codes == [0, 2]:
+        assert "is being written by another pyimgcls score run" in next(e for c, e in results if c == 2)
+    df = _read(out)
+    assert len(df) == 60 and df["path"].is_unique
+
+
+KILL_SCRIPT = r"""
+import os, signal, shutil, sys
+import pyimgcls
+from pyimgcls import Classifier, score
+
+k = int(sys.argv[3])
+calls = [0]
+
+def wrap(fn):
+    def inner(*a, **kw):
+        calls[0] += 1
+        if calls[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fn(*a, **kw)
+    return inner
+
+clf = Classifier(sys.argv[4], threads=1)
+# every durable step of a run: fsyncs, renames and removals
+os.fsync, os.replace, shutil.rmtree, os.remove, os.unlink = (wrap(os.fsync), wrap(os.replace), wrap(shutil.rmtree),
+                                                             wrap(os.remove), wrap(os.unlink))
+score([sys.argv[1]], out=sys.argv[2], classifier=clf, progress=False, chunk_size=2, batch_size=2)
+print("steps", calls[0])
+"""
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".csv", ".jsonl"])
+def test_kill_at_every_step_then_resume_gives_one_row_per_input(tmp_path, photos, tiny, ext):
+    """SIGKILL at each fsync / rename / removal of a run (the finish included), then a normal
+    resume: exactly one row per input, every time."""
+    _jpegs(tmp_path / "d", photos, 5)
+    model = tiny.model_path
+    base = [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "d")]
+    r = subprocess.run(base + [str(tmp_path / f"probe{ext}"), "0", model], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    steps = int(r.stdout.split()[-1])
+    assert steps > 5
+    for k in range(1, steps + 1):
+        out = str(tmp_path / f"k{k}{ext}")
+        r = subprocess.run(base + [out, str(k), model], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == -signal.SIGKILL, (k, r.stderr)
+        s = score([str(tmp_path / "d")], out=out, classifier=tiny, progress=False)
+        df = _read(out)
+        assert len(df) == 5 and df["path"].is_unique, (k, s, list(df["path"]))
+        assert not os.path.exists(out + ".parts") and not os.path.exists(out + ".lock")
+
+
+def test_csv_resume_with_line_breaks_in_file_names(tiny, tmp_path, photos):
+    """A file name holding a line break is quoted in CSV; resuming after a row cut at any byte
+    keeps every complete row and drops only the cut one."""
+    from pyimgcls.jobs.score import _AppendWriter
+
+    paths = _jpegs(tmp_path / "d", photos, 4, names=["a.jpg", "two\nlines.jpg", "c\r\n.jpg", "d.jpg"])
+    out = str(tmp_path / "o.csv")
+    score([str(tmp_path / "d")], out=out, classifier=tiny, progress=False)
+    full = open(out, "rb").read()
+    want = _read(out)
+    assert sorted(want["path"]) == sorted(paths) and len(want) == 4
+    # record boundaries: each parsed record written back alone gives its exact bytes
+    import csv as csv_mod
+    import io as io_mod
+
+    bounds, pos = [0], 0
+    for rec in csv_mod.reader(io_mod.StringIO(full.decode(), newline="")):
+        b = io_mod.StringIO()
+        csv_mod.writer(b, lineterminator="\n").writerow(rec)
+        pos += len(b.getvalue().encode())
+        bounds.append(pos)
+    assert pos == len(full)
+    for cut in range(len(full) + 1):
+        with open(out, "wb") as f:
+            f.write(full[:cut])
+        done = _AppendWriter(out, "csv", False).done_paths()
+        kept = open(out, "rb").read()
+        assert kept == full[:max(b for b in bounds if b <= cut)] or (kept == b"" and cut < bounds[1]), cut
+        assert done == set(_read(out)["path"]) if kept else not done
+    s = score([str(tmp_path / "d")], out=out, classifier=tiny, progress=False)  # resume from a cut mid-row
+    df = _read(out)
+    assert len(df) == 4 and sorted(df["path"]) == sorted(paths) and s.images + s.skipped == 4
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_non_utf8_file_names_lose_nothing(tiny, tmp_path, photos, ext):
+    d = tmp_path / "d"
+    _jpegs(d, photos, 3, names=[b"good.jpg", b"caf\xe9.jpg", b"\xff\xfe.jpg"])
+    out = str(tmp_path / f"o{ext}")
+    s = score([str(d)], out=out, classifier=tiny, progress=False, chunk_size=3)
+    assert s.images == 3 and s.errors == 0
+    df = _read(out)
+    assert sorted(df["path"]) == sorted([str(d / "good.jpg"), str(d) + "/caf\\xe9.jpg", str(d) + "/\\xff\\xfe.jpg"])
+    assert (df["error"] == "").all() and df["label"].notna().all()
+    s2 = score([str(d)], out=out, classifier=tiny, progress=False)  # resume finds them all done
+    assert s2.images == 0 and s2.skipped == 3 and len(_read(out)) == 3
+
+
+def test_a_folder_that_cannot_be_listed_is_reported(tiny, tmp_path, photos, monkeypatch):
+    d = tmp_path / "d"
+    _jpegs(d / "ok", photos, 2)
+    _jpegs(d / "locked", photos, 2)
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as for a folder without read permission (root ignores chmod)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = str(tmp_path / "o.jsonl")
+    s = score([str(d)], out=out, classifier=tiny, progress=False)
+    df = _read(out)
+    assert s.images == 3 and s.errors == 1 and len(df) == 3
+    row = df[df["error"] != ""].iloc[0]
+    assert row["path"] == str(d / "locked") and "cannot list folder" in row["error"]
+    assert "Permission denied" in row["error"]

@@ -117,6 +117,17 @@ def test_read_image_full(benchmark, jpeg_1280):
 
 
 @pytest.mark.benchmark(group="decode-jpeg-1280x960")
+def test_cv2_imdecode_reduced_2(benchmark, jpeg_1280):
+    """The like-for-like peer of ``read_image(min_size=...)`` at 1/2 scale: OpenCV's own reduced decode."""
+    buf = np.frombuffer(jpeg_1280, np.uint8)
+    ref = cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_2)[:, :, ::-1]
+    ours = read_image(jpeg_1280, min_size=(256, 256))
+    assert ref.shape == ours.shape == (480, 640, 3)
+    assert np.abs(ref.astype(int) - ours.astype(int)).max() <= 2  # both libjpeg(-turbo) DCT scaling
+    benchmark(cv2.imdecode, buf, cv2.IMREAD_REDUCED_COLOR_2)
+
+
+@pytest.mark.benchmark(group="decode-jpeg-1280x960")
 def test_cv2_imdecode(benchmark, jpeg_1280):
     buf = np.frombuffer(jpeg_1280, np.uint8)
     ref = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]

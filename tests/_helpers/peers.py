@@ -40,3 +40,26 @@ def cocoeval(gt: dict, dets: list, *, faster: bool = False):
         e.accumulate()
         e.summarize()
     return e
+
+
+def plain_classify_loop(files, sess, draft=None):
+    """The loop people write for the embedded model (``sess``), one image at a time -> ``[(top-1, margin)]``; ``draft=(w, h)`` adds PIL's reduced JPEG decode (``Image.draft``)."""
+    res = []
+    for f in files:
+        im = Image.open(f)
+        if draft is not None:
+            im.draft("RGB", draft)
+        im = im.convert("RGB")
+        w, h = im.size
+        s = 256
+        nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+        im = im.resize((nw, nh), Image.BILINEAR)
+        top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
+        x = np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
+        x = ((x - 0.5) / 0.5).transpose(2, 0, 1)[None]
+        logits = sess.run(None, {"input": x})[0][0].astype(np.float64)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        top2 = np.sort(p)[-2:]
+        res.append((int(np.argmax(p)), float(top2[1] - top2[0])))
+    return res

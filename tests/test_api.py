@@ -72,7 +72,7 @@ def test_readme_python_names_exist():
 
 # The layers, bottom first; a module may import its own layer and the layers below it.
 LAYERS = [
-    {"_core", "io", "runtime.threads"},
+    {"_core", "limits", "io", "runtime.threads"},
     {"preprocessing", "ops", "metrics"},
     {"runtime"},
     {"tasks"},

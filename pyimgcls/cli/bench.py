@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._args import THREADS_HELP, batch_sizes, thread_count
+from ._args import THREADS_HELP, batch_sizes, positive_seconds, thread_count
 
 __all__ = ["register", "run"]
 
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--model", default=None)
     b.add_argument("--batch-size", type=batch_sizes, default=[1, 8, 32], help="e.g. 1,8,32")
     b.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
-    b.add_argument("--duration", type=float, default=3.0, help="seconds per batch size")
+    b.add_argument("--duration", type=positive_seconds, default=3.0, help="seconds per batch size")
     b.add_argument("--images", default=None, help="folder of real images (default: synthetic JPEGs)")
     b.add_argument("--json", action="store_true")
     b.add_argument("--providers", default="auto")

@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 
-from ._args import PROVIDERS_HELP, THREADS_HELP, positive_int, thread_count
+from ._args import (
+    PROVIDERS_HELP,
+    THREADS_HELP,
+    positive_int,
+    positive_seconds,
+    thread_count,
+)
 
 __all__ = ["register", "run"]
 
@@ -23,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--fast-decode", action="store_true",
                    help="decode JPEGs at a reduced DCT scale: faster on large photos, but the top-1 class changes on "
                         "some images (see README)")
+    c.add_argument("--item-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                   help="an image that takes longer to read and decode becomes an error row (default: no limit)")
     c.set_defaults(func=run)
 
 
@@ -44,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     n_err = 0
     width = 0
     rows = []
-    for r in clf.predict_iter(args.paths, batch_size=args.batch_size, top_k=args.top_k, fast_decode=args.fast_decode):
+    for r in clf.predict_iter(args.paths, batch_size=args.batch_size, top_k=args.top_k, fast_decode=args.fast_decode,
+                              item_timeout=args.item_timeout):
         n_err += r.error is not None
         if args.json:
             print(json.dumps(_classification_json(r)), flush=True)

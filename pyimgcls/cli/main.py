@@ -30,9 +30,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.model = default_model_path()
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"pyimgcls: error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError) as e:  # a model or input that is not there or not usable
+        print(f"pyimgcls: error: {_describe(e)}", file=sys.stderr)
         return 2
+    except (OSError, MemoryError, RuntimeError) as e:  # disk full, read-only output, ONNX Runtime failures
+        print(f"pyimgcls: error: {_describe(e)}", file=sys.stderr)
+        return 1
+
+
+def _describe(e: BaseException) -> str:
+    """One line for an exception: ``file: reason`` for OS errors, the message's last line otherwise."""
+    if isinstance(e, OSError) and e.strerror:
+        where = e.filename if e.filename is not None else ""
+        return f"{where}: {e.strerror}" if where else e.strerror
+    if isinstance(e, MemoryError):
+        return "out of memory" + (f" ({e})" if str(e) else "")
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
 
 
 if __name__ == "__main__":

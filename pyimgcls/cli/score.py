@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import THREADS_HELP, positive_int, thread_count
+from ._args import THREADS_HELP, positive_int, positive_seconds, thread_count
 
 __all__ = ["register", "run"]
 
@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--fast-decode", action="store_true",
                    help="decode JPEGs at a reduced DCT scale: faster on large photos, but the top-1 class changes on "
                         "some images (see README)")
+    s.add_argument("--item-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                   help="an image that takes longer to read and decode becomes an error row (default: no limit)")
     s.set_defaults(func=run)
 
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = score(args.paths, model=args.model, out=args.out, batch_size=args.batch_size, resume=args.resume,
                         threads=args.threads, progress=not args.quiet, top_k=args.top_k,
-                        embeddings=args.embeddings, overwrite=args.overwrite, fast_decode=args.fast_decode)
+                        embeddings=args.embeddings, overwrite=args.overwrite, fast_decode=args.fast_decode,
+                        item_timeout=args.item_timeout)
     except (OutputExistsError, OutputLockedError) as e:
         print(f"pyimgcls: error: {e}", file=sys.stderr)
         return 2

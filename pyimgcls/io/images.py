@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 from typing import BinaryIO, NamedTuple, Union
 
@@ -16,10 +17,11 @@ import cv2
 import numpy as np
 import simplejpeg
 
-__all__ = ["DecodeInfo", "ImageDecodeError", "read_image", "image_size", "DEFAULT_MAX_PIXELS"]
+from ..limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_JPEG_SCANS
+
+__all__ = ["DecodeInfo", "ImageDecodeError", "read_image", "image_size", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS"]
 
 #: Same limit as Pillow's DecompressionBombError threshold (2 * 89,478,485 pixels).
-DEFAULT_MAX_PIXELS = 178_956_970
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
@@ -55,22 +57,63 @@ def _describe(src: object) -> str:
     return str(name) if isinstance(name, str) else f"<{type(src).__name__}>"
 
 
-def _read_bytes(src: ImageSource) -> bytes:
+_HEAD = 1 << 20  # a large file's header is checked on its first MiB before the rest is read
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_path(path: str, name: str, max_bytes: int | None, max_pixels: int | None) -> bytes:
+    """A regular file's bytes, its size checked before reading (a FIFO or a device named *.jpg
+    never blocks or streams forever) and, for a large file, its header before the rest."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise ImageDecodeError(f"{name}: cannot read file: {e.strerror or e}") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageDecodeError(f"{name}: {_kind(st.st_mode)}, not an image file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ImageDecodeError(f"{name}: {st.st_size:,} bytes, more than max_bytes={max_bytes:,}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            head = f.read(_HEAD)
+            if len(head) == _HEAD and max_pixels is not None:
+                _check_header(head, name, max_pixels, partial=True)
+            rest = f.read(max_bytes + 1 - len(head) if max_bytes is not None else -1)
+    except OSError as e:
+        raise ImageDecodeError(f"{name}: cannot read file: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
+    data = head + rest
+    if max_bytes is not None and len(data) > max_bytes:  # grew while being read
+        raise ImageDecodeError(f"{name}: more than max_bytes={max_bytes:,} bytes")
+    return data
+
+
+def _read_bytes(src: ImageSource, max_bytes: int | None = None, max_pixels: int | None = None) -> bytes:
+    name = _describe(src)
     if isinstance(src, (str, os.PathLike)):
-        try:
-            with open(src, "rb") as f:
-                return f.read()
-        except OSError as e:
-            raise ImageDecodeError(f"{_describe(src)}: cannot read file: {e.strerror or e}") from e
+        return _read_path(os.fspath(src), name, max_bytes, max_pixels)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return bytes(src)
-    read = getattr(src, "read", None)
-    if callable(read):
-        data = read()
+        data = bytes(src)
+    else:
+        read = getattr(src, "read", None)
+        if not callable(read):
+            raise TypeError(f"src must be a path, bytes or a binary file object, got {type(src).__name__}")
+        data = read() if max_bytes is None else read(max_bytes + 1)
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"file object must be opened in binary mode, read() returned {type(data).__name__}")
-        return bytes(data)
-    raise TypeError(f"src must be a path, bytes or a binary file object, got {type(src).__name__}")
+        data = bytes(data)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageDecodeError(f"{name}: more than max_bytes={max_bytes:,} bytes")
+    return data
 
 
 # ------------------------------------------------------------------ format sniffing and headers
@@ -121,6 +164,10 @@ def _webp_size(d: bytes) -> tuple[int, int]:
     raise ValueError("truncated or unknown WebP header")
 
 
+_TIFF_UNIQUE = {256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression",
+                277: "SamplesPerPixel", 339: "SampleFormat"}
+
+
 def _tiff_ifd0(d: bytes) -> dict[int, int]:
     """Reads the SHORT/LONG scalar tags of IFD0 of a TIFF structure."""
     if len(d) < 8:
@@ -131,11 +178,16 @@ def _tiff_ifd0(d: bytes) -> dict[int, int]:
         raise ValueError("truncated TIFF header")
     (n,) = struct.unpack(e + "H", d[off : off + 2])
     tags: dict[int, int] = {}
+    seen: set[int] = set()
     for i in range(n):
         p = off + 2 + 12 * i
         if p + 12 > len(d):
             break
         tag, typ, count = struct.unpack(e + "HHI", d[p : p + 8])
+        if tag in seen and tag in _TIFF_UNIQUE:
+            # decoders disagree on which copy counts (libtiff takes the first): refuse the file
+            raise ValueError(f"TIFF lists tag {_TIFF_UNIQUE[tag]} twice")
+        seen.add(tag)
         if count != 1:
             continue
         if typ == 3:
@@ -152,6 +204,38 @@ def _tiff_size(d: bytes) -> tuple[int, int]:
     return tags[257], tags[256]
 
 
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_frame(d: bytes) -> tuple[int, int, int]:
+    """``(height, width, SOF marker)`` from the JPEG frame header, read as a decoder reads it:
+    the first SOFn marker before the first scan."""
+    p = 2
+    n = len(d)
+    while p + 4 <= n:
+        if d[p] != 0xFF:
+            raise ValueError(f"corrupt JPEG header (no marker at byte {p})")
+        m = d[p + 1]
+        if m == 0xFF:  # fill byte
+            p += 1
+            continue
+        if m == 0xD8 or 0xD0 <= m <= 0xD7 or m == 0x01:
+            p += 2
+            continue
+        if m in (0xD9, 0xDA):
+            raise ValueError("JPEG without a frame header before its first scan")
+        (length,) = struct.unpack(">H", d[p + 2:p + 4])
+        if length < 2:
+            raise ValueError(f"corrupt JPEG header (segment length {length} at byte {p})")
+        if m in _SOF:
+            if p + 9 > n:
+                break
+            h, w = struct.unpack(">HH", d[p + 5:p + 9])
+            return h, w, m
+        p += 2 + length
+    raise ValueError("truncated JPEG header (the frame header with the image size is missing)")
+
+
 def image_size(data: bytes, *, oriented: bool = False) -> tuple[str, int, int]:
     """Returns ``(format, height, width)`` read from the header alone.
 
@@ -166,7 +250,7 @@ def image_size(data: bytes, *, oriented: bool = False) -> tuple[str, int, int]:
     if fmt is None:
         raise ValueError("not a supported image format (JPEG, PNG, WebP, TIFF, BMP)")
     if fmt == "jpeg":
-        h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+        h, w, _ = _jpeg_frame(data)
     else:
         h, w = {"png": _png_size, "bmp": _bmp_size, "webp": _webp_size, "tiff": _tiff_size}[fmt](data)
     if oriented and _exif_orientation(data, fmt) in (5, 6, 7, 8):
@@ -300,6 +384,49 @@ def _decode_cv2(data: bytes, color: str) -> np.ndarray:
     return a
 
 
+def _check_header(data: bytes, name: str, max_pixels: int | None, partial: bool = False) -> tuple[str, int, int]:
+    """``(format, h, w)`` of a file that passes the header checks; ``partial``: ``data`` is only the
+    start of the file, so a header that does not fit in it is left to the full check."""
+    try:
+        fmt, h, w = image_size(data)
+    except ValueError as e:
+        if partial:
+            return "", 0, 0
+        raise ImageDecodeError(f"{name}: {e}") from None
+    if h <= 0 or w <= 0:
+        raise ImageDecodeError(f"{name}: header announces an empty image ({h}x{w})")
+    if max_pixels is not None and h * w > max_pixels:
+        raise ImageDecodeError(
+            f"{name}: {fmt} header announces {h}x{w} = {h * w} pixels, more than max_pixels={max_pixels}"
+        )
+    if fmt == "jpeg" and not partial:
+        scans = data.count(b"\xff\xda")  # SOS markers (0xFF 0xDA never occurs inside entropy-coded data)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageDecodeError(f"{name}: JPEG with {scans} scans, more than the limit of {MAX_JPEG_SCANS} "
+                                   "(each scan is a pass over the whole image: pyimgcls.limits.MAX_JPEG_SCANS)")
+    return fmt, h, w
+
+
+def _reason(e: BaseException, data: bytes, fmt: str) -> str:
+    """A decoder's exception as one clear line."""
+    if fmt == "tiff":
+        try:
+            tags = _tiff_ifd0(data)
+        except (ValueError, struct.error):
+            tags = {}
+        if tags.get(339) == 3:
+            return f"floating-point TIFF samples ({tags.get(258, '?')}-bit) are not supported; use 8 or 16-bit"
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    text = str(e).strip().splitlines()
+    msg = text[-1] if text else type(e).__name__
+    if type(e).__name__ == "error" and type(e).__module__.startswith("cv2"):
+        if "CV_IO_MAX_IMAGE_WIDTH" in msg or "CV_IO_MAX_IMAGE_HEIGHT" in msg or "CV_IO_MAX_IMAGE_PIXELS" in msg:
+            return "the image is larger on one side than OpenCV's decoder accepts"
+        msg = "OpenCV: " + (msg.split(" error: ", 1)[-1] if " error: " in msg else msg)
+    return msg
+
+
 def read_image(
     src: ImageSource,
     *,
@@ -307,6 +434,7 @@ def read_image(
     min_size: tuple[int, int] | None = None,
     exif: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, DecodeInfo]:
     """Decodes an image file into a NumPy array.
@@ -321,8 +449,12 @@ def read_image(
             Faster, but the pixels differ from a full decode (see ``return_info`` for the scale).
         exif: apply the EXIF orientation tag (JPEG, PNG, WebP, TIFF); ``False`` returns the
             pixels as stored.
-        max_pixels: refuse images whose header announces more pixels (checked before decoding);
-            ``None`` disables the check.
+        max_pixels: refuse images whose header announces more pixels (checked before decoding;
+            ``pyimgcls.limits``); ``None`` disables the check.
+        max_bytes: refuse files larger than this before reading them; ``None`` disables it.
+            Only regular files are read (a FIFO or a device is refused), and a large file's
+            header is checked before the rest is read. Progressive JPEGs with more than
+            ``pyimgcls.limits.MAX_JPEG_SCANS`` scans are refused before decoding.
         return_info: return ``(image, DecodeInfo)``: the decode scale and the full-resolution
             size, to map coordinates on the decoded image back to the file's pixels.
 
@@ -338,20 +470,13 @@ def read_image(
         if len(min_size) != 2 or min(int(min_size[0]), int(min_size[1])) <= 0:
             raise ValueError(f"min_size must be (h, w) with positive sides, got {min_size!r}")
         min_size = (int(min_size[0]), int(min_size[1]))
-    data = _read_bytes(src)
+    if max_bytes is not None and (isinstance(max_bytes, bool) or int(max_bytes) < 1):
+        raise ValueError(f"max_bytes must be a positive int or None, got {max_bytes!r}")
     name = _describe(src)
+    data = _read_bytes(src, max_bytes, max_pixels)
     if not data:
         raise ImageDecodeError(f"{name}: empty file")
-    try:
-        fmt, h, w = image_size(data)
-    except ValueError as e:
-        raise ImageDecodeError(f"{name}: {e}") from None
-    if h <= 0 or w <= 0:
-        raise ImageDecodeError(f"{name}: header announces an empty image ({h}x{w})")
-    if max_pixels is not None and h * w > max_pixels:
-        raise ImageDecodeError(
-            f"{name}: {fmt} header announces {h}x{w} = {h * w} pixels, more than max_pixels={max_pixels}"
-        )
+    fmt, h, w = _check_header(data, name, max_pixels)
     orientation = _exif_orientation(data, fmt)
     try:
         a, f = None, 1
@@ -360,8 +485,13 @@ def read_image(
             a, f = _decode_jpeg(data, color, min_size, orientation if exif else 1, h, w, colorspace)
         if a is None:
             a = _decode_cv2(data, color)
-    except ValueError as e:
-        raise ImageDecodeError(f"{name}: cannot decode {fmt}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - every decoder failure (cv2.error too) names the source
+        raise ImageDecodeError(f"{name}: cannot decode {fmt}: {_reason(e, data, fmt)}") from None
+    # what the decoder really produced must be what the header said (a file whose decoder reads
+    # other dimensions than the header check is refused, not returned)
+    dh, dw = a.shape[:2]
+    if f == 1 and {(dh, dw), (dw, dh)}.isdisjoint({(h, w)}):
+        raise ImageDecodeError(f"{name}: decoded {dh}x{dw} pixels, but the {fmt} header says {h}x{w}")
     if fmt == "tiff":
         # libtiff (inside OpenCV) always applies the orientation tag itself; undo it on request.
         a = _apply_orientation(a, _INVERSE.get(orientation, orientation)) if not exif else a

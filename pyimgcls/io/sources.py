@@ -42,19 +42,43 @@ class FolderListingError:
 
 def _walk(folder: str) -> Iterator[Item]:
     """Items for the image files under ``folder``, recursively, in sorted order, listed lazily; a
-    folder that cannot be listed becomes an item that fails with the reason."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as e:
-        yield Item(folder, FolderListingError(folder, e))
+    folder that cannot be listed becomes an item that fails with the reason. Symbolic links to
+    folders are followed, but each real folder is visited once (no loops, no duplicates), and the
+    walk keeps its own stack (no recursion limit on deep trees)."""
+    seen: set[tuple[int, int]] = set()
+
+    def listing(path: str):
+        try:
+            st = os.stat(path)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                return iter(()), None
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as e:
+            return None, e
+        seen.add(key)
+        return iter(entries), None
+
+    it, err = listing(folder)
+    if err is not None:
+        yield Item(folder, FolderListingError(folder, err))
         return
-    for e in entries:
+    stack = [it]
+    while stack:
+        e = next(stack[-1], None)
+        if e is None:
+            stack.pop()
+            continue
         try:
             is_dir = e.is_dir(follow_symlinks=True)
         except OSError:
             is_dir = False
         if is_dir:
-            yield from _walk(e.path)
+            it, err = listing(e.path)
+            if err is not None:
+                yield Item(e.path, FolderListingError(e.path, err))
+            else:
+                stack.append(it)
         elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
             yield Item(e.path, e.path)
 

@@ -93,12 +93,17 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
     ``fast_decode`` measures the DCT-scaled JPEG decode (answers differ a little; see
     ``Classifier.predict``) instead of the exact full decode.
     """
+    import math
+
     from ..io.images import read_image
     from ..io.sources import iter_items
     from ..preprocessing import preprocess
     from ..runtime.pipeline import decode_min_size
     from ..tasks.classifier import Classifier
 
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
+            or duration <= 0:
+        raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
     t0 = time.perf_counter()
     clf = Classifier(model, threads=threads, providers=providers)
     t_session = time.perf_counter() - t0

@@ -473,7 +473,8 @@ def _countable(inputs) -> bool:
 
 def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bool = True, threads: int = 0,
           progress: bool = True, top_k: int = 5, embeddings: bool = False, overwrite: bool = False,
-          chunk_size: int | None = None, classifier=None, fast_decode: bool = False) -> ScoreSummary:
+          chunk_size: int | None = None, classifier=None, fast_decode: bool = False,
+          item_timeout: float | None = None) -> ScoreSummary:
     """Scores every image of ``inputs`` with a classifier and writes one row per input to ``out``.
 
     Args:
@@ -493,6 +494,8 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         fast_decode: DCT-scaled JPEG decoding (faster, answers differ a little; see
             ``Classifier.predict``). Recorded in the output's manifest: a resume with another
             setting is refused.
+        item_timeout: seconds one image may take to read and decode; a slower one becomes an error
+            row instead of stalling the run (``None``: no limit).
 
     Returns:
         ``ScoreSummary`` (rows written, errors, skipped, images/s). Per-item failures are rows
@@ -510,11 +513,11 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
     clf = classifier or Classifier(model, threads=threads)
     with _OutputLock(out):
         return _score_locked(inputs, clf, out, fmt, batch_size, resume, progress, top_k, embeddings, overwrite,
-                             chunk_size, fast_decode)
+                             chunk_size, fast_decode, item_timeout)
 
 
 def _score_locked(inputs, clf, out, fmt, batch_size, resume, progress, top_k, embeddings, overwrite, chunk_size,
-                  fast_decode) -> ScoreSummary:
+                  fast_decode, item_timeout) -> ScoreSummary:
     model_id = _sha256(clf.session.model_bytes)
     # everything that changes an answer: a resume with other settings is refused, so rows never mix
     manifest = {"model": model_id, "top_k": int(top_k), "embeddings": bool(embeddings), "format": fmt, "version": 1,
@@ -567,7 +570,7 @@ def _score_locked(inputs, clf, out, fmt, batch_size, resume, progress, top_k, em
     t0 = time.perf_counter()
     try:
         for r in clf.predict_iter(None, items=todo(), batch_size=batch_size, top_k=top_k, embeddings=embeddings,
-                                   fast_decode=fast_decode):
+                                   fast_decode=fast_decode, item_timeout=item_timeout):
             pending.append(_row(r, embeddings))
             n += 1
             errors += r.error is not None

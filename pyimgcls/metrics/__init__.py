@@ -2,9 +2,25 @@
 streaming (``update`` / ``merge``) so large or distributed evaluations can run as they go."""
 
 from ._common import UndefinedMetricWarning
-from .classification import ClassificationReport, ConfusionMatrix, MultilabelReport, top_k_accuracy
-from .detection import COCOEvaluator, COCOResult, STAT_NAMES, evaluate_coco, voc_average_precision
-from .ranking import average_precision, precision_recall_curve, roc_auc, threshold_for_precision
+from .classification import (
+    ClassificationReport,
+    ConfusionMatrix,
+    MultilabelReport,
+    top_k_accuracy,
+)
+from .detection import (
+    STAT_NAMES,
+    COCOEvaluator,
+    COCOResult,
+    evaluate_coco,
+    voc_average_precision,
+)
+from .ranking import (
+    average_precision,
+    precision_recall_curve,
+    roc_auc,
+    threshold_for_precision,
+)
 
 __all__ = [
     "COCOEvaluator",

@@ -19,10 +19,14 @@ def _labels_1d(x, name: str) -> np.ndarray:
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-d, got shape {a.shape}")
     if a.size and a.dtype.kind not in "iub":
-        if a.dtype.kind == "f" and np.all(np.mod(a, 1) == 0):
-            a = a.astype(np.int64)
-        else:
+        if a.dtype.kind != "f":
             raise TypeError(f"{name} must hold integer class ids, got {a.dtype}")
+        bad = ~np.isfinite(a) | (np.mod(a, 1) != 0) | (np.abs(a) > 2.0**62)
+        if bad.any():
+            raise ValueError(f"{name} must hold whole-number class ids that fit int64, got {float(a[bad][0])!r}")
+        a = a.astype(np.int64)
+    if a.size and a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds a class id beyond int64: {a.max()}")
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
@@ -182,7 +186,7 @@ def top_k_accuracy(y_true, scores, k: int = 5, *, normalize: bool = True) -> flo
     s = np.asarray(scores)
     if s.dtype.kind not in "fiu":
         raise TypeError(f"scores must be numeric, got {s.dtype}")
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 2**62:
         raise ValueError(f"k must be a positive int, got {k!r}")
     if s.dtype.kind == "f" and s.size and not np.isfinite(s).all():
         bad = np.argwhere(~np.isfinite(s))[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_boxes", "as_scores", "unit_interval"]
+__all__ = ["as_boxes", "as_count", "as_scores", "unit_interval"]
 
 
 def as_boxes(boxes, name: str = "boxes", *, finite: bool = False) -> np.ndarray:
@@ -35,4 +35,14 @@ def unit_interval(value: float, name: str) -> float:
     v = float(value)
     if not (0.0 <= v <= 1.0):
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+def as_count(value, name: str) -> int:
+    """A non-negative int small enough for the kernels (counts and limits such as ``max_det``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    v = int(value)
+    if not 0 <= v <= 2**62:
+        raise ValueError(f"{name} must be in [0, 2^62], got {v}")
     return v

@@ -13,9 +13,13 @@ import numpy as np
 
 from .. import _core
 from ..runtime.threads import resolve_threads
-from ._args import as_boxes, as_scores, unit_interval
+from ._args import as_boxes, as_count, as_scores, unit_interval
 
 __all__ = ["nms", "batched_nms", "soft_nms"]
+
+
+def _optional_float(v) -> float | None:
+    return None if v is None else float(v)
 
 
 def nms(boxes, scores, iou_threshold: float, *, score_threshold: float | None = None,
@@ -35,8 +39,8 @@ def nms(boxes, scores, iou_threshold: float, *, score_threshold: float | None = 
     """
     b = as_boxes(boxes)
     s = as_scores(scores, b)
-    return _core.nms(b, s, unit_interval(iou_threshold, "iou_threshold"), score_threshold,
-                     None if max_output is None else int(max_output))
+    return _core.nms(b, s, unit_interval(iou_threshold, "iou_threshold"), _optional_float(score_threshold),
+                     None if max_output is None else as_count(max_output, "max_output"))
 
 
 def batched_nms(boxes, scores, class_ids, iou_threshold: float, *, score_threshold: float | None = None,
@@ -63,7 +67,7 @@ def batched_nms(boxes, scores, class_ids, iou_threshold: float, *, score_thresho
     if c.ndim != 1 or c.shape[0] != b.shape[0]:
         raise ValueError(f"class_ids must have shape ({b.shape[0]},), got {c.shape}")
     return _core.batched_nms(b, s, np.ascontiguousarray(c, dtype=np.int64), unit_interval(iou_threshold, "iou_threshold"),
-                             score_threshold, None if max_output is None else int(max_output), resolve_threads(threads))
+                             _optional_float(score_threshold), None if max_output is None else as_count(max_output, "max_output"), resolve_threads(threads))
 
 
 def soft_nms(boxes, scores, *, method: str = "gaussian", sigma: float = 0.5, iou_threshold: float = 0.3,

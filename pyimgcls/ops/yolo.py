@@ -3,11 +3,13 @@ NMS and the top ``max_det``, natively, one result per image."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _core
 from ..runtime.threads import resolve_threads
-from ._args import unit_interval
+from ._args import as_count, unit_interval
 from .detections import Detections
 
 __all__ = ["decode_yolo"]
@@ -44,11 +46,14 @@ def decode_yolo(output, *, layout: str, conf_threshold: float = 0.25, iou_thresh
         out = out[None]
     if out.ndim != 3:
         raise ValueError(f"output must have shape {'(B, N, 5 + C)' if layout == 'v5' else '(B, 4 + C, N)'}, got {out.shape}")
-    if int(max_det) < 0:
-        raise ValueError(f"max_det must be >= 0, got {max_det!r}")
+    max_det = as_count(max_det, "max_det")
+    max_candidates = as_count(max_candidates, "max_candidates")
+    conf_threshold = float(conf_threshold)
+    if not math.isfinite(conf_threshold):
+        raise ValueError(f"conf_threshold must be finite, got {conf_threshold!r}")
     out = np.ascontiguousarray(out, dtype=np.float32)
-    res = _core.decode_yolo(out, 0 if layout == "v5" else 1, float(conf_threshold),
-                            unit_interval(iou_threshold, "iou_threshold"), int(max_det), int(max_candidates),
+    res = _core.decode_yolo(out, 0 if layout == "v5" else 1, conf_threshold,
+                            unit_interval(iou_threshold, "iou_threshold"), max_det, max_candidates,
                             bool(class_agnostic), bool(multi_label), resolve_threads(threads))
     names = None if class_names is None else tuple(class_names)
     return [Detections(xyxy=b, confidence=c, class_id=k, class_names=names) for b, c, k in res]

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..limits import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+
 if TYPE_CHECKING:
     from .transform import ImageTransform
 
@@ -76,6 +78,10 @@ class PreprocessConfig:
             raise TypeError(f"size must be (H, W), got {self.size!r}") from None
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"size must be (H, W) with positive sides, got {self.size!r}")
+        if max(size) > MAX_INPUT_SIDE or size[0] * size[1] > MAX_INPUT_PIXELS:
+            raise ValueError(f"size {size} is beyond pyimgcls' model-input limit (sides up to {MAX_INPUT_SIDE}, "
+                             f"{MAX_INPUT_PIXELS:,} pixels per image: pyimgcls.limits); a batch buffer would need "
+                             f"{size[0] * size[1] * 3 * 4 / 2**30:.1f} GiB per image")
         object.__setattr__(self, "size", size)
         for name, value, allowed in (
             ("resize", self.resize, _RESIZE),

@@ -35,15 +35,27 @@ def _as_image_list(images: object) -> list[np.ndarray]:
     raise TypeError(f"images must be a list of arrays or an (N, H, W, C) array, got {type(images).__name__}")
 
 
+_INT32_MAX = 2**31 - 1
+
+
 def _check_image(i: int, im: np.ndarray) -> np.ndarray:
-    if im.dtype.char not in "BH":  # uint8, uint16
+    if im.dtype.kind != "u" or im.dtype.itemsize not in (1, 2) or im.dtype.fields is not None:
         raise TypeError(f"images[{i}] must be uint8 or uint16, got {im.dtype}")
+    canonical = np.dtype(np.uint8) if im.dtype.itemsize == 1 else np.dtype(np.uint16)
+    if not im.dtype.isnative:
+        im = im.astype(canonical)  # byte-swapped uint16: the kernel reads native words
+    elif im.dtype is not canonical:
+        im = im.view(canonical)  # the same bytes under the builtin dtype object (metadata, aliases)
     if im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] not in (1, 3, 4)):
         raise ValueError(f"images[{i}] must have shape (H, W) or (H, W, C) with C in 1, 3, 4; got {im.shape}")
     if im.shape[0] == 0 or im.shape[1] == 0:
         raise ValueError(f"images[{i}] must be non-empty, got shape {im.shape}")
     c = 1 if im.ndim == 2 else im.shape[2]
-    if im.strides[1] != c * im.itemsize or (im.ndim == 3 and im.strides[2] != im.itemsize) or im.strides[0] < 0:
+    # the kernel reads rows of c * w contiguous samples at a positive row stride that does not
+    # overlap the previous row: anything else (negative, zero or short strides of broadcast
+    # views, strided pixels) is copied first, so nothing outside the array is ever read
+    if (im.strides[1] != c * im.itemsize or (im.ndim == 3 and im.strides[2] != im.itemsize)
+            or (im.shape[0] > 1 and im.strides[0] < im.shape[1] * c * im.itemsize)):
         im = np.ascontiguousarray(im)
     return im
 
@@ -109,7 +121,12 @@ def preprocess(
         if hit is None:
             if len(plan_cache) > 1024:  # bounded: many sizes just recompute
                 plan_cache.clear()
-            hit = plan_cache[hw] = config.plan(hw[0], hw[1])
+            hit = config.plan(hw[0], hw[1])
+            if max(hit[0]) > _INT32_MAX:
+                raise ValueError(f"images[{i}]: a {hw[0]}x{hw[1]} image would be resized to {hit[0][0]}x{hit[0][1]} "
+                                 f"pixels for {config.resize}, beyond what the kernel indexes (2^31); crop or pad "
+                                 "an image of such an extreme aspect ratio first")
+            plan_cache[hw] = hit
         plans[i] = hit[0]
         tfs.append(hit[1])
     if n:

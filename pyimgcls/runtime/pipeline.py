@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -59,8 +60,17 @@ def _chunks(it: Iterator[Item], n: int) -> Iterator[list[Item]]:
 
 def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size: int, threads: int,
                     fast_decode: bool = False, depth: int = 2,
-                    on_error: Callable[[Item, BaseException], None] | None = None) -> Iterator[Prepared]:
-    """Yields ``Prepared`` batches in input order, prepared ``depth`` batches ahead in a thread."""
+                    on_error: Callable[[Item, BaseException], None] | None = None,
+                    item_timeout: float | None = None) -> Iterator[Prepared]:
+    """Yields ``Prepared`` batches in input order, prepared ``depth`` batches ahead in a thread.
+
+    ``item_timeout``: seconds one item may take to load and decode; a slower one becomes an error
+    entry (``TimeoutError``) and the run goes on. Its worker thread cannot be stopped and finishes
+    in the background; the decode pool is replaced so that the run keeps its workers.
+    """
+    if item_timeout is not None and not (isinstance(item_timeout, (int, float)) and not isinstance(item_timeout, bool)
+                                         and item_timeout > 0 and item_timeout < float("inf")):
+        raise ValueError(f"item_timeout must be a finite number of seconds > 0 or None, got {item_timeout!r}")
     min_size = decode_min_size(cfg) if fast_decode else None
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -71,16 +81,36 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
         try:
             img, info = load_item(item, min_size=min_size, return_info=True)
             return (img, info), None, time.thread_time() - t0
-        except (ValueError, TypeError, OSError) as e:
+        except (ValueError, TypeError, OSError, MemoryError) as e:
             return None, e, time.thread_time() - t0
 
+    def new_pool() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pyimgcls-decode")
+
+    def load_all(pool: ThreadPoolExecutor, chunk: list[Item]):
+        if item_timeout is None:
+            return (list(pool.map(load, chunk)) if len(chunk) > 1 else [load(chunk[0])]), False
+        futures = [pool.submit(load, it) for it in chunk]
+        results, stuck = [], False
+        for it, fut in zip(chunk, futures):
+            try:
+                results.append(fut.result(timeout=item_timeout))
+            except FutureTimeout:
+                stuck = True
+                results.append((None, TimeoutError(f"{it.source}: loading took longer than item_timeout="
+                                                   f"{item_timeout:g} s"), 0.0))
+        return results, stuck
+
     def producer() -> None:
-        pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pyimgcls-decode")
+        pool = new_pool()
         try:
             for chunk in _chunks(iter(items), batch_size):
                 if stop.is_set():
                     return
-                results = list(pool.map(load, chunk)) if len(chunk) > 1 else [load(chunk[0])]
+                results, stuck = load_all(pool, chunk)
+                if stuck:  # the stuck thread keeps its slot: carry on with a fresh pool
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
                 p = Prepared(items=chunk, batch=None, ok=[])
                 imgs, infos = [], []
                 for i, (loaded, err, dt) in enumerate(results):

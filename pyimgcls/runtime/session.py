@@ -128,7 +128,10 @@ def _load_bytes(model) -> bytes:
 
 def _inline_external_data(data: bytes, path: str) -> bytes:
     import onnx
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import (
+        load_external_data_for_model,
+        uses_external_data,
+    )
 
     try:
         m = onnx.load_from_string(data)
@@ -211,7 +214,14 @@ class Session:
         self.allow_spinning = spin
         self._opts = opts
         self._device_id = device_id
-        self.session = self._create(providers)
+        try:
+            self.session = self._create(providers)
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime's own exception types, named here
+            lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+            raise ValueError(f"{self.source}: ONNX Runtime cannot load this model: "
+                             f"{lines[-1] if lines else type(e).__name__}") from None
         self.providers: list[str] = list(self.session.get_providers())
         self.info = self._introspect()
         self.labels: list[str] | None = None

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numbers
 
 from .. import _core
+from ..limits import MAX_THREADS_PER_CORE
 
 __all__ = ["MAX_THREADS_PER_CORE", "resolve_threads", "usable_cores"]
 
-MAX_THREADS_PER_CORE = 4
 
 
 def usable_cores() -> int:

@@ -74,7 +74,8 @@ class ModelTask:
     # ------------------------------------------------------------------ batch path
     def _run_batches(self, inputs: Any, *, batch_size: int, errors: str, fast_decode: bool,
                      session: Session | None = None, items: Iterable[Item] | None = None,
-                     stats: dict | None = None) -> Iterator[tuple[Prepared, list[np.ndarray] | None]]:
+                     stats: dict | None = None,
+                     item_timeout: float | None = None) -> Iterator[tuple[Prepared, list[np.ndarray] | None]]:
         """Yields ``(prepared, outputs)`` per batch, in input order; ``outputs`` is ``None`` when
         every item of the batch failed. With ``errors="raise"`` the first bad item raises."""
         if errors not in ERROR_MODES:
@@ -84,7 +85,7 @@ class ModelTask:
         session = self.session if session is None else session
         items = iter_items(inputs) if items is None else items
         for prep in prepare_batches(items, self.config, batch_size=batch_size, threads=self.threads,
-                                    fast_decode=fast_decode):
+                                    fast_decode=fast_decode, item_timeout=item_timeout):
             if errors == "raise" and prep.errors:
                 raise prep.errors[min(prep.errors)]
             outs = None

@@ -100,7 +100,8 @@ class Classifier(ModelTask):
     # ------------------------------------------------------------------ batch path
     def predict(self, inputs, *, batch_size: int = 32, top_k: int = 5, multi_label: bool = False,
                 threshold: float | Sequence[float] | np.ndarray = 0.5, probabilities: bool = False,
-                errors: str = "record", fast_decode: bool = False) -> list[Classification]:
+                errors: str = "record", fast_decode: bool = False,
+                item_timeout: float | None = None) -> list[Classification]:
         """Classifies ``inputs`` (paths, folders, bytes, arrays, PIL images, or an iterable of them).
 
         Args:
@@ -115,18 +116,21 @@ class Classifier(ModelTask):
                 DCT scale (1/2 .. 1/8) that keeps the model's resize a downscale: faster on large
                 photos, but the pixels differ from a full decode and the top-1 class changes on
                 some images (measured in the README: "Exact and fast decoding").
+            item_timeout: seconds one input may take to read and decode; a slower one gets an
+                error (``TimeoutError``) instead of stalling the batch (``None``: no limit).
 
         Returns:
             One ``Classification`` per input, in input order.
         """
         return list(self.predict_iter(inputs, batch_size=batch_size, top_k=top_k, multi_label=multi_label,
                                       threshold=threshold, probabilities=probabilities, errors=errors,
-                                      fast_decode=fast_decode))
+                                      fast_decode=fast_decode, item_timeout=item_timeout))
 
     def predict_iter(self, inputs, *, batch_size: int = 32, top_k: int = 5, multi_label: bool = False,
                      threshold: float | Sequence[float] | np.ndarray = 0.5, probabilities: bool = False,
                      errors: str = "record", fast_decode: bool = False, items: Iterator[Item] | None = None,
-                     embeddings: bool = False, stats: dict | None = None) -> Iterator[Classification]:
+                     embeddings: bool = False, stats: dict | None = None,
+                     item_timeout: float | None = None) -> Iterator[Classification]:
         """Like ``predict`` but yields results as they come (bounded memory for huge inputs).
 
         With ``embeddings=True`` each result also carries ``.embedding`` (penultimate features).
@@ -136,7 +140,8 @@ class Classifier(ModelTask):
         thr = self._thresholds(threshold) if multi_label else None
         session = self._embedding_session() if embeddings else None
         for prep, outs in self._run_batches(inputs, batch_size=batch_size, errors=errors, fast_decode=fast_decode,
-                                            session=session, items=items, stats=stats):
+                                            session=session, items=items, stats=stats,
+                                            item_timeout=item_timeout):
             if self._rank_unknown and outs is not None:
                 self._check_scores_shape(self.session.info.outputs[0][0], outs[0].shape)
             row = {j: r for r, j in enumerate(prep.ok)}

@@ -1,5 +1,15 @@
 """Detection metrics: COCO bbox evaluation identical to pycocotools' COCOeval (to 1e-9), and
-PASCAL VOC average precision. Matching and accumulation are native and threaded over classes."""
+PASCAL VOC average precision. Matching and accumulation are native and threaded over classes.
+
+Ground-truth id 0: pycocotools' ``evaluateImg`` records a match as the ground truth's annotation id
+(``dtMatches``) and ``accumulate`` tests that value for truth, so a detection matched to the annotation
+with id 0 is a false positive, the ground truth is still used up (no other detection can match it) and
+counts in the recall denominator, and the detection, seen as unmatched, is ignored instead where its
+area is outside the area range. A crowd or out-of-range ground truth makes its matches ignored either
+way, so there the id changes nothing. faster-coco-eval does the same (it also treats negative ids so;
+pycocotools treats them as ordinary). pyimgcls follows pycocotools by default
+(``gt_id_zero="pycocotools"``); ``gt_id_zero="match"`` treats id 0 like any other id.
+"""
 
 from __future__ import annotations
 
@@ -107,6 +117,9 @@ def _vector(x, name: str, n: int, dtype) -> np.ndarray:
     return v.astype(dtype)
 
 
+_GT_ID_ZERO = ("pycocotools", "match")
+
+
 class COCOEvaluator:
     """Streaming COCO bbox evaluation (same 12 numbers as pycocotools' COCOeval).
 
@@ -114,11 +127,19 @@ class COCOEvaluator:
         box_format: ``"xyxy"`` (default) or ``"xywh"`` for the boxes given to ``update``.
         category_ids: the categories evaluated (default: every class seen in ground truth).
         threads: worker threads over categories for ``compute`` (0 = all usable cores).
+        gt_id_zero: what a match to a ground truth with annotation id 0 (``update(..., gt_ids=...)``)
+            counts as: ``"pycocotools"`` (default) a false positive that uses the ground truth up, as
+            pycocotools and faster-coco-eval count it (see the module docstring); ``"match"`` an ordinary
+            match. Ground truths given without ids never have id 0, so both settings agree on them.
     """
 
-    def __init__(self, *, box_format: str = "xyxy", category_ids=None, threads: int = 0) -> None:
+    def __init__(self, *, box_format: str = "xyxy", category_ids=None, threads: int = 0,
+                 gt_id_zero: str = "pycocotools") -> None:
         if box_format not in ("xyxy", "xywh"):
             raise ValueError(f"box_format must be 'xyxy' or 'xywh', got {box_format!r}")
+        if gt_id_zero not in _GT_ID_ZERO:
+            raise ValueError(f"gt_id_zero must be 'pycocotools' or 'match', got {gt_id_zero!r}")
+        self.gt_id_zero = gt_id_zero
         self.box_format = box_format
         self.category_ids = None if category_ids is None else sorted(int(c) for c in category_ids)
         resolve_threads(threads)  # checked now, resolved where it runs
@@ -130,7 +151,8 @@ class COCOEvaluator:
             return b
         return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
-    def update(self, image_id: int, detections, gt_boxes, gt_classes, *, gt_iscrowd=None, gt_area=None) -> None:
+    def update(self, image_id: int, detections, gt_boxes, gt_classes, *, gt_iscrowd=None, gt_area=None,
+               gt_ids=None) -> None:
         """Adds one image.
 
         Args:
@@ -141,6 +163,9 @@ class COCOEvaluator:
             gt_classes: (G,) category ids.
             gt_iscrowd: (G,) crowd flags (crowd boxes are matched but neither rewarded nor penalised).
             gt_area: (G,) areas for the small / medium / large split (default: box area).
+            gt_ids: (G,) annotation ids, used only for pycocotools' id-0 rule (``gt_id_zero``): pass them to
+                reproduce a pycocotools run on a file whose annotation ids start at 0. Without them no
+                ground truth has id 0 (the answer pycocotools gives on the same data numbered from 1).
         """
         if hasattr(detections, "xyxy"):
             db = np.asarray(detections.xyxy, np.float64)
@@ -164,11 +189,13 @@ class COCOEvaluator:
         crowd = np.zeros(G, np.uint8) if gt_iscrowd is None else _vector(gt_iscrowd, "gt_iscrowd", G, np.uint8)
         gxywh = self._xywh(gb)
         area = gxywh[:, 2] * gxywh[:, 3] if gt_area is None else _vector(gt_area, "gt_area", G, np.float64)
-        entry = (gxywh, gc, crowd, area, self._xywh(db), dc, ds)
+        # -1 where no id was given: only id 0 is special, and pycocotools treats negative ids as ordinary
+        ids = np.full(G, -1, np.int64) if gt_ids is None else _vector(gt_ids, "gt_ids", G, np.int64)
+        entry = (gxywh, gc, crowd, area, ids, self._xywh(db), dc, ds)
         self._images.setdefault(int(image_id), []).append(entry)
 
     def merge(self, other: "COCOEvaluator") -> "COCOEvaluator":
-        """Adds another evaluator's images (e.g. from another worker)."""
+        """Adds another evaluator's images (e.g. from another worker); ``compute`` uses this one's settings."""
         if not isinstance(other, COCOEvaluator):
             raise TypeError(f"can only merge a COCOEvaluator, got {type(other).__name__}")
         for k, v in other._images.items():
@@ -185,10 +212,10 @@ class COCOEvaluator:
         gt_begin, dt_begin = [0], [0]
         for i in ids:
             for e in self._images[i]:
-                gt_parts.append(e[:4])
-                dt_parts.append(e[4:])
+                gt_parts.append(e[:5])
+                dt_parts.append(e[5:])
             gt_begin.append(gt_begin[-1] + sum(len(e[1]) for e in self._images[i]))
-            dt_begin.append(dt_begin[-1] + sum(len(e[5]) for e in self._images[i]))
+            dt_begin.append(dt_begin[-1] + sum(len(e[6]) for e in self._images[i]))
 
         def cat(parts, k, shape, dtype):
             xs = [p[k] for p in parts]
@@ -199,10 +226,10 @@ class COCOEvaluator:
         cats = self.category_ids if self.category_ids is not None else sorted(set(gt_cls.tolist()))
         precision, recall = _core.coco_evaluate(
             np.array(gt_begin, np.int64), gt_box.reshape(-1), gt_cls, cat(gt_parts, 2, (0,), np.uint8),
-            cat(gt_parts, 3, (0,), np.float64), np.array(dt_begin, np.int64),
+            cat(gt_parts, 3, (0,), np.float64), cat(gt_parts, 4, (0,), np.int64), np.array(dt_begin, np.int64),
             cat(dt_parts, 0, (0, 4), np.float64).reshape(-1), cat(dt_parts, 1, (0,), np.int64),
             cat(dt_parts, 2, (0,), np.float64), np.array(cats, np.int64), _IOU_THRS, _REC_THRS, _AREAS,
-            np.array(_MAX_DETS, np.int64), resolve_threads(self.threads))
+            np.array(_MAX_DETS, np.int64), self.gt_id_zero == "pycocotools", resolve_threads(self.threads))
         per_class = {}
         for k, c in enumerate(cats):
             v = precision[:, :, k, 0, -1]
@@ -219,13 +246,15 @@ def _load_json(x):
     return x
 
 
-def evaluate_coco(gt_json, dt_json, *, threads: int = 0) -> COCOResult:
+def evaluate_coco(gt_json, dt_json, *, threads: int = 0, gt_id_zero: str = "pycocotools") -> COCOResult:
     """Evaluates COCO-format files (or already loaded dicts / lists) like pycocotools does.
 
     Args:
-        gt_json: ground truth: path or dict with ``images``, ``annotations`` (bbox xywh, category_id,
-            iscrowd, area) and ``categories``.
+        gt_json: ground truth: path or dict with ``images``, ``annotations`` (id, bbox xywh, category_id,
+            iscrowd, area) and ``categories``. An annotation without an ``id`` counts as having a non-zero one.
         dt_json: results: path or list of ``{"image_id", "category_id", "bbox", "score"}``.
+        gt_id_zero: ``"pycocotools"`` (default): a match to the annotation with id 0 is a false positive,
+            as in pycocotools and faster-coco-eval; ``"match"``: an ordinary match (see ``COCOEvaluator``).
     """
     gt = _load_json(gt_json)
     dt = _load_json(dt_json)
@@ -238,7 +267,7 @@ def evaluate_coco(gt_json, dt_json, *, threads: int = 0) -> COCOResult:
     cats = [c["id"] for c in gt.get("categories", [])] or None
     img_ids = [im["id"] for im in gt.get("images", [])]
     known = set(img_ids) if img_ids else None
-    ev = COCOEvaluator(box_format="xywh", category_ids=cats, threads=threads)
+    ev = COCOEvaluator(box_format="xywh", category_ids=cats, threads=threads, gt_id_zero=gt_id_zero)
     gts: dict = {i: [] for i in img_ids}
     for a in gt["annotations"]:
         gts.setdefault(a["image_id"], []).append(a)
@@ -255,7 +284,8 @@ def evaluate_coco(gt_json, dt_json, *, threads: int = 0) -> COCOResult:
                   np.array([x["bbox"] for x in g], np.float64).reshape(-1, 4),
                   np.array([x["category_id"] for x in g], np.int64),
                   gt_iscrowd=np.array([x.get("iscrowd", 0) for x in g], np.uint8),
-                  gt_area=np.array([x["area"] if "area" in x else x["bbox"][2] * x["bbox"][3] for x in g], np.float64))
+                  gt_area=np.array([x["area"] if "area" in x else x["bbox"][2] * x["bbox"][3] for x in g], np.float64),
+                  gt_ids=np.array([x.get("id", -1) for x in g], np.int64))
     return ev.compute()
 
 

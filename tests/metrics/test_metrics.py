@@ -380,6 +380,110 @@ def test_coco_edge_cases():
         ev.update(1, (np.zeros((2, 4)), [0.5], [1, 1]), np.zeros((0, 4)), [])
 
 
+# pycocotools' evaluateImg records a match as the ground truth's *id* (dtMatches) and accumulate tests that
+# value for truth, so a match to the annotation with id 0 is a false positive that still uses the ground truth
+# up; the detection, counted as unmatched, is ignored where its area is outside the range (faster-coco-eval
+# does the same). pyimgcls copies that by default (gt_id_zero="pycocotools") and offers "match".
+def _zero_id_case(seed, where):
+    """A _coco_case whose annotation ids run from 0, id 0 on a chosen annotation, with a detection on it."""
+    rng = np.random.default_rng(seed)
+    gt, dets = _coco_case(rng, n_images=10 + seed, n_cats=3)
+    anns = gt["annotations"]
+    if where == "first":  # a converter that numbers from 0: id 0 on the first annotation
+        zero = 0
+    elif where == "crowd":
+        zero = int(rng.integers(len(anns)))
+        anns[zero]["iscrowd"] = 1
+    else:  # a random non-crowd annotation
+        zero = int(rng.choice([k for k, a in enumerate(anns) if not a["iscrowd"]]))
+    if where != "crowd":
+        anns[zero]["iscrowd"] = 0
+    others = [k for k in range(len(anns)) if k != zero]
+    for new_id, k in zip(rng.permutation(len(others)) + 1, others):
+        anns[k]["id"] = int(new_id)
+    anns[zero]["id"] = 0
+    a = anns[zero]
+    dets.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]),
+                 "score": float(rng.random())})
+    return gt, dets, zero
+
+
+def _renumbered(gt):
+    """The same ground truth with id 0 replaced by an unused id: what "match" must equal."""
+    free = max(a["id"] for a in gt["annotations"]) + 1
+    return {**gt, "annotations": [{**a, "id": a["id"] or free} for a in gt["annotations"]]}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("where", ["first", "random", "crowd"])
+def test_coco_gt_id_zero_equals_pycocotools_and_faster_coco_eval(seed, where):
+    gt, dets, _ = _zero_id_case(seed, where)
+    ours = evaluate_coco(gt, dets)
+    for faster in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = cocoeval(gt, dets, faster=faster)
+        np.testing.assert_allclose(ours.stats, ref.stats, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(ours.precision, ref.eval["precision"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.recall, ref.eval["recall"], rtol=0, atol=1e-12)
+    # "match": id 0 is an ordinary ground truth, as if it had any other id
+    corrected = evaluate_coco(gt, dets, gt_id_zero="match")
+    renumbered = _pycocotools(_renumbered(gt), dets)
+    np.testing.assert_allclose(corrected.stats, renumbered.stats, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(corrected.precision, renumbered.eval["precision"], rtol=0, atol=1e-12)
+    if where == "crowd":  # a crowd ground truth only ever makes its matches ignored: the id changes nothing
+        np.testing.assert_array_equal(corrected.precision, ours.precision)
+    else:  # the case reaches the rule: the detection on ground truth 0 is a false positive
+        assert (corrected.recall > ours.recall).any()
+
+
+def test_coco_gt_id_zero_from_updates():
+    gt, dets, _ = _zero_id_case(5, "random")
+    ids = [c["id"] for c in gt["categories"]]
+    with_ids, without_ids, match = (COCOEvaluator(box_format="xywh", category_ids=ids),
+                                    COCOEvaluator(box_format="xywh", category_ids=ids),
+                                    COCOEvaluator(box_format="xywh", category_ids=ids, gt_id_zero="match"))
+    for im in gt["images"]:
+        g = [x for x in gt["annotations"] if x["image_id"] == im["id"]]
+        d = [x for x in dets if x["image_id"] == im["id"]]
+        args = (im["id"], (np.array([x["bbox"] for x in d]).reshape(-1, 4), [x["score"] for x in d],
+                           [x["category_id"] for x in d]),
+                np.array([x["bbox"] for x in g]).reshape(-1, 4), [x["category_id"] for x in g])
+        kw = {"gt_iscrowd": [x["iscrowd"] for x in g], "gt_area": [x["area"] for x in g]}
+        with_ids.update(*args, gt_ids=[x["id"] for x in g], **kw)
+        without_ids.update(*args, **kw)
+        match.update(*args, gt_ids=[x["id"] for x in g], **kw)
+    np.testing.assert_allclose(with_ids.compute().stats, _pycocotools(gt, dets).stats, rtol=0, atol=1e-9)
+    # without ids no ground truth has id 0
+    expected = _pycocotools(_renumbered(gt), dets).stats
+    np.testing.assert_allclose(without_ids.compute().stats, expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(match.compute().stats, expected, rtol=0, atol=1e-9)
+
+
+def test_coco_negative_gt_ids_are_ordinary_like_pycocotools():
+    # pycocotools tests dtMatches for truth, so a negative id is a match (faster-coco-eval tests > 0 and
+    # counts it as a false positive); pyimgcls follows pycocotools
+    gt, dets, zero = _zero_id_case(1, "random")
+    gt["annotations"] = [{**a, "id": -a["id"] - 1} for a in gt["annotations"]]  # -1, -2, ...: no id 0
+    np.testing.assert_allclose(evaluate_coco(gt, dets).stats, _pycocotools(gt, dets).stats, rtol=0, atol=1e-9)
+
+
+def test_coco_gt_id_zero_arguments():
+    with pytest.raises(ValueError, match="gt_id_zero must be 'pycocotools' or 'match', got 'ignore'"):
+        COCOEvaluator(gt_id_zero="ignore")
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    with pytest.raises(ValueError, match=r"gt_ids must have shape \(1,\), got \(2,\)"):
+        COCOEvaluator().update(1, (box, [0.9], [1]), box, [1], gt_ids=[0, 1])
+    with pytest.raises(ValueError, match="gt_ids must hold whole numbers"):
+        COCOEvaluator().update(1, (box, [0.9], [1]), box, [1], gt_ids=[0.5])
+    ev = COCOEvaluator()
+    ev.update(1, (box, [0.9], [1]), box, [1], gt_ids=[0])
+    assert ev.compute().stats[0] == 0.0  # the one detection is a false positive, as in pycocotools
+    ev = COCOEvaluator(gt_id_zero="match")
+    ev.update(1, (box, [0.9], [1]), box, [1], gt_ids=[0])
+    assert ev.compute().stats[0] == pytest.approx(1.0)
+
+
 def test_voc_ap():
     gts = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([0, 0])),
            (np.array([[0, 0, 10, 10]]), np.array([1]))]

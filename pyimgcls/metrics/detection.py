@@ -291,70 +291,90 @@ def evaluate_coco(gt_json, dt_json, *, threads: int = 0, gt_id_zero: str = "pyco
 
 def voc_average_precision(detections, ground_truths, *, iou_threshold: float = 0.5, use_07_metric: bool = False,
                           num_classes: int | None = None) -> dict:
-    """PASCAL VOC AP per class (all-point interpolation, or the 11-point VOC2007 metric).
+    """PASCAL VOC AP per class by the devkit's rules (VOCevaldet.m, VOCap.m), in continuous coordinates.
+
+    The rules: per class, the detections of all images in descending score order, equal scores in the
+    order given (image, then position: MATLAB's sort is stable). Each detection takes the ground truth of
+    its class and image that it overlaps most (the first on equal IoU), taken or not, and matches it when
+    that IoU >= ``iou_threshold`` (VOCevaldet.m; py-faster-rcnn's voc_eval.py writes ``>``). A match to a
+    difficult box is neither a true nor a false positive; to a box already taken, a false positive (a
+    duplicate); otherwise a true positive. Difficult boxes are left out of the recall denominator.
+    Where pyimgcls differs from the devkit: coordinates are continuous (IoU as ``box_iou`` computes it;
+    the devkit counts integer pixels with both ends included, ``+ 1`` on widths and heights), and a class
+    whose ground truths are all difficult has no AP and is left out (the devkit divides by zero).
 
     Args:
         detections: per image, ``(boxes (D, 4) xyxy, scores (D,), classes (D,))`` or ``Detections``.
         ground_truths: per image, ``(boxes (G, 4) xyxy, classes (G,))`` or with a third
-            ``difficult (G,)`` array (difficult boxes are neither true nor false positives).
-        iou_threshold: a detection matches when IoU >= this (continuous coordinates).
+            ``difficult (G,)`` array.
+        iou_threshold: in [0, 1]; a detection matches when its IoU >= this. A box it does not overlap
+            (IoU 0) never matches, even at 0, as in the devkit.
+        use_07_metric: the 11-point VOC2007 metric: the mean of the best precision at recall >= each of
+            ``np.arange(0, 1.1, 0.1)``. Those are the levels py-faster-rcnn, Detectron2 and mmdetection use,
+            float error included (0.30000000000000004, 0.6000000000000001, 0.7000000000000001: a recall of
+            exactly 3/10, 6/10 or 7/10 does not reach its level), kept for identical numbers. Default: the
+            all-point AP of VOC2010 and later (area under the monotone precision envelope).
+        num_classes: when given, only classes below it are evaluated.
 
     Returns:
-        ``{class_id: AP}`` for every class with ground truth, plus ``"mAP"``.
+        ``{class_id: AP}`` for every class with a non-difficult ground truth, plus ``"mAP"``, their mean
+        (NaN when there is none).
     """
     if len(detections) != len(ground_truths):
         raise ValueError(f"detections and ground_truths must have one entry per image, got "
                          f"{len(detections)} and {len(ground_truths)}")
+    iou_threshold = float(iou_threshold)
+    if not 0.0 <= iou_threshold <= 1.0:  # NaN fails too
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
     from ..ops import box_iou
 
-    per_class: dict = {}
-    gts = []
+    gts, dts = [], []
     for g in ground_truths:
         gb, gc, *rest = g
         gb = _boxes(gb, "ground-truth boxes")
         gc = _vector(gc, "ground-truth classes", gb.shape[0], np.int64)
         diff = _vector(rest[0], "difficult", gb.shape[0], bool) if rest else np.zeros(gb.shape[0], bool)
         gts.append((gb, gc, diff))
-    classes = sorted(set(np.concatenate([g[1] for g in gts]).tolist())) if gts else []
+    for d in detections:
+        db, ds, dc = (d.xyxy, d.confidence, d.class_id) if hasattr(d, "xyxy") else d
+        db = _boxes(db, "detection boxes")
+        dts.append((db, _vector(ds, "detection scores", db.shape[0], np.float64),
+                    _vector(dc, "detection classes", db.shape[0], np.int64)))
+    classes = sorted({c for _, gc, diff in gts for c in gc[~diff].tolist()})
     if num_classes is not None:
         classes = [c for c in classes if c < num_classes]
+    per_class: dict = {}
     for c in classes:
-        recs = []  # (score, image, box)
         npos = 0
-        for i, (d, (gb, gc, diff)) in enumerate(zip(detections, gts)):
-            if hasattr(d, "xyxy"):
-                db, ds, dc = d.xyxy, d.confidence, d.class_id
-            else:
-                db, ds, dc = d
-            db = _boxes(db, "detection boxes")
-            ds = _vector(ds, "detection scores", db.shape[0], np.float64)
-            dc = _vector(dc, "detection classes", db.shape[0], np.int64)
-            for j in np.flatnonzero(dc == c):
-                recs.append((ds[j], i, db[j]))
-            npos += int(((gc == c) & ~diff).sum())
-        order = sorted(range(len(recs)), key=lambda r: -recs[r][0])
-        used = [np.zeros(int((g[1] == c).sum()), bool) for g in gts]
+        ious, image, scores = [], [], []  # per image: IoU (D_c, G_c) of its class-c detections and boxes
+        for i, ((db, ds, dc), (gb, gc, diff)) in enumerate(zip(dts, gts)):
+            sd, sg = dc == c, gc == c
+            npos += int((sg & ~diff).sum())
+            ious.append(box_iou(db[sd], gb[sg]))
+            image.append(np.full(int(sd.sum()), i))
+            scores.append(ds[sd])
+        image, scores = np.concatenate(image), np.concatenate(scores)
+        row = np.concatenate([np.arange(len(x)) for x in ious])  # position among the image's class-c detections
+        order = np.argsort(-scores, kind="stable")
+        taken = [np.zeros(x.shape[1], bool) for x in ious]
+        difficult = [gts[i][2][gts[i][1] == c] for i in range(len(gts))]
         tp = np.zeros(len(order))
         fp = np.zeros(len(order))
         for n, r in enumerate(order):
-            _, i, box = recs[r]
-            gb, gc, diff = gts[i]
-            sel = np.flatnonzero(gc == c)
-            if sel.size:
-                ious = box_iou(box[None], gb[sel])[0]
-                j = int(np.argmax(ious))
-                if ious[j] >= iou_threshold:
-                    if diff[sel[j]]:
-                        continue
-                    if not used[i][j]:
-                        used[i][j] = True
-                        tp[n] = 1
-                    else:
-                        fp[n] = 1
-                    continue
-            fp[n] = 1
+            i = image[r]
+            v = ious[i][row[r]]
+            j = int(np.argmax(v)) if v.size else -1
+            if j < 0 or v[j] <= 0 or v[j] < iou_threshold:
+                fp[n] = 1
+            elif difficult[i][j]:
+                continue
+            elif taken[i][j]:
+                fp[n] = 1
+            else:
+                taken[i][j] = True
+                tp[n] = 1
         tp, fp = np.cumsum(tp), np.cumsum(fp)
-        rec = tp / npos if npos else np.zeros_like(tp)
+        rec = tp / npos
         prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         if use_07_metric:
             ap = 0.0
@@ -364,10 +384,9 @@ def voc_average_precision(detections, ground_truths, *, iou_threshold: float = 0
         else:
             mrec = np.concatenate(([0.0], rec, [1.0]))
             mpre = np.concatenate(([0.0], prec, [0.0]))
-            for k in range(mpre.size - 1, 0, -1):
-                mpre[k - 1] = max(mpre[k - 1], mpre[k])
+            mpre = np.maximum.accumulate(mpre[::-1])[::-1]
             idx = np.flatnonzero(mrec[1:] != mrec[:-1])
             ap = float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
         per_class[c] = float(ap)
-    per_class["mAP"] = float(np.mean([v for k, v in per_class.items()])) if per_class else float("nan")
+    per_class["mAP"] = float(np.mean(list(per_class.values()))) if per_class else float("nan")
     return per_class

@@ -131,22 +131,54 @@ def test_coco_pyimgcls(benchmark, coco_500):
     benchmark(evaluate_coco, gt, dets, threads=1)
 
 
-def test_coco_pyimgcls_streaming_compute(benchmark, coco_500):
-    """Only the evaluation, after the detections were fed with update() during inference."""
-    benchmark.group = "coco-bbox-500img-100det-80cls"
+@pytest.fixture(scope="module")
+def coco_500_arrays(coco_500):
+    """The same data as a detector and a dataset hand it over: per image, xyxy float64 arrays."""
     gt, dets = coco_500
-    ev = COCOEvaluator(box_format="xywh", threads=1)
-    by_img = {}
+    by_img, g_img = {}, {}
     for d in dets:
         by_img.setdefault(d["image_id"], []).append(d)
-    g_img = {}
     for a in gt["annotations"]:
         g_img.setdefault(a["image_id"], []).append(a)
-    for i in sorted(g_img):
-        d, g = by_img.get(i, []), g_img[i]
-        ev.update(i, (np.array([x["bbox"] for x in d]), [x["score"] for x in d], [x["category_id"] for x in d]),
-                  np.array([x["bbox"] for x in g]), [x["category_id"] for x in g],
-                  gt_iscrowd=[x["iscrowd"] for x in g], gt_area=[x["area"] for x in g])
+
+    def xyxy(rows):
+        b = np.array([r["bbox"] for r in rows], np.float64).reshape(-1, 4)
+        return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+    out = []
+    for im in gt["images"]:
+        d, g = by_img.get(im["id"], []), g_img.get(im["id"], [])
+        out.append((im["id"], (xyxy(d), np.array([x["score"] for x in d]), np.array([x["category_id"] for x in d])),
+                    xyxy(g), np.array([x["category_id"] for x in g]), np.array([x["iscrowd"] for x in g]),
+                    np.array([x["area"] for x in g])))
+    return [c["id"] for c in gt["categories"]], out
+
+
+def _ours_update_compute(cats, images):
+    """The whole work from a detector's outputs to the 12 numbers: one update() per image, then compute()."""
+    ev = COCOEvaluator(category_ids=cats, threads=1)
+    for image_id, det, gb, gc, crowd, area in images:
+        ev.update(image_id, det, gb, gc, gt_iscrowd=crowd, gt_area=area)
+    return ev.compute().stats
+
+
+def test_coco_pyimgcls_update_compute(benchmark, coco_500, coco_500_arrays):
+    """update() per image + compute(), against the peers' whole run (loadRes, evaluate, accumulate,
+    summarize) on the same detections; each side gets them in its own format (arrays here, result dicts there)."""
+    benchmark.group = "coco-bbox-500img-100det-80cls"
+    gt, dets = coco_500
+    # xyxy -> xywh in float64 can move a box by an ulp: stats agree to 1e-9
+    np.testing.assert_allclose(_ours_update_compute(*coco_500_arrays), _pycocotools(gt, dets), rtol=0, atol=1e-9)
+    benchmark(_ours_update_compute, *coco_500_arrays)
+
+
+def test_coco_pyimgcls_compute_only(benchmark, coco_500_arrays):
+    """Only compute(), after the update() calls: the native share of the line above."""
+    benchmark.group = "coco-bbox-500img-100det-80cls"
+    cats, images = coco_500_arrays
+    ev = COCOEvaluator(category_ids=cats, threads=1)
+    for image_id, det, gb, gc, crowd, area in images:
+        ev.update(image_id, det, gb, gc, gt_iscrowd=crowd, gt_area=area)
     benchmark(ev.compute)
 
 

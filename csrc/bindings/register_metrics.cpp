@@ -71,11 +71,11 @@ py::tuple ap_auc_columns_t(const carr<T>& scores, const carr<std::uint8_t>& trut
 
 py::tuple coco_evaluate_py(const carr<std::int64_t>& gt_begin, const carr<double>& gt_box, const carr<std::int64_t>& gt_cat,
                            const carr<std::uint8_t>& gt_crowd, const carr<double>& gt_area,
-                           const carr<std::int64_t>& dt_begin, const carr<double>& dt_box,
-                           const carr<std::int64_t>& dt_cat, const carr<double>& dt_score,
+                           const carr<std::int64_t>& gt_id, const carr<std::int64_t>& dt_begin,
+                           const carr<double>& dt_box, const carr<std::int64_t>& dt_cat, const carr<double>& dt_score,
                            const carr<std::int64_t>& cat_ids, const carr<double>& iou_thrs,
                            const carr<double>& rec_thrs, const carr<double>& area_rngs,
-                           const carr<std::int64_t>& max_dets, int threads) {
+                           const carr<std::int64_t>& max_dets, bool zero_id_unmatched, int threads) {
     core::CocoData d;
     auto vec = [](const auto& a) { return std::vector<std::remove_cv_t<std::remove_reference_t<decltype(*a.data())>>>(a.data(), a.data() + a.size()); };
     d.gt_begin = vec(gt_begin);
@@ -84,18 +84,20 @@ py::tuple coco_evaluate_py(const carr<std::int64_t>& gt_begin, const carr<double
     d.gt_cat = vec(gt_cat);
     d.gt_crowd = vec(gt_crowd);
     d.gt_area = vec(gt_area);
+    d.gt_id = vec(gt_id);
     d.dt_box = vec(dt_box);
     d.dt_cat = vec(dt_cat);
     d.dt_score = vec(dt_score);
     const std::size_t ng = d.gt_cat.size(), nd = d.dt_cat.size();
-    if (d.gt_box.size() != 4 * ng || d.gt_crowd.size() != ng || d.gt_area.size() != ng || d.dt_box.size() != 4 * nd ||
-        d.dt_score.size() != nd || d.gt_begin.size() != d.dt_begin.size() || d.gt_begin.empty() ||
+    if (d.gt_box.size() != 4 * ng || d.gt_crowd.size() != ng || d.gt_area.size() != ng || d.gt_id.size() != ng ||
+        d.dt_box.size() != 4 * nd || d.dt_score.size() != nd || d.gt_begin.size() != d.dt_begin.size() || d.gt_begin.empty() ||
         d.gt_begin.back() != static_cast<std::int64_t>(ng) || d.dt_begin.back() != static_cast<std::int64_t>(nd))
         throw py::value_error("coco_evaluate: inconsistent array sizes");
     core::CocoParams p;
     p.iou_thrs = vec(iou_thrs);
     p.rec_thrs = vec(rec_thrs);
     p.max_dets = vec(max_dets);
+    p.zero_id_unmatched = zero_id_unmatched;
     if (area_rngs.ndim() != 2 || area_rngs.shape(1) != 2) throw py::value_error("area_rngs must be (A, 2)");
     for (py::ssize_t i = 0; i < area_rngs.shape(0); ++i) p.area_rngs.push_back({area_rngs.at(i, 0), area_rngs.at(i, 1)});
     std::vector<std::int64_t> cats = vec(cat_ids);
@@ -126,9 +128,9 @@ void register_metrics(py::module_& m) {
     m.def("ap_auc_columns", &ap_auc_columns_t<double>, py::arg("scores").noconvert(), py::arg("truth").noconvert(),
           py::arg("threads"));
     m.def("coco_evaluate", &coco_evaluate_py, py::arg("gt_begin"), py::arg("gt_box"), py::arg("gt_cat"),
-          py::arg("gt_crowd"), py::arg("gt_area"), py::arg("dt_begin"), py::arg("dt_box"), py::arg("dt_cat"),
-          py::arg("dt_score"), py::arg("cat_ids"), py::arg("iou_thrs"), py::arg("rec_thrs"), py::arg("area_rngs"),
-          py::arg("max_dets"), py::arg("threads"));
+          py::arg("gt_crowd"), py::arg("gt_area"), py::arg("gt_id"), py::arg("dt_begin"), py::arg("dt_box"),
+          py::arg("dt_cat"), py::arg("dt_score"), py::arg("cat_ids"), py::arg("iou_thrs"), py::arg("rec_thrs"), py::arg("area_rngs"),
+          py::arg("max_dets"), py::arg("zero_id_unmatched"), py::arg("threads"));
 }
 
 }  // namespace pyimgcls::bindings

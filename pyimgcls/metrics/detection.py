@@ -1,5 +1,15 @@
 """Detection metrics: COCO bbox evaluation identical to pycocotools' COCOeval (to 1e-9), and
-PASCAL VOC average precision. Matching and accumulation are native and threaded over classes."""
+PASCAL VOC average precision. Matching and accumulation are native and threaded over classes.
+
+Ground-truth id 0: pycocotools' ``evaluateImg`` records a match as the ground truth's annotation id
+(``dtMatches``) and ``accumulate`` tests that value for truth, so a detection matched to the annotation
+with id 0 is a false positive, the ground truth is still used up (no other detection can match it) and
+counts in the recall denominator, and the detection, seen as unmatched, is ignored instead where its
+area is outside the area range. A crowd or out-of-range ground truth makes its matches ignored either
+way, so there the id changes nothing. faster-coco-eval does the same (it also treats negative ids so;
+pycocotools treats them as ordinary). pyimgcls follows pycocotools by default
+(``gt_id_zero="pycocotools"``); ``gt_id_zero="match"`` treats id 0 like any other id.
+"""
 
 from __future__ import annotations
 
@@ -107,6 +117,9 @@ def _vector(x, name: str, n: int, dtype) -> np.ndarray:
     return v.astype(dtype)
 
 
+_GT_ID_ZERO = ("pycocotools", "match")
+
+
 class COCOEvaluator:
     """Streaming COCO bbox evaluation (same 12 numbers as pycocotools' COCOeval).
 
@@ -114,11 +127,19 @@ class COCOEvaluator:
         box_format: ``"xyxy"`` (default) or ``"xywh"`` for the boxes given to ``update``.
         category_ids: the categories evaluated (default: every class seen in ground truth).
         threads: worker threads over categories for ``compute`` (0 = all usable cores).
+        gt_id_zero: what a match to a ground truth with annotation id 0 (``update(..., gt_ids=...)``)
+            counts as: ``"pycocotools"`` (default) a false positive that uses the ground truth up, as
+            pycocotools and faster-coco-eval count it (see the module docstring); ``"match"`` an ordinary
+            match. Ground truths given without ids never have id 0, so both settings agree on them.
     """
 
-    def __init__(self, *, box_format: str = "xyxy", category_ids=None, threads: int = 0) -> None:
+    def __init__(self, *, box_format: str = "xyxy", category_ids=None, threads: int = 0,
+                 gt_id_zero: str = "pycocotools") -> None:
         if box_format not in ("xyxy", "xywh"):
             raise ValueError(f"box_format must be 'xyxy' or 'xywh', got {box_format!r}")
+        if gt_id_zero not in _GT_ID_ZERO:
+            raise ValueError(f"gt_id_zero must be 'pycocotools' or 'match', got {gt_id_zero!r}")
+        self.gt_id_zero = gt_id_zero
         self.box_format = box_format
         self.category_ids = None if category_ids is None else sorted(int(c) for c in category_ids)
         resolve_threads(threads)  # checked now, resolved where it runs
@@ -130,7 +151,8 @@ class COCOEvaluator:
             return b
         return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
-    def update(self, image_id: int, detections, gt_boxes, gt_classes, *, gt_iscrowd=None, gt_area=None) -> None:
+    def update(self, image_id: int, detections, gt_boxes, gt_classes, *, gt_iscrowd=None, gt_area=None,
+               gt_ids=None) -> None:
         """Adds one image.
 
         Args:
@@ -141,6 +163,9 @@ class COCOEvaluator:
             gt_classes: (G,) category ids.
             gt_iscrowd: (G,) crowd flags (crowd boxes are matched but neither rewarded nor penalised).
             gt_area: (G,) areas for the small / medium / large split (default: box area).
+            gt_ids: (G,) annotation ids, used only for pycocotools' id-0 rule (``gt_id_zero``): pass them to
+                reproduce a pycocotools run on a file whose annotation ids start at 0. Without them no
+                ground truth has id 0 (the answer pycocotools gives on the same data numbered from 1).
         """
         if hasattr(detections, "xyxy"):
             db = np.asarray(detections.xyxy, np.float64)
@@ -164,11 +189,13 @@ class COCOEvaluator:
         crowd = np.zeros(G, np.uint8) if gt_iscrowd is None else _vector(gt_iscrowd, "gt_iscrowd", G, np.uint8)
         gxywh = self._xywh(gb)
         area = gxywh[:, 2] * gxywh[:, 3] if gt_area is None else _vector(gt_area, "gt_area", G, np.float64)
-        entry = (gxywh, gc, crowd, area, self._xywh(db), dc, ds)
+        # -1 where no id was given: only id 0 is special, and pycocotools treats negative ids as ordinary
+        ids = np.full(G, -1, np.int64) if gt_ids is None else _vector(gt_ids, "gt_ids", G, np.int64)
+        entry = (gxywh, gc, crowd, area, ids, self._xywh(db), dc, ds)
         self._images.setdefault(int(image_id), []).append(entry)
 
     def merge(self, other: "COCOEvaluator") -> "COCOEvaluator":
-        """Adds another evaluator's images (e.g. from another worker)."""
+        """Adds another evaluator's images (e.g. from another worker); ``compute`` uses this one's settings."""
         if not isinstance(other, COCOEvaluator):
             raise TypeError(f"can only merge a COCOEvaluator, got {type(other).__name__}")
         for k, v in other._images.items():
@@ -185,10 +212,10 @@ class COCOEvaluator:
         gt_begin, dt_begin = [0], [0]
         for i in ids:
             for e in self._images[i]:
-                gt_parts.append(e[:4])
-                dt_parts.append(e[4:])
+                gt_parts.append(e[:5])
+                dt_parts.append(e[5:])
             gt_begin.append(gt_begin[-1] + sum(len(e[1]) for e in self._images[i]))
-            dt_begin.append(dt_begin[-1] + sum(len(e[5]) for e in self._images[i]))
+            dt_begin.append(dt_begin[-1] + sum(len(e[6]) for e in self._images[i]))
 
         def cat(parts, k, shape, dtype):
             xs = [p[k] for p in parts]
@@ -199,10 +226,10 @@ class COCOEvaluator:
         cats = self.category_ids if self.category_ids is not None else sorted(set(gt_cls.tolist()))
         precision, recall = _core.coco_evaluate(
             np.array(gt_begin, np.int64), gt_box.reshape(-1), gt_cls, cat(gt_parts, 2, (0,), np.uint8),
-            cat(gt_parts, 3, (0,), np.float64), np.array(dt_begin, np.int64),
+            cat(gt_parts, 3, (0,), np.float64), cat(gt_parts, 4, (0,), np.int64), np.array(dt_begin, np.int64),
             cat(dt_parts, 0, (0, 4), np.float64).reshape(-1), cat(dt_parts, 1, (0,), np.int64),
             cat(dt_parts, 2, (0,), np.float64), np.array(cats, np.int64), _IOU_THRS, _REC_THRS, _AREAS,
-            np.array(_MAX_DETS, np.int64), resolve_threads(self.threads))
+            np.array(_MAX_DETS, np.int64), self.gt_id_zero == "pycocotools", resolve_threads(self.threads))
         per_class = {}
         for k, c in enumerate(cats):
             v = precision[:, :, k, 0, -1]
@@ -219,13 +246,15 @@ def _load_json(x):
     return x
 
 
-def evaluate_coco(gt_json, dt_json, *, threads: int = 0) -> COCOResult:
+def evaluate_coco(gt_json, dt_json, *, threads: int = 0, gt_id_zero: str = "pycocotools") -> COCOResult:
     """Evaluates COCO-format files (or already loaded dicts / lists) like pycocotools does.
 
     Args:
-        gt_json: ground truth: path or dict with ``images``, ``annotations`` (bbox xywh, category_id,
-            iscrowd, area) and ``categories``.
+        gt_json: ground truth: path or dict with ``images``, ``annotations`` (id, bbox xywh, category_id,
+            iscrowd, area) and ``categories``. An annotation without an ``id`` counts as having a non-zero one.
         dt_json: results: path or list of ``{"image_id", "category_id", "bbox", "score"}``.
+        gt_id_zero: ``"pycocotools"`` (default): a match to the annotation with id 0 is a false positive,
+            as in pycocotools and faster-coco-eval; ``"match"``: an ordinary match (see ``COCOEvaluator``).
     """
     gt = _load_json(gt_json)
     dt = _load_json(dt_json)
@@ -238,7 +267,7 @@ def evaluate_coco(gt_json, dt_json, *, threads: int = 0) -> COCOResult:
     cats = [c["id"] for c in gt.get("categories", [])] or None
     img_ids = [im["id"] for im in gt.get("images", [])]
     known = set(img_ids) if img_ids else None
-    ev = COCOEvaluator(box_format="xywh", category_ids=cats, threads=threads)
+    ev = COCOEvaluator(box_format="xywh", category_ids=cats, threads=threads, gt_id_zero=gt_id_zero)
     gts: dict = {i: [] for i in img_ids}
     for a in gt["annotations"]:
         gts.setdefault(a["image_id"], []).append(a)
@@ -255,76 +284,97 @@ def evaluate_coco(gt_json, dt_json, *, threads: int = 0) -> COCOResult:
                   np.array([x["bbox"] for x in g], np.float64).reshape(-1, 4),
                   np.array([x["category_id"] for x in g], np.int64),
                   gt_iscrowd=np.array([x.get("iscrowd", 0) for x in g], np.uint8),
-                  gt_area=np.array([x["area"] if "area" in x else x["bbox"][2] * x["bbox"][3] for x in g], np.float64))
+                  gt_area=np.array([x["area"] if "area" in x else x["bbox"][2] * x["bbox"][3] for x in g], np.float64),
+                  gt_ids=np.array([x.get("id", -1) for x in g], np.int64))
     return ev.compute()
 
 
 def voc_average_precision(detections, ground_truths, *, iou_threshold: float = 0.5, use_07_metric: bool = False,
                           num_classes: int | None = None) -> dict:
-    """PASCAL VOC AP per class (all-point interpolation, or the 11-point VOC2007 metric).
+    """PASCAL VOC AP per class by the devkit's rules (VOCevaldet.m, VOCap.m), in continuous coordinates.
+
+    The rules: per class, the detections of all images in descending score order, equal scores in the
+    order given (image, then position: MATLAB's sort is stable). Each detection takes the ground truth of
+    its class and image that it overlaps most (the first on equal IoU), taken or not, and matches it when
+    that IoU >= ``iou_threshold`` (VOCevaldet.m; py-faster-rcnn's voc_eval.py writes ``>``). A match to a
+    difficult box is neither a true nor a false positive; to a box already taken, a false positive (a
+    duplicate); otherwise a true positive. Difficult boxes are left out of the recall denominator.
+    Where pyimgcls differs from the devkit: coordinates are continuous (IoU as ``box_iou`` computes it;
+    the devkit counts integer pixels with both ends included, ``+ 1`` on widths and heights), and a class
+    whose ground truths are all difficult has no AP and is left out (the devkit divides by zero).
 
     Args:
         detections: per image, ``(boxes (D, 4) xyxy, scores (D,), classes (D,))`` or ``Detections``.
         ground_truths: per image, ``(boxes (G, 4) xyxy, classes (G,))`` or with a third
-            ``difficult (G,)`` array (difficult boxes are neither true nor false positives).
-        iou_threshold: a detection matches when IoU >= this (continuous coordinates).
+            ``difficult (G,)`` array.
+        iou_threshold: in [0, 1]; a detection matches when its IoU >= this. A box it does not overlap
+            (IoU 0) never matches, even at 0, as in the devkit.
+        use_07_metric: the 11-point VOC2007 metric: the mean of the best precision at recall >= each of
+            ``np.arange(0, 1.1, 0.1)``. Those are the levels py-faster-rcnn, Detectron2 and mmdetection use,
+            float error included (0.30000000000000004, 0.6000000000000001, 0.7000000000000001: a recall of
+            exactly 3/10, 6/10 or 7/10 does not reach its level), kept for identical numbers. Default: the
+            all-point AP of VOC2010 and later (area under the monotone precision envelope).
+        num_classes: when given, only classes below it are evaluated.
 
     Returns:
-        ``{class_id: AP}`` for every class with ground truth, plus ``"mAP"``.
+        ``{class_id: AP}`` for every class with a non-difficult ground truth, plus ``"mAP"``, their mean
+        (NaN when there is none).
     """
     if len(detections) != len(ground_truths):
         raise ValueError(f"detections and ground_truths must have one entry per image, got "
                          f"{len(detections)} and {len(ground_truths)}")
+    iou_threshold = float(iou_threshold)
+    if not 0.0 <= iou_threshold <= 1.0:  # NaN fails too
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
     from ..ops import box_iou
 
-    per_class: dict = {}
-    gts = []
+    gts, dts = [], []
     for g in ground_truths:
         gb, gc, *rest = g
         gb = _boxes(gb, "ground-truth boxes")
         gc = _vector(gc, "ground-truth classes", gb.shape[0], np.int64)
         diff = _vector(rest[0], "difficult", gb.shape[0], bool) if rest else np.zeros(gb.shape[0], bool)
         gts.append((gb, gc, diff))
-    classes = sorted(set(np.concatenate([g[1] for g in gts]).tolist())) if gts else []
+    for d in detections:
+        db, ds, dc = (d.xyxy, d.confidence, d.class_id) if hasattr(d, "xyxy") else d
+        db = _boxes(db, "detection boxes")
+        dts.append((db, _vector(ds, "detection scores", db.shape[0], np.float64),
+                    _vector(dc, "detection classes", db.shape[0], np.int64)))
+    classes = sorted({c for _, gc, diff in gts for c in gc[~diff].tolist()})
     if num_classes is not None:
         classes = [c for c in classes if c < num_classes]
+    per_class: dict = {}
     for c in classes:
-        recs = []  # (score, image, box)
         npos = 0
-        for i, (d, (gb, gc, diff)) in enumerate(zip(detections, gts)):
-            if hasattr(d, "xyxy"):
-                db, ds, dc = d.xyxy, d.confidence, d.class_id
-            else:
-                db, ds, dc = d
-            db = _boxes(db, "detection boxes")
-            ds = _vector(ds, "detection scores", db.shape[0], np.float64)
-            dc = _vector(dc, "detection classes", db.shape[0], np.int64)
-            for j in np.flatnonzero(dc == c):
-                recs.append((ds[j], i, db[j]))
-            npos += int(((gc == c) & ~diff).sum())
-        order = sorted(range(len(recs)), key=lambda r: -recs[r][0])
-        used = [np.zeros(int((g[1] == c).sum()), bool) for g in gts]
+        ious, image, scores = [], [], []  # per image: IoU (D_c, G_c) of its class-c detections and boxes
+        for i, ((db, ds, dc), (gb, gc, diff)) in enumerate(zip(dts, gts)):
+            sd, sg = dc == c, gc == c
+            npos += int((sg & ~diff).sum())
+            ious.append(box_iou(db[sd], gb[sg]))
+            image.append(np.full(int(sd.sum()), i))
+            scores.append(ds[sd])
+        image, scores = np.concatenate(image), np.concatenate(scores)
+        row = np.concatenate([np.arange(len(x)) for x in ious])  # position among the image's class-c detections
+        order = np.argsort(-scores, kind="stable")
+        taken = [np.zeros(x.shape[1], bool) for x in ious]
+        difficult = [gts[i][2][gts[i][1] == c] for i in range(len(gts))]
         tp = np.zeros(len(order))
         fp = np.zeros(len(order))
         for n, r in enumerate(order):
-            _, i, box = recs[r]
-            gb, gc, diff = gts[i]
-            sel = np.flatnonzero(gc == c)
-            if sel.size:
-                ious = box_iou(box[None], gb[sel])[0]
-                j = int(np.argmax(ious))
-                if ious[j] >= iou_threshold:
-                    if diff[sel[j]]:
-                        continue
-                    if not used[i][j]:
-                        used[i][j] = True
-                        tp[n] = 1
-                    else:
-                        fp[n] = 1
-                    continue
-            fp[n] = 1
+            i = image[r]
+            v = ious[i][row[r]]
+            j = int(np.argmax(v)) if v.size else -1
+            if j < 0 or v[j] <= 0 or v[j] < iou_threshold:
+                fp[n] = 1
+            elif difficult[i][j]:
+                continue
+            elif taken[i][j]:
+                fp[n] = 1
+            else:
+                taken[i][j] = True
+                tp[n] = 1
         tp, fp = np.cumsum(tp), np.cumsum(fp)
-        rec = tp / npos if npos else np.zeros_like(tp)
+        rec = tp / npos
         prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         if use_07_metric:
             ap = 0.0
@@ -334,10 +384,9 @@ def voc_average_precision(detections, ground_truths, *, iou_threshold: float = 0
         else:
             mrec = np.concatenate(([0.0], rec, [1.0]))
             mpre = np.concatenate(([0.0], prec, [0.0]))
-            for k in range(mpre.size - 1, 0, -1):
-                mpre[k - 1] = max(mpre[k - 1], mpre[k])
+            mpre = np.maximum.accumulate(mpre[::-1])[::-1]
             idx = np.flatnonzero(mrec[1:] != mrec[:-1])
             ap = float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
         per_class[c] = float(ap)
-    per_class["mAP"] = float(np.mean([v for k, v in per_class.items()])) if per_class else float("nan")
+    per_class["mAP"] = float(np.mean(list(per_class.values()))) if per_class else float("nan")
     return per_class

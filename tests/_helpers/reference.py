@@ -241,3 +241,95 @@ def ap_auc_ref(truth: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
             auc += (fpr - prev_fpr) * (tpr + prev_tpr) / 2
             prev_tpr, prev_fpr = tpr, fpr
     return (ap if P else math.nan), (auc if P and N else math.nan)
+
+
+# ----------------------------------------------------------------------------- detection metrics
+# The 11 recall levels of the VOC2007 metric as py-faster-rcnn's voc_eval.py (and Detectron2, mmdetection)
+# write them: np.arange gives 0.30000000000000004, 0.6000000000000001 and 0.7000000000000001, so a recall of
+# exactly 3/10, 6/10 or 7/10 does not reach its level. pyimgcls documents and keeps this for identical numbers.
+VOC07_RECALL_LEVELS = np.arange(0.0, 1.1, 0.1)
+
+
+def voc_ap_ref(detections, ground_truths, iou_threshold: float = 0.5, use_07_metric: bool = False) -> dict:
+    """Per-class PASCAL VOC AP written from the devkit (VOCevaldet.m and VOCap.m; py-faster-rcnn's voc_eval.py).
+
+    detections: per image (boxes (D, 4) xyxy, scores (D,), classes (D,)); ground_truths: per image
+    (boxes (G, 4), classes (G,)[, difficult (G,)]).
+
+    The devkit's rules: per class, the detections of all images in descending score order, ties in the
+    order given (image, then position: MATLAB's sort is stable; py-faster-rcnn's np.argsort is not). Each
+    detection looks at the ground truths of its class in its image that it overlaps (intersection width
+    and height > 0), takes the one with the largest overlap (the first on ties) whether or not it was
+    taken already, and is a match when that overlap >= iou_threshold (VOCevaldet.m; py-faster-rcnn
+    writes >). A difficult match: neither true nor false positive; an untaken one: true positive (now
+    taken); a taken one: false positive (a duplicate); no match: false positive. npos counts the
+    non-difficult ground truths; precision is tp / max(tp + fp, eps); AP is VOCap's area under the
+    monotone envelope, or the mean of the 11 maximum precisions at recall >= VOC07_RECALL_LEVELS.
+
+    pyimgcls' documented conventions where the devkit differs: continuous coordinates (no +1 on widths
+    and heights; the devkit counts integer pixels, both ends included), so a box with x2 <= x1 overlaps
+    nothing; a class whose ground truths are all difficult (npos = 0, where the devkit divides by
+    zero) is left out. Returns {class: AP} and "mAP", the mean over those classes. O(D * G) per class.
+    """
+    gts = []
+    for g in ground_truths:
+        gb = np.asarray(g[0], np.float64).reshape(-1, 4)
+        gc = np.asarray(g[1]).reshape(-1).astype(np.int64)
+        diff = np.asarray(g[2]).reshape(-1).astype(bool) if len(g) > 2 else np.zeros(len(gc), bool)
+        gts.append((gb, gc, diff))
+    dets = [(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(s, np.float64).reshape(-1),
+             np.asarray(c).reshape(-1).astype(np.int64)) for b, s, c in detections]
+    out: dict = {}
+    for c in sorted({int(x) for _, gc, _ in gts for x in gc}):
+        npos = sum(int(((gc == c) & ~diff).sum()) for _, gc, diff in gts)
+        if npos == 0:
+            continue
+        img, box, score = [], [], []
+        for i, (b, s, k) in enumerate(dets):
+            for j in range(len(k)):
+                if k[j] == c:
+                    img.append(i)
+                    box.append(b[j])
+                    score.append(s[j])
+        order = np.argsort(-np.array(score, np.float64), kind="stable")
+        taken = [np.zeros(len(gc), bool) for _, gc, _ in gts]
+        tp, fp = np.zeros(len(order)), np.zeros(len(order))
+        for n, d in enumerate(order):
+            bb, i = box[d], img[d]
+            gb, gc, diff = gts[i]
+            ovmax, jmax = -math.inf, -1
+            for j in range(len(gc)):
+                if gc[j] != c:
+                    continue
+                iw = min(bb[2], gb[j, 2]) - max(bb[0], gb[j, 0])
+                ih = min(bb[3], gb[j, 3]) - max(bb[1], gb[j, 1])
+                if iw > 0 and ih > 0:
+                    inter = iw * ih
+                    ua = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (gb[j, 2] - gb[j, 0]) * (gb[j, 3] - gb[j, 1]) - inter
+                    ov = inter / ua
+                    if ov > ovmax:
+                        ovmax, jmax = ov, j
+            if ovmax >= iou_threshold:
+                if not diff[jmax]:
+                    if not taken[i][jmax]:
+                        tp[n] = 1
+                        taken[i][jmax] = True
+                    else:
+                        fp[n] = 1
+            else:
+                fp[n] = 1
+        tp, fp = np.cumsum(tp), np.cumsum(fp)
+        rec = tp / npos
+        prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        if use_07_metric:
+            ap = sum((prec[rec >= t].max() if (rec >= t).any() else 0.0) / 11 for t in VOC07_RECALL_LEVELS)
+        else:
+            mrec = np.concatenate(([0.0], rec, [1.0]))
+            mpre = np.concatenate(([0.0], prec, [0.0]))
+            for k in range(len(mpre) - 2, -1, -1):
+                mpre[k] = max(mpre[k], mpre[k + 1])
+            steps = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+            ap = float(np.sum((mrec[steps] - mrec[steps - 1]) * mpre[steps]))
+        out[c] = float(ap)
+    out["mAP"] = float(np.mean([out[c] for c in out])) if out else math.nan
+    return out

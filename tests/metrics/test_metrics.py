@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from sklearn import metrics as skm
 
 from _helpers.peers import cocoeval
-from _helpers.reference import ap_auc_ref
+from _helpers.reference import ap_auc_ref, voc_ap_ref
 from pyimgcls import _core
 from pyimgcls.metrics import (COCOEvaluator, ConfusionMatrix, MultilabelReport, average_precision, evaluate_coco,
                               precision_recall_curve, roc_auc, threshold_for_precision, top_k_accuracy,
@@ -380,19 +380,218 @@ def test_coco_edge_cases():
         ev.update(1, (np.zeros((2, 4)), [0.5], [1, 1]), np.zeros((0, 4)), [])
 
 
-def test_voc_ap():
-    gts = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([0, 0])),
-           (np.array([[0, 0, 10, 10]]), np.array([1]))]
-    dets = [(np.array([[0, 0, 10, 10], [21, 21, 30, 30], [50, 50, 60, 60]]), np.array([0.9, 0.8, 0.7]), np.array([0, 0, 0])),
-            (np.array([[0, 0, 9, 9], [0, 0, 10, 10]]), np.array([0.6, 0.5]), np.array([1, 1]))]
-    r = voc_average_precision(dets, gts)
-    assert r[0] == pytest.approx(1.0)  # both found before the false positive
-    assert r[1] == pytest.approx(1.0)  # first detection matches (IoU 0.81), second is a duplicate
-    r07 = voc_average_precision(dets, gts, use_07_metric=True)
-    assert r07[0] == pytest.approx(1.0)
-    assert r["mAP"] == pytest.approx(1.0)
+# pycocotools' evaluateImg records a match as the ground truth's *id* (dtMatches) and accumulate tests that
+# value for truth, so a match to the annotation with id 0 is a false positive that still uses the ground truth
+# up; the detection, counted as unmatched, is ignored where its area is outside the range (faster-coco-eval
+# does the same). pyimgcls copies that by default (gt_id_zero="pycocotools") and offers "match".
+def _zero_id_case(seed, where):
+    """A _coco_case whose annotation ids run from 0, id 0 on a chosen annotation, with a detection on it."""
+    rng = np.random.default_rng(seed)
+    gt, dets = _coco_case(rng, n_images=10 + seed, n_cats=3)
+    anns = gt["annotations"]
+    if where == "first":  # a converter that numbers from 0: id 0 on the first annotation
+        zero = 0
+    elif where == "crowd":
+        zero = int(rng.integers(len(anns)))
+        anns[zero]["iscrowd"] = 1
+    else:  # a random non-crowd annotation
+        zero = int(rng.choice([k for k, a in enumerate(anns) if not a["iscrowd"]]))
+    if where != "crowd":
+        anns[zero]["iscrowd"] = 0
+    others = [k for k in range(len(anns)) if k != zero]
+    for new_id, k in zip(rng.permutation(len(others)) + 1, others):
+        anns[k]["id"] = int(new_id)
+    anns[zero]["id"] = 0
+    a = anns[zero]
+    dets.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]),
+                 "score": float(rng.random())})
+    return gt, dets, zero
+
+
+def _renumbered(gt):
+    """The same ground truth with id 0 replaced by an unused id: what "match" must equal."""
+    free = max(a["id"] for a in gt["annotations"]) + 1
+    return {**gt, "annotations": [{**a, "id": a["id"] or free} for a in gt["annotations"]]}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("where", ["first", "random", "crowd"])
+def test_coco_gt_id_zero_equals_pycocotools_and_faster_coco_eval(seed, where):
+    gt, dets, _ = _zero_id_case(seed, where)
+    ours = evaluate_coco(gt, dets)
+    for faster in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = cocoeval(gt, dets, faster=faster)
+        np.testing.assert_allclose(ours.stats, ref.stats, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(ours.precision, ref.eval["precision"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.recall, ref.eval["recall"], rtol=0, atol=1e-12)
+    # "match": id 0 is an ordinary ground truth, as if it had any other id
+    corrected = evaluate_coco(gt, dets, gt_id_zero="match")
+    renumbered = _pycocotools(_renumbered(gt), dets)
+    np.testing.assert_allclose(corrected.stats, renumbered.stats, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(corrected.precision, renumbered.eval["precision"], rtol=0, atol=1e-12)
+    if where == "crowd":  # a crowd ground truth only ever makes its matches ignored: the id changes nothing
+        np.testing.assert_array_equal(corrected.precision, ours.precision)
+    else:  # the case reaches the rule: the detection on ground truth 0 is a false positive
+        assert (corrected.recall > ours.recall).any()
+
+
+def test_coco_gt_id_zero_from_updates():
+    gt, dets, _ = _zero_id_case(5, "random")
+    ids = [c["id"] for c in gt["categories"]]
+    with_ids, without_ids, match = (COCOEvaluator(box_format="xywh", category_ids=ids),
+                                    COCOEvaluator(box_format="xywh", category_ids=ids),
+                                    COCOEvaluator(box_format="xywh", category_ids=ids, gt_id_zero="match"))
+    for im in gt["images"]:
+        g = [x for x in gt["annotations"] if x["image_id"] == im["id"]]
+        d = [x for x in dets if x["image_id"] == im["id"]]
+        args = (im["id"], (np.array([x["bbox"] for x in d]).reshape(-1, 4), [x["score"] for x in d],
+                           [x["category_id"] for x in d]),
+                np.array([x["bbox"] for x in g]).reshape(-1, 4), [x["category_id"] for x in g])
+        kw = {"gt_iscrowd": [x["iscrowd"] for x in g], "gt_area": [x["area"] for x in g]}
+        with_ids.update(*args, gt_ids=[x["id"] for x in g], **kw)
+        without_ids.update(*args, **kw)
+        match.update(*args, gt_ids=[x["id"] for x in g], **kw)
+    np.testing.assert_allclose(with_ids.compute().stats, _pycocotools(gt, dets).stats, rtol=0, atol=1e-9)
+    # without ids no ground truth has id 0
+    expected = _pycocotools(_renumbered(gt), dets).stats
+    np.testing.assert_allclose(without_ids.compute().stats, expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(match.compute().stats, expected, rtol=0, atol=1e-9)
+
+
+def test_coco_negative_gt_ids_are_ordinary_like_pycocotools():
+    # pycocotools tests dtMatches for truth, so a negative id is a match (faster-coco-eval tests > 0 and
+    # counts it as a false positive); pyimgcls follows pycocotools
+    gt, dets, zero = _zero_id_case(1, "random")
+    gt["annotations"] = [{**a, "id": -a["id"] - 1} for a in gt["annotations"]]  # -1, -2, ...: no id 0
+    np.testing.assert_allclose(evaluate_coco(gt, dets).stats, _pycocotools(gt, dets).stats, rtol=0, atol=1e-9)
+
+
+def test_coco_gt_id_zero_arguments():
+    with pytest.raises(ValueError, match="gt_id_zero must be 'pycocotools' or 'match', got 'ignore'"):
+        COCOEvaluator(gt_id_zero="ignore")
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    with pytest.raises(ValueError, match=r"gt_ids must have shape \(1,\), got \(2,\)"):
+        COCOEvaluator().update(1, (box, [0.9], [1]), box, [1], gt_ids=[0, 1])
+    with pytest.raises(ValueError, match="gt_ids must hold whole numbers"):
+        COCOEvaluator().update(1, (box, [0.9], [1]), box, [1], gt_ids=[0.5])
+    ev = COCOEvaluator()
+    ev.update(1, (box, [0.9], [1]), box, [1], gt_ids=[0])
+    assert ev.compute().stats[0] == 0.0  # the one detection is a false positive, as in pycocotools
+    ev = COCOEvaluator(gt_id_zero="match")
+    ev.update(1, (box, [0.9], [1]), box, [1], gt_ids=[0])
+    assert ev.compute().stats[0] == pytest.approx(1.0)
+
+
+@st.composite
+def voc_cases(draw):
+    """Several images and classes; boxes on a coarse grid (exact overlaps such as IoU 0.5, equal overlaps),
+    jittered and exact duplicate detections, difficult flags, tied scores."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_cls = draw(st.integers(1, 4))
+    grid = draw(st.sampled_from([5.0, 0.0]))  # 0: continuous coordinates
+    p_diff = draw(st.sampled_from([0.0, 0.2, 0.6]))
+    ties = draw(st.sampled_from(["none", "some", "all"]))
+
+    def box(n):
+        xy = rng.uniform(0, 60, (n, 2))
+        wh = rng.uniform(1, 40, (n, 2))
+        b = np.concatenate([xy, xy + wh], axis=1)
+        return np.round(b / grid) * grid if grid else b
+
+    gts, dets = [], []
+    for _ in range(draw(st.integers(1, 6))):
+        G = int(rng.integers(0, 7))
+        gb, gc, gd = box(G), rng.integers(0, n_cls, G), rng.random(G) < p_diff
+        n_fp = int(rng.integers(0, 4))
+        db, dc = [box(n_fp)], [rng.integers(0, n_cls, n_fp)]  # false positives
+        for k in range(G):
+            m = int(rng.integers(0, 4))
+            j = gb[k] + rng.normal(0, 3, (m, 4)) * (rng.random((m, 1)) < 0.7)  # some exact duplicates
+            db.append(np.round(j / grid) * grid if grid else j)
+            dc.append(np.where(rng.random(m) < 0.85, gc[k], rng.integers(0, n_cls, m)))
+        db, dc = np.concatenate(db), np.concatenate(dc)
+        sc = rng.random(len(dc))
+        if ties == "some":
+            sc = np.round(sc * 4) / 4
+        elif ties == "all":
+            sc[:] = 0.5
+        gts.append((gb, gc, gd))
+        dets.append((db, sc, dc))
+    return dets, gts, draw(st.sampled_from([0.5, 0.0, 0.25, 0.75]))
+
+
+@given(voc_cases())
+def test_voc_ap_equals_devkit_twin(case):
+    dets, gts, thr = case
+    for use_07 in (False, True):
+        ours = voc_average_precision(dets, gts, iou_threshold=thr, use_07_metric=use_07)
+        ref = voc_ap_ref(dets, gts, iou_threshold=thr, use_07_metric=use_07)
+        assert ours.keys() == ref.keys()
+        for k in ref:
+            assert ours[k] == pytest.approx(ref[k], rel=1e-12, abs=1e-12, nan_ok=True), (k, use_07)
+
+
+def _one_image(gt_boxes, gt_classes, det_boxes, scores, det_classes, difficult=None):
+    g = (np.array(gt_boxes, float).reshape(-1, 4), np.array(gt_classes))
+    if difficult is not None:
+        g = (*g, np.array(difficult, bool))
+    return [(np.array(det_boxes, float).reshape(-1, 4), np.array(scores, float), np.array(det_classes))], [g]
+
+
+def test_voc_ap_rules_by_hand():
+    # IoU exactly 0.5 is a match (VOCevaldet.m: ovmax >= minoverlap; py-faster-rcnn writes >)
+    d, g = _one_image([[0, 0, 10, 10]], [0], [[0, 0, 10, 5]], [0.9], [0])
+    assert voc_average_precision(d, g)[0] == 1.0
+    assert voc_average_precision(d, g, iou_threshold=0.5 + 1e-9)[0] == 0.0
+    # no overlap is never a match, even at threshold 0 (the devkit only considers overlapping boxes)
+    d, g = _one_image([[0, 0, 10, 10]], [0], [[20, 20, 30, 30], [10, 0, 20, 10]], [0.9, 0.8], [0, 0])
+    assert voc_average_precision(d, g, iou_threshold=0.0)[0] == 0.0
+    # equal scores keep the order given: the false positive listed first comes first -> AP 0.5, not 1.0
+    d, g = _one_image([[0, 0, 10, 10]], [0], [[50, 50, 60, 60], [0, 0, 10, 10]], [0.5, 0.5], [0, 0])
+    assert voc_average_precision(d, g)[0] == 0.5
+    d, g = _one_image([[0, 0, 10, 10]], [0], [[0, 0, 10, 10], [50, 50, 60, 60]], [0.5, 0.5], [0, 0])
+    assert voc_average_precision(d, g)[0] == 1.0
+    # a detection on a difficult box is neither true nor false positive; npos leaves difficult boxes out;
+    # the best-overlap box decides even when it is difficult or taken (the duplicate is a false positive)
+    d, g = _one_image([[0, 0, 10, 10], [0, 0, 10, 9], [40, 40, 50, 50]], [0, 0, 0],
+                      [[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 9], [40, 40, 50, 50]], [0.9, 0.8, 0.7, 0.6],
+                      [0, 0, 0, 0], difficult=[0, 1, 0])
+    # order: TP (box 0), FP (duplicate: box 0 is the best overlap again), ignored (difficult box 1), TP (box 2)
+    # -> recall 1/2, 1/2, 1/2, 1; precision 1, 1/2, 1/2, 2/3 -> all-point 1/2 * 1 + 1/2 * 2/3
+    assert voc_average_precision(d, g)[0] == pytest.approx(0.5 + 1 / 3, abs=1e-15)
+    # a class whose ground truths are all difficult has no AP (npos = 0) and stays out of mAP
+    d, g = _one_image([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1], [[0, 0, 10, 10]], [0.9], [0], difficult=[0, 1])
+    r = voc_average_precision(d, g)
+    assert r == {0: 1.0, "mAP": 1.0}
     miss = voc_average_precision([(np.zeros((0, 4)), [], [])], [(np.array([[0, 0, 1, 1]]), [0])])
-    assert miss[0] == 0.0
+    assert miss == {0: 0.0, "mAP": 0.0}
+
+
+def test_voc07_recall_levels_are_the_devkit_float_values():
+    # 10 ground truths; the first 3 found, then 3 false positives, then the other 7. Recall reaches exactly
+    # 3/10 at precision 1, but np.arange's level 0.30000000000000004 is above 0.3, so that level takes the
+    # best precision at recall > 0.3 (4/7), as py-faster-rcnn, Detectron2 and mmdetection compute it
+    boxes = np.array([[20.0 * k, 0, 20.0 * k + 10, 10] for k in range(10)])
+    fps = np.array([[500.0 + 20 * k, 0, 510.0 + 20 * k, 10] for k in range(3)])
+    det = np.concatenate([boxes[:3], fps, boxes[3:]])
+    d, g = _one_image(boxes, [0] * 10, det, np.linspace(1, 0.1, 13), [0] * 13)
+    r = voc_average_precision(d, g, use_07_metric=True)
+    # levels 0, 0.1, 0.2: 1; 0.3 (0.30000000000000004) .. 0.6 (0.6000000000000001): 4/7 at recall 0.4 (tp 4 of
+    # 7 detections) and better later; the envelope: max precision at recall >= level
+    prec = np.array([1, 1, 1, 3 / 4, 3 / 5, 3 / 6, 4 / 7, 5 / 8, 6 / 9, 7 / 10, 8 / 11, 9 / 12, 10 / 13])
+    rec = np.array([1, 2, 3, 3, 3, 3, 4, 5, 6, 7, 8, 9, 10]) / 10
+    expected = sum(prec[rec >= t].max() for t in np.arange(0.0, 1.1, 0.1)) / 11
+    assert r[0] == pytest.approx(expected, abs=1e-15)
+    assert r[0] != pytest.approx(sum(prec[rec >= t / 10].max() for t in range(11)) / 11)  # exact levels differ
+
+
+@pytest.mark.parametrize("thr", [-0.1, 1.5, np.nan])
+def test_voc_ap_refuses_bad_threshold(thr):
+    d, g = _one_image([[0, 0, 10, 10]], [0], [[0, 0, 10, 10]], [0.9], [0])
+    with pytest.raises(ValueError, match="iou_threshold must be in"):
+        voc_average_precision(d, g, iou_threshold=thr)
 
 
 # ----------------------------------------------------------------------------- values that do not fit

@@ -30,7 +30,7 @@ inline double bb_iou(const double* d, const double* g, bool crowd) {
 struct ImgEval {
     bool present = false;
     std::vector<double> scores;             // D, sorted descending
-    std::vector<std::uint8_t> matched;      // T * D
+    std::vector<std::uint8_t> matched;      // T * D, pycocotools' dtMatches != 0
     std::vector<std::uint8_t> ignored;      // T * D
     std::int64_t n_gt_not_ignored = 0;
 };
@@ -42,6 +42,8 @@ void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_id
     const std::int64_t I = static_cast<std::int64_t>(data.gt_begin.size()) - 1;
     if (I < 0 || data.dt_begin.size() != data.gt_begin.size())
         throw std::invalid_argument("coco_evaluate: inconsistent image ranges");
+    if (data.gt_id.size() != data.gt_cat.size())
+        throw std::invalid_argument("coco_evaluate: gt_id must have one id per ground truth");
     const int T = static_cast<int>(p.iou_thrs.size()), R = static_cast<int>(p.rec_thrs.size());
     const int K = static_cast<int>(cat_ids.size()), A = static_cast<int>(p.area_rngs.size());
     const int M = static_cast<int>(p.max_dets.size());
@@ -55,7 +57,7 @@ void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_id
         std::vector<ImgEval> evals(static_cast<std::size_t>(I) * A);  // [image][area]
         std::vector<std::int64_t> g, d, gsorted;
         std::vector<double> ious;
-        std::vector<std::uint8_t> gt_ig, gtm;
+        std::vector<std::uint8_t> gt_ig, gtm, credit;
         for (std::int64_t i = 0; i < I; ++i) {
             g.clear();
             d.clear();
@@ -73,6 +75,8 @@ void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_id
             for (std::size_t a = 0; a < D; ++a)
                 for (std::size_t b = 0; b < G; ++b)
                     ious[a * G + b] = bb_iou(&data.dt_box[4 * d[a]], &data.gt_box[4 * g[b]], data.gt_crowd[g[b]] != 0);
+            credit.resize(G);  // pycocotools' dtMatches holds the ground truth's id and is tested for truth
+            for (std::size_t b = 0; b < G; ++b) credit[b] = (p.zero_id_unmatched && data.gt_id[g[b]] == 0) ? 0 : 1;
             for (int ar = 0; ar < A; ++ar) {
                 const double lo = p.area_rngs[ar][0], hi = p.area_rngs[ar][1];
                 ImgEval& e = evals[static_cast<std::size_t>(i) * A + ar];
@@ -110,7 +114,7 @@ void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_id
                             }
                             if (m == -1) continue;
                             e.ignored[static_cast<std::size_t>(t) * D + a] = gt_ig[gsorted[m]];
-                            e.matched[static_cast<std::size_t>(t) * D + a] = 1;
+                            e.matched[static_cast<std::size_t>(t) * D + a] = credit[gsorted[m]];
                             gtm[m] = 1;
                         }
                     }

@@ -8,6 +8,11 @@
 // are "ignored" and sorted last; greedy matching per IoU threshold at min(t, 1 - 1e-10);
 // accumulation concatenates images in order, stably sorts by descending score, and samples the
 // monotone precision envelope at the recall thresholds (searchsorted, side "left").
+// Ground-truth id 0 (CocoParams::zero_id_unmatched, pycocotools' behaviour): evaluateImg stores the
+// matched ground truth's *id* in dtMatches and accumulate tests it for truth, so a match to the
+// annotation with id 0 uses that ground truth up (gtMatches holds the detection's id, >= 1) but the
+// detection counts as unmatched: a false positive, or ignored when its own area is outside the range
+// (or when the ground truth is ignored). Negative ids are truthy there: ordinary matches.
 // Outputs: precision[T][R][K][A][M] and recall[T][K][A][M], -1 where a category has no
 // non-ignored ground truth. Complexity: O(sum over image-categories of D * G * T) plus sorting.
 #pragma once
@@ -24,6 +29,7 @@ struct CocoData {
     std::vector<std::int64_t> gt_cat;
     std::vector<std::uint8_t> gt_crowd;
     std::vector<double> gt_area;
+    std::vector<std::int64_t> gt_id;                      // annotation ids; only 0 matters (see above)
     std::vector<double> dt_box;                           // 4 per detection, xywh
     std::vector<std::int64_t> dt_cat;
     std::vector<double> dt_score;
@@ -34,6 +40,7 @@ struct CocoParams {
     std::vector<double> rec_thrs;                    // R
     std::vector<std::array<double, 2>> area_rngs;    // A
     std::vector<std::int64_t> max_dets;              // M, ascending
+    bool zero_id_unmatched = true;                   // false: gt id 0 matches like any other
 };
 
 void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_ids, const CocoParams& p,

@@ -159,12 +159,20 @@ def test_symlink_loop_visits_each_folder_once(tmp_path, photos):
 
 
 def test_deep_tree_walk_has_no_recursion_limit(tmp_path, photos):
-    p = tmp_path
-    for _ in range(sys.getrecursionlimit() + 50):  # os.makedirs itself recurses: one level at a time
-        p = p / "d"
-        p.mkdir()
-    Image.fromarray(photos["coffee"][:8, :8]).save(p / "deep.png")
-    assert [os.path.basename(it.source) for it in iter_items(str(tmp_path))] == ["deep.png"]
+    levels = []
+    p = tmp_path / "deep"
+    try:
+        for _ in range(sys.getrecursionlimit() + 50):  # os.makedirs itself recurses: one level at a time
+            p.mkdir()
+            levels.append(p)
+            p = p / "d"
+        Image.fromarray(photos["coffee"][:8, :8]).save(levels[-1] / "deep.png")
+        assert [os.path.basename(it.source) for it in iter_items(str(tmp_path))] == ["deep.png"]
+    finally:  # removed here, deepest first: shutil.rmtree (pytest's cleanup too) recurses
+        if levels and (levels[-1] / "deep.png").exists():
+            (levels[-1] / "deep.png").unlink()
+        for d in reversed(levels):
+            d.rmdir()
 
 
 def test_item_timeout_makes_a_slow_item_an_error_and_the_run_goes_on(photos, monkeypatch):

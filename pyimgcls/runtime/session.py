@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ import numpy as np
 from ..preprocessing import PreprocessConfig
 from .threads import resolve_threads
 
-__all__ = ["Session", "ModelInfo", "annotate_model", "available_providers", "output_classes"]
+__all__ = ["DeviceUnavailableError", "Session", "ModelInfo", "annotate_model", "available_providers",
+           "duplicate_onnxruntime", "output_classes", "parse_device"]
+
+log = logging.getLogger("pyimgcls")
 
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
@@ -67,6 +71,58 @@ def _preload_cuda_libraries() -> None:
             preload()
     except Exception:  # noqa: BLE001 - absent libraries just mean the provider will not load
         pass
+
+
+class DeviceUnavailableError(RuntimeError):
+    """An explicitly requested device (``device="cuda"``, ``"tensorrt"``) cannot run here; the
+    message says why. Only ``device="auto"`` falls back to the CPU."""
+
+
+_DEVICE_PROVIDERS = {"cpu": ["CPUExecutionProvider"],
+                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"tensorrt"``, ``"tensorrt:N"`` or ``"auto"`` ->
+    ``(kind, device_id)``; case-insensitive."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu', 'cuda:0' or 'auto', got {type(device).__name__}")
+    d = device.strip().lower()
+    kind, _, idx = d.partition(":")
+    if kind not in ("auto", *_DEVICE_PROVIDERS) or (idx and (kind in ("auto", "cpu") or not idx.isdigit())):
+        raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, tensorrt, tensorrt:N; got {device!r}")
+    return kind, int(idx) if idx else 0
+
+
+def duplicate_onnxruntime() -> str | None:
+    """A repair hint when both onnxruntime and onnxruntime-gpu are installed (they overwrite each
+    other's files, and which one answers depends on install order), else ``None``."""
+    from importlib import metadata
+
+    found = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    if len(found) < 2:
+        return None
+    return (f"both {found[0]} and {found[1]} are installed; they overwrite each other's files. Keep one: "
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu "
+            "(Linux x86-64 with an NVIDIA GPU) or pip install onnxruntime (CPU only)")
+
+
+def _why_unavailable(provider: str) -> str:
+    ort = _ort()
+    if provider not in ort.get_available_providers():
+        dup = duplicate_onnxruntime()
+        return dup or (f"the installed onnxruntime has no {provider} (install onnxruntime-gpu; see README, "
+                       "'Devices')")
+    if not _cuda_driver_present():
+        return "no NVIDIA driver (libcuda) on this machine: no usable GPU"
+    return ("it failed to load: its CUDA / cuDNN libraries are missing or do not match "
+            "(pip install \"pyimgcls[gpu]\" installs NVIDIA's; ONNX Runtime's log above says which)")
 
 
 def available_providers() -> list[str]:
@@ -190,6 +246,10 @@ class Session:
         providers: ``"auto"`` (TensorRT, then CUDA, then CPU: the first that really loads), a
             provider name, a comma-separated list, or an explicit list (honoured as given).
             TensorRT engines are cached under ``~/.cache/pyimgcls/trt``.
+        device: ``"auto"`` (the same as ``providers="auto"``), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"``, ``"tensorrt"`` or ``"tensorrt:N"``. An explicit device that cannot
+            run is a ``DeviceUnavailableError`` saying why, never a silent CPU fallback. Give
+            ``device`` or ``providers``, not both.
         threads: ONNX Runtime intra-op threads (0 or ``None`` = all usable cores, see
             ``pyimgcls.runtime.threads``); ``Session.threads`` holds the resolved number.
         allow_spinning: let ORT's idle workers spin. ``None``: off (pyimgcls' own threads
@@ -198,13 +258,15 @@ class Session:
     """
 
     def __init__(self, model, *, providers: str | Sequence[str] = "auto", threads: int | None = 0,
-                 allow_spinning: bool | None = None, device_id: int = 0) -> None:
+                 allow_spinning: bool | None = None, device_id: int = 0, device: str | None = None) -> None:
         ort = _ort()
         self._bytes = _load_bytes(model)
         self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<bytes>"
         self.threads = resolve_threads(threads)
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        # ONNX Runtime's own log follows pyimgcls' logger: errors only, warnings at -v, all at -vv
+        level = log.getEffectiveLevel()
+        opts.log_severity_level = 0 if level <= logging.DEBUG else 2 if level <= logging.INFO else 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -214,14 +276,34 @@ class Session:
         self.allow_spinning = spin
         self._opts = opts
         self._device_id = device_id
+        want = None
+        if device is not None:
+            kind, idx = parse_device(device)
+            if kind != "auto":
+                if providers != "auto":
+                    raise ValueError("give device= or providers=, not both")
+                providers, want, self._device_id = list(_DEVICE_PROVIDERS[kind]), _DEVICE_PROVIDERS[kind][0], idx
+                if want != "CPUExecutionProvider" and want not in available_providers():
+                    # the CPU provider in the list only serves ops the GPU provider lacks: no fallback
+                    raise DeviceUnavailableError(f"device {device!r} was asked for, but {want} cannot run here: "
+                                                 f"{_why_unavailable(want)}")
+        self.device = "auto" if want is None else device
         try:
             self.session = self._create(providers)
         except ValueError:
             raise
         except Exception as e:  # noqa: BLE001 - ONNX Runtime's own exception types, named here
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+            if want is not None and want != "CPUExecutionProvider":
+                raise DeviceUnavailableError(f"device {device!r} cannot run {self.source}: "
+                                             f"{lines[-1] if lines else type(e).__name__}") from None
             raise ValueError(f"{self.source}: ONNX Runtime cannot load this model: "
                              f"{lines[-1] if lines else type(e).__name__}") from None
+        if want is not None and self.session.get_providers()[0] != want:
+            raise DeviceUnavailableError(f"device {device!r} was asked for, but {want} cannot run here: "
+                                         f"{_why_unavailable(want)}")
+        if want is None:
+            log.info("providers %s (auto)", ", ".join(self.session.get_providers()))
         self.providers: list[str] = list(self.session.get_providers())
         self.info = self._introspect()
         self.labels: list[str] | None = None
@@ -275,6 +357,7 @@ class Session:
             for gpu in _GPU_PROVIDERS:
                 if gpu not in avail:
                     continue
+                log.debug("auto: trying %s", gpu)
                 plist = [gpu] + (["CUDAExecutionProvider"] if gpu == "TensorrtExecutionProvider" and
                                  "CUDAExecutionProvider" in avail else []) + ["CPUExecutionProvider"]
                 try:
@@ -283,6 +366,7 @@ class Session:
                     continue
                 if s.get_providers()[0] == gpu:
                     return s
+                log.info("auto: %s did not load (%s); falling back", gpu, _why_unavailable(gpu))
             return self._try(["CPUExecutionProvider"])
         plist = list(dict.fromkeys(providers))  # order kept, duplicates dropped
         if any(p in _GPU_PROVIDERS for p in plist):
@@ -380,6 +464,9 @@ class Session:
         meta = {k: (v if len(v) < 200 else v[:200] + "...") for k, v in i.metadata.items()}
         return {
             "source": self.source,
+            "device": self.device,
+            "onnxruntime": _ort().__version__,
+            "install_problem": duplicate_onnxruntime(),
             "input": {"name": i.input_name, "layout": i.layout, "dtype": i.dtype, "batch": i.batch or "dynamic",
                       "size": list(i.size) if i.size else "dynamic", "channels": i.channels},
             "outputs": [{"name": n, "shape": [d if isinstance(d, int) else str(d) for d in s]} for n, s in i.outputs],

@@ -134,7 +134,7 @@ import os, resource, sys, threading
 import numpy as np
 import numpy.testing
 import pyimgcls
-from pyimgcls import metrics, ops
+from pyimgcls import _core, metrics, ops
 
 rng = np.random.default_rng(0)
 xy = rng.uniform(0, 300, (600, 2))
@@ -199,6 +199,8 @@ for soft in (1, room):
         np.testing.assert_array_equal(np.asarray(f(8)), np.asarray(want[name]), err_msg=f"{name}, limit {soft}")
     rng = np.random.default_rng(1)
     np.testing.assert_array_equal(coco(8), want["coco"], err_msg=f"coco, limit {soft}")
+    # the native side on its own, past the Python cap (capped again in C++)
+    np.testing.assert_array_equal(_core.box_iou(boxes, boxes, 50000), want["box_iou"], err_msg=f"_core, limit {soft}")
 print("ok", len(CALLS) + 1)
 '''
 

@@ -6,6 +6,10 @@
   threads than that only add switching, and thousands of them can fail to start).
 * ``None`` is accepted as a synonym of 0; a negative number is a ``ValueError`` and a
   non-integer (``bool`` and ``float`` included) a ``TypeError``.
+* The native core applies the same cap on its own (``kMaxThreadsPerCore`` in
+  ``csrc/core/common/parallel.h``), and never more threads than work items. A thread the system
+  refuses (``RLIMIT_NPROC``, a cgroup pids limit) is not an error: its share of the work runs on
+  the calling thread.
 
 This module imports only the native core, so every layer (preprocessing, ops, metrics, the
 runtime and the tasks) resolves ``threads`` through it and gets the same answer. A task that runs

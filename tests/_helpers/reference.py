@@ -140,8 +140,8 @@ def nms_ref(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, score_t
     if score_threshold is not None:
         order = [i for i in order if float(scores[i]) > score_threshold]  # compared in float64
     keep: list[int] = []
-    for i in order:
-        if all(iou_ref(boxes[k], boxes[i]) <= iou_threshold for k in keep):
+    for i in order:  # `not >`, as torchvision: a NaN IoU (infinite areas) suppresses nothing
+        if not any(iou_ref(boxes[k], boxes[i]) > iou_threshold for k in keep):
             keep.append(i)
     if max_output is not None:
         keep = keep[:max_output]
@@ -152,11 +152,24 @@ def batched_nms_ref(boxes, scores, classes, iou_threshold, max_output=None):
     order = [int(i) for i in np.argsort(-scores, kind="stable")]
     keep: list[int] = []
     for i in order:
-        if all(classes[k] != classes[i] or iou_ref(boxes[k], boxes[i]) <= iou_threshold for k in keep):
+        if not any(classes[k] == classes[i] and iou_ref(boxes[k], boxes[i]) > iou_threshold for k in keep):
             keep.append(i)
     if max_output is not None:
         keep = keep[:max_output]
     return np.array(keep, dtype=np.int64)
+
+
+def nms_griddable_ref(boxes: np.ndarray) -> np.ndarray:
+    """Which boxes the NMS kernel files in its culling grid (nms.cpp, ``griddable``); the others,
+    near the ends of the floating-point range, take the plain path. For tests that must show which
+    path a layout reaches. (N,) bool; degenerate boxes (never culled) are False."""
+    fi = np.finfo(boxes.dtype)
+    d = boxes.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # in the boxes' precision
+        return ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]) & (np.abs(d) <= 1e250).all(1)
+                & (d[:, 2] - d[:, 0] >= 1e-250) & (d[:, 3] - d[:, 1] >= 1e-250)
+                & (area >= fi.tiny / fi.eps) & (area <= fi.max))
 
 
 def soft_nms_ref(boxes, scores, method="gaussian", sigma=0.5, iou_threshold=0.3, score_threshold=0.001):

@@ -1,11 +1,14 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pyimgcls import Detections, PreprocessConfig, preprocess
 from pyimgcls import ops
 
-from _helpers.reference import batched_nms_ref, iou_ref, nms_ref, soft_nms_ref
+from _helpers.reference import batched_nms_ref, iou_ref, nms_griddable_ref, nms_ref, soft_nms_ref
 
 
 def clustered_boxes(rng, n, n_objects=None, scale=640.0, dtype=np.float32, jitter=0.08):
@@ -311,3 +314,168 @@ def test_box_iou_refuses_nan():
         ops.box_iou(a, np.array([[np.nan, 0, 10, 10]], np.float32))
     with pytest.raises(ValueError, match="boxes1 must be finite"):
         ops.box_iou(np.array([[0, 0, np.inf, 1]]), a)
+
+
+# ----------------------------------------------------------------------------- the culling grid's edge cases
+# Boxes that are finite yet near the ends of the floating-point range made the culling grid's
+# cell index NaN (-> INT_MIN, an out-of-bounds write); boxes far apart along a line made it size
+# itself by their spread (gigabytes). The calls that crashed run in a child process, so that a
+# regression fails these tests instead of killing the run.
+EXTREME = {  # each of these crashed ops.nms / ops.batched_nms before the grid was bounded
+    "huge, far apart": np.array([[0, 0, 1, 1], [1e308, 0, 1.7e308, 1]]),
+    "huge spans": np.array([[-1e308, -1e308, 1e308, 1e308], [0, 0, 1, 1], [1e308, 1e308, 1.5e308, 1.5e308],
+                            [-1e308, -1e308, 1e308, 1e308], [0.5, 0, 1.5, 1]]),
+    "subnormal x span": np.array([[1e-320, 0, 2e-320, 10], [1.5e-320, 5, 3e-320, 15], [0, 20, 1e-320, 30]]),
+    "subnormal float32": np.array([[1e-44, 0, 3e-44, 10], [2e-44, 5, 4e-44, 15], [0, 20, 1e-44, 30]], np.float32),
+}
+EXTREME_CHILD = r"""
+import sys
+import numpy as np
+from pyimgcls import ops
+data = np.load(sys.argv[1])
+out = {}
+for key in data.files:
+    if key.startswith("boxes:"):
+        name = key[len("boxes:"):]
+        boxes, scores, classes = data[key], data["scores:" + name], data["classes:" + name]
+        for thr in (0.0, 0.5):
+            out[f"nms:{thr}:{name}"] = ops.nms(boxes, scores, thr)
+            out[f"batched:{thr}:{name}"] = ops.batched_nms(boxes, scores, classes, thr, threads=2)
+np.savez(sys.argv[2], **out)
+"""
+
+
+def _scores_classes(boxes):
+    n = len(boxes)
+    return np.linspace(1, 0.5, n).astype(boxes.dtype), np.arange(n) % 2
+
+
+@pytest.fixture(scope="module")
+def extreme_results(tmp_path_factory):
+    """The kernel's answers on EXTREME, computed in a child process: (exit status, stderr, results)."""
+    d = tmp_path_factory.mktemp("extreme")
+    arrays = {}
+    for name, boxes in EXTREME.items():
+        scores, classes = _scores_classes(boxes)
+        arrays.update({f"boxes:{name}": boxes, f"scores:{name}": scores, f"classes:{name}": classes})
+    np.savez(d / "in.npz", **arrays)
+    r = subprocess.run([sys.executable, "-c", EXTREME_CHILD, str(d / "in.npz"), str(d / "out.npz")],
+                       capture_output=True, text=True, timeout=300, cwd="/")
+    return r.returncode, r.stderr, (dict(np.load(d / "out.npz")) if r.returncode == 0 else None)
+
+
+@pytest.fixture(scope="module")
+def extremes_safe(extreme_results):
+    """In-process tests of extreme layouts run only once the child survived them."""
+    if extreme_results[0] != 0:
+        pytest.fail(f"the NMS kernel crashes on extreme boxes (exit status {extreme_results[0]}), "
+                    "see test_extreme_coordinates_do_not_crash")
+
+
+def test_extreme_coordinates_do_not_crash(extreme_results):
+    rc, err, got = extreme_results
+    assert rc == 0, f"child exit status {rc} (-11: SIGSEGV)\n{err[-2000:]}"
+    for name, boxes in EXTREME.items():
+        scores, classes = _scores_classes(boxes)
+        for thr in (0.0, 0.5):
+            with np.errstate(all="ignore"):  # the twin overflows like the kernel
+                np.testing.assert_array_equal(got[f"nms:{thr}:{name}"], nms_ref(boxes, scores, thr), err_msg=name)
+                np.testing.assert_array_equal(got[f"batched:{thr}:{name}"],
+                                              batched_nms_ref(boxes, scores, classes, thr), err_msg=name)
+
+
+THIN_LINE_CHILD = r"""
+import resource
+import numpy as np
+from pyimgcls import ops
+n = 20000  # in pairs 1e6 apart: IoU 0.82 within a pair, 0 between pairs
+x = np.repeat(np.arange(n // 2) * 1e6, 2) + np.tile([0.0, 1e-4], n // 2)
+boxes = np.stack([x, np.zeros(n), x + 1e-3, np.ones(n)], 1)
+scores = np.random.default_rng(0).random(n)
+winners = np.where(scores[0::2] >= scores[1::2], np.arange(0, n, 2), np.arange(1, n, 2))
+want = winners[np.argsort(-scores[winners], kind="stable")]
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + (512 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+np.testing.assert_array_equal(ops.nms(boxes, scores, 0.5), want)
+np.testing.assert_array_equal(ops.batched_nms(boxes, scores, np.zeros(n, np.int64), 0.5, threads=2), want)
+print("ok")
+"""
+
+
+def test_thin_boxes_far_apart_need_memory_linear_in_n():
+    """20,000 thin boxes along one line, 1e6 apart: the grid used to size itself by their spread
+    (6.9 GB, 10-20 s); it is now bounded by their number. The child may map only 512 MiB more
+    than it has when it starts NMS."""
+    r = subprocess.run([sys.executable, "-c", THIN_LINE_CHILD], capture_output=True, text=True, timeout=300, cwd="/")
+    assert r.returncode == 0, f"exit status {r.returncode}\n{r.stderr[-2000:]}"
+    assert r.stdout.strip() == "ok"
+
+
+def layout_boxes(layout: str, n: int, rng, dtype) -> np.ndarray:
+    """Degenerate layouts for the culling grid; LAYOUTS names the path each one takes."""
+    f64 = dtype == np.float64
+    if layout == "line":  # thin boxes along one horizontal line, neighbours overlapping
+        x = rng.uniform(0, 4 * n, n)
+        b = np.stack([x, np.full(n, 5.0), x + rng.uniform(0.5, 3, n), np.full(n, 5.001)], 1)
+    elif layout == "line, far apart":  # the same in pairs 1e6 apart: the spread far above the box sizes
+        x = np.repeat(np.arange((n + 1) // 2) * 1e6, 2)[:n] + rng.uniform(0, 2, n)
+        b = np.stack([x, np.zeros(n), x + rng.uniform(1, 4, n), np.ones(n)], 1)
+    elif layout == "identical":
+        b = np.tile([3.0, 4.0, 10.0, 20.0], (n, 1))
+    elif layout == "clusters far apart":
+        b, _, _ = clustered_boxes(rng, n, n_objects=4, dtype=np.float64)
+        b[::2] += 1e12 if f64 else 1e7
+    elif layout == "small":  # tiny but normal numbers: still on the grid
+        b, _, _ = clustered_boxes(rng, n, n_objects=3, scale=1e-140 if f64 else 1e-13, dtype=np.float64)
+    elif layout == "subnormal":  # spans and areas below the smallest normal number
+        b, _, _ = clustered_boxes(rng, n, n_objects=3, scale=1e-318 if f64 else 1e-40, dtype=np.float64)
+    elif layout == "tiny areas":  # normal coordinates, areas too small for the grid: overlaps still suppress
+        b, _, _ = clustered_boxes(rng, n, n_objects=3, scale=1e-147 if f64 else 1e-17, dtype=np.float64)
+    elif layout == "huge":  # corners anywhere in the range: spans and areas overflow
+        top = np.finfo(dtype).max
+        c = np.sort(rng.uniform(-1, 1, (n, 2, 2)) * top, axis=1)
+        b = np.stack([c[:, 0, 0], c[:, 0, 1], c[:, 1, 0], c[:, 1, 1]], 1)
+    elif layout == "mixed":  # boxes on the grid, tiny ones off it near the origin, big ones over both
+        b, _, _ = clustered_boxes(rng, n, n_objects=3, dtype=np.float64)
+        k = max(1, n // 3)
+        tiny = 1e-147 if f64 else 1e-17
+        b[:k] = np.concatenate([xy := rng.uniform(0, tiny, (k, 2)), xy + rng.uniform(0.5, 1, (k, 2)) * tiny], 1)
+        b[k:k + 2] = [0, 0, 50, 60]
+    else:
+        raise ValueError(layout)
+    return b.astype(dtype)
+
+
+LAYOUTS = {"line": "grid", "line, far apart": "grid", "identical": "grid", "clusters far apart": "grid",
+           "small": "grid", "subnormal": "plain", "tiny areas": "plain", "huge": "plain", "mixed": "mixed"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(3, 50), seed=st.integers(0, 2**32 - 1), thr=st.one_of(st.just(0.0), st.floats(0, 1)))
+def test_nms_on_degenerate_layouts_matches_reference(extremes_safe, layout, dtype, n, seed, thr):
+    rng = np.random.default_rng(seed)
+    boxes = layout_boxes(layout, n, rng, dtype)
+    scores = rng.random(n).astype(dtype)
+    scores[rng.random(n) < 0.2] = 0.5  # ties
+    classes = rng.integers(0, 2, n)
+    on_grid = nms_griddable_ref(boxes)
+    real = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    path = LAYOUTS[layout]  # the layout reaches the path it is named for
+    assert on_grid[real].all() if path == "grid" else True
+    assert not on_grid.any() if path == "plain" else True
+    assert on_grid.any() and (real & ~on_grid).any() if path == "mixed" else True
+    with np.errstate(all="ignore"):  # the twin overflows like the kernel
+        want, want_b = nms_ref(boxes, scores, thr), batched_nms_ref(boxes, scores, classes, thr)
+    np.testing.assert_array_equal(ops.nms(boxes, scores, thr), want)
+    np.testing.assert_array_equal(ops.batched_nms(boxes, scores, classes, thr, threads=2), want_b)
+
+
+def test_nan_scores_are_refused():
+    b = np.array([[0, 0, 1, 1], [0, 0, 1, 1]], np.float32)
+    with pytest.raises(ValueError, match="scores must be finite, found nan at index 1"):
+        ops.nms(b, np.array([0.5, np.nan], np.float32), 0.5)
+    with pytest.raises(ValueError, match="scores must be finite"):
+        ops.batched_nms(b, np.array([np.nan, 0.5]), [0, 0], 0.5)

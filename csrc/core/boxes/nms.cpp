@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -38,25 +39,44 @@ inline T iou_t(const T* a, T aa, const T* b, T ab) {
     return inter / (aa + ab - inter);
 }
 
+// Whether the grid's arithmetic is safe for a (non-degenerate) box: coordinates within +-1e250
+// and sides of at least 1e-250, so that centres, radii, sums of widths, cell sizes and their
+// inverses are finite and nonzero in double (the limits leave many decades of room), and an area
+// of at least min / epsilon in T, so that T's rounding of the IoU stays relative (a subnormal
+// intersection errs by at most epsilon^2) and the radius margin covers it. Any other box (finite,
+// yet near the ends of the range) is checked against every kept box, and every later candidate
+// checks it: the plain path, exact for any finite input.
+template <typename T>
+inline bool griddable(const T* b, T area) {
+    constexpr double kMaxCoord = 1e250, kMinSide = 1e-250;
+    const double x0 = b[0], y0 = b[1], x1 = b[2], y1 = b[3];
+    return std::fabs(x0) <= kMaxCoord && std::fabs(y0) <= kMaxCoord && std::fabs(x1) <= kMaxCoord &&
+           std::fabs(y1) <= kMaxCoord && x1 - x0 >= kMinSide && y1 - y0 >= kMinSide &&
+           area >= std::numeric_limits<T>::min() / std::numeric_limits<T>::epsilon() &&
+           area <= std::numeric_limits<T>::max();
+}
+
 // Spatial culling for greedy NMS. Kept boxes are filed by their centre in a uniform grid. If
 // IoU(A, B) > t then the overlap width exceeds t * max(wA, wB) (inter > t * union >= t * area), so
 //   wB < wA / t  and  |cxA - cxB| < (wA + wB) / 2 - t * max(wA, wB) <= wA * max(1 - t, 0.5 / t - 0.5),
 // and in any case |cxA - cxB| < (wA + w_max) / 2 (any overlap). The same holds for y. A candidate
 // therefore only needs the kept boxes whose centres fall in the cells within that radius; the
 // radius carries a 1% margin, and the IoU itself is always computed exactly.
+// Cells are about half the typical query radius, but never more than 2 per griddable box (and
+// 2^20) in all, however far apart the boxes lie: memory is O(N) and the grid is built in O(N).
 template <typename T>
 struct Grid {
-    double x0 = 0, y0 = 0, inv_w = 1, inv_h = 1, wmax = 0, hmax = 0, factor = 0;
+    double x0 = 0, y0 = 0, inv_w = 0, inv_h = 0, wmax = 0, hmax = 0, factor = 0;
     int cols = 1, rows = 1;
     std::vector<int> head;  // per cell: last entry or -1
-    std::vector<int> next;  // per kept id: previous entry of its cell
+    std::vector<int> next;  // per kept id: previous entry of its cell (-1 for kept boxes off the grid)
 
     void build(const T* boxes, const std::vector<std::int64_t>& ids, double t) {
         double minx = INFINITY, miny = INFINITY, maxx = -INFINITY, maxy = -INFINITY, sw = 0, sh = 0;
         std::size_t cnt = 0;
         for (std::int64_t id : ids) {
             const T* b = boxes + 4 * id;
-            if (degenerate(b)) continue;
+            if (degenerate(b) || !griddable(b, area_of(b))) continue;
             const double w = double(b[2]) - double(b[0]), h = double(b[3]) - double(b[1]);
             const double cx = 0.5 * (double(b[0]) + double(b[2])), cy = 0.5 * (double(b[1]) + double(b[3]));
             minx = std::min(minx, cx);
@@ -70,15 +90,16 @@ struct Grid {
             ++cnt;
         }
         factor = t > 0 ? std::max(1.0 - t, 0.5 / t - 0.5) : INFINITY;
-        if (cnt == 0) {
-            head.assign(1, -1);
-            return;
-        }
+        head.assign(1, -1);
+        if (cnt == 0) return;
         // cells of about half the typical query radius
         const double f = std::min(std::max(std::isfinite(factor) ? factor : 1.0, 0.05), 1.0);
-        const double cw = std::max(0.5 * f * sw / cnt, 1e-300), ch = std::max(0.5 * f * sh / cnt, 1e-300);
+        const double cw = 0.5 * f * sw / cnt, ch = 0.5 * f * sh / cnt;  // >= 2.5e-252 (griddable)
         const double max_cells = std::max<double>(1.0, std::min<double>(2.0 * cnt, 1 << 20));
-        double c = std::max(1.0, std::ceil((maxx - minx) / cw)), r = std::max(1.0, std::ceil((maxy - miny) / ch));
+        // each side within [1, max_cells] first (a ratio may be +inf), then both shrunk alike: as
+        // c, r <= max_cells, both stay >= 1 and c * r <= max_cells
+        double c = std::min(std::max(1.0, std::ceil((maxx - minx) / cw)), max_cells);
+        double r = std::min(std::max(1.0, std::ceil((maxy - miny) / ch)), max_cells);
         if (c * r > max_cells) {
             const double k = std::sqrt(max_cells / (c * r));
             c = std::max(1.0, std::floor(c * k));
@@ -88,23 +109,29 @@ struct Grid {
         rows = static_cast<int>(r);
         x0 = minx;
         y0 = miny;
-        inv_w = maxx > minx ? cols / (maxx - minx) : 0.0;
-        inv_h = maxy > miny ? rows / (maxy - miny) : 0.0;
+        // cols > 1 only when the span exceeds a cell, so cols / span < 2 / cw: finite
+        inv_w = cols > 1 ? cols / (maxx - minx) : 0.0;
+        inv_h = rows > 1 ? rows / (maxy - miny) : 0.0;
         head.assign(static_cast<std::size_t>(cols) * rows, -1);
     }
+    // Cell column of x, clamped to the grid (NaN, impossible for griddable boxes, maps to 0).
     int cx(double x) const {
-        double v = std::floor((x - x0) * inv_w);
-        return v < 0 ? 0 : (v >= cols ? cols - 1 : static_cast<int>(v));
+        const double v = std::floor((x - x0) * inv_w);
+        return v >= cols ? cols - 1 : (v >= 0 ? static_cast<int>(v) : 0);
     }
     int cy(double y) const {
-        double v = std::floor((y - y0) * inv_h);
-        return v < 0 ? 0 : (v >= rows ? rows - 1 : static_cast<int>(v));
+        const double v = std::floor((y - y0) * inv_h);
+        return v >= rows ? rows - 1 : (v >= 0 ? static_cast<int>(v) : 0);
+    }
+    int cell_of(const T* b) const {
+        return cy(0.5 * (double(b[1]) + double(b[3]))) * cols + cx(0.5 * (double(b[0]) + double(b[2])));
     }
     void insert(const T* b, int kept_id) {
-        const int cell = cy(0.5 * (double(b[1]) + double(b[3]))) * cols + cx(0.5 * (double(b[0]) + double(b[2])));
+        const int cell = cell_of(b);
         next.push_back(head[cell]);
         head[cell] = kept_id;
     }
+    void insert_off_grid() { next.push_back(-1); }
     // Cell range [c0, c1] x [r0, r1] that can hold the centre of a box suppressing b.
     void query(const T* b, int& c0, int& c1, int& r0, int& r1) const {
         const double w = double(b[2]) - double(b[0]), h = double(b[3]) - double(b[1]);
@@ -142,6 +169,7 @@ void nms_ordered(const T* boxes, const std::vector<std::int64_t>& order, double 
     };
     std::vector<Kept> kept;  // kept id -> box and area, contiguous for the inner loop
     const std::int64_t limit = max_output < 0 ? INT64_MAX : max_output;
+    std::vector<int> off_grid;  // kept ids of boxes that are not griddable
     for (std::int64_t i : order) {
         const T* b = boxes + 4 * i;
         if (!degenerate(b)) {  // degenerate boxes have IoU 0: kept, and never suppress
@@ -150,16 +178,17 @@ void nms_ordered(const T* boxes, const std::vector<std::int64_t>& order, double 
                 return static_cast<double>(iou_t(kept[k].box, kept[k].area, b, ab)) > iou_threshold;
             };
             bool suppressed = false;
-            int c0, c1, r0, r1;
-            grid.query(b, c0, c1, r0, r1);
+            const bool on_grid = griddable(b, ab);
+            int c0 = 0, c1 = 0, r0 = 0, r1 = 0;
+            if (on_grid) grid.query(b, c0, c1, r0, r1);
             const double cells = double(c1 - c0 + 1) * double(r1 - r0 + 1);
-            if (cells > double(kept.size())) {
+            if (!on_grid || cells > double(kept.size())) {
                 for (int k = 0, n = static_cast<int>(kept.size()); k < n && !suppressed; ++k)
                     suppressed = suppresses(k);
             } else {
+                for (std::size_t j = 0; j < off_grid.size() && !suppressed; ++j) suppressed = suppresses(off_grid[j]);
                 // the candidate's own cell first: a suppressing box usually sits right there
-                const int own = grid.cy(0.5 * (double(b[1]) + double(b[3]))) * grid.cols +
-                                grid.cx(0.5 * (double(b[0]) + double(b[2])));
+                const int own = grid.cell_of(b);
                 for (int k = grid.head[own]; k >= 0 && !suppressed; k = grid.next[k]) suppressed = suppresses(k);
                 for (int r = r0; r <= r1 && !suppressed; ++r)
                     for (int c = c0; c <= c1 && !suppressed; ++c) {
@@ -175,7 +204,12 @@ void nms_ordered(const T* boxes, const std::vector<std::int64_t>& order, double 
             if (suppressed) continue;
             const int kid = static_cast<int>(kept.size());
             kept.push_back({{b[0], b[1], b[2], b[3]}, ab});
-            grid.insert(b, kid);
+            if (on_grid) {
+                grid.insert(b, kid);
+            } else {
+                grid.insert_off_grid();
+                off_grid.push_back(kid);
+            }
         }
         keep.push_back(i);
         if (static_cast<std::int64_t>(keep.size() - start) >= limit) break;

@@ -8,8 +8,11 @@
 //   * degenerate (zero-area or inverted) boxes have IoU 0 with everything;
 //   * score_threshold keeps scores > threshold.
 // Complexity: O(N log N) sort plus, per candidate, only the kept boxes whose centres lie close
-// enough to possibly exceed the threshold (a uniform grid of centres; see nms.cpp), instead of
-// every kept box.
+// enough to possibly exceed the threshold (a uniform grid of centres with at most 2N cells, O(N)
+// memory however far apart the boxes lie; see nms.cpp), instead of every kept box. Boxes near the
+// ends of the floating-point range (coordinates beyond 1e250, sides below 1e-250, areas that are
+// subnormal or infinite in T) stay off the grid and are checked the plain way: any finite input
+// gives the exact answer.
 #pragma once
 
 #include <cstdint>

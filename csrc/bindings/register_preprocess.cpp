@@ -39,11 +39,15 @@ core::ImageView image_view(const py::handle& obj, std::size_t i) {
     if (v.height <= 0 || v.width <= 0)
         throw py::value_error("images[" + std::to_string(i) + "] must be non-empty, got shape " +
                               shape_str(a));
-    const bool pixel_ok = a.strides(1) == item * v.channels && (a.ndim() == 2 || a.strides(2) == item);
-    if (!pixel_ok || a.strides(0) % item != 0 || a.strides(0) < 0)
+    // the stride of an axis of length 1 is never used (NumPy leaves any value there, even in a
+    // C-contiguous array: np.ascontiguousarray(img[:1, :1, 1]) keeps the view's strides)
+    const bool pixel_ok = (v.width == 1 || a.strides(1) == item * v.channels) &&
+                          (a.ndim() == 2 || v.channels == 1 || a.strides(2) == item);
+    const bool rows_ok = v.height == 1 || (a.strides(0) % item == 0 && a.strides(0) >= 0);
+    if (!pixel_ok || !rows_ok)
         throw py::value_error("images[" + std::to_string(i) +
                               "] must have contiguous pixels (np.ascontiguousarray)");
-    v.row_stride = a.strides(0) / item;
+    v.row_stride = v.height == 1 ? static_cast<std::ptrdiff_t>(v.width) * v.channels : a.strides(0) / item;
     v.data = a.data();
     return v;
 }

@@ -43,7 +43,9 @@ def _check_image(i: int, im: np.ndarray) -> np.ndarray:
     if im.shape[0] == 0 or im.shape[1] == 0:
         raise ValueError(f"images[{i}] must be non-empty, got shape {im.shape}")
     c = 1 if im.ndim == 2 else im.shape[2]
-    if im.strides[1] != c * im.itemsize or (im.ndim == 3 and im.strides[2] != im.itemsize) or im.strides[0] < 0:
+    # the stride of an axis of length 1 is never used (and NumPy leaves any value there)
+    pixels_ok = (im.shape[1] == 1 or im.strides[1] == c * im.itemsize) and (c == 1 or im.strides[2] == im.itemsize)
+    if not pixels_ok or (im.shape[0] > 1 and im.strides[0] < 0):
         im = np.ascontiguousarray(im)
     return im
 

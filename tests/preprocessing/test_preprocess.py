@@ -110,6 +110,27 @@ def test_strided_view_input(photos):
     np.testing.assert_array_equal(e, d)
 
 
+def test_length_one_axes_with_any_stride(photos):
+    # NumPy may leave any stride on an axis of length 1, even in an array it calls C-contiguous
+    # (np.ascontiguousarray(img[7:8, 9:10, 1]) keeps the view's strides): taken as they are
+    img = photos["coffee"]
+    g16 = img[..., 1].astype(np.uint16) * 257
+    strided = np.lib.stride_tricks.as_strided
+    views = [
+        np.ascontiguousarray(img[7:8, 9:10, 1]),  # (1, 1), strides (1800, 3)
+        strided(img[7, 9:], (1, 6, 3), (5, 3, 1)),  # one row, row stride 5
+        strided(g16[7:, 9], (6, 1), (1200, 6)),  # one column, pixel stride 3 items
+        strided(g16[7, 9:], (1, 6), (3, 2)),  # one row, row stride not a whole item
+        strided(img[7:, 9:, 1], (6, 5, 1), (1800, 1, 7)),  # one channel, channel stride 7
+    ]
+    cfg = PreprocessConfig(size=(5, 3), resize="stretch")
+    for view in views:
+        fresh = np.array(view.tolist(), view.dtype)  # the same pixels with the usual strides
+        got, _ = preprocess([view], cfg)
+        want, _ = preprocess([fresh], cfg)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_float16_is_float32_rounded(photos):
     base = dict(size=(80, 80), interpolation="bilinear_aa")
     f32, _ = preprocess([photos["coffee"]], PreprocessConfig(**base))

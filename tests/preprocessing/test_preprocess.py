@@ -167,12 +167,47 @@ def test_resize_matches_library_on_photos(photos, size, mode, ref):
         assert diff.max() <= (0 if mode == "nearest" else 1), (name, diff.max())
 
 
-def test_area_upscale_matches_opencv(photos):
-    img = photos["coffee"][:100, :150]
-    cfg = PreprocessConfig(size=(250, 330), resize="stretch", interpolation="area", dtype="uint8", layout="NHWC")
-    got, _ = preprocess([img], cfg)
-    want = cv2.resize(img, (330, 250), interpolation=cv2.INTER_AREA)
-    assert np.abs(got[0].astype(int) - want.astype(int)).max() <= 1
+def _area_growing_cases():
+    """(crop h, w) -> (output H, W) pairs where at least one axis grows."""
+    cases = [
+        # pure upscale by factors where OpenCV's scale 1 / (dst / src) and src / dst differ in the
+        # last bit (24 -> 68, 21 -> 54, 49 -> 126, ...): floor(d * scale) picks another source pixel
+        ((24, 21), (68, 54)), ((49, 36), (126, 80)), ((80, 99), (200, 220)), ((30, 55), (111, 90)),
+        # pure upscale by exact integer factors
+        ((25, 40), (50, 120)), ((31, 17), (124, 51)), ((1, 7), (3, 28)), ((16, 16), (64, 64)),
+        # up on one axis, down on the other
+        ((20, 300), (52, 128)), ((333, 42), (77, 75)), ((120, 30), (41, 111)), ((9, 400), (51, 133)),
+        # one axis unchanged, the other grows
+        ((50, 50), (50, 104)), ((45, 70), (100, 70)),
+        # odd and tiny sizes
+        ((1, 1), (5, 3)), ((3, 5), (7, 11)), ((101, 77), (203, 99)), ((2, 3), (257, 129)),
+    ]
+    rng = np.random.default_rng(4)
+    while len(cases) < 60:
+        h, w, H, W = (int(v) for v in rng.integers(1, 160, 4))
+        if H > h or W > w:
+            cases.append(((h, w), (H, W)))
+    return cases
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_area_with_a_growing_axis_matches_opencv(photos, channels):
+    # Tolerance: one uint8 step. With a growing axis OpenCV's INTER_AREA is its area-mode bilinear
+    # (source pixel floor(d * scale) with scale = 1 / (dst / src), weight frac((d + 1) - (s + 1) *
+    # dst / src)) in 11-bit fixed point, rounding twice; we use float32 weights and round once. A
+    # wrong source pixel or weight shows as many steps on a photo's edges.
+    worst = {}
+    for (h, w), (H, W) in _area_growing_cases():
+        cfg = PreprocessConfig(size=(H, W), resize="stretch", interpolation="area", dtype="uint8", layout="NHWC",
+                               mean=0.0, std=1.0, channels=channels)
+        for name, img in photos.items():
+            y, x = (img.shape[0] - h) // 3, (img.shape[1] - w) // 2
+            crop = np.ascontiguousarray(img[y:y + h, x:x + w] if channels == 3 else img[y:y + h, x:x + w, 1])
+            got, _ = preprocess([crop], cfg, threads=1)
+            want = cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA).reshape(H, W, channels)
+            worst[(name, (h, w), (H, W))] = int(np.abs(got[0].astype(int) - want.astype(int)).max())
+    bad = {k: v for k, v in worst.items() if v > 1}
+    assert not bad, f"{len(bad)} of {len(worst)} over one step, worst {max(bad.items(), key=lambda kv: kv[1])}"
 
 
 @pytest.mark.parametrize("crop_pct", [0.875, 1.0, 0.95])

@@ -112,16 +112,6 @@ def preprocess_ref(image: np.ndarray, config, input_order: str = "RGB") -> np.nd
     return out
 
 
-def letterbox_geometry_ref(h: int, w: int, H: int, W: int):
-    """Ultralytics letterbox: scale, resized size and top-left padding (float64)."""
-    r = min(H / h, W / w)
-    # at least one pixel, at most the input size
-    nh, nw = min(H, max(1, int(round(h * r)))), min(W, max(1, int(round(w * r))))
-    top = int(round((H - nh) / 2 - 0.1))
-    left = int(round((W - nw) / 2 - 0.1))
-    return nh, nw, top, left
-
-
 # ----------------------------------------------------------------------------- boxes and NMS
 def iou_ref(a: np.ndarray, b: np.ndarray) -> float:
     """torchvision's IoU expression in the boxes' precision; degenerate boxes -> 0."""

@@ -63,6 +63,7 @@ def preprocess(
     threads: int = 0,
     out: np.ndarray | None = None,
     input_order: str = "RGB",
+    _kernels: str = "auto",
 ) -> tuple[np.ndarray, Transforms]:
     """Turns images into one model-ready batch tensor in a single fused pass per image.
 
@@ -75,6 +76,9 @@ def preprocess(
         out: optional C-contiguous array of the output shape and dtype to write into (no
             allocation); its batch may be larger than ``len(images)``.
         input_order: ``"RGB"`` (as ``read_image`` returns) or ``"BGR"`` (OpenCV arrays).
+        _kernels: private, for the tests: the native kernel set, ``"auto"`` (the best one this
+            CPU runs) or one of ``pyimgcls._core.preprocess_kernel_sets()`` (``"scalar"``,
+            ``"sse2"``, ``"sse41"``); ``ValueError`` for one that is not offered here.
 
     Returns:
         ``(batch, transforms)``: ``batch`` is (N, C, H, W) or (N, H, W, C) of ``config.dtype``;
@@ -118,12 +122,12 @@ def preprocess(
         # Group by pixel depth: the value scale differs between uint8 and uint16 sources.
         depth = ims[0].dtype
         if all(im.dtype == depth for im in ims):
-            _run(config, ims, plans, out, depth, threads, input_order)
+            _run(config, ims, plans, out, depth, threads, input_order, _kernels)
         else:
             for depth in {im.dtype for im in ims}:
                 idx = [i for i, im in enumerate(ims) if im.dtype == depth]
                 part = np.empty((len(idx),) + out.shape[1:], out.dtype)
-                _run(config, [ims[i] for i in idx], plans[idx], part, depth, threads, input_order)
+                _run(config, [ims[i] for i in idx], plans[idx], part, depth, threads, input_order, _kernels)
                 out[idx] = part
     return (out if out.shape[0] == n else out[:n]), Transforms(tuple(tfs))
 
@@ -161,6 +165,7 @@ def _params(config: PreprocessConfig, depth: np.dtype, input_order: str):
     return hit
 
 
-def _run(config, ims, plans, out, depth, threads, input_order):
+def _run(config, ims, plans, out, depth, threads, input_order, kernels):
     layout, interp, C, channel_map, gray, scale, bias, pad = _params(config, depth, input_order)
-    _core.preprocess_batch(ims, plans, out, layout, interp, C, channel_map, gray, scale, bias, pad, int(threads))
+    _core.preprocess_batch(ims, plans, out, layout, interp, C, channel_map, gray, scale, bias, pad, int(threads),
+                           kernels)

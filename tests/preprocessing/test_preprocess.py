@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 from PIL import Image
 
-from pyimgcls import PreprocessConfig, preprocess
+from pyimgcls import PreprocessConfig, _core, preprocess
 
 from _helpers.peers import timm_eval_chain, ultralytics_letterbox
 from _helpers.reference import axis_weights, preprocess_ref
@@ -63,6 +63,42 @@ def test_matches_numpy_twin(case):
             taps = int((wx != 0).sum(axis=1).max()) if cw else 0
             atol += (taps + 1) * 2.0 ** -15 * scale
         np.testing.assert_allclose(got, ref, rtol=tol, atol=atol)
+
+
+KERNEL_SETS = _core.preprocess_kernel_sets()
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def test_kernel_sets_agree_and_each_is_used(big_photo):
+    # The sets give the same float32 values bit for bit, except the SSE4.1 set's uint8 Q14 kernels
+    # (documented in kernels.h): so the SSE4.1 result differing from the scalar one shows that its
+    # fused Q14 kernel ran (the benchmark's case: 1280 x 960 uint8 -> 224 float32 NCHW), and
+    # "auto" is the best set offered here.
+    cfg = PreprocessConfig(size=(224, 224), resize="center_crop", crop_pct=1.0, interpolation="bilinear",
+                           mean=MEAN, std=STD)
+    out = {k: preprocess([big_photo], cfg, threads=1, input_order="BGR", _kernels=k)[0]
+           for k in ["auto"] + KERNEL_SETS}
+    np.testing.assert_array_equal(out["auto"], out[KERNEL_SETS[-1]])
+    if "sse2" in out:
+        np.testing.assert_array_equal(out["sse2"], out["scalar"])
+    if "sse41" in out:
+        diff = np.abs(out["sse41"] - out["scalar"])
+        assert 0 < diff.max() <= 3 * 2.0**-15 * 255 / (255 * min(STD))  # 2 taps + rounding, in output units
+        # uint16 sources have no Q14 kernels: equal bit for bit
+        img16 = big_photo.astype(np.uint16) * 257
+        np.testing.assert_array_equal(preprocess([img16], cfg, threads=1, _kernels="sse41")[0],
+                                      preprocess([img16], cfg, threads=1, _kernels="scalar")[0])
+
+
+def test_kernel_set_names_are_checked():
+    img = np.zeros((10, 10, 3), np.uint8)
+    cfg = PreprocessConfig(size=(8, 8))
+    with pytest.raises(ValueError, match="kernels must be one of 'auto', 'scalar', 'sse2', 'sse41', got 'avx2'"):
+        preprocess([img], cfg, _kernels="avx2")
+    for name in {"scalar", "sse2", "sse41"} - set(KERNEL_SETS):  # what this build or CPU lacks
+        with pytest.raises(ValueError, match=f"kernels='{name}' is not available .*available: scalar"):
+            preprocess([img], cfg, _kernels=name)
+    assert KERNEL_SETS[0] == "scalar"
 
 
 @pytest.mark.parametrize("mode", MODES)

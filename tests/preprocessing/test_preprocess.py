@@ -2,7 +2,7 @@
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from pyimgcls import PreprocessConfig, _core, preprocess
@@ -14,59 +14,108 @@ MODES = ["nearest", "bilinear", "bilinear_aa", "area"]
 
 
 # ----------------------------------------------------------------------------- against the twin
+# The property tests take every kernel-path selector as a parameter and let hypothesis vary only the
+# sizes (and the random pixels), so that each path is compared with the NumPy twin on every run:
+# the kernel set (each one this build and CPU offer, forced per call), the interpolation, the
+# resize mode with the scale direction, the source (channels, depth) and the output (dtype, layout,
+# channels, channel order). Paths they reach, per set: colour rows with 1, 2 and many taps, gray
+# rows, the fused 2x2 kernel when shrinking 2x or more (its uint8 Q14 variants in the SSE4.1 set,
+# straight into NCHW float32 planes as the benchmark runs it), the Q14 row kernel for 3+ taps, the
+# RGBX -> planes store, and the scalar tails at the image's right edge.
+KERNEL_SETS = _core.preprocess_kernel_sets()
+
+# (resize, direction): center_crop and letterbox keep the aspect ratio, so only stretch can
+# grow one axis while it shrinks the other
+GEOMETRIES = [("center_crop", "down"), ("center_crop", "up"), ("letterbox", "down"), ("letterbox", "up"),
+              ("stretch", "down"), ("stretch", "up"), ("stretch", "mixed")]
+# (depth, channels); one channel as (H, W) for uint8 and as (H, W, 1) for uint16
+SOURCES = [(np.uint8, 0), (np.uint8, 3), (np.uint8, 4), (np.uint16, 1), (np.uint16, 3), (np.uint16, 4)]
+# (dtype, layout, channels, input_order); the model is RGB, so a BGR input reverses the channels
+OUTPUTS = [("float32", "NCHW", 3, "BGR"), ("float32", "NCHW", 3, "RGB"), ("float32", "NHWC", 3, "RGB"),
+           ("float16", "NCHW", 3, "BGR"), ("uint8", "NHWC", 3, "RGB"), ("uint8", "NCHW", 1, "RGB"),
+           ("float16", "NHWC", 1, "BGR")]
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
 @st.composite
-def cases(draw):
-    h = draw(st.integers(1, 70))
-    w = draw(st.integers(1, 70))
-    c = draw(st.sampled_from([0, 1, 3, 4]))
-    depth = draw(st.sampled_from([np.uint8, np.uint16]))
-    seed = draw(st.integers(0, 2**31))
-    rng = np.random.default_rng(seed)
-    shape = (h, w) if c == 0 else (h, w, c)
-    img = rng.integers(0, np.iinfo(depth).max + 1, shape, dtype=depth)
-    channels = draw(st.sampled_from([1, 3]))
-    cfg = PreprocessConfig(
-        size=(draw(st.integers(1, 50)), draw(st.integers(1, 50))),
-        resize=draw(st.sampled_from(["stretch", "center_crop", "letterbox"])),
-        crop_pct=draw(st.sampled_from([1.0, 0.875, 0.5])),
-        interpolation=draw(st.sampled_from(MODES)),
-        mean=tuple(draw(st.floats(0, 1)) for _ in range(channels)),
-        std=tuple(draw(st.floats(0.1, 2)) for _ in range(channels)),
-        channel_order=draw(st.sampled_from(["RGB", "BGR"])),
-        layout=draw(st.sampled_from(["NCHW", "NHWC"])),
-        dtype=draw(st.sampled_from(["float32", "float16", "uint8"])),
-        pad_value=draw(st.sampled_from([0, 114, 255])),
-        channels=channels,
-    )
-    return img, cfg, draw(st.sampled_from(["RGB", "BGR"])), draw(st.sampled_from([1, 2]))
+def _sizes(draw, direction):
+    """((h, w) of the source, (H, W) of the input). down: both axes shrink 2.6x or more (the fused
+    2x2 path); up: both grow; mixed: one grows, the other shrinks (stretch only)."""
+    def down():
+        n = draw(st.integers(1, 20))
+        return draw(st.integers(3 * n, 6 * n + 2)), n
+
+    def up():
+        n = draw(st.integers(2, 40))
+        return draw(st.integers(1, n - 1)), n
+
+    if direction == "mixed":
+        (h, H), (w, W) = up(), down()
+        if draw(st.booleans()):
+            (h, H), (w, W) = (w, W), (h, H)
+    else:
+        (h, H), (w, W) = (down(), down()) if direction == "down" else (up(), up())
+    return (h, w), (H, W)
 
 
-@given(cases())
-def test_matches_numpy_twin(case):
-    img, cfg, order, threads = case
-    out, tf = preprocess([img], cfg, threads=threads, input_order=order)
+def _image(draw, hw, depth, channels):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return rng.integers(0, np.iinfo(depth).max + 1, hw if channels == 0 else hw + (channels,), dtype=depth)
+
+
+def _assert_matches_twin(img, cfg, order, kernels, threads=1):
+    out, _ = preprocess([img], cfg, threads=threads, input_order=order, _kernels=kernels)
     ref = preprocess_ref(img, cfg, input_order=order)
     assert out.shape[1:] == ref.shape
     got = out[0].astype(np.float64)
     if cfg.dtype == "uint8":
         # float32 accumulation vs float64: a value within 1e-3 of a .5 boundary may round apart
         assert np.abs(got - ref).max() <= 1
-    else:
-        tol = 2e-3 if cfg.dtype == "float16" else 2e-5
-        scale = max(1.0, *(1 / s for s in cfg.std))
-        atol = tol * 4 * scale
-        if img.dtype == np.uint8 and cfg.interpolation in ("bilinear", "bilinear_aa", "area"):
-            # uint8 kernels with Q14 fixed-point horizontal weights: at most taps * 2^-15 of full scale
-            h, w = img.shape[:2]
-            rh, rw, cy, cx, oy, ox, ch, cw = cfg.plan(h, w)[0]
-            wx = axis_weights(cfg.interpolation, w, rw, cx, cw, w >= rw and h >= rh)
-            taps = int((wx != 0).sum(axis=1).max()) if cw else 0
-            atol += (taps + 1) * 2.0 ** -15 * scale
-        np.testing.assert_allclose(got, ref, rtol=tol, atol=atol)
+        return
+    tol = 2e-3 if cfg.dtype == "float16" else 2e-5
+    scale = max(1.0, *(1 / s for s in cfg.std))
+    atol = tol * 4 * scale
+    if kernels == "sse41" and img.dtype == np.uint8 and cfg.interpolation != "nearest":
+        # the SSE4.1 set's uint8 kernels use Q14 fixed-point horizontal weights: at most taps *
+        # 2^-15 of full scale (the other sets are float32 throughout)
+        h, w = img.shape[:2]
+        rh, rw, cy, cx, oy, ox, ch, cw = cfg.plan(h, w)[0]
+        wx = axis_weights(cfg.interpolation, w, rw, cx, cw, w >= rw and h >= rh)
+        taps = int((wx != 0).sum(axis=1).max()) if cw else 0
+        atol += (taps + 1) * 2.0 ** -15 * scale
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=atol)
 
 
-KERNEL_SETS = _core.preprocess_kernel_sets()
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+@pytest.mark.parametrize("depth,channels", SOURCES, ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("resize,direction", GEOMETRIES)
+@pytest.mark.parametrize("interpolation", MODES)
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_resampling_paths_match_numpy_twin(kernels, interpolation, resize, direction, depth, channels, data):
+    # the output the benchmark times: float32 NCHW, BGR source for an RGB model
+    (h, w), size = data.draw(_sizes(direction))
+    img = _image(data.draw, (h, w), depth, channels)
+    cfg = PreprocessConfig(size=size, resize=resize, interpolation=interpolation, mean=MEAN, std=STD)
+    _assert_matches_twin(img, cfg, "BGR", kernels)
+
+
+@pytest.mark.parametrize("dtype,layout,out_channels,order", OUTPUTS)
+@pytest.mark.parametrize("depth,channels", [(np.uint8, 0), (np.uint8, 3), (np.uint8, 4), (np.uint16, 3)],
+                         ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("interpolation,direction", [("bilinear", "down"), ("bilinear_aa", "down"),
+                                                     ("bilinear", "up")])
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_output_paths_match_numpy_twin(kernels, interpolation, direction, depth, channels, dtype, layout,
+                                       out_channels, order, data):
+    # letterbox: padding on both sides of the content as well; two threads split the rows
+    (h, w), size = data.draw(_sizes(direction))
+    img = _image(data.draw, (h, w), depth, channels)
+    cfg = PreprocessConfig(size=size, resize="letterbox", interpolation=interpolation, dtype=dtype, layout=layout,
+                           channels=out_channels, mean=MEAN[:out_channels], std=STD[:out_channels], pad_value=114)
+    _assert_matches_twin(img, cfg, order, kernels, threads=2)
 
 
 def test_kernel_sets_agree_and_each_is_used(big_photo):

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'decode_yolo', 'nms', 'preprocess_batch', 'soft_nms', 'top_k_hits', 'usable_cores']
+__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'decode_yolo', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'soft_nms', 'top_k_hits', 'usable_cores']
 @typing.overload
 def ap_auc_columns(scores: numpy.typing.NDArray[numpy.float32], truth: numpy.typing.NDArray[numpy.uint8], threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -43,9 +43,13 @@ def nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray
 @typing.overload
 def nms(boxes: numpy.typing.NDArray[numpy.float64], scores: numpy.typing.NDArray[numpy.float64], iou_threshold: typing.SupportsFloat | typing.SupportsIndex, score_threshold: typing.SupportsFloat | typing.SupportsIndex | None, max_output: typing.SupportsInt | typing.SupportsIndex | None) -> numpy.typing.NDArray[numpy.int64]:
     ...
-def preprocess_batch(images: list, plans: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], out: numpy.ndarray, layout: typing.SupportsInt | typing.SupportsIndex, interpolation: typing.SupportsInt | typing.SupportsIndex, out_channels: typing.SupportsInt | typing.SupportsIndex, channel_map: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], gray_weights: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], scale: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], bias: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], pad: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], threads: typing.SupportsInt | typing.SupportsIndex) -> None:
+def preprocess_batch(images: list, plans: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], out: numpy.ndarray, layout: typing.SupportsInt | typing.SupportsIndex, interpolation: typing.SupportsInt | typing.SupportsIndex, out_channels: typing.SupportsInt | typing.SupportsIndex, channel_map: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], gray_weights: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], scale: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], bias: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], pad: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], threads: typing.SupportsInt | typing.SupportsIndex, kernels: str = 'auto') -> None:
     """
-    Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess/preprocess.h).
+    Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess/preprocess.h). `kernels`: the colour row kernel set, 'auto' (the best one here) or one of preprocess_kernel_sets().
+    """
+def preprocess_kernel_sets() -> list[str]:
+    """
+    Names of the preprocessing kernel sets this build and this CPU offer ('scalar', then 'sse2', 'sse41').
     """
 @typing.overload
 def soft_nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], method: typing.SupportsInt | typing.SupportsIndex, sigma: typing.SupportsFloat | typing.SupportsIndex, iou_threshold: typing.SupportsFloat | typing.SupportsIndex, score_threshold: typing.SupportsFloat | typing.SupportsIndex) -> tuple:

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bindings/common.h"
+#include "core/preprocess/kernels.h"
 #include "core/preprocess/preprocess.h"
 
 namespace pyimgcls::bindings {
@@ -39,11 +40,15 @@ core::ImageView image_view(const py::handle& obj, std::size_t i) {
     if (v.height <= 0 || v.width <= 0)
         throw py::value_error("images[" + std::to_string(i) + "] must be non-empty, got shape " +
                               shape_str(a));
-    const bool pixel_ok = a.strides(1) == item * v.channels && (a.ndim() == 2 || a.strides(2) == item);
-    if (!pixel_ok || a.strides(0) % item != 0 || a.strides(0) < 0)
+    // the stride of an axis of length 1 is never used (NumPy leaves any value there, even in a
+    // C-contiguous array: np.ascontiguousarray(img[:1, :1, 1]) keeps the view's strides)
+    const bool pixel_ok = (v.width == 1 || a.strides(1) == item * v.channels) &&
+                          (a.ndim() == 2 || v.channels == 1 || a.strides(2) == item);
+    const bool rows_ok = v.height == 1 || (a.strides(0) % item == 0 && a.strides(0) >= 0);
+    if (!pixel_ok || !rows_ok)
         throw py::value_error("images[" + std::to_string(i) +
                               "] must have contiguous pixels (np.ascontiguousarray)");
-    v.row_stride = a.strides(0) / item;
+    v.row_stride = v.height == 1 ? static_cast<std::ptrdiff_t>(v.width) * v.channels : a.strides(0) / item;
     v.data = a.data();
     return v;
 }
@@ -52,7 +57,8 @@ void preprocess_batch(const py::list& images, const py::array_t<std::int32_t, py
                       py::array out, int layout, int interpolation, int out_channels,
                       std::vector<int> channel_map, std::vector<float> gray_weights,
                       std::vector<float> scale, std::vector<float> bias, std::vector<float> pad,
-                      int threads) {
+                      int threads, const std::string& kernels) {
+    const core::PreprocessKernels& K = core::kernel_set(kernels);  // ValueError for a set not offered here
     const std::size_t n = images.size();
     if (plans.ndim() != 2 || plans.shape(1) != 8 || static_cast<std::size_t>(plans.shape(0)) != n)
         throw py::value_error("plans must have shape (" + std::to_string(n) + ", 8), got " +
@@ -107,7 +113,7 @@ void preprocess_batch(const py::list& images, const py::array_t<std::int32_t, py
         r.content_h = pv(k, 6); r.content_w = pv(k, 7);
     }
     py::gil_scoped_release release;
-    core::preprocess_batch(views, rp, dst, p, threads);
+    core::preprocess_batch(views, rp, dst, p, threads, &K);
 }
 
 }  // namespace
@@ -116,8 +122,11 @@ void register_preprocess(py::module_& m) {
     m.def("preprocess_batch", &preprocess_batch, py::arg("images"), py::arg("plans"),
           py::arg("out"), py::arg("layout"), py::arg("interpolation"), py::arg("out_channels"),
           py::arg("channel_map"), py::arg("gray_weights"), py::arg("scale"), py::arg("bias"),
-          py::arg("pad"), py::arg("threads"),
-          "Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess/preprocess.h).");
+          py::arg("pad"), py::arg("threads"), py::arg("kernels") = "auto",
+          "Fused resize / crop / pad / normalise / layout of a batch into `out` (see csrc/core/preprocess/preprocess.h). "
+          "`kernels`: the colour row kernel set, 'auto' (the best one here) or one of preprocess_kernel_sets().");
+    m.def("preprocess_kernel_sets", &core::preprocess_kernel_sets,
+          "Names of the preprocessing kernel sets this build and this CPU offer ('scalar', then 'sse2', 'sse41').");
 }
 
 }  // namespace pyimgcls::bindings

@@ -53,9 +53,10 @@ def _check_image(i: int, im: np.ndarray) -> np.ndarray:
     c = 1 if im.ndim == 2 else im.shape[2]
     # the kernel reads rows of c * w contiguous samples at a positive row stride that does not
     # overlap the previous row: anything else (negative, zero or short strides of broadcast
-    # views, strided pixels) is copied first, so nothing outside the array is ever read
-    if (im.strides[1] != c * im.itemsize or (im.ndim == 3 and im.strides[2] != im.itemsize)
-            or (im.shape[0] > 1 and im.strides[0] < im.shape[1] * c * im.itemsize)):
+    # views, strided pixels) is copied first, so nothing outside the array is ever read; the
+    # stride of an axis of length 1 is never used (and NumPy leaves any value there)
+    pixels_ok = (im.shape[1] == 1 or im.strides[1] == c * im.itemsize) and (c == 1 or im.strides[2] == im.itemsize)
+    if not pixels_ok or (im.shape[0] > 1 and im.strides[0] < im.shape[1] * c * im.itemsize):
         im = np.ascontiguousarray(im)
     return im
 
@@ -73,6 +74,7 @@ def preprocess(
     threads: int = 0,
     out: np.ndarray | None = None,
     input_order: str = "RGB",
+    _kernels: str = "auto",
 ) -> tuple[np.ndarray, Transforms]:
     """Turns images into one model-ready batch tensor in a single fused pass per image.
 
@@ -85,6 +87,9 @@ def preprocess(
         out: optional C-contiguous array of the output shape and dtype to write into (no
             allocation); its batch may be larger than ``len(images)``.
         input_order: ``"RGB"`` (as ``read_image`` returns) or ``"BGR"`` (OpenCV arrays).
+        _kernels: private, for the tests: the native kernel set, ``"auto"`` (the best one this
+            CPU runs) or one of ``pyimgcls._core.preprocess_kernel_sets()`` (``"scalar"``,
+            ``"sse2"``, ``"sse41"``); ``ValueError`` for one that is not offered here.
 
     Returns:
         ``(batch, transforms)``: ``batch`` is (N, C, H, W) or (N, H, W, C) of ``config.dtype``;
@@ -133,12 +138,12 @@ def preprocess(
         # Group by pixel depth: the value scale differs between uint8 and uint16 sources.
         depth = ims[0].dtype
         if all(im.dtype == depth for im in ims):
-            _run(config, ims, plans, out, depth, threads, input_order)
+            _run(config, ims, plans, out, depth, threads, input_order, _kernels)
         else:
             for depth in {im.dtype for im in ims}:
                 idx = [i for i, im in enumerate(ims) if im.dtype == depth]
                 part = np.empty((len(idx),) + out.shape[1:], out.dtype)
-                _run(config, [ims[i] for i in idx], plans[idx], part, depth, threads, input_order)
+                _run(config, [ims[i] for i in idx], plans[idx], part, depth, threads, input_order, _kernels)
                 out[idx] = part
     return (out if out.shape[0] == n else out[:n]), Transforms(tuple(tfs))
 
@@ -176,6 +181,7 @@ def _params(config: PreprocessConfig, depth: np.dtype, input_order: str):
     return hit
 
 
-def _run(config, ims, plans, out, depth, threads, input_order):
+def _run(config, ims, plans, out, depth, threads, input_order, kernels):
     layout, interp, C, channel_map, gray, scale, bias, pad = _params(config, depth, input_order)
-    _core.preprocess_batch(ims, plans, out, layout, interp, C, channel_map, gray, scale, bias, pad, int(threads))
+    _core.preprocess_batch(ims, plans, out, layout, interp, C, channel_map, gray, scale, bias, pad, int(threads),
+                           kernels)

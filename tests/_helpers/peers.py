@@ -6,6 +6,7 @@ import contextlib
 import io
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -20,6 +21,26 @@ def timm_eval_chain(img: np.ndarray, size: int, crop_pct: float, mean, std) -> n
     x = np.asarray(r.crop((left, top, left + size, top + size)), np.float32) / 255.0
     x = (x - np.array(mean, np.float32)) / np.array(std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def ultralytics_letterbox(img: np.ndarray, size: tuple[int, int], color: int = 114):
+    """Ultralytics ``LetterBox(new_shape=size)`` (auto=False, scaleup=True, center=True) with OpenCV:
+    cv2.resize INTER_LINEAR to the rounded size, then cv2.copyMakeBorder.
+
+    Returns:
+        ``(padded, (top, left, nh, nw))``: the (H, W, C) uint8 image and where the resized image sits.
+    """
+    h, w = img.shape[:2]
+    H, W = size
+    r = min(H / h, W / w)
+    nw, nh = int(round(w * r)), int(round(h * r))
+    dw, dh = (W - nw) / 2, (H - nh) / 2
+    if (w, h) != (nw, nh):
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    out = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(color,) * 3)
+    return out, (top, left, nh, nw)
 
 
 def cocoeval(gt: dict, dets: list, *, faster: bool = False):

@@ -46,11 +46,13 @@ def axis_weights(mode: str, src: int, resized: int, offset: int, count: int, are
             ws = [(x, max(0.0, 1 - abs((x - center + 0.5) / fs))) for x in range(lo, hi)]
             total = sum(w for _, w in ws)
             rows.append([(x, w / total) for x, w in ws] if total else [(lo, 1.0)])
-        elif mode == "area":
+        elif mode == "area":  # OpenCV INTER_AREA, its scales: inv = dst / src, scale = 1 / inv
+            inv = resized / src
+            sc = 1 / inv
             if area_shrinks:  # OpenCV box coverage
-                f1 = d * scale
-                f2 = f1 + scale
-                cell = min(scale, src - f1)
+                f1 = d * sc
+                f2 = f1 + sc
+                cell = min(sc, src - f1)
                 s1, s2 = math.ceil(f1), min(math.floor(f2), src - 1)
                 s1 = min(s1, s2)
                 taps = []
@@ -61,8 +63,8 @@ def axis_weights(mode: str, src: int, resized: int, offset: int, count: int, are
                     taps.append((s2, min(f2 - s2, 1.0, cell) / cell))
                 rows.append(taps)
             else:  # OpenCV area-mode bilinear when growing
-                s = math.floor(d * scale)
-                f = np.float32((d + 1) - (s + 1) / scale)
+                s = math.floor(d * sc)
+                f = np.float32((d + 1) - (s + 1) * inv)
                 f = 0.0 if f <= 0 else float(f) - math.floor(f)
                 rows.append([(s, 1 - f), (s + 1, f)])
         else:
@@ -108,16 +110,6 @@ def preprocess_ref(image: np.ndarray, config, input_order: str = "RGB") -> np.nd
     if config.layout == "NCHW":
         out = out.transpose(2, 0, 1)
     return out
-
-
-def letterbox_geometry_ref(h: int, w: int, H: int, W: int):
-    """Ultralytics letterbox: scale, resized size and top-left padding (float64)."""
-    r = min(H / h, W / w)
-    # at least one pixel, at most the input size
-    nh, nw = min(H, max(1, int(round(h * r)))), min(W, max(1, int(round(w * r))))
-    top = int(round((H - nh) / 2 - 0.1))
-    left = int(round((W - nw) / 2 - 0.1))
-    return nh, nw, top, left
 
 
 # ----------------------------------------------------------------------------- boxes and NMS

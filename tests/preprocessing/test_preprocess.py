@@ -2,67 +2,152 @@
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from pyimgcls import PreprocessConfig, preprocess
+from pyimgcls import PreprocessConfig, _core, preprocess
 
-from _helpers.peers import timm_eval_chain
-from _helpers.reference import axis_weights, letterbox_geometry_ref, preprocess_ref
+from _helpers.peers import timm_eval_chain, ultralytics_letterbox
+from _helpers.reference import axis_weights, preprocess_ref
 
 MODES = ["nearest", "bilinear", "bilinear_aa", "area"]
 
 
 # ----------------------------------------------------------------------------- against the twin
+# The property tests take every kernel-path selector as a parameter and let hypothesis vary only the
+# sizes (and the random pixels), so that each path is compared with the NumPy twin on every run:
+# the kernel set (each one this build and CPU offer, forced per call), the interpolation, the
+# resize mode with the scale direction, the source (channels, depth) and the output (dtype, layout,
+# channels, channel order). Paths they reach, per set: colour rows with 1, 2 and many taps, gray
+# rows, the fused 2x2 kernel when shrinking 2x or more (its uint8 Q14 variants in the SSE4.1 set,
+# straight into NCHW float32 planes as the benchmark runs it), the Q14 row kernel for 3+ taps, the
+# RGBX -> planes store, and the scalar tails at the image's right edge.
+KERNEL_SETS = _core.preprocess_kernel_sets()
+
+# (resize, direction): center_crop and letterbox keep the aspect ratio, so only stretch can
+# grow one axis while it shrinks the other
+GEOMETRIES = [("center_crop", "down"), ("center_crop", "up"), ("letterbox", "down"), ("letterbox", "up"),
+              ("stretch", "down"), ("stretch", "up"), ("stretch", "mixed")]
+# (depth, channels); one channel as (H, W) for uint8 and as (H, W, 1) for uint16
+SOURCES = [(np.uint8, 0), (np.uint8, 3), (np.uint8, 4), (np.uint16, 1), (np.uint16, 3), (np.uint16, 4)]
+# (dtype, layout, channels, input_order); the model is RGB, so a BGR input reverses the channels
+OUTPUTS = [("float32", "NCHW", 3, "BGR"), ("float32", "NCHW", 3, "RGB"), ("float32", "NHWC", 3, "RGB"),
+           ("float16", "NCHW", 3, "BGR"), ("uint8", "NHWC", 3, "RGB"), ("uint8", "NCHW", 1, "RGB"),
+           ("float16", "NHWC", 1, "BGR")]
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
 @st.composite
-def cases(draw):
-    h = draw(st.integers(1, 70))
-    w = draw(st.integers(1, 70))
-    c = draw(st.sampled_from([0, 1, 3, 4]))
-    depth = draw(st.sampled_from([np.uint8, np.uint16]))
-    seed = draw(st.integers(0, 2**31))
-    rng = np.random.default_rng(seed)
-    shape = (h, w) if c == 0 else (h, w, c)
-    img = rng.integers(0, np.iinfo(depth).max + 1, shape, dtype=depth)
-    channels = draw(st.sampled_from([1, 3]))
-    cfg = PreprocessConfig(
-        size=(draw(st.integers(1, 50)), draw(st.integers(1, 50))),
-        resize=draw(st.sampled_from(["stretch", "center_crop", "letterbox"])),
-        crop_pct=draw(st.sampled_from([1.0, 0.875, 0.5])),
-        interpolation=draw(st.sampled_from(MODES)),
-        mean=tuple(draw(st.floats(0, 1)) for _ in range(channels)),
-        std=tuple(draw(st.floats(0.1, 2)) for _ in range(channels)),
-        channel_order=draw(st.sampled_from(["RGB", "BGR"])),
-        layout=draw(st.sampled_from(["NCHW", "NHWC"])),
-        dtype=draw(st.sampled_from(["float32", "float16", "uint8"])),
-        pad_value=draw(st.sampled_from([0, 114, 255])),
-        channels=channels,
-    )
-    return img, cfg, draw(st.sampled_from(["RGB", "BGR"])), draw(st.sampled_from([1, 2]))
+def _sizes(draw, direction):
+    """((h, w) of the source, (H, W) of the input). down: both axes shrink 2.6x or more (the fused
+    2x2 path); up: both grow; mixed: one grows, the other shrinks (stretch only)."""
+    def down():
+        n = draw(st.integers(1, 20))
+        return draw(st.integers(3 * n, 6 * n + 2)), n
+
+    def up():
+        n = draw(st.integers(2, 40))
+        return draw(st.integers(1, n - 1)), n
+
+    if direction == "mixed":
+        (h, H), (w, W) = up(), down()
+        if draw(st.booleans()):
+            (h, H), (w, W) = (w, W), (h, H)
+    else:
+        (h, H), (w, W) = (down(), down()) if direction == "down" else (up(), up())
+    return (h, w), (H, W)
 
 
-@given(cases())
-def test_matches_numpy_twin(case):
-    img, cfg, order, threads = case
-    out, tf = preprocess([img], cfg, threads=threads, input_order=order)
+def _image(draw, hw, depth, channels):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return rng.integers(0, np.iinfo(depth).max + 1, hw if channels == 0 else hw + (channels,), dtype=depth)
+
+
+def _assert_matches_twin(img, cfg, order, kernels, threads=1):
+    out, _ = preprocess([img], cfg, threads=threads, input_order=order, _kernels=kernels)
     ref = preprocess_ref(img, cfg, input_order=order)
     assert out.shape[1:] == ref.shape
     got = out[0].astype(np.float64)
     if cfg.dtype == "uint8":
         # float32 accumulation vs float64: a value within 1e-3 of a .5 boundary may round apart
         assert np.abs(got - ref).max() <= 1
-    else:
-        tol = 2e-3 if cfg.dtype == "float16" else 2e-5
-        scale = max(1.0, *(1 / s for s in cfg.std))
-        atol = tol * 4 * scale
-        if img.dtype == np.uint8 and cfg.interpolation in ("bilinear", "bilinear_aa", "area"):
-            # uint8 kernels with Q14 fixed-point horizontal weights: at most taps * 2^-15 of full scale
-            h, w = img.shape[:2]
-            rh, rw, cy, cx, oy, ox, ch, cw = cfg.plan(h, w)[0]
-            wx = axis_weights(cfg.interpolation, w, rw, cx, cw, w >= rw and h >= rh)
-            taps = int((wx != 0).sum(axis=1).max()) if cw else 0
-            atol += (taps + 1) * 2.0 ** -15 * scale
-        np.testing.assert_allclose(got, ref, rtol=tol, atol=atol)
+        return
+    tol = 2e-3 if cfg.dtype == "float16" else 2e-5
+    scale = max(1.0, *(1 / s for s in cfg.std))
+    atol = tol * 4 * scale
+    if kernels == "sse41" and img.dtype == np.uint8 and cfg.interpolation != "nearest":
+        # the SSE4.1 set's uint8 kernels use Q14 fixed-point horizontal weights: at most taps *
+        # 2^-15 of full scale (the other sets are float32 throughout)
+        h, w = img.shape[:2]
+        rh, rw, cy, cx, oy, ox, ch, cw = cfg.plan(h, w)[0]
+        wx = axis_weights(cfg.interpolation, w, rw, cx, cw, w >= rw and h >= rh)
+        taps = int((wx != 0).sum(axis=1).max()) if cw else 0
+        atol += (taps + 1) * 2.0 ** -15 * scale
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=atol)
+
+
+@pytest.mark.parametrize("depth,channels", SOURCES, ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("resize,direction", GEOMETRIES)
+@pytest.mark.parametrize("interpolation", MODES)
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_resampling_paths_match_numpy_twin(kernels, interpolation, resize, direction, depth, channels, data):
+    # the output the benchmark times: float32 NCHW, BGR source for an RGB model
+    (h, w), size = data.draw(_sizes(direction))
+    img = _image(data.draw, (h, w), depth, channels)
+    cfg = PreprocessConfig(size=size, resize=resize, interpolation=interpolation, mean=MEAN, std=STD)
+    _assert_matches_twin(img, cfg, "BGR", kernels)
+
+
+@pytest.mark.parametrize("dtype,layout,out_channels,order", OUTPUTS)
+@pytest.mark.parametrize("depth,channels", [(np.uint8, 0), (np.uint8, 3), (np.uint8, 4), (np.uint16, 3)],
+                         ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("interpolation,direction", [("bilinear", "down"), ("bilinear_aa", "down"),
+                                                     ("bilinear", "up")])
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_output_paths_match_numpy_twin(kernels, interpolation, direction, depth, channels, dtype, layout,
+                                       out_channels, order, data):
+    # letterbox: padding on both sides of the content as well; two threads split the rows
+    (h, w), size = data.draw(_sizes(direction))
+    img = _image(data.draw, (h, w), depth, channels)
+    cfg = PreprocessConfig(size=size, resize="letterbox", interpolation=interpolation, dtype=dtype, layout=layout,
+                           channels=out_channels, mean=MEAN[:out_channels], std=STD[:out_channels], pad_value=114)
+    _assert_matches_twin(img, cfg, order, kernels, threads=2)
+
+
+def test_kernel_sets_agree_and_each_is_used(big_photo):
+    # The sets give the same float32 values bit for bit, except the SSE4.1 set's uint8 Q14 kernels
+    # (documented in kernels.h): so the SSE4.1 result differing from the scalar one shows that its
+    # fused Q14 kernel ran (the benchmark's case: 1280 x 960 uint8 -> 224 float32 NCHW), and
+    # "auto" is the best set offered here.
+    cfg = PreprocessConfig(size=(224, 224), resize="center_crop", crop_pct=1.0, interpolation="bilinear",
+                           mean=MEAN, std=STD)
+    out = {k: preprocess([big_photo], cfg, threads=1, input_order="BGR", _kernels=k)[0]
+           for k in ["auto"] + KERNEL_SETS}
+    np.testing.assert_array_equal(out["auto"], out[KERNEL_SETS[-1]])
+    if "sse2" in out:
+        np.testing.assert_array_equal(out["sse2"], out["scalar"])
+    if "sse41" in out:
+        diff = np.abs(out["sse41"] - out["scalar"])
+        assert 0 < diff.max() <= 3 * 2.0**-15 * 255 / (255 * min(STD))  # 2 taps + rounding, in output units
+        # uint16 sources have no Q14 kernels: equal bit for bit
+        img16 = big_photo.astype(np.uint16) * 257
+        np.testing.assert_array_equal(preprocess([img16], cfg, threads=1, _kernels="sse41")[0],
+                                      preprocess([img16], cfg, threads=1, _kernels="scalar")[0])
+
+
+def test_kernel_set_names_are_checked():
+    img = np.zeros((10, 10, 3), np.uint8)
+    cfg = PreprocessConfig(size=(8, 8))
+    with pytest.raises(ValueError, match="kernels must be one of 'auto', 'scalar', 'sse2', 'sse41', got 'avx2'"):
+        preprocess([img], cfg, _kernels="avx2")
+    for name in {"scalar", "sse2", "sse41"} - set(KERNEL_SETS):  # what this build or CPU lacks
+        with pytest.raises(ValueError, match=f"kernels='{name}' is not available .*available: scalar"):
+            preprocess([img], cfg, _kernels=name)
+    assert KERNEL_SETS[0] == "scalar"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -110,6 +195,27 @@ def test_strided_view_input(photos):
     np.testing.assert_array_equal(e, d)
 
 
+def test_length_one_axes_with_any_stride(photos):
+    # NumPy may leave any stride on an axis of length 1, even in an array it calls C-contiguous
+    # (np.ascontiguousarray(img[7:8, 9:10, 1]) keeps the view's strides): taken as they are
+    img = photos["coffee"]
+    g16 = img[..., 1].astype(np.uint16) * 257
+    strided = np.lib.stride_tricks.as_strided
+    views = [
+        np.ascontiguousarray(img[7:8, 9:10, 1]),  # (1, 1), strides (1800, 3)
+        strided(img[7, 9:], (1, 6, 3), (5, 3, 1)),  # one row, row stride 5
+        strided(g16[7:, 9], (6, 1), (1200, 6)),  # one column, pixel stride 3 items
+        strided(g16[7, 9:], (1, 6), (3, 2)),  # one row, row stride not a whole item
+        strided(img[7:, 9:, 1], (6, 5, 1), (1800, 1, 7)),  # one channel, channel stride 7
+    ]
+    cfg = PreprocessConfig(size=(5, 3), resize="stretch")
+    for view in views:
+        fresh = np.array(view.tolist(), view.dtype)  # the same pixels with the usual strides
+        got, _ = preprocess([view], cfg)
+        want, _ = preprocess([fresh], cfg)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_float16_is_float32_rounded(photos):
     base = dict(size=(80, 80), interpolation="bilinear_aa")
     f32, _ = preprocess([photos["coffee"]], PreprocessConfig(**base))
@@ -146,12 +252,47 @@ def test_resize_matches_library_on_photos(photos, size, mode, ref):
         assert diff.max() <= (0 if mode == "nearest" else 1), (name, diff.max())
 
 
-def test_area_upscale_matches_opencv(photos):
-    img = photos["coffee"][:100, :150]
-    cfg = PreprocessConfig(size=(250, 330), resize="stretch", interpolation="area", dtype="uint8", layout="NHWC")
-    got, _ = preprocess([img], cfg)
-    want = cv2.resize(img, (330, 250), interpolation=cv2.INTER_AREA)
-    assert np.abs(got[0].astype(int) - want.astype(int)).max() <= 1
+def _area_growing_cases():
+    """(crop h, w) -> (output H, W) pairs where at least one axis grows."""
+    cases = [
+        # pure upscale by factors where OpenCV's scale 1 / (dst / src) and src / dst differ in the
+        # last bit (24 -> 68, 21 -> 54, 49 -> 126, ...): floor(d * scale) picks another source pixel
+        ((24, 21), (68, 54)), ((49, 36), (126, 80)), ((80, 99), (200, 220)), ((30, 55), (111, 90)),
+        # pure upscale by exact integer factors
+        ((25, 40), (50, 120)), ((31, 17), (124, 51)), ((1, 7), (3, 28)), ((16, 16), (64, 64)),
+        # up on one axis, down on the other
+        ((20, 300), (52, 128)), ((333, 42), (77, 75)), ((120, 30), (41, 111)), ((9, 400), (51, 133)),
+        # one axis unchanged, the other grows
+        ((50, 50), (50, 104)), ((45, 70), (100, 70)),
+        # odd and tiny sizes
+        ((1, 1), (5, 3)), ((3, 5), (7, 11)), ((101, 77), (203, 99)), ((2, 3), (257, 129)),
+    ]
+    rng = np.random.default_rng(4)
+    while len(cases) < 60:
+        h, w, H, W = (int(v) for v in rng.integers(1, 160, 4))
+        if H > h or W > w:
+            cases.append(((h, w), (H, W)))
+    return cases
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_area_with_a_growing_axis_matches_opencv(photos, channels):
+    # Tolerance: one uint8 step. With a growing axis OpenCV's INTER_AREA is its area-mode bilinear
+    # (source pixel floor(d * scale) with scale = 1 / (dst / src), weight frac((d + 1) - (s + 1) *
+    # dst / src)) in 11-bit fixed point, rounding twice; we use float32 weights and round once. A
+    # wrong source pixel or weight shows as many steps on a photo's edges.
+    worst = {}
+    for (h, w), (H, W) in _area_growing_cases():
+        cfg = PreprocessConfig(size=(H, W), resize="stretch", interpolation="area", dtype="uint8", layout="NHWC",
+                               mean=0.0, std=1.0, channels=channels)
+        for name, img in photos.items():
+            y, x = (img.shape[0] - h) // 3, (img.shape[1] - w) // 2
+            crop = np.ascontiguousarray(img[y:y + h, x:x + w] if channels == 3 else img[y:y + h, x:x + w, 1])
+            got, _ = preprocess([crop], cfg, threads=1)
+            want = cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA).reshape(H, W, channels)
+            worst[(name, (h, w), (H, W))] = int(np.abs(got[0].astype(int) - want.astype(int)).max())
+    bad = {k: v for k, v in worst.items() if v > 1}
+    assert not bad, f"{len(bad)} of {len(worst)} over one step, worst {max(bad.items(), key=lambda kv: kv[1])}"
 
 
 @pytest.mark.parametrize("crop_pct", [0.875, 1.0, 0.95])
@@ -176,14 +317,91 @@ def test_blob_from_image_equivalent(big_photo):
 
 
 # ----------------------------------------------------------------------------- geometry
-@given(st.integers(1, 3000), st.integers(1, 3000), st.integers(1, 1024), st.integers(1, 1024))
-def test_letterbox_geometry_matches_float64_reference(h, w, H, W):
-    cfg = PreprocessConfig(size=(H, W), resize="letterbox")
-    plan, tf = cfg.plan(h, w)
-    nh, nw, top, left = letterbox_geometry_ref(h, w, H, W)
-    assert plan[6:8] == (nh, nw)
-    assert plan[4:6] == (top, left)
-    assert tf.scale == (nh / h, nw / w)
+def _photo_crops(photos, n_per_photo, seed):
+    """The photos themselves, then crops of them of many sizes (very wide and very tall included)."""
+    rng = np.random.default_rng(seed)
+    for name, img in photos.items():
+        yield name, img
+        for _ in range(n_per_photo):
+            h, w = (int(rng.integers(1, s + 1)) for s in img.shape[:2])
+            y, x = (int(rng.integers(0, s - c + 1)) for s, c in zip(img.shape[:2], (h, w)))
+            yield f"{name}[{y}:{y + h}, {x}:{x + w}]", img[y:y + h, x:x + w]
+
+
+@pytest.mark.parametrize("size", [(640, 640), (320, 256), (384, 640), (97, 131)])
+def test_letterbox_matches_ultralytics_opencv_chain(photos, size):
+    # Ultralytics' LetterBox with OpenCV: cv2.resize INTER_LINEAR to the rounded size, then
+    # copyMakeBorder top = round(dh - 0.1), bottom = round(dh + 0.1) (left / right alike), value 114.
+    # The border must sit exactly where OpenCV puts it (equal pixels); inside, one uint8 step:
+    # OpenCV's uint8 INTER_LINEAR uses 11-bit fixed-point weights, we use float32 and round once.
+    cfg = PreprocessConfig(size=size, resize="letterbox", interpolation="bilinear", dtype="uint8", layout="NHWC",
+                           pad_value=114, mean=0.0, std=1.0)
+    H, W = size
+    for name, img in _photo_crops(photos, 6, seed=H * W):
+        h, w = img.shape[:2]
+        r = min(H / h, W / w)
+        if round(h * r) < 1 or round(w * r) < 1:
+            continue  # Ultralytics would resize to an empty image (pyimgcls keeps one pixel)
+        want, (top, left, nh, nw) = ultralytics_letterbox(np.ascontiguousarray(img), size)
+        got, tf = preprocess([img], cfg, threads=1)
+        got = got[0]
+        assert got.shape == want.shape == (H, W, 3), name
+        diff = np.abs(got.astype(np.int16) - want)
+        content = (slice(top, top + nh), slice(left, left + nw))
+        inside = int(diff[content].max())
+        assert inside <= 1, (name, inside)
+        diff[content] = 0
+        assert diff.max() == 0, (name, "border differs")
+        got[content] = 114
+        assert (got == 114).all(), (name, "border is not 114")
+        # and the transform says the same: the whole image maps onto the content window
+        full = tf[0].to_input(np.array([[0.0, 0.0, w, h]]))[0]
+        np.testing.assert_allclose(full, [left, top, left + nw, top + nh], atol=1e-9, err_msg=name)
+
+
+def _blob(h, w, cy, cx, sigma):
+    """A dark (h, w, 3) uint8 image with a bright Gaussian dot centred at (cy, cx) (continuous
+    coordinates, pixel i covering [i, i + 1))."""
+    y = np.arange(h)[:, None] + 0.5
+    x = np.arange(w)[None, :] + 0.5
+    v = 20 + 230 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2))
+    return np.repeat(np.round(v).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def _centroid(plane):
+    """Intensity-weighted centre (y, x) of what rises above the dark background, continuous coordinates."""
+    v = np.clip(plane.astype(np.float64) - 20, 0, None)
+    y = np.arange(plane.shape[0])[:, None] + 0.5
+    x = np.arange(plane.shape[1])[None, :] + 0.5
+    return (v * y).sum() / v.sum(), (v * x).sum() / v.sum()
+
+
+@pytest.mark.parametrize("resize,crop_pct", [("center_crop", 0.875), ("center_crop", 1.0), ("center_crop", 0.5),
+                                             ("letterbox", 1.0), ("stretch", 1.0)])
+@pytest.mark.parametrize("interpolation", ["bilinear", "bilinear_aa", "area"])
+@pytest.mark.parametrize("hw", [(480, 640), (700, 311), (123, 97), (300, 300)])
+def test_a_bright_dot_lands_where_the_transform_says(resize, crop_pct, interpolation, hw):
+    # A Gaussian dot in the original image must show up in the model input at
+    # transform.to_input(dot), and transform.to_original must bring it back. The dot is wide
+    # (sigma of 2.5 output pixels) so that resampling moves its centroid by far less than the
+    # tolerance, 0.1 output pixel (measured: under 0.02); a crop or pad off by one pixel misses by 1.
+    h, w = hw
+    size = (224, 224) if resize != "stretch" else (160, 200)
+    cfg = PreprocessConfig(size=size, resize=resize, crop_pct=crop_pct, interpolation=interpolation,
+                           dtype="float32", layout="NCHW", mean=0.0, std=1.0, pad_value=20)
+    _, tf = cfg.plan(h, w)
+    sy, sx = tf.scale
+    sigma = 2.5 / min(sy, sx)  # in original pixels
+    # the part of the original that the input shows, and dots well inside it
+    x1, y1, x2, y2 = tf.to_original(np.array([[0.0, 0.0, size[1], size[0]]]))[0]
+    for fy, fx in [(0.5, 0.5), (0.3, 0.7), (0.7, 0.25)]:
+        cy, cx = y1 + fy * (y2 - y1), x1 + fx * (x2 - x1)
+        out, tfs = preprocess([_blob(h, w, cy, cx, sigma)], cfg, threads=1)
+        my, mx = _centroid(out[0, 1] * 255)
+        ey, ex = tfs[0].to_input(np.array([[cx, cy, cx, cy]]))[0, 1::-1]
+        assert abs(my - ey) <= 0.1 and abs(mx - ex) <= 0.1, ((my, mx), (ey, ex))
+        back = tfs[0].to_original(np.array([[mx, my, mx, my]]))[0]
+        np.testing.assert_allclose(back[:2], [cx, cy], atol=0.1 / min(sy, sx))
 
 
 @given(st.integers(2, 2000), st.integers(2, 2000), st.sampled_from(["stretch", "center_crop", "letterbox"]),
@@ -196,17 +414,6 @@ def test_box_round_trip(h, w, resize, u):
     box = np.array([[x1, y1, x2, y2]])
     back = tf.to_original(tf.to_input(box), clip=False)
     np.testing.assert_allclose(back, box, rtol=1e-12, atol=1e-9)
-
-
-def test_letterbox_content_lands_where_the_transform_says(photos):
-    img = photos["chelsea"]  # 300 x 451
-    cfg = PreprocessConfig(size=(320, 320), resize="letterbox", dtype="uint8", layout="NHWC", pad_value=114)
-    out, tf = preprocess([img], cfg)
-    full = tf[0].to_input(np.array([[0, 0, img.shape[1], img.shape[0]]], np.float64))[0]
-    x1, y1, x2, y2 = np.round(full).astype(int)
-    assert (out[0, :y1] == 114).all() and (out[0, y2:] == 114).all()
-    assert (x1, x2) == (0, 320)
-    np.testing.assert_allclose(tf.to_original(0, full[None])[0], [0, 0, img.shape[1], img.shape[0]])
 
 
 def test_config_json_round_trip():

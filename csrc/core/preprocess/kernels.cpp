@@ -1,6 +1,9 @@
 // The scalar kernel set (portable; the only one under PYIMGCLS_NO_SIMD or off x86) and the run-time
-// choice of a set (see kernels.h). Scalar colour rows: float32, taps in order, O(taps) per output.
+// choice of a set, automatic or by name (see kernels.h). Scalar colour rows: float32, taps in order,
+// O(taps) per output.
 #include "core/preprocess/kernels.h"
+
+#include <stdexcept>
 
 #include "core/common/cpu.h"
 #include "core/preprocess/kernel_bodies_scalar.h"
@@ -50,6 +53,31 @@ const PreprocessKernels& scalar_kernels() { return kScalar; }
 const PreprocessKernels& select_kernels() {
     static const PreprocessKernels& chosen = choose();
     return chosen;
+}
+
+std::vector<std::string> preprocess_kernel_sets() {
+    std::vector<std::string> names{kScalar.name};
+    if (const PreprocessKernels* k = sse2_kernels()) names.emplace_back(k->name);
+    if (cpu_has_sse41()) {
+        if (const PreprocessKernels* k = sse41_kernels()) names.emplace_back(k->name);
+    }
+    return names;
+}
+
+const PreprocessKernels& kernel_set(const std::string& name) {
+    if (name == "auto") return select_kernels();
+    const PreprocessKernels* k = nullptr;
+    if (name == "scalar") k = &kScalar;
+    else if (name == "sse2") k = sse2_kernels();
+    else if (name == "sse41") k = cpu_has_sse41() ? sse41_kernels() : nullptr;  // the CPU check comes first
+    else throw std::invalid_argument("kernels must be one of 'auto', 'scalar', 'sse2', 'sse41', got '" + name + "'");
+    if (!k) {
+        std::string offered;
+        for (const std::string& n : preprocess_kernel_sets()) offered += (offered.empty() ? "" : ", ") + n;
+        throw std::invalid_argument("kernels='" + name + "' is not available in this build on this CPU (available: " +
+                                    offered + ")");
+    }
+    return *k;
 }
 
 }  // namespace pyimgcls::core

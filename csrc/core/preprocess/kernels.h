@@ -1,6 +1,6 @@
 // Row kernels of the fused preprocessing (preprocess.cpp), one set per instruction set: the portable
 // scalar set, SSE2 (the x86-64 baseline) and SSE4.1 (its own file, compiled for SSE4.1 alone). A call
-// picks the set once (select_kernels) and the row loop calls through it.
+// picks the set once (select_kernels, or kernel_set by name) and the row loop calls through it.
 //
 // Indices: a kernel writes outputs o in [0, n) of one output row; output o reads source pixels
 // start[o] .. start[o] + taps - 1 of the source row(s) with weights w[o * taps + j] (an AxisSpan,
@@ -15,6 +15,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "core/preprocess/preprocess.h"
 
@@ -34,7 +36,7 @@ using Fused2x2Fn = void (*)(const Src* r0, const Src* r1, int ps, const AxisSpan
                             const float* wy, int safe, int n, float* acc);
 
 struct PreprocessKernels {
-    const char* name;  // "scalar", "sse2", "sse4.1"
+    const char* name;  // "scalar", "sse2", "sse41" (as kernel_set takes them)
 
     // Horizontal pass of one colour source row into xt.count RGBX outputs. `w4` holds each weight
     // broadcast to 4 lanes (xt.w * 4 floats; the scalar set ignores it).
@@ -73,5 +75,13 @@ const PreprocessKernels& select_kernels();
 const PreprocessKernels& scalar_kernels();
 const PreprocessKernels* sse2_kernels();
 const PreprocessKernels* sse41_kernels();
+
+// A set by name, for callers that compare the sets (the tests): "auto" is select_kernels(),
+// "scalar", "sse2" and "sse41" the sets themselves. Throws std::invalid_argument for another name
+// or for a set that this build or this CPU does not offer (the message lists those it does).
+const PreprocessKernels& kernel_set(const std::string& name);
+
+// The names of the sets this build and this CPU offer: "scalar", then "sse2", "sse41" where usable.
+std::vector<std::string> preprocess_kernel_sets();
 
 }  // namespace pyimgcls::core

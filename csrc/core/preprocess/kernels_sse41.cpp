@@ -120,7 +120,7 @@ int fused_2x2_u8q14_planes(const std::uint8_t* r0, const std::uint8_t* r1, int p
 
 // constexpr: constant-initialised, no code runs before the CPU check
 constexpr PreprocessKernels kSse41 = {
-    "sse4.1",
+    "sse41",
     &hpass_color_taps<LoadSse41, std::uint8_t>,
     &hpass_color_taps<LoadSse41, std::uint16_t>,
     &fused_2x2_sse<LoadSse41, std::uint8_t>,

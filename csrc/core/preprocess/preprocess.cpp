@@ -373,12 +373,13 @@ void resize_normalize_rows(const ImageView& src, const TensorView& dst, int inde
 }
 
 void preprocess_batch(const std::vector<ImageView>& images, const std::vector<ResizePlan>& plans,
-                      const TensorView& dst, const PreprocessParams& p, int threads) {
+                      const TensorView& dst, const PreprocessParams& p, int threads,
+                      const PreprocessKernels* kernels) {
     const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(images.size());
     if (static_cast<std::ptrdiff_t>(plans.size()) != n || n > dst.batch)
         throw std::invalid_argument("preprocess_batch: images, plans and batch size disagree");
     for (std::ptrdiff_t i = 0; i < n; ++i) check_plan(images[i], dst, plans[i]);
-    const PreprocessKernels& K = select_kernels();  // once per call
+    const PreprocessKernels& K = kernels ? *kernels : select_kernels();  // once per call
     if (n == 1 || resolve_threads(threads) == 1) {
         for (std::ptrdiff_t i = 0; i < n; ++i) {
             const ImageTables t = make_tables(images[i], plans[i], p.interpolation);

@@ -37,6 +37,8 @@ struct PreprocessParams {
     float pad[3] = {0.f, 0.f, 0.f};       // padding, already in output units
 };
 
+struct PreprocessKernels;  // kernels.h
+
 // Per-image resampling tables, built once and shared by the threads that split its rows.
 struct ImageTables {
     AxisTable x, y;
@@ -49,8 +51,10 @@ void resize_normalize_rows(const ImageView& src, const TensorView& dst, int inde
                            const ResizePlan& plan, const ImageTables& tables,
                            const PreprocessParams& p, int row_begin, int row_end);
 
-// Whole batch: threaded over images, or over rows when the batch holds one image.
+// Whole batch: threaded over images, or over rows when the batch holds one image. `kernels` is the
+// colour row kernel set (kernels.h: kernel_set picks one by name); null: select_kernels().
 void preprocess_batch(const std::vector<ImageView>& images, const std::vector<ResizePlan>& plans,
-                      const TensorView& dst, const PreprocessParams& p, int threads);
+                      const TensorView& dst, const PreprocessParams& p, int threads,
+                      const PreprocessKernels* kernels = nullptr);
 
 }  // namespace pyimgcls::core

@@ -37,9 +37,10 @@ void bilinear_taps(double scale, int d, Taps& t) {
     t.emplace_back(s + 1, frac);
 }
 
-void area_upscale_taps(double scale, int d, Taps& t) {
-    // cv2 resize.cpp, area_mode branch of the generic (linear) path
-    double inv_scale = 1.0 / scale;
+void area_upscale_taps(double scale, double inv_scale, int d, Taps& t) {
+    // cv2 resize.cpp, area_mode branch of the generic (linear) path: sx = floor(dx * scale_x),
+    // fx = frac((dx + 1) - (sx + 1) * inv_scale_x), with cv2's own scale pair (make_axis_table);
+    // a tap past the last source pixel is clamped onto it later (cv2 sets fx = 0 there)
     int s = static_cast<int>(std::floor(d * scale));
     float frac = static_cast<float>((d + 1) - (s + 1) * inv_scale);
     frac = frac <= 0 ? 0.f : frac - std::floor(frac);
@@ -94,6 +95,12 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
                                     " resized=" + std::to_string(resized) + " offset=" +
                                     std::to_string(offset) + " count=" + std::to_string(count));
     const double scale = static_cast<double>(src) / resized;
+    // cv2 derives its INTER_AREA scales from inv_scale = dst / src (double) as scale = 1 / inv_scale,
+    // which can differ from src / dst in the last bit; where d * scale is a whole number floor()
+    // then picks another source pixel (24 -> 68, d = 17: cv2 has 5.999..., pixel 5, weight 1; src /
+    // dst has 6.0, pixel 6), so area uses cv2's pair
+    const double area_inv_scale = static_cast<double>(resized) / src;
+    const double area_scale = 1.0 / area_inv_scale;
     // all taps in one flat list (no per-output allocation): outputs o use [offs[o], offs[o + 1])
     Taps flat;
     flat.reserve(static_cast<std::size_t>(count) * (mode == Interpolation::bilinear_aa ? 2 * (int(scale) + 2) : 2));
@@ -112,8 +119,8 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
             case Interpolation::bilinear: bilinear_taps(scale, d, flat); break;
             case Interpolation::bilinear_aa: antialias_taps(src, scale, d, flat); break;
             case Interpolation::area:
-                if (area_shrinks) area_shrink_taps(src, scale, d, flat);
-                else area_upscale_taps(scale, d, flat);
+                if (area_shrinks) area_shrink_taps(src, area_scale, d, flat);
+                else area_upscale_taps(area_scale, area_inv_scale, d, flat);
                 break;
         }
         int a = src - 1, b = 0;

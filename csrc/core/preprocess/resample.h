@@ -10,7 +10,8 @@
 //   bilinear    : cv2 INTER_LINEAR, x = (d + 0.5) * scale - 0.5, no antialias
 //   bilinear_aa : PIL BILINEAR, triangle filter widened by max(scale, 1), normalised weights
 //   area        : cv2 INTER_AREA: box coverage when shrinking; cv2's area-mode bilinear when
-//                 either axis grows (the caller passes `area_shrinks` for the image as a whole)
+//                 either axis grows (the caller passes `area_shrinks` for the image as a whole);
+//                 scales as cv2 computes them: inv = dst / src, scale = 1 / inv (double)
 // Cost: O(count * taps) to build.
 #pragma once
 

@@ -38,10 +38,12 @@ class DecodeInfo(NamedTuple):
             a DCT-scaled JPEG decode (``min_size``).
         full_size: ``(h, w)`` of the full-resolution image in the frame ``read_image`` returns
             (EXIF orientation applied when ``exif=True``).
+        stored_size: ``(h, w)`` as stored in the file, before any orientation.
     """
 
     scale: float
     full_size: tuple[int, int]
+    stored_size: tuple[int, int] | None = None
 
 
 class ImageDecodeError(ValueError):
@@ -500,4 +502,4 @@ def read_image(
     if not return_info:
         return a
     full = (int(a.shape[0]), int(a.shape[1])) if f == 1 else ((w, h) if exif and orientation >= 5 else (h, w))
-    return a, DecodeInfo(scale=1.0 / f, full_size=full)
+    return a, DecodeInfo(scale=1.0 / f, full_size=full, stored_size=(h, w))

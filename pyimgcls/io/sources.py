@@ -16,7 +16,6 @@ from .images import DecodeInfo, ImageDecodeError, read_image
 __all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "iter_items", "load_item"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
-LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 _GLOB_CHARS = set("*?[")
 
 
@@ -40,12 +39,15 @@ class FolderListingError:
         raise OSError(self.error.errno, f"cannot list folder {self.folder}: {reason}")
 
 
-def _walk(folder: str) -> Iterator[Item]:
+def _walk(folder: str, include_hidden: bool = False) -> Iterator[Item]:
     """Items for the image files under ``folder``, recursively, in sorted order, listed lazily; a
     folder that cannot be listed becomes an item that fails with the reason. Symbolic links to
     folders are followed, but each real folder is visited once (no loops, no duplicates), and the
     walk keeps its own stack (no recursion limit on deep trees)."""
     seen: set[tuple[int, int]] = set()
+
+    def visible(e) -> bool:
+        return include_hidden or not e.name.startswith(".")
 
     def listing(path: str):
         try:
@@ -53,7 +55,7 @@ def _walk(folder: str) -> Iterator[Item]:
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 return iter(()), None
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
+            entries = sorted((e for e in os.scandir(path) if visible(e)), key=lambda e: e.name)
         except OSError as e:
             return None, e
         seen.add(key)
@@ -83,16 +85,35 @@ def _walk(folder: str) -> Iterator[Item]:
             yield Item(e.path, e.path)
 
 
+def _list_file(path: str) -> Iterator[Item]:
+    """The paths of a list file, one per line (blank lines and ``#`` comments skipped), relative to
+    the list's folder, read lazily."""
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        f = open(path, encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        raise FileNotFoundError(e.errno, f"cannot read list file: {e.strerror}", path) from None
+    with f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            if line.strip() and not line.lstrip().startswith("#"):
+                q = line if os.path.isabs(line) else os.path.join(base, line)
+                yield Item(q, q)
+
+
 def _is_pil(x: object) -> bool:
     return type(x).__module__.startswith("PIL.") and hasattr(x, "convert") and hasattr(x, "size")
 
 
-def iter_items(inputs: Any) -> Iterator[Item]:
-    """Expands ``inputs`` into ``Item``s in order.
+def iter_items(inputs: Any, *, include_hidden: bool = False) -> Iterator[Item]:
+    """Expands ``inputs`` into ``Item``s in order: one item per input, a folder expanded to its
+    image files in sorted order (recursively).
 
-    Accepts a path (a folder is walked recursively for image extensions; a glob pattern; a
-    ``.txt`` / ``.lst`` file of paths, one per line, relative to the list), ``bytes``, a NumPy
-    image (H, W[, C]) or a batch (N, H, W, C), a PIL image, or an iterable of these.
+    Accepts a path (a folder is walked recursively for image extensions, skipping hidden files
+    and folders, whose names start with ``.``, unless ``include_hidden``; a glob pattern;
+    ``@FILE`` for a list file of paths, one per line, relative to the list; any other path is
+    one input, whatever its extension), ``bytes``, a NumPy image (H, W[, C]) or a batch
+    (N, H, W, C), a PIL image, or an iterable of these.
     """
     counter = 0
 
@@ -100,24 +121,22 @@ def iter_items(inputs: Any) -> Iterator[Item]:
         nonlocal counter
         if isinstance(x, (str, os.PathLike)):
             p = os.fspath(x)
-            if os.path.isdir(p):
-                yield from _walk(p)
+            if isinstance(p, str) and p.startswith("@") and len(p) > 1 and not os.path.exists(p):
+                yield from _list_file(p[1:])
+            elif os.path.isdir(p):
+                yield from _walk(p, include_hidden)
             elif not os.path.exists(p) and _GLOB_CHARS & set(p):
                 import glob
 
-                for f in sorted(glob.glob(p, recursive=True)):
+                try:
+                    found = glob.glob(p, recursive=True, include_hidden=include_hidden)
+                except TypeError:  # Python < 3.11: hidden names only by an explicit pattern
+                    found = glob.glob(p, recursive=True)
+                for f in sorted(found):
                     if os.path.isdir(f):
                         yield from one(f)
                     elif os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
                         yield Item(f, f)
-            elif os.path.splitext(p)[1].lower() in LIST_EXTENSIONS and os.path.isfile(p):
-                base = os.path.dirname(os.path.abspath(p))
-                with open(p, encoding="utf-8") as f:  # one path per line, read lazily
-                    for line in f:
-                        line = line.strip()
-                        if line and not line.startswith("#"):
-                            q = line if os.path.isabs(line) else os.path.join(base, line)
-                            yield Item(q, q)
             else:
                 yield Item(p, p)
         elif isinstance(x, (bytes, bytearray, memoryview)):
@@ -162,7 +181,8 @@ def load_item(item: Item, *, min_size: tuple[int, int] | None = None,
     if isinstance(x, (str, bytes)):
         return read_image(x, color="rgb", min_size=min_size, return_info=return_info)
     a = _load_in_memory(item, x)
-    return (a, DecodeInfo(scale=1.0, full_size=(int(a.shape[0]), int(a.shape[1])))) if return_info else a
+    size = (int(a.shape[0]), int(a.shape[1]))
+    return (a, DecodeInfo(scale=1.0, full_size=size, stored_size=size)) if return_info else a
 
 
 def _load_in_memory(item: Item, x: Any) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,7 @@ class PreprocessConfig:
     """How an image becomes a model input.
 
     Attributes:
-        size: ``(H, W)`` of the model input.
+        size: ``(H, W)`` of the model input; one int for a square (``size=224``).
         resize: ``"stretch"`` (both axes to size), ``"center_crop"`` (timm: shorter side to
             ``size / crop_pct``, then centre crop) or ``"letterbox"`` (aspect-preserving fit,
             centred, padded with ``pad_value``).
@@ -55,6 +56,7 @@ class PreprocessConfig:
         channel_order: channel order the model expects, ``"RGB"`` or ``"BGR"``.
         layout: ``"NCHW"`` or ``"NHWC"``.
         dtype: ``"float32"``, ``"float16"`` or ``"uint8"`` (raw resized pixels; mean / std unused).
+            Mode names (resize, interpolation, channel order, layout, dtype) are case-insensitive.
         pad_value: letterbox padding in 0..255 pixel units (one value or one per channel).
         channels: 3 (colour) or 1 (gray: colour inputs are converted with BT.601 weights).
     """
@@ -72,8 +74,13 @@ class PreprocessConfig:
     channels: int = 3
 
     def __post_init__(self) -> None:
+        for name, norm in (("resize", str.lower), ("interpolation", str.lower), ("channel_order", str.upper),
+                           ("layout", str.upper), ("dtype", str.lower)):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, norm(value.strip()))
         try:
-            size = tuple(int(s) for s in self.size)
+            size = (int(self.size),) * 2 if isinstance(self.size, numbers.Integral) else tuple(int(s) for s in self.size)
         except TypeError:
             raise TypeError(f"size must be (H, W), got {self.size!r}") from None
         if len(size) != 2 or min(size) <= 0:
@@ -109,6 +116,47 @@ class PreprocessConfig:
     # -- serialisation (stored in ONNX metadata_props under "pyimgcls.preprocess")
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
+
+    def replace(self, **changes) -> "PreprocessConfig":
+        """A copy with some fields changed (checked like a new config)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise TypeError(f"unknown PreprocessConfig fields: {sorted(unknown)}; known: {sorted(names)}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_timm(cls, data_config: dict, **overrides) -> "PreprocessConfig":
+        """The config of timm's ``resolve_data_config(...)`` dict (``input_size``, ``interpolation``,
+        ``mean``, ``std``, ``crop_pct``, ``crop_mode``), for a model exported from timm.
+
+        timm's eval transform resizes with Pillow, so ``bilinear`` / ``bicubic`` map to the
+        antialiased ``bilinear_aa`` / ``bicubic_aa``; ``crop_mode="center"`` is ``center_crop``
+        and ``"squash"`` with ``crop_pct=1`` is ``stretch``.
+        """
+        if not isinstance(data_config, dict):
+            raise TypeError(f"data_config must be a dict, got {type(data_config).__name__}")
+        c, h, w = (int(v) for v in data_config.get("input_size", (3, 224, 224)))
+        interp = str(data_config.get("interpolation", "bilinear")).lower()
+        interps = {"bilinear": "bilinear_aa", "bicubic": "bicubic_aa", "nearest": "nearest"}
+        if interp not in interps:
+            raise ValueError(f"timm interpolation {interp!r} has no pyimgcls equivalent; known: {sorted(interps)}")
+        crop_pct = float(data_config.get("crop_pct", 0.875) or 1.0)
+        mode = str(data_config.get("crop_mode", "center")).lower()
+        if mode == "center":
+            resize = "center_crop"
+        elif mode == "squash" and crop_pct == 1.0:
+            resize = "stretch"
+        else:
+            raise ValueError(f"timm crop_mode {mode!r} with crop_pct={crop_pct} has no pyimgcls equivalent")
+        kw = dict(size=(h, w), resize=resize, crop_pct=crop_pct, interpolation=interps[interp],
+                  mean=tuple(data_config.get("mean", (0.485, 0.456, 0.406)))[:c] if c == 3 else (0.5,),
+                  std=tuple(data_config.get("std", (0.229, 0.224, 0.225)))[:c] if c == 3 else (0.5,), channels=c)
+        if c == 1:
+            kw["mean"] = tuple(data_config.get("mean", (0.5,)))[:1]
+            kw["std"] = tuple(data_config.get("std", (0.5,)))[:1]
+        kw.update(overrides)
+        return cls(**kw)
 
     @classmethod
     def from_json(cls, text: str) -> "PreprocessConfig":

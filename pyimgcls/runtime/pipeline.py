@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..io.images import DecodeInfo
 from ..io.sources import Item, load_item
 from ..preprocessing import PreprocessConfig, Transforms, preprocess
 
@@ -34,6 +35,7 @@ class Prepared:
     ok: list[int]                              # positions in `items` that are in `batch`
     errors: dict[int, BaseException] = field(default_factory=dict)
     transforms: Transforms | None = None       # model input -> full-resolution pixels of each image
+    infos: list[DecodeInfo] = field(default_factory=list)  # per item in `batch`: decode scale and sizes
     decode_s: float = 0.0                      # thread-seconds spent decoding this batch
     preprocess_s: float = 0.0
 
@@ -123,6 +125,7 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
                         p.ok.append(i)
                         imgs.append(loaded[0])
                         infos.append(loaded[1])
+                p.infos = infos
                 if imgs:
                     t0 = time.perf_counter()
                     p.batch, p.transforms = preprocess(imgs, cfg, threads=threads)

@@ -405,17 +405,23 @@ class Session:
         return ModelInfo(input_name=inp.name, layout=layout, dtype=dtype, batch=_dim(shape[0]), size=size,
                          channels=int(channels), outputs=outputs, output_kind=kind, metadata=meta)
 
+    def check_preprocess(self, cfg: PreprocessConfig, what: str = "preprocess") -> PreprocessConfig:
+        """``cfg`` if the model can take what it makes (size, layout, dtype, channels), else ``ValueError``."""
+        info = self.info
+        if not isinstance(cfg, PreprocessConfig):
+            raise TypeError(f"{what} must be a PreprocessConfig, got {type(cfg).__name__}")
+        if info.size is not None and tuple(cfg.size) != info.size:
+            raise ValueError(f"{what} size {cfg.size} disagrees with the model input size {info.size}")
+        if cfg.layout != info.layout or cfg.dtype != info.dtype or cfg.channels != info.channels:
+            raise ValueError(f"{what} ({cfg.layout}, {cfg.dtype}, {cfg.channels} channels) disagrees "
+                             f"with the model input ({info.layout}, {info.dtype}, {info.channels} channels)")
+        return cfg
+
     def _preprocess_config(self) -> PreprocessConfig:
         raw = self.info.metadata.get(META_PREPROCESS)
         info = self.info
         if raw:
-            cfg = PreprocessConfig.from_json(raw)
-            if info.size is not None and tuple(cfg.size) != info.size:
-                raise ValueError(f"{META_PREPROCESS} size {cfg.size} disagrees with the model input size {info.size}")
-            if cfg.layout != info.layout or cfg.dtype != info.dtype or cfg.channels != info.channels:
-                raise ValueError(f"{META_PREPROCESS} ({cfg.layout}, {cfg.dtype}, {cfg.channels} channels) disagrees "
-                                 f"with the model input ({info.layout}, {info.dtype}, {info.channels} channels)")
-            return cfg
+            return self.check_preprocess(PreprocessConfig.from_json(raw), META_PREPROCESS)
         size = info.size or (224, 224)
         cfg = PreprocessConfig(size=size, resize="center_crop", crop_pct=0.875, interpolation="bilinear_aa",
                                mean=(0.485, 0.456, 0.406)[: info.channels] if info.channels == 3 else (0.5,),

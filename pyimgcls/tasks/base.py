@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..io.sources import Item, iter_items, load_item
-from ..preprocessing import ImageTransform, output_shape, preprocess
+from ..preprocessing import ImageTransform, PreprocessConfig, output_shape, preprocess
 from ..runtime.pipeline import Prepared, prepare_batches
 from ..runtime.session import Session
 
@@ -59,15 +59,22 @@ class ModelTask:
 
     Args:
         model: path / bytes / ``onnx.ModelProto`` of the ONNX model.
-        **session_options: passed to ``Session`` (``providers``, ``threads``, ``allow_spinning``,
-            ``device_id``). ``threads`` (default 0 = all usable cores) is the one budget of the
-            task, for inference, decoding and preprocessing alike.
+        preprocess: the model's preprocessing replaced: a ``PreprocessConfig``, or a dict of
+            fields to change in the model's own (``{"size": 256, "interpolation": "bicubic"}``);
+            checked against what the model takes.
+        **session_options: passed to ``Session`` (``device``, ``providers``, ``threads``,
+            ``allow_spinning``, ``device_id``). ``threads`` (default 0 = all usable cores) is the
+            one budget of the task, for inference, decoding and preprocessing alike.
     """
 
-    def __init__(self, model, **session_options: Any) -> None:
+    def __init__(self, model, *, preprocess: PreprocessConfig | dict | None = None, **session_options: Any) -> None:
         self.model_path = model
         self.session = Session(model, **session_options)
         self.config = self.session.preprocess_config
+        if preprocess is not None:
+            if isinstance(preprocess, dict):
+                preprocess = self.config.replace(**preprocess)
+            self.config = self.session.check_preprocess(preprocess)
         self.threads: int = self.session.threads
         self._local = threading.local()
 

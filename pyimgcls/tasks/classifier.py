@@ -35,6 +35,9 @@ class Classification:
         probabilities: all class probabilities, when asked for.
         error: why this input has no answer (unreadable, corrupt, wrong shape), else ``None``.
         embedding: penultimate-layer features, when asked for (``predict_iter(embeddings=True)``).
+        image_size: ``(h, w)`` of the image as ``read_image`` returns it (EXIF orientation
+            applied), when it was read.
+        stored_size: ``(h, w)`` as stored in the file (before orientation), when it was read.
     """
 
     source: str
@@ -46,10 +49,20 @@ class Classification:
     probabilities: np.ndarray | None = None
     error: str | None = None
     embedding: np.ndarray | None = field(default=None, repr=False)
+    image_size: tuple[int, int] | None = None
+    stored_size: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def __repr__(self) -> str:
+        if self.error is not None:
+            return f"Classification({self.source!r}, error={self.error!r})"
+        if self.labels is not None:
+            names = ", ".join(n for _, n, _ in self.labels[:5]) + (", ..." if len(self.labels) > 5 else "")
+            return f"Classification({self.source!r}, labels=[{names}])"
+        return f"Classification({self.source!r}, {self.label_name!r} {self.score:.1%})"
 
 
 def _softmax(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -74,13 +87,16 @@ class Classifier(ModelTask):
     Args:
         model: path / bytes of an ONNX classifier; ``None`` loads the embedded default,
             EfficientNet-Lite0 with ImageNet-1k weights.
-        **session_options: passed to ``Session`` (``providers``, ``threads``, ``allow_spinning``,
-            ``device_id``); ``threads`` (0 = all usable cores) is the budget for inference,
-            decoding and preprocessing together.
+        preprocess: replaces the model's preprocessing: a ``PreprocessConfig`` or a dict of
+            fields to change (``{"size": 256}``); checked against what the model takes.
+        **session_options: passed to ``Session`` (``device``: ``"auto"``, ``"cpu"``,
+            ``"cuda[:N]"``, ``"tensorrt[:N]"``; ``providers``, ``threads``, ``allow_spinning``);
+            ``threads`` (0 = all usable cores) is the budget for inference, decoding and
+            preprocessing together.
     """
 
-    def __init__(self, model=None, **session_options: Any) -> None:
-        super().__init__(default_model_path() if model is None else model, **session_options)
+    def __init__(self, model=None, *, preprocess=None, **session_options: Any) -> None:
+        super().__init__(default_model_path() if model is None else model, preprocess=preprocess, **session_options)
         outs = self.session.info.outputs
         name, shape = outs[0]
         self._rank_unknown = len(shape) == 0  # not declared in the model: checked on the first outputs
@@ -151,6 +167,8 @@ class Classifier(ModelTask):
                     yield Classification(source=item.source, error=f"{type(e).__name__}: {e}")
                     continue
                 res = self._postprocess(outs[0][row[j]], top_k, multi_label, thr, probabilities, item.source)
+                info = prep.infos[row[j]]
+                res.image_size, res.stored_size = info.full_size, info.stored_size
                 if embeddings:
                     res.embedding = np.asarray(outs[-1][row[j]], np.float32).reshape(-1)
                 yield res
@@ -232,19 +250,28 @@ class Classifier(ModelTask):
         self._embed_session, self._embed_output = s, name
         return s
 
-    def embed(self, inputs, *, output: str | None = None, batch_size: int = 32, errors: str = "raise",
-              fast_decode: bool = False) -> np.ndarray:
-        """Penultimate-layer features, ``(N, D)`` float32, for clustering and auto-labelling.
+    def embedding_dim(self, output: str | None = None) -> int | None:
+        """Length of the embedding vectors, when the model declares it (``None`` otherwise)."""
+        declared = self._embedding_session(output).session.get_outputs()[-1].shape
+        d = declared[-1] if declared else None
+        return d if isinstance(d, int) and d > 0 else None
+
+    def embed(self, inputs, *, output: str | None = None, batch_size: int = 32, errors: str = "record",
+              fast_decode: bool = False, return_sources: bool = False) -> np.ndarray | tuple[np.ndarray, list[str]]:
+        """Penultimate-layer features, ``(N, D)`` float32, one row per input item (in the order of
+        ``predict``), for clustering and auto-labelling.
 
         The feature tensor is found automatically (the input of the final Gemm / MatMul) or named
-        by ``output``; it is exposed as an extra graph output. With ``errors="record"`` a bad item
-        gets a row of NaN instead of raising.
+        by ``output``; it is exposed as an extra graph output. ``errors="record"`` (the default,
+        as in ``predict``): a bad item gets a row of NaN; ``"raise"``: it raises.
+        ``return_sources``: also return each row's ``source`` (a folder expands to its files).
         """
         es = self._embedding_session(output)
-        rows = []
+        rows, sources = [], []
         for r in self.predict_iter(inputs, batch_size=batch_size, top_k=0, errors=errors, fast_decode=fast_decode,
                                    embeddings=True):
             rows.append(r.embedding)
+            sources.append(r.source)
         declared = es.session.get_outputs()[-1].shape
         dim = next((x.shape[0] for x in rows if x is not None),
                    declared[-1] if declared and isinstance(declared[-1], int) else 0)
@@ -252,7 +279,7 @@ class Classifier(ModelTask):
         for i, x in enumerate(rows):
             if x is not None:
                 out[i] = x
-        return out
+        return (out, sources) if return_sources else out
 
 
 def _shape_text(shape) -> str:

@@ -39,11 +39,16 @@ def image_dir(tmp_path_factory, photos):
 
 
 def _read(out):
+    """The output as a DataFrame whose ``error`` column is "" where there is none (null in the file)."""
     if out.endswith(".parquet"):
-        return pq.read_table(out).to_pandas()
-    if out.endswith(".jsonl"):
-        return pd.read_json(out, lines=True)
-    return pd.read_csv(out, keep_default_na=False)
+        df = pq.read_table(out).to_pandas()
+    elif out.endswith(".jsonl"):
+        df = pd.read_json(out, lines=True, dtype=False)
+    else:
+        df = pd.read_csv(out, keep_default_na=False)
+    if "error" in df:
+        df["error"] = [e if isinstance(e, str) else "" for e in df["error"]]
+    return df
 
 
 @pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
@@ -96,7 +101,10 @@ def test_empty_dir_glob_and_list_inputs(clf, image_dir, tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_text(f"{image_dir / 'a' / 'chelsea.jpg'}\n# comment\n\n{image_dir / 'b' / 'astronaut.jpg'}\n")
     out3 = str(tmp_path / "list.csv")
-    assert score([str(lst)], out=out3, classifier=clf, progress=False).images == 2
+    assert score([f"@{lst}"], out=out3, classifier=clf, progress=False).images == 2
+    out4 = str(tmp_path / "notalist.csv")  # without @ a .txt file is one input, which is not an image
+    s = score([str(lst)], out=out4, classifier=clf, progress=False)
+    assert s.images == 1 and s.errors == 1
 
 
 def test_resume_skips_done_and_refuses_other_models(clf, image_dir, tmp_path):
@@ -190,12 +198,12 @@ def test_bench(tmp_path, photos, capsys):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_resume_cuts_a_row_cut_short(tmp_path, fmt):
-    from pyimgcls.jobs.score import _AppendWriter
+    from pyimgcls.jobs._writers import AppendWriter
 
     p = str(tmp_path / f"x.{fmt}")
-    w = _AppendWriter(p, fmt, False)
+    w = AppendWriter(p, fmt, False, False)
     row = {"path": "a.jpg", "label": 1, "label_name": "x", "score": 0.5, "top_k_ids": [1], "top_k_names": ["x"],
-           "top_k_scores": [0.5], "error": ""}
+           "top_k_scores": [0.5], "width": 4, "height": 3, "stored_width": 4, "stored_height": 3, "error": None}
     w.write([row, dict(row, path="b.jpg")])
     with open(p, "a") as f:
         f.write('{"path": "c.jp' if fmt == "jsonl" else "c.jpg,3,y,0.2")  # killed mid-row
@@ -325,7 +333,7 @@ def test_kill_at_every_step_then_resume_gives_one_row_per_input(tmp_path, photos
 def test_csv_resume_with_line_breaks_in_file_names(tiny, tmp_path, photos):
     """A file name holding a line break is quoted in CSV; resuming after a row cut at any byte
     keeps every complete row and drops only the cut one."""
-    from pyimgcls.jobs.score import _AppendWriter
+    from pyimgcls.jobs._writers import AppendWriter
 
     paths = _jpegs(tmp_path / "d", photos, 4, names=["a.jpg", "two\nlines.jpg", "c\r\n.jpg", "d.jpg"])
     out = str(tmp_path / "o.csv")
@@ -347,7 +355,7 @@ def test_csv_resume_with_line_breaks_in_file_names(tiny, tmp_path, photos):
     for cut in range(len(full) + 1):
         with open(out, "wb") as f:
             f.write(full[:cut])
-        done = _AppendWriter(out, "csv", False).done_paths()
+        done = AppendWriter(out, "csv", False, False).done_paths()
         kept = open(out, "rb").read()
         assert kept == full[:max(b for b in bounds if b <= cut)] or (kept == b"" and cut < bounds[1]), cut
         assert done == set(_read(out)["path"]) if kept else not done

@@ -1,13 +1,35 @@
-"""Argument types shared by the commands."""
+"""Argument types and option groups shared by the commands, and the code that turns them into a
+``Classifier`` and an input list."""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import math
+import os
+import sys
+from typing import Iterator
 
-__all__ = ["positive_int", "positive_seconds", "thread_count", "batch_sizes", "PROVIDERS_HELP", "THREADS_HELP"]
+__all__ = ["positive_int", "positive_seconds", "thread_count", "batch_sizes", "float_list", "image_size_arg",
+           "shard_arg", "HelpFormatter", "add_model_options", "add_run_options", "add_input_options",
+           "make_classifier", "resolve_inputs", "UsageError"]
 
 THREADS_HELP = "threads for decoding, preprocessing and inference together (0 = all usable cores)"
-PROVIDERS_HELP = "'auto' or ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider)"
+PROVIDERS_HELP = ("ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider), "
+                  "honoured as given; instead of --device")
+
+
+class UsageError(ValueError):
+    """A command line that cannot run (exit status 2): a missing input, conflicting options."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default (except for flags and options without one)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or isinstance(action, argparse._StoreTrueAction):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(s: str) -> int:
@@ -22,8 +44,6 @@ def positive_int(s: str) -> int:
 
 def positive_seconds(s: str) -> float:
     """A finite number of seconds > 0 (``nan`` and ``inf`` would never end a timed loop)."""
-    import math
-
     try:
         v = float(s)
     except ValueError:
@@ -51,3 +71,140 @@ def thread_count(s: str) -> int:
     if v < 0 or v > 2**31 - 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0 = all usable cores), got {s}")
     return v
+
+
+def float_list(s: str) -> tuple[float, ...]:
+    """``0.5`` or ``0.485,0.456,0.406``: finite numbers."""
+    try:
+        vals = tuple(float(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one number or comma-separated numbers, got {s!r}") from None
+    if not vals or not all(math.isfinite(v) for v in vals):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {s!r}")
+    return vals
+
+
+def image_size_arg(s: str) -> tuple[int, int]:
+    """``224`` (square) or ``H,W`` / ``HxW``."""
+    parts = s.lower().replace("x", ",").split(",")
+    try:
+        vals = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or H,W, got {s!r}") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected SIZE or H,W with positive sides, got {s!r}")
+    return vals[0], vals[1]
+
+
+def shard_arg(s: str) -> tuple[int, int]:
+    """``I/N``: this machine's share, 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in s.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N (e.g. 0/4), got {s!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {s!r}")
+    return i, n
+
+
+# ----------------------------------------------------------------------------- option groups
+def add_model_options(p: argparse.ArgumentParser, *, preprocessing: bool = True) -> None:
+    g = p.add_argument_group("model and device")
+    g.add_argument("--model", default=None, help="ONNX model (default: the embedded EfficientNet-Lite0, ImageNet-1k)")
+    g.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N; an explicit device that cannot run is an "
+                        "error (only auto falls back to the CPU)")
+    g.add_argument("--providers", default=None, help=PROVIDERS_HELP)
+    g.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
+    if preprocessing:
+        q = p.add_argument_group("preprocessing (overrides what the model declares)")
+        q.add_argument("--imgsz", "--size", dest="imgsz", type=image_size_arg, default=None, metavar="SIZE",
+                       help="model input size: SIZE for a square, or H,W")
+        q.add_argument("--resize", default=None, help="stretch, center_crop or letterbox")
+        q.add_argument("--interpolation", default=None,
+                       help="nearest, bilinear, bilinear_aa, area (and bicubic, bicubic_aa where built)")
+        q.add_argument("--crop-pct", type=float, default=None, help="fraction kept by center_crop, in (0, 1]")
+        q.add_argument("--mean", type=float_list, default=None, help="per-channel mean in 0..1 units, e.g. 0.5,0.5,0.5")
+        q.add_argument("--std", type=float_list, default=None, help="per-channel std in 0..1 units")
+
+
+def add_run_options(p: argparse.ArgumentParser, *, batch_size: int) -> None:
+    g = p.add_argument_group("running")
+    g.add_argument("--batch-size", type=positive_int, default=batch_size, help="images per model call")
+    g.add_argument("--fast-decode", action="store_true",
+                   help="decode JPEGs at a reduced DCT scale: faster on large photos, but the top-1 class changes "
+                        "on some images (see README)")
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="image files, folders (searched recursively), glob patterns, @FILE (a list of paths, one a "
+                        "line) or - (paths on standard input)")
+    g = p.add_argument_group("inputs")
+    g.add_argument("--list", action="append", default=[], metavar="FILE",
+                   help="a file listing image paths, one a line (relative to the file); may be repeated")
+    g.add_argument("--include-hidden", action="store_true", help="also read hidden files and folders (names with a "
+                                                                  "leading dot)")
+    g.add_argument("--top-k", type=positive_int, default=5, help="classes listed per image")
+    g.add_argument("--item-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                   help="an image that takes longer to read and decode becomes an error row (default: no limit)")
+
+
+# ----------------------------------------------------------------------------- building
+def preprocess_overrides(args: argparse.Namespace) -> dict | None:
+    changes = {}
+    for opt, field in (("imgsz", "size"), ("resize", "resize"), ("interpolation", "interpolation"),
+                       ("crop_pct", "crop_pct"), ("mean", "mean"), ("std", "std")):
+        v = getattr(args, opt, None)
+        if v is not None:
+            changes[field] = v[0] if field in ("mean", "std") and len(v) == 1 else v
+    return changes or None
+
+
+def make_classifier(args: argparse.Namespace):
+    from ..tasks.classifier import Classifier
+
+    kw = {"threads": args.threads, "preprocess": preprocess_overrides(args)}
+    if args.providers:
+        if args.device != "auto":
+            raise UsageError("give --device or --providers, not both")
+        kw["providers"] = args.providers
+    else:
+        kw["device"] = args.device
+    return Classifier(args.model, **kw)
+
+
+def _stdin_paths() -> Iterator[str]:
+    for line in sys.stdin:
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+def resolve_inputs(args: argparse.Namespace) -> list:
+    """The inputs of a command, checked before any work: a path that does not exist, a pattern that
+    matches nothing or a list file that cannot be read stops the command (``UsageError``)."""
+    paths = list(args.paths) + [f"@{f}" for f in args.list]
+    if not paths:
+        raise UsageError("no inputs: give image files, folders, patterns, --list FILE or - for standard input")
+    if paths.count("-") > 1:
+        raise UsageError("- (standard input) may be given once")
+    out: list = []
+    for p in paths:
+        if p == "-":
+            out.append(_stdin_paths())
+        elif p.startswith("@") and not os.path.exists(p):
+            if not os.path.isfile(p[1:]):
+                raise UsageError(f"list file not found: {p[1:]}")
+            out.append(p)
+        elif os.path.lexists(p):
+            out.append(p)
+        elif set("*?[") & set(p):
+            if not glob.glob(p, recursive=True):
+                raise UsageError(f"no file matches {p}")
+            out.append(p)
+        else:
+            raise UsageError(f"no such file or folder: {p}")
+    return out

@@ -4,32 +4,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+
+from ._args import HelpFormatter, UsageError, add_model_options, preprocess_overrides
+
+log = logging.getLogger("pyimgcls")
 
 __all__ = ["register", "run"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    i = sub.add_parser("info", help="show a model's inputs, outputs, metadata, preprocessing and providers")
-    i.add_argument("model", nargs="?", default=None, help="ONNX model (default: the embedded model)")
-    i.add_argument("--json", action="store_true")
-    i.add_argument("--providers", default="auto")
+def register(sub: argparse._SubParsersAction, parents: list) -> None:
+    i = sub.add_parser("info", parents=parents, formatter_class=HelpFormatter,
+                       help="show a model's inputs, outputs, metadata, preprocessing and providers")
+    i.add_argument("model_path", nargs="?", default=None, metavar="MODEL",
+                   help="ONNX model (default: the embedded model)")
+    add_model_options(i)
+    i.add_argument("--json", action="store_true", help="the description as JSON")
     i.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..runtime.session import Session
+    from ..runtime.session import duplicate_onnxruntime
+    from ..tasks.classifier import default_model_path
 
+    if args.model_path is not None:
+        if args.model is not None and args.model != args.model_path:
+            raise UsageError("give the model once (MODEL or --model)")
+        args.model = args.model_path
+    if args.model is None:
+        args.model = default_model_path()
+    problem = duplicate_onnxruntime()
+    if problem:
+        log.warning("%s", problem)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = Session(args.model, providers=args.providers)
+        s = _session(args)
     d = s.describe()
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
     i = d["input"]
     print(f"model       {d['source']}")
+    print(f"runtime     onnxruntime {d['onnxruntime']}, device {d['device']}")
     print(f"input       {i['name']}: {i['layout']} {i['dtype']}, batch {i['batch']}, size {i['size']}, "
           f"{i['channels']} channels")
     for o in d["outputs"]:
@@ -46,3 +64,21 @@ def run(args: argparse.Namespace) -> int:
         if k not in ("pyimgcls.preprocess", "pyimgcls.labels"):
             print(f"metadata    {k} = {v}")
     return 0
+
+
+def _session(args: argparse.Namespace):
+    """The model's session, with the command line's device and preprocessing overrides applied."""
+    from ..runtime.session import Session
+
+    if args.providers and args.device != "auto":
+        raise UsageError("give --device or --providers, not both")
+    kw = {"threads": args.threads}
+    if args.providers:
+        kw["providers"] = args.providers
+    else:
+        kw["device"] = args.device
+    s = Session(args.model, **kw)
+    changes = preprocess_overrides(args)
+    if changes:
+        s.preprocess_config = s.check_preprocess(s.preprocess_config.replace(**changes))
+    return s

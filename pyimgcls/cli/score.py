@@ -3,45 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
-from ._args import THREADS_HELP, positive_int, positive_seconds, thread_count
+from ._args import HelpFormatter, UsageError, add_input_options, add_model_options, add_run_options, \
+    make_classifier, positive_int, resolve_inputs, shard_arg
 
 __all__ = ["register", "run"]
 
+log = logging.getLogger("pyimgcls")
 
-def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("score", help="score a large image set into CSV / JSONL / Parquet (resumable)")
-    s.add_argument("paths", nargs="+", help="folders (recursive), files, glob patterns or .txt lists of paths")
+
+def register(sub: argparse._SubParsersAction, parents: list) -> None:
+    s = sub.add_parser("score", parents=parents, formatter_class=HelpFormatter,
+                       help="score a large image set into CSV / JSONL / Parquet (resumable)",
+                       description="Score every image into one output row (see README, 'Output'). A run killed "
+                                   "at any moment resumes when run again. Exit status 1 when any input failed.")
+    add_input_options(s)
     s.add_argument("--out", required=True, help="output file: .csv, .jsonl or .parquet")
-    s.add_argument("--model", default=None)
-    s.add_argument("--top-k", type=positive_int, default=5)
-    s.add_argument("--batch-size", type=positive_int, default=64)
-    s.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
-    s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue an interrupted run with the same output (default: on)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    s.add_argument("--embeddings", action="store_true", help="also write penultimate-layer features")
-    s.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    s.add_argument("--fast-decode", action="store_true",
-                   help="decode JPEGs at a reduced DCT scale: faster on large photos, but the top-1 class changes on "
-                        "some images (see README)")
-    s.add_argument("--item-timeout", type=positive_seconds, default=None, metavar="SECONDS",
-                   help="an image that takes longer to read and decode becomes an error row (default: no limit)")
+    g = s.add_argument_group("output")
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue an interrupted run with the same output")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    g.add_argument("--embeddings", action="store_true", help="also write penultimate-layer features")
+    g.add_argument("--probabilities", action="store_true",
+                   help="also write every class probability per row (for curves, AP and calibration)")
+    g.add_argument("--chunk-size", type=positive_int, default=None,
+                   help="rows per durable write (default: the batch size, at least 64)")
+    g.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
+                   help="score only share I of N (a stable hash of each path relative to its input argument), "
+                        "so N machines split one job")
+    add_model_options(s)
+    add_run_options(s, batch_size=64)
     s.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..jobs.score import OutputExistsError, OutputLockedError, score
 
+    inputs = resolve_inputs(args)
+    clf = make_classifier(args)
+    top_k = args.top_k
+    if clf.num_classes and top_k > clf.num_classes:
+        log.warning("--top-k %d is more than the model's %d classes: storing %d", top_k, clf.num_classes,
+                    clf.num_classes)
+        top_k = clf.num_classes
     try:
-        summary = score(args.paths, model=args.model, out=args.out, batch_size=args.batch_size, resume=args.resume,
-                        threads=args.threads, progress=not args.quiet, top_k=args.top_k,
-                        embeddings=args.embeddings, overwrite=args.overwrite, fast_decode=args.fast_decode,
-                        item_timeout=args.item_timeout)
+        summary = score(inputs, classifier=clf, out=args.out, batch_size=args.batch_size, resume=args.resume,
+                        progress=not args.quiet, top_k=top_k, embeddings=args.embeddings,
+                        overwrite=args.overwrite, fast_decode=args.fast_decode, item_timeout=args.item_timeout,
+                        probabilities=args.probabilities, chunk_size=args.chunk_size, shard=args.shard,
+                        include_hidden=args.include_hidden)
     except (OutputExistsError, OutputLockedError) as e:
-        print(f"pyimgcls: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
+    if summary.images == 0 and summary.skipped == 0:
+        raise UsageError(f"no images found in {' '.join(str(x) for x in args.paths + args.list)}")
     if not args.quiet:
         print(summary, file=sys.stderr)
-    return 0
+    return 1 if summary.errors else 0

@@ -1,13 +1,21 @@
 """``pyimgcls bench``: honest throughput and latency of a model on this machine.
 
-Per batch size it reports end-to-end throughput through the overlapped pipeline, latency
-percentiles of a batch (decode -> preprocess -> inference -> post-process, one after the other),
-the time of each stage per image (so the bottleneck is visible), plus cold start (session
-creation and first inference), peak memory, providers and threads. Warm-up is excluded.
+Per batch size it reports
+
+* latency of one batch with the stages run one after the other (decode -> preprocess ->
+  inference -> post-process): the number of samples, min / mean / max and p50 / p90 / p99;
+* throughput with the stages overlapped (the pipeline ``predict`` uses);
+* the time of each stage per image, so the bottleneck is visible;
+
+plus cold start (session creation and first inference), peak memory, the CPU, ONNX Runtime's
+version, providers and threads. ``model_only`` times ``session.run`` on a prepared batch alone:
+the ceiling that decoding and preprocessing can only lower. Warm-up runs are excluded; each batch
+size gets at least ``iterations`` samples even when that takes longer than ``duration``.
 """
 
 from __future__ import annotations
 
+import itertools
 import resource
 import sys
 import time
@@ -42,10 +50,11 @@ def synthetic_jpegs(n: int = 16, seed: int = 0) -> list[bytes]:
 @dataclass
 class BatchStats:
     batch_size: int
-    throughput: float            # images/s through the overlapped pipeline
-    latency_ms: dict             # p50 / p90 / p99 of one batch, stages in sequence
+    throughput: float            # images/s through the overlapped pipeline (or the model alone)
+    latency_ms: dict             # samples, min / mean / max, p50 / p90 / p99 of one batch, stages in sequence
     stage_ms_per_image: dict     # decode / preprocess / inference / postprocess
     batches: int
+    note: str = ""
 
 
 @dataclass
@@ -57,62 +66,121 @@ class BenchResult:
     images: str
     cold_start_ms: dict
     decode: str = "exact"
+    mode: str = "end to end"
+    cpu: str = ""
+    onnxruntime: str = ""
     batches: list = field(default_factory=list)
     peak_rss_mb: float = 0.0
+    notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        lines = [f"model      {self.model}", f"providers  {', '.join(self.providers)} (threads {self.threads}, "
-                 f"spinning {'on' if self.allow_spinning else 'off'})", f"images     {self.images} ({self.decode} decode)",
+        lines = [f"model      {self.model}",
+                 f"providers  {', '.join(self.providers)} (threads {self.threads}, "
+                 f"spinning {'on' if self.allow_spinning else 'off'}), onnxruntime {self.onnxruntime}",
+                 f"cpu        {self.cpu}",
+                 f"images     {self.images} ({self.decode} decode)" if self.mode == "end to end"
+                 else f"mode       {self.mode}: session.run on a prepared batch (no decode, no preprocessing)",
                  f"cold start session {self.cold_start_ms['session']:.1f} ms, first inference "
-                 f"{self.cold_start_ms['first_inference']:.1f} ms", ""]
-        lines.append(f"{'batch':>5}  {'img/s':>8}  {'p50 ms':>8}  {'p90 ms':>8}  {'p99 ms':>8}  "
-                     f"{'decode':>7}  {'prep':>7}  {'infer':>7}  {'post':>7}  (ms per image)")
+                 f"{self.cold_start_ms['first_inference']:.1f} ms", "",
+                 "latency: one batch, stages one after the other; throughput: stages overlapped", ""]
+        lines.append(f"{'batch':>5}  {'img/s':>8}  {'n':>4}  {'min':>7}  {'mean':>7}  {'max':>7}  {'p50':>7}  "
+                     f"{'p90':>7}  {'p99':>7}  {'decode':>7}  {'prep':>7}  {'infer':>7}  {'post':>7}")
+        lines.append(f"{'':>5}  {'':>8}  {'':>4}  {'(ms per batch)':^47}  {'(ms per image)':^34}")
         for b in self.batches:
             s = b["stage_ms_per_image"]
             lat = b["latency_ms"]
-            lines.append(f"{b['batch_size']:>5}  {b['throughput']:8.1f}  {lat['p50']:8.2f}  {lat['p90']:8.2f}  "
-                         f"{lat['p99']:8.2f}  {s['decode']:7.2f}  {s['preprocess']:7.2f}  {s['inference']:7.2f}  "
+            lines.append(f"{b['batch_size']:>5}  {b['throughput']:8.1f}  {lat['samples']:>4}  {lat['min']:7.2f}  "
+                         f"{lat['mean']:7.2f}  {lat['max']:7.2f}  {lat['p50']:7.2f}  {lat['p90']:7.2f}  "
+                         f"{lat['p99']:7.2f}  {s['decode']:7.2f}  {s['preprocess']:7.2f}  {s['inference']:7.2f}  "
                          f"{s['postprocess']:7.3f}")
+        notes = list(self.notes) + [b["note"] for b in self.batches if b.get("note")]
         lines.append("")
+        lines.extend(f"note: {n}" for n in notes)
         lines.append(f"peak memory {self.peak_rss_mb:.0f} MB")
         return "\n".join(lines)
 
 
 def _peak_rss_mb() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 1024.0 if sys.platform != "darwin" else r / 1e6
+    return r / 1024 if sys.platform != "darwin" else r / 1024 / 1024
+
+
+def cpu_name() -> str:
+    """The CPU model, as the OS names it."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _latency(samples: list[float]) -> dict:
+    a = np.asarray(samples, np.float64)
+    return {"samples": int(a.size), "min": float(a.min()), "mean": float(a.mean()), "max": float(a.max()),
+            "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99))}
 
 
 def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration: float = 3.0,
-              images: str | None = None, providers="auto", fast_decode: bool = False) -> BenchResult:
-    """Measures cold start, then per batch size throughput, latency and per-stage cost.
+              images: str | None = None, providers="auto", fast_decode: bool = False, device: str | None = None,
+              model_only: bool = False, warmup: int = 3, iterations: int = 30, preprocess=None,
+              status=None) -> BenchResult:
+    """Measures cold start, then per batch size latency, throughput and per-stage cost.
 
-    ``fast_decode`` measures the DCT-scaled JPEG decode (answers differ a little; see
-    ``Classifier.predict``) instead of the exact full decode.
+    Args:
+        duration: seconds per batch size (half for latency, half for throughput); extended until
+            each batch size has at least ``iterations`` latency samples.
+        images: a folder (or list) of real images; default: 16 synthetic photo-like JPEGs.
+        fast_decode: measure the DCT-scaled JPEG decode (answers differ a little; see
+            ``Classifier.predict``) instead of the exact full decode.
+        model_only: time ``session.run`` alone on a prepared batch (the ceiling).
+        warmup: untimed runs per batch size.
+        iterations: least number of latency samples per batch size.
+        status: ``callable(str)`` told what is being measured (the CLI prints it).
     """
     import math
 
-    from ..io.images import read_image
+    from ..io.images import ImageDecodeError, read_image
     from ..io.sources import iter_items
-    from ..preprocessing import preprocess
+    from ..preprocessing import preprocess as run_preprocess
     from ..runtime.pipeline import decode_min_size
     from ..tasks.classifier import Classifier
 
     if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
             or duration <= 0:
         raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
+    for name, v, lo in (("warmup", warmup, 0), ("iterations", iterations, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    say = status or (lambda msg: None)
+    say("loading the model")
     t0 = time.perf_counter()
-    clf = Classifier(model, threads=threads, providers=providers)
+    kw = {"threads": threads, "preprocess": preprocess}
+    if device is not None and providers == "auto":
+        kw["device"] = device
+    else:
+        kw["providers"] = providers
+    clf = Classifier(model, **kw)
     t_session = time.perf_counter() - t0
     cfg = clf.config
     if images:
         data = []
         for it in iter_items(images):
-            with open(it.payload, "rb") as f:
-                data.append(f.read())
+            try:
+                with open(it.payload, "rb") as f:
+                    raw = f.read()
+                read_image(raw)  # every image must decode: the one that does not is named here
+            except (OSError, TypeError, ImageDecodeError) as e:
+                raise ValueError(f"--images: {it.source} cannot be used: {e}") from None
+            data.append(raw)
         if not data:
             raise ValueError(f"no images found in {images}")
         desc = f"{len(data)} files from {images}"
@@ -120,32 +188,51 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
         data = synthetic_jpegs(16)
         desc = "16 synthetic photo-like JPEGs (640x480 .. 1920x1080, quality 90)"
     min_size = decode_min_size(cfg) if fast_decode else None
-    x, _ = preprocess([read_image(data[0], min_size=min_size)], cfg, threads=1)
+    x, _ = run_preprocess([read_image(data[0], min_size=min_size)], cfg, threads=1)
+    say("first inference (cold start)")
     t0 = time.perf_counter()
     clf.session.run(x)
     t_first = time.perf_counter() - t0
+    import onnxruntime
+
     res = BenchResult(model=str(clf.model_path), providers=list(clf.session.providers), threads=clf.threads,
                       allow_spinning=clf.session.allow_spinning, images=desc,
                       decode="fast (DCT-scaled JPEG)" if fast_decode else "exact",
+                      mode="model only" if model_only else "end to end", cpu=cpu_name(),
+                      onnxruntime=onnxruntime.__version__,
                       cold_start_ms={"session": t_session * 1e3, "first_inference": t_first * 1e3})
-    for bs in batch_sizes:
-        bs = int(bs)
-        # warm-up
-        batch = [data[i % len(data)] for i in range(bs)]
-        list(clf.predict_iter(batch, batch_size=bs, top_k=5, fast_decode=fast_decode))
-        # staged latency: one batch, stages in sequence
+    sizes = [int(b) for b in batch_sizes]
+    fixed = clf.session.info.batch
+    if fixed is not None and sizes != [fixed]:
+        res.notes.append(f"the model has a fixed batch of {fixed}: only that batch size is measured")
+        sizes = [fixed]
+    decoded = [read_image(b, min_size=min_size) for b in data]
+    for bs in sizes:
+        batch_imgs = [decoded[i % len(decoded)] for i in range(bs)]
+        xb, _ = run_preprocess(batch_imgs, cfg, threads=clf.threads)
+        say(f"batch size {bs}: warm-up")
+        for _ in range(warmup):
+            clf.session.run(xb)
+            if not model_only:
+                list(clf.predict_iter([data[i % len(data)] for i in range(bs)], batch_size=bs, top_k=5,
+                                      fast_decode=fast_decode))
+        say(f"batch size {bs}: latency, stages one after the other")
         lat, st = [], {"decode": 0.0, "preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
         n_img = 0
         t_end = time.perf_counter() + duration / 2
         k = 0
-        while time.perf_counter() < t_end or k < 3:
-            batch = [data[(k * bs + i) % len(data)] for i in range(bs)]
+        while time.perf_counter() < t_end or k < iterations:
             a = time.perf_counter()
-            ims = [read_image(b, min_size=min_size) for b in batch]
-            b_ = time.perf_counter()
-            x, _ = preprocess(ims, cfg, threads=clf.threads)
-            c = time.perf_counter()
-            logits = clf.session.run(x)[0]
+            if model_only:
+                b_ = c = a
+                logits = clf.session.run(xb)[0]
+            else:
+                batch = [data[(k * bs + i) % len(data)] for i in range(bs)]
+                ims = [read_image(b, min_size=min_size) for b in batch]
+                b_ = time.perf_counter()
+                xk, _ = run_preprocess(ims, cfg, threads=clf.threads)
+                c = time.perf_counter()
+                logits = clf.session.run(xk)[0]
             d = time.perf_counter()
             for row in logits:
                 clf.classify_logits(row, top_k=5)
@@ -157,30 +244,34 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
             st["postprocess"] += e - d
             n_img += bs
             k += 1
-        # overlapped throughput
-        count = max(bs * 4, int(len(data) * 2))
-
-        def stream():
-            i = 0
-            while True:
-                yield data[i % len(data)]
-                i += 1
-
-        import itertools
-
+        note = ""
+        if time.perf_counter() - t_end > duration / 4:
+            note = f"batch size {bs}: {iterations} latency samples took longer than --duration {duration:g} s"
+        say(f"batch size {bs}: throughput, stages overlapped")
         t0 = time.perf_counter()
         seen = 0
         t_stop = t0 + duration / 2
-        for _ in clf.predict_iter(itertools.islice(stream(), 10**9), batch_size=bs, top_k=5,
-                                  fast_decode=fast_decode):
-            seen += 1
-            if seen >= count and time.perf_counter() > t_stop:
-                break
+        if model_only:
+            while seen < bs * 4 or time.perf_counter() < t_stop:
+                clf.session.run(xb)
+                seen += bs
+        else:
+            count = max(bs * 4, int(len(data) * 2))
+
+            def stream():
+                i = 0
+                while True:
+                    yield data[i % len(data)]
+                    i += 1
+
+            for _ in clf.predict_iter(itertools.islice(stream(), 10**9), batch_size=bs, top_k=5,
+                                      fast_decode=fast_decode):
+                seen += 1
+                if seen >= count and time.perf_counter() > t_stop:
+                    break
         thr = seen / (time.perf_counter() - t0)
         res.batches.append(asdict(BatchStats(
-            batch_size=bs, throughput=thr,
-            latency_ms={"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
-                        "p99": float(np.percentile(lat, 99))},
-            stage_ms_per_image={k2: v * 1e3 / n_img for k2, v in st.items()}, batches=k)))
+            batch_size=bs, throughput=thr, latency_ms=_latency(lat),
+            stage_ms_per_image={k2: v * 1e3 / n_img for k2, v in st.items()}, batches=k, note=note)))
     res.peak_rss_mb = _peak_rss_mb()
     return res

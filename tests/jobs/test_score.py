@@ -172,11 +172,16 @@ def test_resume_after_sigkill(tmp_path, photos, ext):
 
 def test_cli_score_refuses_and_overwrites(image_dir, tmp_path, capsys):
     out = str(tmp_path / "c.jsonl")
-    assert cli_main(["score", str(image_dir / "a"), "--out", out, "--quiet"]) == 0
+    # folder a holds a dangling link: that input fails, so the exit status is 1 (some inputs failed)
+    assert cli_main(["score", str(image_dir / "a"), "--out", out, "--quiet"]) == 1
     assert cli_main(["score", str(image_dir / "a"), "--out", out, "--no-resume"]) == 2
     assert "exists" in capsys.readouterr().err
-    assert cli_main(["score", str(image_dir / "a"), "--out", out, "--no-resume", "--overwrite"]) == 0
+    assert cli_main(["score", str(image_dir / "a"), "--out", out, "--no-resume", "--overwrite"]) == 1
     assert "scored 4 images" in capsys.readouterr().err
+    good = tmp_path / "good"
+    good.mkdir()
+    os.symlink(image_dir / "a" / "chelsea.jpg", good / "chelsea.jpg")
+    assert cli_main(["score", str(good), "--out", str(tmp_path / "g.csv"), "--quiet"]) == 0
 
 
 def test_bench(tmp_path, photos, capsys):

@@ -386,6 +386,25 @@ def _decode_cv2(data: bytes, color: str) -> np.ndarray:
     return a
 
 
+def _is_pil_image(x: object) -> bool:
+    return type(x).__module__.startswith("PIL.") and hasattr(x, "convert") and hasattr(x, "size")
+
+
+def _from_pil(img, color: str, return_info: bool):
+    """A PIL image as ``read_image`` returns pixels (PIL has already decoded it; no EXIF applied)."""
+    mode = {"rgb": "RGB", "bgr": "RGB", "gray": "L"}.get(color)
+    try:
+        a = np.asarray(img.convert(mode) if mode else img)
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for broken images
+        raise ImageDecodeError(f"<PIL {getattr(img, 'mode', '?')} image>: {e}") from None
+    if color == "bgr":
+        a = np.ascontiguousarray(a[:, :, ::-1])
+    if not return_info:
+        return a
+    size = (int(a.shape[0]), int(a.shape[1]))
+    return a, DecodeInfo(scale=1.0, full_size=size, stored_size=size)
+
+
 def _check_header(data: bytes, name: str, max_pixels: int | None, partial: bool = False) -> tuple[str, int, int]:
     """``(format, h, w)`` of a file that passes the header checks; ``partial``: ``data`` is only the
     start of the file, so a header that does not fit in it is left to the full check."""
@@ -442,7 +461,8 @@ def read_image(
     """Decodes an image file into a NumPy array.
 
     Args:
-        src: a path, ``bytes`` or a binary file object.
+        src: a path, ``bytes``, a binary file object or a PIL image (already decoded: its pixels
+            are converted to ``color``).
         color: ``"rgb"`` / ``"bgr"`` -> (H, W, 3) uint8; ``"gray"`` -> (H, W) uint8;
             ``"unchanged"`` -> the file's own channels (1, 3 RGB or 4 RGBA) and depth (uint16 for
             16-bit PNG / TIFF).
@@ -468,6 +488,8 @@ def read_image(
     """
     if color not in _COLORS:
         raise ValueError(f"color must be one of {_COLORS}, got {color!r}")
+    if _is_pil_image(src):
+        return _from_pil(src, color, return_info)
     if min_size is not None:
         if len(min_size) != 2 or min(int(min_size[0]), int(min_size[1])) <= 0:
             raise ValueError(f"min_size must be (h, w) with positive sides, got {min_size!r}")

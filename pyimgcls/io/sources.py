@@ -13,7 +13,7 @@ import numpy as np
 
 from .images import DecodeInfo, ImageDecodeError, read_image
 
-__all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "iter_items", "load_item"]
+__all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "float_to_uint16", "iter_items", "load_item"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 _GLOB_CHARS = set("*?[")
@@ -83,6 +83,15 @@ def _walk(folder: str, include_hidden: bool = False) -> Iterator[Item]:
                 stack.append(it)
         elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
             yield Item(e.path, e.path)
+
+
+def float_to_uint16(x: np.ndarray) -> np.ndarray:
+    """A float image with values in [0, 1] as uint16 (``round(v * 65535)``: 16 bits keep float
+    inputs finer than uint8 could); NaN or values outside [0, 1] are refused."""
+    if x.size and not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
+        bad = x[~np.isfinite(x)] if not np.isfinite(x).all() else np.array([x.min(), x.max()])
+        raise ValueError(f"{x.dtype} images must hold values in [0, 1], got {bad.ravel()[:2].tolist()}")
+    return np.rint(np.asarray(x, np.float64) * 65535.0).astype(np.uint16)
 
 
 def _list_file(path: str) -> Iterator[Item]:
@@ -189,8 +198,10 @@ def _load_in_memory(item: Item, x: Any) -> np.ndarray:
     if isinstance(x, FolderListingError):
         x.raise_error()
     if isinstance(x, np.ndarray):
+        if x.dtype.kind == "f":
+            x = float_to_uint16(x)
         if x.dtype not in (np.uint8, np.uint16):
-            raise TypeError(f"array images must be uint8 or uint16, got {x.dtype}")
+            raise TypeError(f"array images must be uint8, uint16 or float in [0, 1], got {x.dtype}")
         if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[2] not in (1, 3, 4)) or 0 in x.shape[:2]:
             raise ValueError(f"array images must have shape (H, W) or (H, W, C) with C in 1, 3, 4; got {x.shape}")
         return x

@@ -62,6 +62,13 @@ class Detections:
     def __len__(self) -> int:
         return self.xyxy.shape[0]
 
+    def __repr__(self) -> str:
+        if not len(self):
+            return "Detections(0)"
+        names = self.labels
+        best = ", ".join(f"{n} {c:.2f}" for n, c in zip(names[:3], self.confidence[:3].tolist()))
+        return f"Detections({len(self)}: {best}{', ...' if len(self) > 3 else ''})"
+
     def __getitem__(self, index) -> "Detections":
         """Indexing by a boolean mask, an integer array or a slice keeps the matching rows."""
         if isinstance(index, (int, np.integer)):

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import _core
+from ..io.sources import float_to_uint16
 from ..runtime.threads import resolve_threads
 from .config import _GRAY_RGB, _INTERP, _ORDERS, PreprocessConfig
 from .transform import Transforms
@@ -39,8 +40,13 @@ _INT32_MAX = 2**31 - 1
 
 
 def _check_image(i: int, im: np.ndarray) -> np.ndarray:
+    if im.dtype.kind == "f":  # float images in [0, 1]: as 16-bit samples
+        try:
+            im = float_to_uint16(im)
+        except ValueError as e:
+            raise ValueError(f"images[{i}]: {e}") from None
     if im.dtype.kind != "u" or im.dtype.itemsize not in (1, 2) or im.dtype.fields is not None:
-        raise TypeError(f"images[{i}] must be uint8 or uint16, got {im.dtype}")
+        raise TypeError(f"images[{i}] must be uint8, uint16 or float in [0, 1], got {im.dtype}")
     canonical = np.dtype(np.uint8) if im.dtype.itemsize == 1 else np.dtype(np.uint16)
     if not im.dtype.isnative:
         im = im.astype(canonical)  # byte-swapped uint16: the kernel reads native words

@@ -31,6 +31,7 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 META_PREPROCESS = "pyimgcls.preprocess"
 META_LABELS = "pyimgcls.labels"
 META_OUTPUT = "pyimgcls.output"
+META_CLASS_IDS = "pyimgcls.class_ids"
 
 
 def _ort():
@@ -317,6 +318,16 @@ class Session:
                 raise ValueError(f"{self.source}: {META_LABELS} holds {len(labels)} names but the model's output "
                                  f"{self.info.outputs[0][0]} has {c} classes")
             self.labels = labels
+        self.class_ids: list[str] | None = None
+        raw = self.info.metadata.get(META_CLASS_IDS)
+        if raw:
+            ids = json.loads(raw)
+            if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+                raise ValueError(f"{META_CLASS_IDS} metadata must be a JSON list of strings")
+            if self.labels is not None and len(ids) != len(self.labels):
+                raise ValueError(f"{self.source}: {META_CLASS_IDS} holds {len(ids)} ids but {META_LABELS} "
+                                 f"{len(self.labels)} names")
+            self.class_ids = ids
         self.assumptions: list[str] = []
         self.preprocess_config = self._preprocess_config()
         self._binding = None
@@ -488,7 +499,7 @@ class Session:
 
 
 def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labels: Sequence[str] | None = None,
-                   output: str | None = None) -> None:
+                   output: str | None = None, class_ids: Sequence[str] | None = None) -> None:
     """Writes a copy of an ONNX model with pyimgcls metadata (preprocessing, class names, output kind).
 
     Args:
@@ -497,6 +508,9 @@ def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labe
         preprocess: stored as JSON under ``pyimgcls.preprocess``.
         labels: class names, stored as a JSON list under ``pyimgcls.labels``.
         output: ``"logits"`` or ``"probabilities"``, stored under ``pyimgcls.output``.
+        class_ids: a stable id per class (e.g. WordNet ids ``n01440764`` for ImageNet), stored
+            as a JSON list under ``pyimgcls.class_ids``; datasets whose folders are named by id
+            map to the classes through them.
     """
     import onnx
 
@@ -519,6 +533,12 @@ def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labe
         props[META_LABELS] = json.dumps(labels)
     if output is not None:
         props[META_OUTPUT] = output
+    if class_ids is not None:
+        class_ids = [str(x) for x in class_ids]
+        n = len(labels) if labels is not None else len(json.loads(props.get(META_LABELS, "null") or "null") or [])
+        if n and len(class_ids) != n:
+            raise ValueError(f"class_ids has {len(class_ids)} entries but there are {n} class names")
+        props[META_CLASS_IDS] = json.dumps(class_ids)
     del m.metadata_props[:]
     for k, v in props.items():
         m.metadata_props.add(key=k, value=v)

@@ -68,6 +68,7 @@ class ModelTask:
     """
 
     def __init__(self, model, *, preprocess: PreprocessConfig | dict | None = None, **session_options: Any) -> None:
+        self._init_args = (model, preprocess, dict(session_options))
         self.model_path = model
         self.session = Session(model, **session_options)
         self.config = self.session.preprocess_config
@@ -77,6 +78,23 @@ class ModelTask:
             self.config = self.session.check_preprocess(preprocess)
         self.threads: int = self.session.threads
         self._local = threading.local()
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        """Pickled by what it was made from (model path or bytes, preprocessing, session options);
+        the ONNX Runtime session is built again on load (Ray, multiprocessing)."""
+        model, preprocess, opts = self._init_args
+        if hasattr(model, "SerializeToString"):
+            model = model.SerializeToString()
+        return {"model": model, "preprocess": preprocess, "session_options": opts}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["model"], preprocess=state["preprocess"], **state["session_options"])
+
+    def __repr__(self) -> str:
+        src = self.session.source if len(self.session.source) <= 60 else "..." + self.session.source[-57:]
+        return (f"{type(self).__name__}({src!r}, input={self.config.size[0]}x{self.config.size[1]}, "
+                f"providers={self.session.providers}, threads={self.threads})")
 
     # ------------------------------------------------------------------ batch path
     def _run_batches(self, inputs: Any, *, batch_size: int, errors: str, fast_decode: bool,

@@ -97,6 +97,7 @@ class Classifier(ModelTask):
 
     def __init__(self, model=None, *, preprocess=None, **session_options: Any) -> None:
         super().__init__(default_model_path() if model is None else model, preprocess=preprocess, **session_options)
+        self._init_args = (model, preprocess, dict(session_options))  # None: the embedded model wherever loaded
         outs = self.session.info.outputs
         name, shape = outs[0]
         self._rank_unknown = len(shape) == 0  # not declared in the model: checked on the first outputs
@@ -105,6 +106,8 @@ class Classifier(ModelTask):
         c = output_classes(shape)
         self.num_classes: int | None = c if c is not None else (len(self.session.labels) if self.session.labels else None)
         self.labels: list[str] = self.session.labels or [str(i) for i in range(self.num_classes or 0)]
+        #: stable class ids from the model (WordNet ids for the embedded ImageNet model), or None
+        self.class_ids: list[str] | None = self.session.class_ids
         self._embed_session: Session | None = None
         self._embed_output: str | None = None
         self._embed_lock = threading.Lock()

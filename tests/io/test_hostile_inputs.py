@@ -222,7 +222,7 @@ def test_non_canonical_dtypes_and_strides_are_read_exactly():
     bc = np.broadcast_to(row, (40, 50, 3))
     assert bc.strides[0] == 0
     np.testing.assert_array_equal(pyimgcls.preprocess([bc], cfg)[0], pyimgcls.preprocess([np.ascontiguousarray(bc)], cfg)[0])
-    with pytest.raises(TypeError, match="must be uint8 or uint16, got int8"):
+    with pytest.raises(TypeError, match="must be uint8, uint16 or float in \[0, 1\], got int8"):
         pyimgcls.preprocess([u8.view(np.int8)], cfg)
 
 

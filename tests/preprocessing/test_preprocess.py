@@ -426,8 +426,10 @@ def test_config_json_round_trip():
 def test_bad_arguments():
     img = np.zeros((10, 10, 3), np.uint8)
     cfg = PreprocessConfig(size=(8, 8))
-    with pytest.raises(TypeError, match="uint8 or uint16"):
-        preprocess([img.astype(np.float32)], cfg)
+    with pytest.raises(TypeError, match="uint8, uint16 or float in"):
+        preprocess([img.astype(np.int16)], cfg)
+    with pytest.raises(ValueError, match=r"images\[0\]: float32 images must hold values in \[0, 1\]"):
+        preprocess([img.astype(np.float32) + 255], cfg)
     with pytest.raises(ValueError, match="non-empty"):
         preprocess([np.zeros((0, 10, 3), np.uint8)], cfg)
     with pytest.raises(ValueError, match=r"C in 1, 3, 4; got \(10, 10, 2\)"):
@@ -475,3 +477,16 @@ def test_one_image_path_allocates_nothing_big(big_photo):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 20_000  # Python-side allocations only: no output-sized buffer (600 kB)
+
+
+def test_float_images_in_unit_range_are_16_bit_samples(photos):
+    """A float image in [0, 1] is read as uint16 round(v * 65535): the same answer as that uint16 image."""
+    img = photos["coffee"][::3, ::3]
+    f = img.astype(np.float64) / 255.0
+    cfg = PreprocessConfig(size=(32, 48), resize="letterbox", interpolation="area")
+    want, _ = preprocess([np.rint(f * 65535).astype(np.uint16)], cfg)
+    got, _ = preprocess([f.astype(np.float32)], cfg)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    u8, _ = preprocess([img], cfg)
+    # v / 255 * 65535 = 257 v exactly; the uint8 path blends with Q14 weights (a few 1e-5 apart)
+    np.testing.assert_allclose(got, u8, atol=3e-4)

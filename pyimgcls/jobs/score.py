@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ def _keyed_items(inputs: Any, ids: Sequence[str] | None, include_hidden: bool,
                  shard: tuple[int, int] | None, resumable: bool) -> Iterator[tuple[Item, bool]]:
     """``(item named by its row key, in this shard)`` for every input item, in order."""
     ids_iter = iter(ids) if ids is not None else None
+    counter = 0
     for arg in _arguments(inputs):
         for item in iter_items(arg, include_hidden=include_hidden):
             if isinstance(item.payload, str) and item.source == item.payload:
@@ -118,8 +120,10 @@ def _keyed_items(inputs: Any, ids: Sequence[str] | None, include_hidden: bool,
             elif resumable:
                 raise ValueError(f"in-memory input {item.source} needs an id: pass ids=[...] (one per in-memory "
                                  "input, in order) so a resumed run can tell it from the others, or resume=False")
-            else:
-                key = text(item.source)
+            else:  # not resumable: named in order over all arguments
+                key = text(re.sub(r"#\d+>$", f"#{counter}>", item.source))
+            if not isinstance(item.payload, (str, FolderListingError)):
+                counter += 1
             inside = shard is None or shard_of(_relative_key(item, arg), shard[1]) == shard[0]
             yield Item(key, item.payload), inside
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 __all__ = ["positive_int", "positive_seconds", "thread_count", "batch_sizes", "float_list", "image_size_arg",
            "shard_arg", "HelpFormatter", "add_model_options", "add_run_options", "add_input_options",
-           "make_classifier", "resolve_inputs", "UsageError"]
+           "make_classifier", "resolve_inputs", "clamp_top_k", "UsageError"]
 
 THREADS_HELP = "threads for decoding, preprocessing and inference together (0 = all usable cores)"
 PROVIDERS_HELP = ("ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider), "
@@ -174,6 +174,17 @@ def make_classifier(args: argparse.Namespace):
     else:
         kw["device"] = args.device
     return Classifier(args.model, **kw)
+
+
+def clamp_top_k(clf, top_k: int) -> int:
+    """``--top-k`` at most the model's classes, with a note when it was more."""
+    if clf.num_classes and top_k > clf.num_classes:
+        import logging
+
+        logging.getLogger("pyimgcls").warning("--top-k %d is more than the model's %d classes: using %d", top_k,
+                                              clf.num_classes, clf.num_classes)
+        return clf.num_classes
+    return top_k
 
 
 def _stdin_paths() -> Iterator[str]:

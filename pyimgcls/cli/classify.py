@@ -8,7 +8,7 @@ import logging
 import sys
 
 from ._args import HelpFormatter, UsageError, add_input_options, add_model_options, add_run_options, \
-    make_classifier, resolve_inputs
+    clamp_top_k, make_classifier, resolve_inputs
 
 __all__ = ["register", "run"]
 
@@ -68,11 +68,7 @@ def _bar(args: argparse.Namespace, inputs: list):
 def run(args: argparse.Namespace) -> int:
     inputs = resolve_inputs(args)
     clf = make_classifier(args)
-    top_k = args.top_k
-    if clf.num_classes and top_k > clf.num_classes:
-        log.warning("--top-k %d is more than the model's %d classes: showing %d", top_k, clf.num_classes,
-                    clf.num_classes)
-        top_k = clf.num_classes
+    top_k = clamp_top_k(clf, args.top_k)
     from ..io.sources import iter_items
 
     items = (it for x in inputs for it in iter_items(x, include_hidden=args.include_hidden))

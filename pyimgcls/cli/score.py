@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ._args import HelpFormatter, UsageError, add_input_options, add_model_options, add_run_options, \
-    make_classifier, positive_int, resolve_inputs, shard_arg
+    clamp_top_k, make_classifier, positive_int, resolve_inputs, shard_arg
 
 __all__ = ["register", "run"]
 
@@ -43,11 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = resolve_inputs(args)
     clf = make_classifier(args)
-    top_k = args.top_k
-    if clf.num_classes and top_k > clf.num_classes:
-        log.warning("--top-k %d is more than the model's %d classes: storing %d", top_k, clf.num_classes,
-                    clf.num_classes)
-        top_k = clf.num_classes
+    top_k = clamp_top_k(clf, args.top_k)
     try:
         summary = score(inputs, classifier=clf, out=args.out, batch_size=args.batch_size, resume=args.resume,
                         progress=not args.quiet, top_k=top_k, embeddings=args.embeddings,

@@ -86,7 +86,8 @@ void preprocess_batch(const py::list& images, const py::array_t<std::int32_t, py
     if (static_cast<std::size_t>(dst.batch) < n)
         throw py::value_error("out holds " + std::to_string(dst.batch) + " images, got " +
                               std::to_string(n));
-    if (interpolation < 0 || interpolation > 3) throw py::value_error("unknown interpolation");
+    if (interpolation < 0 || interpolation >= core::kInterpolationModes)
+        throw py::value_error("unknown interpolation " + std::to_string(interpolation));
 
     core::PreprocessParams p;
     p.interpolation = static_cast<core::Interpolation>(interpolation);

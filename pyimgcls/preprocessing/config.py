@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["PreprocessConfig"]
 
 _RESIZE = ("stretch", "center_crop", "letterbox")
-_INTERP = {"nearest": 0, "bilinear": 1, "bilinear_aa": 2, "area": 3}
+_INTERP = {"nearest": 0, "bilinear": 1, "bilinear_aa": 2, "area": 3, "bicubic": 4, "bicubic_aa": 5}
 _ORDERS = ("RGB", "BGR")
 _LAYOUTS = ("NCHW", "NHWC")
 _DTYPES = ("float32", "float16", "uint8")
@@ -50,8 +50,12 @@ class PreprocessConfig:
             centred, padded with ``pad_value``).
         crop_pct: fraction kept by ``center_crop``, in (0, 1].
         interpolation: ``"nearest"``, ``"bilinear"`` (OpenCV INTER_LINEAR), ``"bilinear_aa"``
-            (Pillow BILINEAR with antialias, as torchvision / timm train) or ``"area"`` (OpenCV
-            INTER_AREA).
+            (Pillow BILINEAR with antialias, as torchvision / timm train), ``"area"`` (OpenCV
+            INTER_AREA), ``"bicubic"`` (OpenCV INTER_CUBIC: a = -0.75, 4 taps, no antialias) or
+            ``"bicubic_aa"`` (Pillow BICUBIC: a = -0.5, antialiased, as timm's eval transform of
+            many models). Bicubic overshoots at edges: ``"bicubic"`` keeps the value in float
+            outputs (as OpenCV's float path) and saturates uint8; ``"bicubic_aa"`` clips each pass
+            to the pixel range, as Pillow's uint8 images are.
         mean, std: per output channel, in 0..1 units: ``out = (pixel / max - mean) / std``.
         channel_order: channel order the model expects, ``"RGB"`` or ``"BGR"``.
         layout: ``"NCHW"`` or ``"NHWC"``.

@@ -11,12 +11,13 @@ import numpy as np
 from PIL import Image
 
 
-def timm_eval_chain(img: np.ndarray, size: int, crop_pct: float, mean, std) -> np.ndarray:
-    """torchvision Resize(int) + CenterCrop + ToTensor + Normalize with Pillow -> (3, size, size) float32."""
+def timm_eval_chain(img: np.ndarray, size: int, crop_pct: float, mean, std, resample=Image.BILINEAR) -> np.ndarray:
+    """torchvision Resize(int) + CenterCrop + ToTensor + Normalize with Pillow -> (3, size, size) float32;
+    ``resample``: Pillow's filter (timm's ``interpolation``: BILINEAR, or BICUBIC for many models)."""
     h, w = img.shape[:2]
     s = math.floor(size / crop_pct)
     nw, nh = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
-    r = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
+    r = Image.fromarray(img).resize((nw, nh), resample)
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
     x = np.asarray(r.crop((left, top, left + size, top + size)), np.float32) / 255.0
     x = (x - np.array(mean, np.float32)) / np.array(std, np.float32)

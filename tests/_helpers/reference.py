@@ -19,6 +19,28 @@ def _dense(taps_per_output, src: int) -> np.ndarray:
     return m
 
 
+def _keys_cubic(x: float, a: float) -> float:
+    """Keys' cubic convolution kernel (support 2); a = -0.75 in OpenCV, -0.5 in Pillow."""
+    x = abs(x)
+    if x < 1:
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+    if x < 2:
+        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+    return 0.0
+
+
+def _pillow_window(filt, support: float, scale: float, d: int, src: int):
+    """Pillow's precompute_coeffs for output d: the filter widened by max(scale, 1), its window cut
+    at the image edges, the weights normalised by their sum."""
+    fs = max(scale, 1.0)
+    center = (d + 0.5) * scale
+    lo = max(int(center - support * fs + 0.5), 0)
+    hi = min(int(center + support * fs + 0.5), src)
+    ws = [(x, filt((x - center + 0.5) / fs)) for x in range(lo, hi)]
+    total = sum(w for _, w in ws)
+    return [(x, w / total) for x, w in ws] if total else [(lo, 1.0)]
+
+
 def axis_weights(mode: str, src: int, resized: int, offset: int, count: int, area_shrinks: bool) -> np.ndarray:
     """(count, src) matrix: output o = sum_s W[o, s] * source[s] for output o + offset of a
     resize of length src -> resized."""
@@ -39,13 +61,14 @@ def axis_weights(mode: str, src: int, resized: int, offset: int, count: int, are
             t = float(f) - s
             rows.append([(s, 1 - t), (s + 1, t)])
         elif mode == "bilinear_aa":  # Pillow: triangle filter of support max(scale, 1)
-            fs = max(scale, 1.0)
-            center = (d + 0.5) * scale
-            lo = max(int(center - fs + 0.5), 0)
-            hi = min(int(center + fs + 0.5), src)
-            ws = [(x, max(0.0, 1 - abs((x - center + 0.5) / fs))) for x in range(lo, hi)]
-            total = sum(w for _, w in ws)
-            rows.append([(x, w / total) for x, w in ws] if total else [(lo, 1.0)])
+            rows.append(_pillow_window(lambda x: max(0.0, 1 - abs(x)), 1.0, scale, d, src))
+        elif mode == "bicubic_aa":  # Pillow BICUBIC: Keys a = -0.5 of support 2 * max(scale, 1)
+            rows.append(_pillow_window(lambda x: _keys_cubic(x, -0.5), 2.0, scale, d, src))
+        elif mode == "bicubic":  # OpenCV INTER_CUBIC: 4 taps around x (float), a = -0.75, replicate
+            f = np.float32((d + 0.5) * (1 / (resized / src)) - 0.5)  # OpenCV's scale: 1 / (dst / src)
+            s = math.floor(f)
+            t = float(f - np.float32(s))
+            rows.append([(s + k, _keys_cubic(k - t, -0.75)) for k in (-1, 0, 1, 2)])
         elif mode == "area":  # OpenCV INTER_AREA, its scales: inv = dst / src, scale = 1 / inv
             inv = resized / src
             sc = 1 / inv
@@ -83,7 +106,13 @@ def preprocess_ref(image: np.ndarray, config, input_order: str = "RGB") -> np.nd
     wy = axis_weights(config.interpolation, h, rh, cy, ch, shrinks)
     wx = axis_weights(config.interpolation, w, rw, cx, cw, shrinks)
     src = img[:, :, :3].astype(np.float64)
-    res = np.einsum("ys,sxc->yxc", wy, np.einsum("xs,ysc->yxc", wx, src))  # (ch, cw, c)
+    mid = np.einsum("xs,ysc->yxc", wx, src)  # horizontal pass first
+    clip = config.interpolation == "bicubic_aa"  # Pillow's images after each pass are uint8: clipped
+    if clip:
+        mid = np.clip(mid, 0, maxval)
+    res = np.einsum("ys,sxc->yxc", wy, mid)  # (ch, cw, c)
+    if clip:
+        res = np.clip(res, 0, maxval)
     if res.shape[2] == 3:
         if config.channels == 1:
             g = (0.299, 0.587, 0.114) if input_order == "RGB" else (0.114, 0.587, 0.299)

@@ -1,4 +1,7 @@
 
+import dataclasses
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from pyimgcls import PreprocessConfig, _core, preprocess
 from _helpers.peers import timm_eval_chain, ultralytics_letterbox
 from _helpers.reference import axis_weights, preprocess_ref
 
-MODES = ["nearest", "bilinear", "bilinear_aa", "area"]
+MODES = ["nearest", "bilinear", "bilinear_aa", "area", "bicubic", "bicubic_aa"]
 
 
 # ----------------------------------------------------------------------------- against the twin
@@ -81,8 +84,12 @@ def _assert_matches_twin(img, cfg, order, kernels, threads=1):
         h, w = img.shape[:2]
         rh, rw, cy, cx, oy, ox, ch, cw = cfg.plan(h, w)[0]
         wx = axis_weights(cfg.interpolation, w, rw, cx, cw, w >= rw and h >= rh)
+        wy = axis_weights(cfg.interpolation, h, rh, cy, ch, w >= rw and h >= rh)
         taps = int((wx != 0).sum(axis=1).max()) if cw else 0
-        atol += (taps + 1) * 2.0 ** -15 * scale
+        # the vertical pass scales that by its largest sum of |weights|: 1, except where bicubic's
+        # negative lobes make it up to about 1.4
+        gain = float(np.abs(wy).sum(axis=1).max()) if ch and cw else 1.0
+        atol += (taps + 1) * 2.0 ** -15 * scale * gain
     np.testing.assert_allclose(got, ref, rtol=tol, atol=atol)
 
 
@@ -104,7 +111,8 @@ def test_resampling_paths_match_numpy_twin(kernels, interpolation, resize, direc
 @pytest.mark.parametrize("depth,channels", [(np.uint8, 0), (np.uint8, 3), (np.uint8, 4), (np.uint16, 3)],
                          ids=lambda v: getattr(v, "__name__", v))
 @pytest.mark.parametrize("interpolation,direction", [("bilinear", "down"), ("bilinear_aa", "down"),
-                                                     ("bilinear", "up")])
+                                                     ("bilinear", "up"), ("bicubic", "up"),
+                                                     ("bicubic_aa", "down")])
 @pytest.mark.parametrize("kernels", KERNEL_SETS)
 @settings(max_examples=8)
 @given(data=st.data())
@@ -137,6 +145,47 @@ def test_kernel_sets_agree_and_each_is_used(big_photo):
         img16 = big_photo.astype(np.uint16) * 257
         np.testing.assert_array_equal(preprocess([img16], cfg, threads=1, _kernels="sse41")[0],
                                       preprocess([img16], cfg, threads=1, _kernels="scalar")[0])
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bicubic_aa"])
+def test_bicubic_kernel_sets_agree_and_each_is_used(big_photo, interpolation):
+    # timm's eval geometry (1280 x 960 -> 341 x 256 -> centre 224 crop), uint8 colour rows: 4 taps
+    # (bicubic) or 16 (bicubic_aa, support 2 x 3.75) go through the SSE4.1 set's Q14 row kernel,
+    # so its result differs from the float32 sets by a little (and only by that); SSE2 is bit-equal to
+    # scalar; uint16 sources have no Q14 kernel, equal bit for bit
+    cfg = PreprocessConfig(size=(224, 224), resize="center_crop", crop_pct=0.875, interpolation=interpolation,
+                           mean=MEAN, std=STD)
+    out = {k: preprocess([big_photo], cfg, threads=1, _kernels=k)[0] for k in ["auto"] + KERNEL_SETS}
+    np.testing.assert_array_equal(out["auto"], out[KERNEL_SETS[-1]])
+    if "sse2" in out:
+        np.testing.assert_array_equal(out["sse2"], out["scalar"])
+    if "sse41" in out:
+        h, w = big_photo.shape[:2]
+        rh, rw, cy, cx, _, _, ch, cw = cfg.plan(h, w)[0]
+        wx = axis_weights(interpolation, w, rw, cx, cw, True)
+        wy = axis_weights(interpolation, h, rh, cy, ch, True)
+        taps = int((wx != 0).sum(axis=1).max())
+        assert taps == (4 if interpolation == "bicubic" else 16)
+        bound = (taps + 1) * 2.0**-15 * np.abs(wy).sum(axis=1).max() / min(STD)  # in output units
+        diff = np.abs(out["sse41"] - out["scalar"])
+        assert 0 < diff.max() <= bound
+        img16 = big_photo.astype(np.uint16) * 257
+        np.testing.assert_array_equal(preprocess([img16], cfg, threads=1, _kernels="sse41")[0],
+                                      preprocess([img16], cfg, threads=1, _kernels="scalar")[0])
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bicubic_aa"])
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_bicubic_on_one_and_two_pixel_axes(kernels, interpolation):
+    # 1- and 2-pixel axes: every tap clamped onto the edge (bicubic) or cut away (bicubic_aa), tables
+    # of 1 or 2 taps, and 2 x 2 -> 1 x 1 takes the fused 2x2 kernel (and its Q14 variant in SSE4.1)
+    rng = np.random.default_rng(7)
+    sources, sizes = [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 2)], [(1, 1), (1, 3), (4, 2), (5, 5)]
+    for (h, w), size in itertools.product(sources, sizes):
+        for channels in (0, 3):
+            img = rng.integers(0, 256, (h, w) if channels == 0 else (h, w, channels), dtype=np.uint8)
+            cfg = PreprocessConfig(size=size, resize="stretch", interpolation=interpolation, mean=MEAN, std=STD)
+            _assert_matches_twin(img, cfg, "RGB", kernels)
 
 
 def test_kernel_set_names_are_checked():
@@ -252,6 +301,76 @@ def test_resize_matches_library_on_photos(photos, size, mode, ref):
         assert diff.max() <= (0 if mode == "nearest" else 1), (name, diff.max())
 
 
+# down (both axes shrink), up (both grow), mixed (one grows, the other shrinks), odd and tiny sizes
+BICUBIC_SIZES = [(224, 224), (100, 333), (700, 900), (37, 1001), (901, 150), (333, 97), (5, 7)]
+
+
+def _pillow_bicubic_hv(img: np.ndarray, size) -> np.ndarray:
+    """Pillow's BICUBIC resize, its horizontal pass first: two one-axis ``Image.resize`` calls (the
+    first one rounds and clips to uint8, as the one-call resize does between its passes)."""
+    H, W = size
+    im = Image.fromarray(img)
+    return np.asarray(im.resize((W, img.shape[0]), Image.BICUBIC).resize((W, H), Image.BICUBIC))
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("mode", ["bicubic", "bicubic_aa"])
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_bicubic_matches_library_on_photos(photos, kernels, mode, channels):
+    # bicubic: cv2.resize INTER_CUBIC; bicubic_aa: Pillow BICUBIC. Tolerance: one uint8 step. OpenCV's
+    # uint8 INTER_CUBIC rounds each weight to 11 bits and keeps integer sums; Pillow rounds (and clips)
+    # its horizontal pass to uint8 before the vertical one, an error of up to 0.5 step times the sum of
+    # |vertical weights| (about 1.2 with bicubic's negative lobes); we keep float32 between the passes
+    # (clipped to 0..255 for bicubic_aa, as Pillow clips: without that, the ringing at the photos'
+    # edges puts us up to 15 steps off) and round once.
+    # The Pillow reference runs horizontal first, as pyimgcls does. Pillow 13's one-call resize picks
+    # the order itself and goes vertical first for some shapes whose height shrinks (python-pillow PR
+    # 9549): with the clip between the passes, the one-call result is then up to 5 steps from ours here
+    # ((100, 333) and (37, 1001)); it agrees within one step for the other sizes.
+    cfg = PreprocessConfig(size=(1, 1), resize="stretch", interpolation=mode, dtype="uint8", layout="NHWC",
+                           channels=channels, mean=0.0, std=1.0)
+    worst = {}
+    for size in BICUBIC_SIZES:
+        cfg = dataclasses.replace(cfg, size=size)
+        for name, img in photos.items():
+            src = img if channels == 3 else np.ascontiguousarray(img[:, :, 1])
+            got, _ = preprocess([src], cfg, threads=1, _kernels=kernels)
+            if mode == "bicubic":
+                want = cv2.resize(src, size[::-1], interpolation=cv2.INTER_CUBIC)
+            else:
+                want = _pillow_bicubic_hv(src, size)
+            worst[(name, size)] = int(np.abs(got[0].astype(int) - want.reshape(got[0].shape).astype(int)).max())
+    bad = {k: v for k, v in worst.items() if v > 1}
+    assert not bad, f"{len(bad)} of {len(worst)} over one step, worst {max(bad.items(), key=lambda kv: kv[1])}"
+
+
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_bicubic_float_output_keeps_the_overshoot_as_opencv_float_does(photos, kernels):
+    # float32 output is not clamped: it follows cv2's float INTER_CUBIC, ringing below 0 and above 255
+    # included. Tolerance 0.05 of a step: cv2 computes its weights and sums in float32 in its own order
+    # (measured: 0.008 of a step; 0.017 with the SSE4.1 set's Q14 horizontal weights); clamping would
+    # show as tens of steps at the photos' strongest edges.
+    lo, hi = 0.0, 255.0
+    for size in BICUBIC_SIZES[:4]:
+        cfg = PreprocessConfig(size=size, resize="stretch", interpolation="bicubic", mean=0.0, std=1.0,
+                               layout="NHWC")
+        for name, img in photos.items():
+            got = preprocess([img], cfg, threads=1, _kernels=kernels)[0][0].astype(np.float64) * 255
+            want = cv2.resize(img.astype(np.float32), size[::-1], interpolation=cv2.INTER_CUBIC)
+            assert np.abs(got - want).max() <= 0.05, (name, size)
+            lo, hi = min(lo, got.min()), max(hi, got.max())
+            # uint8 output saturates the same values instead (rounded once; within 1e-3 of a .5
+            # boundary the float32 output times 255 may round the other way)
+            u8, _ = preprocess([img], dataclasses.replace(cfg, dtype="uint8"), threads=1, _kernels=kernels)
+            assert np.abs(u8[0] - np.floor(np.clip(got, 0, 255) + 0.5)).max() <= 1, (name, size)
+    assert lo < -10 and hi > 265  # the overshoot is there to keep
+    # bicubic_aa clips each pass to 0..255 as Pillow does: its float output stays in range
+    cfg = dataclasses.replace(cfg, interpolation="bicubic_aa")
+    for img in photos.values():
+        got = preprocess([img], cfg, threads=1, _kernels=kernels)[0][0]
+        assert got.min() >= 0 and got.max() <= 1 + 1e-6
+
+
 def _area_growing_cases():
     """(crop h, w) -> (output H, W) pairs where at least one axis grows."""
     cases = [
@@ -295,14 +414,24 @@ def test_area_with_a_growing_axis_matches_opencv(photos, channels):
     assert not bad, f"{len(bad)} of {len(worst)} over one step, worst {max(bad.items(), key=lambda kv: kv[1])}"
 
 
+@pytest.mark.parametrize("interpolation,resample", [("bilinear_aa", Image.BILINEAR), ("bicubic_aa", Image.BICUBIC)])
 @pytest.mark.parametrize("crop_pct", [0.875, 1.0, 0.95])
-def test_center_crop_matches_timm_eval_transform(photos, crop_pct):
-    cfg = PreprocessConfig(size=(224, 224), crop_pct=crop_pct, interpolation="bilinear_aa")
+def test_center_crop_matches_timm_eval_transform(photos, crop_pct, interpolation, resample):
+    # Pillow's one-call resize here (aspect kept: Pillow runs its horizontal pass first, as we do). With
+    # bicubic_aa the float input follows Pillow's uint8 image normalised because both passes are clipped
+    # to 0..255 (a float output that kept the ringing would be up to 9 steps off).
+    # Tolerance: Pillow rounds the horizontal pass (0.5 step, times the vertical weights' largest sum of
+    # absolute values: 1 for the triangle, about 1.1 for bicubic) and its result (0.5 step); our float
+    # output is not rounded at all. One step for bilinear_aa, slightly more for bicubic_aa.
+    cfg = PreprocessConfig(size=(224, 224), crop_pct=crop_pct, interpolation=interpolation)
     for img in photos.values():
         got, _ = preprocess([img], cfg)
-        want = timm_eval_chain(img, 224, crop_pct, cfg.mean, cfg.std)
-        # one uint8 step, after normalisation: 1 / (255 * min(std))
-        assert np.abs(got[0] - want).max() <= 1.0 / (255 * min(cfg.std)) + 1e-5
+        want = timm_eval_chain(img, 224, crop_pct, cfg.mean, cfg.std, resample)
+        h, w = img.shape[:2]
+        rh, rw, cy, cx, _, _, ch, cw = cfg.plan(h, w)[0]
+        gain = np.abs(axis_weights(interpolation, h, rh, cy, ch, True)).sum(axis=1).max()
+        step = 1.0 / (255 * min(cfg.std))  # one uint8 step, after normalisation
+        assert np.abs(got[0] - want).max() <= (0.5 + 0.5 * gain) * step + 1e-5
 
 
 def test_blob_from_image_equivalent(big_photo):
@@ -378,7 +507,7 @@ def _centroid(plane):
 
 @pytest.mark.parametrize("resize,crop_pct", [("center_crop", 0.875), ("center_crop", 1.0), ("center_crop", 0.5),
                                              ("letterbox", 1.0), ("stretch", 1.0)])
-@pytest.mark.parametrize("interpolation", ["bilinear", "bilinear_aa", "area"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "bilinear_aa", "area", "bicubic", "bicubic_aa"])
 @pytest.mark.parametrize("hw", [(480, 640), (700, 311), (123, 97), (300, 300)])
 def test_a_bright_dot_lands_where_the_transform_says(resize, crop_pct, interpolation, hw):
     # A Gaussian dot in the original image must show up in the model input at

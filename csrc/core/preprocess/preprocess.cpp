@@ -87,6 +87,20 @@ std::vector<std::int32_t> q14_pairs(const AxisTable& xt) {
     return out;
 }
 
+// Largest |weight| of a table: the Q14 kernels hold weights in int16 (|w| < 2); bicubic weights
+// exceed 1 a little near replicated edges.
+float max_abs_weight(const AxisTable& t) {
+    float m = 0.f;
+    for (float w : t.w) m = std::max(m, std::fabs(w));
+    return m;
+}
+
+// Clamps a row to the source's value range, as Pillow clips the result of each of its passes
+// (bicubic_aa: its negative lobes overshoot at edges; Pillow's images are uint8 after either pass).
+void clamp_row(float* v, int n, float hi) {
+    for (int i = 0; i < n; ++i) v[i] = v[i] < 0.f ? 0.f : (v[i] > hi ? hi : v[i]);
+}
+
 inline std::uint8_t saturate_u8(float v) {
     // round half away from zero after saturation (v >= 0 here); NaN -> 0
     v = v > 0.f ? (v < 255.f ? v : 255.f) : 0.f;
@@ -200,12 +214,21 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
     const bool touches_last_row = t.y.count > 0 && t.y.start[t.y.count - 1] + t.y.taps >= src.height;
     if (src.channels == 3 && touches_last_row)
         while (safe > 0 && t.x.start[safe - 1] + t.x.taps >= src.width) --safe;
+    // Pillow's bicubic clips each pass to the pixel range (its intermediate and its output image are
+    // uint8): so does bicubic_aa, on each cached row and on the blended row (whatever the output dtype:
+    // a float model input then equals Pillow's image normalised, as timm's eval transform makes it).
+    // The fused paths have no cached row: not taken then.
+    const bool clamp_passes = p.interpolation == Interpolation::bicubic_aa;
+    const float src_max = is_u8 ? 255.f : 65535.f;
+    // Q14 weights are int16: only for tables whose weights stay inside (-2, 2) (all of them in
+    // practice; bicubic reaches about 1.1 at replicated edges)
+    const bool q14_ok = max_abs_weight(t.x) < 1.9f;
     // 2x2 taps while shrinking at least 2x vertically: no row is shared, fuse both passes (when the
     // kernel set has a fused kernel; uint8 sources take its Q14 variant when it has one)
-    const bool fused_2x2 = lanes == 4 && t.x.taps == 2 && ytaps == 2 && src.height >= 2 * plan.resized_h;
+    const bool fused_2x2 = lanes == 4 && t.x.taps == 2 && ytaps == 2 && src.height >= 2 * plan.resized_h && !clamp_passes;
     const Fused2x2Fn<Src> fused_kernel = fused_2x2_of<Src>(K);
     const bool fused = fused_2x2 && fused_kernel != nullptr;
-    const bool fused_q14 = fused && is_u8 && K.fused_2x2_u8q14 != nullptr;
+    const bool fused_q14 = fused && is_u8 && K.fused_2x2_u8q14 != nullptr && q14_ok;
     std::vector<float> cache(static_cast<std::size_t>(ytaps + 1) * n);
     // Q14 weight pairs for the uint8 2x2 kernel; its 8-byte loads need the same guard as the
     // 4-byte ones (the second pixel of the pair is never the row's last one inside `safe`).
@@ -221,7 +244,7 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
     // uint8 sources with 3+ horizontal taps: the Q14 pair kernel (its 8-byte loads read up to one
     // pixel past the window plus two bytes: keep them off the end of the last source row)
     const bool q14_rows = is_u8 && lanes == 4 && t.x.taps >= 3 && !fused_2x2 && K.hpass_color_u8q14 != nullptr &&
-                          t.x.taps <= 64;
+                          t.x.taps <= 64 && q14_ok;
     std::vector<std::int32_t> wq_rows;
     int safe_q = 0;
     if (q14_rows) {
@@ -296,6 +319,7 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
                 } else {
                     hpass<Src>(K, row, ps, lanes, t.x, xs, w4.data(), safe, buf);
                 }
+                if (clamp_passes) clamp_row(buf, n, src_max);
                 key[slot] = sy;
             }
             rp[j] = buf;
@@ -313,6 +337,7 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
                 const float* r = rp[j];
                 for (int i = 0; i < n; ++i) acc[i] += wj * r[i];
             }
+            if (clamp_passes) clamp_row(acc, n, src_max);
             vals = acc;
         }
         store_row<Out>(K, vals, lanes, dst, index, y, plan, p);

@@ -6,7 +6,10 @@
 // plan covers rows [out_y, out_y + content_h) and columns [out_x, out_x + content_w); the rest of
 // the output image is padding. Source pixels are interleaved (pixel stride == channels), rows
 // may be strided. Arithmetic is float32 with float32 weights; uint8 output rounds half away from
-// zero and saturates. Cost: O(H * W * (taps_x + taps_y)) per image plus O(taps) per source row.
+// zero and saturates (where bicubic's negative lobes overshoot, too); float outputs keep the value
+// as computed, overshoot included (as cv2's float path does), except with bicubic_aa, which clamps
+// each pass to the source range (before normalisation), as Pillow clips its uint8 images.
+// Cost: O(H * W * (taps_x + taps_y)) per image plus O(taps) per source row.
 #pragma once
 
 #include <cstddef>

@@ -62,10 +62,37 @@ void area_shrink_taps(int src, double scale, int d, Taps& t) {
     if (fs2 - s2 > 1e-3) t.emplace_back(s2, std::min(std::min(fs2 - s2, 1.0), cell) / cell);
 }
 
-void antialias_taps(int src, double scale, int d, Taps& t) {
-    // Pillow src/libImaging/Resample.c precompute_coeffs with the bilinear (triangle) filter
+// Keys' cubic convolution kernel with parameter a (cv2 INTER_CUBIC: -0.75, Pillow BICUBIC: -0.5),
+// written as Pillow's bicubic_filter; support 2
+double keys_cubic(double x, double a) {
+    x = std::fabs(x);
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+    return 0.0;
+}
+
+double triangle(double x) {
+    x = std::fabs(x);
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+double keys_cubic_half(double x) { return keys_cubic(x, -0.5); }
+
+void cubic_taps(double scale, int d, Taps& t) {
+    // cv2 resize.cpp (INTER_CUBIC): fx = (float)((dx + 0.5) * scale_x - 0.5), sx = floor(fx),
+    // fx -= sx (float), 4 taps sx - 1 .. sx + 2 with interpolateCubic(fx) (A = -0.75); taps
+    // outside the image are clamped onto the edge later (cv2 reads its border pixel there)
+    float f = static_cast<float>((d + 0.5) * scale - 0.5);
+    int s = static_cast<int>(std::floor(f));
+    const double x = static_cast<double>(f - static_cast<float>(s));
+    for (int k = -1; k <= 2; ++k) t.emplace_back(s + k, keys_cubic(k - x, -0.75));
+}
+
+void antialias_taps(int src, double scale, int d, double (*filter)(double), double support, Taps& t) {
+    // Pillow src/libImaging/Resample.c precompute_coeffs: the filter widened by max(scale, 1),
+    // the window cut at the image edges, the weights normalised by their sum
     double filterscale = std::max(scale, 1.0);
-    double support = 1.0 * filterscale;
+    support *= filterscale;
     double center = (d + 0.5) * scale;
     double ss = 1.0 / filterscale;
     int xmin = static_cast<int>(center - support + 0.5);
@@ -76,8 +103,7 @@ void antialias_taps(int src, double scale, int d, Taps& t) {
     double total = 0.0;
     std::size_t first = t.size();
     for (int x = 0; x < xmax; ++x) {
-        double v = std::fabs((x + xmin - center + 0.5) * ss);
-        double w = v < 1.0 ? 1.0 - v : 0.0;
+        double w = filter((x + xmin - center + 0.5) * ss);
         t.emplace_back(x + xmin, w);
         total += w;
     }
@@ -98,12 +124,17 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
     // cv2 derives its INTER_AREA scales from inv_scale = dst / src (double) as scale = 1 / inv_scale,
     // which can differ from src / dst in the last bit; where d * scale is a whole number floor()
     // then picks another source pixel (24 -> 68, d = 17: cv2 has 5.999..., pixel 5, weight 1; src /
-    // dst has 6.0, pixel 6), so area uses cv2's pair
+    // dst has 6.0, pixel 6), so area uses cv2's pair, and so does bicubic
     const double area_inv_scale = static_cast<double>(resized) / src;
     const double area_scale = 1.0 / area_inv_scale;
     // all taps in one flat list (no per-output allocation): outputs o use [offs[o], offs[o + 1])
     Taps flat;
-    flat.reserve(static_cast<std::size_t>(count) * (mode == Interpolation::bilinear_aa ? 2 * (int(scale) + 2) : 2));
+    const double widened = std::max(scale, 1.0);
+    std::size_t per_output = 2;
+    if (mode == Interpolation::bilinear_aa) per_output = 2 * static_cast<std::size_t>(widened + 2);
+    else if (mode == Interpolation::bicubic_aa) per_output = 2 * static_cast<std::size_t>(2 * widened + 2);
+    else if (mode == Interpolation::bicubic) per_output = 4;
+    flat.reserve(static_cast<std::size_t>(count) * per_output);
     std::vector<int> offs(static_cast<std::size_t>(count) + 1, 0);
     int taps = 1;
     std::vector<int> lo(count);
@@ -117,7 +148,9 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
                 pos += scale;
                 break;
             case Interpolation::bilinear: bilinear_taps(scale, d, flat); break;
-            case Interpolation::bilinear_aa: antialias_taps(src, scale, d, flat); break;
+            case Interpolation::bilinear_aa: antialias_taps(src, scale, d, &triangle, 1.0, flat); break;
+            case Interpolation::bicubic: cubic_taps(area_scale, d, flat); break;
+            case Interpolation::bicubic_aa: antialias_taps(src, scale, d, &keys_cubic_half, 2.0, flat); break;
             case Interpolation::area:
                 if (area_shrinks) area_shrink_taps(src, area_scale, d, flat);
                 else area_upscale_taps(area_scale, area_inv_scale, d, flat);

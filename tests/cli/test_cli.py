@@ -396,5 +396,6 @@ def test_preprocess_config_conveniences():
     t = P.from_timm({"input_size": (3, 240, 240), "interpolation": "bilinear", "mean": (0.5,) * 3,
                      "std": (0.5,) * 3, "crop_pct": 0.9, "crop_mode": "center"})
     assert t.size == (240, 240) and t.interpolation == "bilinear_aa" and t.crop_pct == 0.9
+    assert P.from_timm({"input_size": (3, 224, 224), "interpolation": "bicubic"}).interpolation == "bicubic_aa"
     with pytest.raises(ValueError, match="crop_mode 'border'"):
         P.from_timm({"input_size": (3, 224, 224), "crop_mode": "border"})

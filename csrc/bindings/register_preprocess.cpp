@@ -44,7 +44,10 @@ core::ImageView image_view(const py::handle& obj, std::size_t i) {
     // C-contiguous array: np.ascontiguousarray(img[:1, :1, 1]) keeps the view's strides)
     const bool pixel_ok = (v.width == 1 || a.strides(1) == item * v.channels) &&
                           (a.ndim() == 2 || v.channels == 1 || a.strides(2) == item);
-    const bool rows_ok = v.height == 1 || (a.strides(0) % item == 0 && a.strides(0) >= 0);
+    // rows must not overlap (a zero or short row stride, as np.broadcast_to makes, would let the
+    // kernels' wide loads read past the buffer): such views are copied by pyimgcls.preprocess
+    const bool rows_ok = v.height == 1 || (a.strides(0) % item == 0 &&
+                                           a.strides(0) >= static_cast<py::ssize_t>(item) * v.width * v.channels);
     if (!pixel_ok || !rows_ok)
         throw py::value_error("images[" + std::to_string(i) +
                               "] must have contiguous pixels (np.ascontiguousarray)");
@@ -100,9 +103,17 @@ void preprocess_batch(const py::list& images, const py::array_t<std::int32_t, py
         p.bias[k] = bias[k];
         p.pad[k] = pad[k];
     }
+    // owning references: the list may be changed by another thread while the GIL is released,
+    // but these arrays (and so the pixels the views point at) stay alive until the call returns
+    std::vector<py::array> keep;
+    keep.reserve(n);
     std::vector<core::ImageView> views;
     views.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) views.push_back(image_view(images[i], i));
+    for (std::size_t i = 0; i < n; ++i) {
+        py::handle item = images[i];
+        views.push_back(image_view(item, i));
+        keep.push_back(py::reinterpret_borrow<py::array>(item));
+    }
     std::vector<core::ResizePlan> rp(n);
     auto pv = plans.unchecked<2>();
     for (std::size_t i = 0; i < n; ++i) {
@@ -112,6 +123,16 @@ void preprocess_batch(const py::list& images, const py::array_t<std::int32_t, py
         r.crop_y = pv(k, 2); r.crop_x = pv(k, 3);
         r.out_y = pv(k, 4); r.out_x = pv(k, 5);
         r.content_h = pv(k, 6); r.content_w = pv(k, 7);
+        const bool ok = r.resized_h >= 1 && r.resized_w >= 1 && r.content_h >= 1 && r.content_w >= 1 &&
+                        r.crop_y >= 0 && r.crop_x >= 0 && r.out_y >= 0 && r.out_x >= 0 &&
+                        static_cast<std::int64_t>(r.crop_y) + r.content_h <= r.resized_h &&
+                        static_cast<std::int64_t>(r.crop_x) + r.content_w <= r.resized_w &&
+                        static_cast<std::int64_t>(r.out_y) + r.content_h <= dst.height &&
+                        static_cast<std::int64_t>(r.out_x) + r.content_w <= dst.width;
+        if (!ok)
+            throw py::value_error("plans[" + std::to_string(i) + "] does not fit: the crop must lie inside the "
+                                  "resized image and the content inside the " + std::to_string(dst.height) + "x" +
+                                  std::to_string(dst.width) + " output");
     }
     py::gil_scoped_release release;
     core::preprocess_batch(views, rp, dst, p, threads, &K);

@@ -619,3 +619,23 @@ def test_float_images_in_unit_range_are_16_bit_samples(photos):
     u8, _ = preprocess([img], cfg)
     # v / 255 * 65535 = 257 v exactly; the uint8 path blends with Q14 weights (a few 1e-5 apart)
     np.testing.assert_allclose(got, u8, atol=3e-4)
+
+
+def test_native_call_refuses_overlapping_rows_and_plans_that_do_not_fit():
+    """The private kernel entry point checks what pyimgcls.preprocess guarantees: rows that do not
+    overlap (a broadcast view would let wide loads read past the buffer) and plans inside bounds."""
+    from pyimgcls import _core
+
+    out = np.zeros((1, 3, 8, 8), np.float32)
+    args = dict(out=out, layout=0, interpolation=1, out_channels=3, channel_map=[0, 1, 2], gray_weights=[0.3] * 3,
+                scale=[1.0] * 3, bias=[0.0] * 3, pad=[0.0] * 3, threads=1)
+    row = np.arange(30, dtype=np.uint8).reshape(1, 10, 3)
+    good_plan = np.array([[8, 8, 0, 0, 0, 0, 8, 8]], np.int32)
+    _core.preprocess_batch([np.ascontiguousarray(np.broadcast_to(row, (10, 10, 3)))], good_plan, **args)
+    with pytest.raises(ValueError, match="contiguous pixels"):
+        _core.preprocess_batch([np.broadcast_to(row, (10, 10, 3))], good_plan, **args)
+    img = np.zeros((10, 10, 3), np.uint8)
+    for bad in ([8, 8, 1, 0, 0, 0, 8, 8], [8, 8, 0, 0, 1, 0, 8, 8], [8, 8, 0, 0, 0, 0, 9, 8], [0, 8, 0, 0, 0, 0, 0, 8],
+                [8, 8, -1, 0, 0, 0, 8, 8]):
+        with pytest.raises(ValueError, match=r"plans\[0\] does not fit"):
+            _core.preprocess_batch([img], np.array([bad], np.int32), **args)

@@ -103,10 +103,11 @@ def test_list_files_only_with_list_or_at(capsys, images, tiny, tmp_path):
     assert row["error"] and "files.txt" in row["source"]
 
 
-def test_paths_from_standard_input(images, tiny):
+def test_paths_from_standard_input(images, tiny, tmp_path):
+    # cwd: not the source checkout, whose unbuilt pyimgcls/ would shadow the installed one
     r = subprocess.run([sys.executable, "-m", "pyimgcls", "classify", "-", "--model", tiny, "--json"],
                        input=f"{images / 'coffee.jpg'}\n{images / 'chelsea.jpg'}\n", capture_output=True, text=True,
-                       timeout=300)
+                       timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 2
 
@@ -135,7 +136,7 @@ def test_classify_streams_rows_as_they_come(images, tmp_path, photos):
     for i in range(40):
         Image.fromarray(photos["coffee"]).save(d / f"img{i:03d}.png")
     proc = subprocess.Popen([sys.executable, "-m", "pyimgcls", "classify", str(d), "--batch-size", "4", "--threads",
-                             "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     first = proc.stdout.readline()  # the header comes with the first row
     t_first = time.monotonic()
     second = proc.stdout.readline()
@@ -181,7 +182,7 @@ def test_ctrl_c_during_score_is_one_line_and_resumable(tmp_path, photos):
     out = str(tmp_path / "o.parquet")
     cmd = [sys.executable, "-m", "pyimgcls", "score", str(d), "--out", out, "--batch-size", "8", "--threads", "1",
            "--chunk-size", "8"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and not (os.path.isdir(out + ".parts") and len(os.listdir(out + ".parts")) >= 2):
         time.sleep(0.05)
@@ -193,7 +194,7 @@ def test_ctrl_c_during_score_is_one_line_and_resumable(tmp_path, photos):
     assert "run the same command to resume" in lines[-1] and "Traceback" not in err
     saved = int(lines[-1].split("interrupted: ")[1].split()[0])
     assert saved >= 8 and len(pq.read_table(out + ".parts").to_pandas()) == saved
-    r = subprocess.run(cmd + ["-q"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd + ["-q"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(pq.read_table(out).to_pandas()) == 300
 

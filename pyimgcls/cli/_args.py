@@ -63,6 +63,16 @@ def batch_sizes(s: str) -> list[int]:
     return vals
 
 
+def non_negative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s!r}") from None
+    if v < 0 or v > 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s}")
+    return v
+
+
 def thread_count(s: str) -> int:
     try:
         v = int(s)
@@ -207,7 +217,7 @@ def resolve_inputs(args: argparse.Namespace) -> list:
         if p == "-":
             out.append(_stdin_paths())
         elif p.startswith("@") and not os.path.exists(p):
-            if not os.path.isfile(p[1:]):
+            if not os.path.exists(p[1:]) or os.path.isdir(p[1:]):  # a pipe (<(ls ...), /dev/fd/N) is fine
                 raise UsageError(f"list file not found: {p[1:]}")
             out.append(p)
         elif os.path.lexists(p):

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from ._args import HelpFormatter, add_model_options, batch_sizes, positive_int, positive_seconds
+from ._args import HelpFormatter, add_model_options, batch_sizes, non_negative_int, positive_int, \
+    positive_seconds
 
 __all__ = ["register", "run"]
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     add_model_options(b)
     b.add_argument("--batch-size", type=batch_sizes, default=[1, 8, 32], help="batch sizes, e.g. 1,8,32")
     b.add_argument("--duration", type=positive_seconds, default=3.0, help="seconds per batch size")
-    b.add_argument("--warmup", type=positive_int, default=3, help="untimed runs per batch size")
+    b.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs per batch size (0 or more)")
     b.add_argument("--iterations", type=positive_int, default=30,
                    help="least number of latency samples per batch size (the run takes longer if needed)")
     b.add_argument("--model-only", action="store_true",

@@ -34,10 +34,13 @@ from typing import Any
 import numpy as np
 
 __all__ = ["AppendWriter", "ParquetWriter", "OutputExistsError", "OutputLockedError", "OutputLock", "COLUMNS",
-           "check_manifest", "write_manifest", "manifest_path", "text"]
+           "check_manifest", "remove_stale_temporaries", "write_manifest", "manifest_path", "path_text", "text"]
 
 COLUMNS = ["path", "label", "label_name", "score", "top_k_ids", "top_k_names", "top_k_scores", "width", "height",
            "stored_width", "stored_height", "error"]
+# RFC 4180 line ends: with them the csv module quotes any field holding \r or \n (with "\n" alone a
+# bare \r in a file name went unquoted and split the row for every reader)
+CSV_EOL = "\r\n"
 ROW_GROUP_ROWS = 65536
 ROW_GROUP_BYTES = 128 << 20
 
@@ -62,6 +65,19 @@ def text(s: str) -> str:
         except UnicodeEncodeError:
             raw = s.encode("utf-8", "surrogatepass")
         return raw.decode("utf-8", "backslashreplace")
+
+
+def path_text(s: str) -> str:
+    """A file path as text, one to one: a name that is valid UTF-8 and has no backslash is kept as
+    it is; otherwise backslashes are doubled and undecodable bytes written as ``\\xNN``, so two
+    different names never give the same text."""
+    try:
+        s.encode("utf-8")
+        if "\\" not in s:
+            return s
+    except UnicodeEncodeError:
+        pass
+    return text(s.replace("\\", "\\\\"))
 
 
 def fsync_dir(path: str) -> None:
@@ -143,6 +159,28 @@ def manifest_path(out: str) -> str:
     return out + ".pyimgcls.json"
 
 
+def remove_stale_temporaries(out: str) -> None:
+    """Temporary files of runs killed mid-write (``OUT.tmp-PID``, ``OUT.pyimgcls.json.tmp-PID``, ...),
+    removed when their process is gone. Called under the output's lock."""
+    import glob
+
+    for tmp in glob.glob(glob.escape(out) + "*.tmp-*"):
+        pid = tmp.rsplit(".tmp-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running (cannot be: we hold the lock) or not ours to judge
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
 def write_manifest(out: str, manifest: dict) -> None:
     atomic_write(manifest_path(out), json.dumps(manifest, indent=1).encode())
 
@@ -170,7 +208,15 @@ def check_manifest(out: str, settings: dict, overwrite: bool, resume: bool, writ
                 old = {}
         diff = [k for k in settings if old.get(k) != settings[k]]
         if diff:
-            what = ", ".join(f"{k}: {_short(old.get(k))} -> {_short(settings[k])}" for k in diff)
+            parts = []
+            for k in diff:
+                a, b = old.get(k), settings[k]
+                if isinstance(a, dict) and isinstance(b, dict):  # name the fields that changed
+                    parts += [f"{k}.{f}: {_short(a.get(f))} -> {_short(b.get(f))}" for f in sorted(set(a) | set(b))
+                              if a.get(f) != b.get(f)]
+                else:
+                    parts.append(f"{k}: {_short(a)} -> {_short(b)}")
+            what = ", ".join(parts)
             raise OutputExistsError(f"{out} was written with other settings ({what}); pass overwrite=True "
                                     "(--overwrite) to replace it, or choose another output")
 
@@ -191,6 +237,7 @@ class AppendWriter:
         self.columns = COLUMNS + (["probabilities"] if probabilities else [])
         self.dim: int | None = None
         self.rows_written = 0
+        self.saved = 0  # rows this run made durable
 
     def has_pending(self) -> bool:
         return os.path.exists(self.raw)
@@ -231,6 +278,8 @@ class AppendWriter:
 
     def _align_embeddings(self, n: int) -> None:
         """Cuts the raw embeddings to the CSV's rows (they are written first, so never fewer)."""
+        if not os.path.exists(self.raw) and os.path.exists(self.npy):
+            self._npy_to_raw()  # a finished run: continue from its .npy
         if not os.path.exists(self.raw):
             if n:
                 raise OutputExistsError(f"{self.raw} is missing for {n} rows of {self.path}; pass overwrite=True "
@@ -246,6 +295,19 @@ class AppendWriter:
                                     "overwrite=True (--overwrite) to start again")
         self.dim = dim
         self._truncate(self.raw, n * dim * 4)
+
+    def _npy_to_raw(self) -> None:
+        """The rows of a finished run's ``.npy`` back into the raw append file (streamed)."""
+        tmp = f"{self.raw}.tmp-{os.getpid()}"
+        with open(self.npy, "rb") as src:
+            np.lib.format.read_magic(src)
+            np.lib.format.read_array_header_1_0(src)
+            with open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.replace(tmp, self.raw)
+        fsync_dir(self.raw)
 
     def _dim_from_header(self) -> int | None:
         mpath = manifest_path(self.path)
@@ -321,7 +383,7 @@ class AppendWriter:
             for r in rows:
                 buf.write(json.dumps(r, ensure_ascii=False) + "\n")
         else:
-            w = csv.writer(buf, lineterminator="\n")
+            w = csv.writer(buf, lineterminator=CSV_EOL)
             if new:
                 w.writerow(self.columns)
             for r in rows:
@@ -331,6 +393,7 @@ class AppendWriter:
             f.flush()
             os.fsync(f.fileno())
         self.rows_written += len(rows)
+        self.saved += len(rows)
 
     def _append_embeddings(self, rows: list[dict]) -> None:
         dim = self.dim or next((len(r["embedding"]) for r in rows if r.get("embedding") is not None), None)
@@ -387,6 +450,7 @@ class ParquetWriter:
         self.parts = path + ".parts"
         self.embedding_dim = embedding_dim
         self.metadata = metadata
+        self.saved = 0  # rows this run made durable
 
     def schema(self):
         import pyarrow as pa
@@ -433,6 +497,7 @@ class ParquetWriter:
         pq.write_table(table, buf)
         n = len(self._part_files())
         atomic_write(os.path.join(self.parts, f"part-{n:06d}-{time.time_ns()}.parquet"), buf.getvalue().to_pybytes())
+        self.saved += len(rows)
 
     def finish(self) -> None:
         import pyarrow as pa

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 from ..io.sources import FolderListingError, Item, iter_items
 from ._writers import (AppendWriter, OutputExistsError, OutputLock, OutputLockedError, ParquetWriter, check_manifest,
-                       text, write_manifest)
+                       path_text, remove_stale_temporaries, text, write_manifest)
 
 __all__ = ["score", "ScoreSummary", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of"]
 
@@ -91,13 +91,16 @@ def _arguments(inputs: Any) -> list:
     return inputs if isinstance(inputs, (list, tuple)) else [inputs] if not hasattr(inputs, "__iter__") else inputs
 
 
-def _relative_key(item: Item, arg: Any) -> str:
-    """The shard key of a path input: relative to the folder argument it came from."""
-    if isinstance(arg, (str, os.PathLike)) and isinstance(item.payload, str):
-        base = os.fspath(arg)
-        if os.path.isdir(base):
-            return os.path.relpath(item.payload, base).replace(os.sep, "/")
-        return os.path.basename(item.payload)
+def _relative_key(item: Item, folders: list[str]) -> str:
+    """The shard key of a path input: relative to the first folder argument that holds it (the
+    same on every machine that runs the same command, wherever the data is mounted, and the same
+    for a file that two overlapping arguments both reach)."""
+    if isinstance(item.payload, str):
+        p = os.path.abspath(item.payload)
+        for base in folders:
+            if p.startswith(base.rstrip(os.sep) + os.sep):
+                return os.path.relpath(p, base).replace(os.sep, "/")
+        return os.path.basename(p)
     return item.source
 
 
@@ -105,18 +108,24 @@ def _keyed_items(inputs: Any, ids: Sequence[str] | None, include_hidden: bool,
                  shard: tuple[int, int] | None, resumable: bool) -> Iterator[tuple[Item, bool]]:
     """``(item named by its row key, in this shard)`` for every input item, in order."""
     ids_iter = iter(ids) if ids is not None else None
+    ids_seen: set[str] = set()
     counter = 0
-    for arg in _arguments(inputs):
+    args = list(_arguments(inputs))
+    folders = [os.path.abspath(os.fspath(a)) for a in args if isinstance(a, (str, os.PathLike)) and os.path.isdir(a)]
+    for arg in args:
         for item in iter_items(arg, include_hidden=include_hidden):
             if isinstance(item.payload, str) and item.source == item.payload:
-                key = text(os.path.abspath(item.payload))
+                key = path_text(os.path.abspath(item.payload))
             elif isinstance(item.payload, FolderListingError):  # reported under the folder's path
-                key = text(os.path.abspath(item.source))
+                key = path_text(os.path.abspath(item.source))
             elif ids_iter is not None:
                 try:
                     key = text(str(next(ids_iter)))
                 except StopIteration:
                     raise ValueError("ids= has fewer entries than the in-memory inputs") from None
+                if key in ids_seen:
+                    raise ValueError(f"ids= must be unique: {key!r} appears twice")
+                ids_seen.add(key)
             elif resumable:
                 raise ValueError(f"in-memory input {item.source} needs an id: pass ids=[...] (one per in-memory "
                                  "input, in order) so a resumed run can tell it from the others, or resume=False")
@@ -124,15 +133,17 @@ def _keyed_items(inputs: Any, ids: Sequence[str] | None, include_hidden: bool,
                 key = text(re.sub(r"#\d+>$", f"#{counter}>", item.source))
             if not isinstance(item.payload, (str, FolderListingError)):
                 counter += 1
-            inside = shard is None or shard_of(_relative_key(item, arg), shard[1]) == shard[0]
+            inside = shard is None or shard_of(_relative_key(item, folders), shard[1]) == shard[0]
             yield Item(key, item.payload), inside
+    if ids_iter is not None and next(ids_iter, None) is not None:
+        raise ValueError("ids= has more entries than the in-memory inputs")
 
 
 def _row(r, embeddings: bool, probabilities: bool) -> dict:
     (h, w) = r.image_size if r.image_size else (None, None)
     (sh, sw) = r.stored_size if r.stored_size else (None, None)
     d = {
-        "path": text(r.source),
+        "path": r.source,  # already the row key (see _keyed_items)
         "label": r.label,
         "label_name": None if r.label_name is None else text(r.label_name),
         "score": r.score,
@@ -274,6 +285,7 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         writer = AppendWriter(out, fmt, embeddings, probabilities)
         writer.dim = dim
     with OutputLock(out):
+        remove_stale_temporaries(out)
         check_manifest(out, settings, overwrite, resume, writer)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         write_manifest(out, manifest)
@@ -313,7 +325,7 @@ def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddin
 
         threading.Thread(target=count, name="pyimgcls-count", daemon=True).start()
     chunk = max(64, batch_size) if chunk_size is None else max(1, int(chunk_size))
-    n = errors = saved = 0
+    n = errors = 0
     pending: list[dict] = []
     t0 = time.perf_counter()
     try:
@@ -324,19 +336,17 @@ def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddin
             errors += r.error is not None
             prog.update(r.error is not None)
             if len(pending) >= chunk:
-                writer.write(pending)
-                saved += len(pending)
-                pending = []
+                rows, pending = pending, []  # taken first: an interrupt inside write() never writes them twice
+                writer.write(rows)
         if pending:
-            writer.write(pending)
-            saved += len(pending)
-            pending = []
+            rows, pending = pending, []
+            writer.write(rows)
         writer.finish()
     except KeyboardInterrupt:
         if pending:  # finished rows are kept: the next run resumes after them
-            writer.write(pending)
-            saved += len(pending)
-        raise ScoreInterrupted(saved, out) from None
+            rows, pending = pending, []
+            writer.write(rows)
+        raise ScoreInterrupted(writer.saved, out) from None
     finally:
         prog.close()
     dt = time.perf_counter() - t0

@@ -291,7 +291,7 @@ class Session:
         self.device = "auto" if want is None else device
         try:
             self.session = self._create(providers)
-        except ValueError:
+        except (ValueError, DeviceUnavailableError):
             raise
         except Exception as e:  # noqa: BLE001 - ONNX Runtime's own exception types, named here
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
@@ -386,7 +386,14 @@ class Session:
         for p in plist:
             if p not in known:
                 raise ValueError(f"unknown execution provider {p!r}; known: {sorted(known)}")
-        return self._try(plist)
+        # the first provider of an explicit list is the one asked for: never a silent CPU fallback
+        # (later entries only serve the operators it lacks)
+        if plist and plist[0] in _GPU_PROVIDERS and plist[0] not in available_providers():
+            raise DeviceUnavailableError(f"{plist[0]} was asked for but cannot run here: {_why_unavailable(plist[0])}")
+        s = self._try(plist)
+        if plist and s.get_providers()[0] != plist[0]:
+            raise DeviceUnavailableError(f"{plist[0]} was asked for but did not load: {_why_unavailable(plist[0])}")
+        return s
 
     # ------------------------------------------------------------------ introspection
     def _introspect(self) -> ModelInfo:

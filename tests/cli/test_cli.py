@@ -400,3 +400,117 @@ def test_preprocess_config_conveniences():
     assert P.from_timm({"input_size": (3, 224, 224), "interpolation": "bicubic"}).interpolation == "bicubic_aa"
     with pytest.raises(ValueError, match="crop_mode 'border'"):
         P.from_timm({"input_size": (3, 224, 224), "crop_mode": "border"})
+
+
+# ----------------------------------------------------------------------------- found by an outside review
+def test_ctrl_c_right_after_a_chunk_is_written_does_not_write_it_twice(tmp_path, photos, tiny, monkeypatch):
+    from pyimgcls.jobs import _writers
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(40):
+        Image.fromarray(photos["coffee"][::8, ::8]).save(d / f"i{i:02d}.png")
+    real = _writers.AppendWriter.write
+    calls = [0]
+
+    def write(self, rows):
+        real(self, rows)
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt  # after the rows are on disk, before the loop moves on
+
+    monkeypatch.setattr(_writers.AppendWriter, "write", write)
+    out = str(tmp_path / "o.jsonl")
+    clf = pyimgcls.Classifier(tiny)
+    with pytest.raises(KeyboardInterrupt, match="16 rows saved"):
+        pyimgcls.score([str(d)], out=out, classifier=clf, chunk_size=8, progress=False)
+    monkeypatch.setattr(_writers.AppendWriter, "write", real)
+    pyimgcls.score([str(d)], out=out, classifier=clf, progress=False)
+    paths = [json.loads(x)["path"] for x in open(out)]
+    assert len(paths) == 40 == len(set(paths))
+
+
+def test_csv_embeddings_run_again_after_a_finished_run(tmp_path, photos, tiny):
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(photos["coffee"][::8, ::8]).save(d / f"i{i}.png")
+    out = str(tmp_path / "o.csv")
+    clf = pyimgcls.Classifier(tiny)
+    pyimgcls.score([str(d)], out=out, classifier=clf, embeddings=True, progress=False)
+    first = np.load(out + ".embeddings.npy")
+    Image.fromarray(photos["chelsea"][::8, ::8]).save(d / "new.png")
+    s = pyimgcls.score([str(d)], out=out, classifier=clf, embeddings=True, progress=False)
+    assert s.images == 1 and s.skipped == 3
+    emb = np.load(out + ".embeddings.npy")
+    df = pd.read_csv(out)
+    assert emb.shape == (4, 3) and len(df) == 4 and not os.path.exists(out + ".embeddings.f32")
+    np.testing.assert_array_equal(emb[:3], first)
+    want = clf.embed([str(d / "new.png")])
+    np.testing.assert_allclose(emb[list(df["path"]).index(str(d / "new.png"))], want[0], rtol=1e-6)
+
+
+def test_carriage_returns_and_backslashes_in_names_keep_rows_apart(tmp_path, photos, tiny):
+    d = tmp_path / "d"
+    d.mkdir()
+    names = [b"cr\rname.png", b"caf\xe9.png", b"caf\\xe9.png", b"plain.png"]
+    for n in names:
+        Image.fromarray(photos["coffee"][::8, ::8]).save(os.fsdecode(os.path.join(os.fsencode(d), n)), format="PNG")
+    clf = pyimgcls.Classifier(tiny)
+    for ext in (".csv", ".jsonl"):
+        out = str(tmp_path / f"o{ext}")
+        for _ in range(2):  # the second run resumes: every row found, none cut, none re-scored
+            s = pyimgcls.score([str(d)], out=out, classifier=clf, embeddings=True, progress=False)
+        assert s.images == 0 and s.skipped == 4
+        if ext == ".csv":
+            import csv as csv_mod
+
+            with open(out, newline="", encoding="utf-8") as f:
+                rows = list(csv_mod.DictReader(f))  # a standard reader sees exactly the rows
+        else:
+            rows = [json.loads(x) for x in open(out, encoding="utf-8")]
+        got = sorted(os.path.basename(r["path"]) for r in rows)
+        assert got == sorted(["cr\rname.png", "caf\\xe9.png", "caf\\\\xe9.png", "plain.png"]), got
+
+
+def test_overlapping_arguments_land_in_one_shard(tmp_path, photos, tiny):
+    a = tmp_path / "big" / "a"
+    a.mkdir(parents=True)
+    for i in range(30):
+        Image.fromarray(photos["coffee"][::8, ::8]).save(a / f"i{i:02d}.png")
+    clf = pyimgcls.Classifier(tiny)
+    seen = []
+    for i in range(3):
+        out = str(tmp_path / f"s{i}.jsonl")
+        pyimgcls.score([str(tmp_path / "big"), str(a)], out=out, classifier=clf, shard=(i, 3), progress=False)
+        seen += [json.loads(x)["path"] for x in open(out)]
+    assert len(seen) == 30 == len(set(seen))
+
+
+def test_ids_must_be_unique_and_exactly_one_per_in_memory_input(tmp_path, photos, tiny):
+    clf = pyimgcls.Classifier(tiny)
+    arrays = [photos["coffee"], photos["chelsea"], photos["rocket"]]
+    with pytest.raises(ValueError, match="must be unique: 'a' appears twice"):
+        pyimgcls.score(arrays, out=str(tmp_path / "a.jsonl"), classifier=clf, ids=["a", "a", "c"], progress=False)
+    with pytest.raises(ValueError, match="more entries than the in-memory inputs"):
+        pyimgcls.score(arrays, out=str(tmp_path / "b.jsonl"), classifier=clf, ids=["a", "b", "c", "d"],
+                       progress=False)
+
+
+def test_explicit_gpu_providers_never_fall_back_silently(tiny):
+    if "CUDAExecutionProvider" in pyimgcls.runtime.session.available_providers():
+        pytest.skip("a GPU is here")
+    with pytest.raises(pyimgcls.runtime.session.DeviceUnavailableError, match="CUDAExecutionProvider was asked for"):
+        pyimgcls.Classifier(tiny, providers="CUDAExecutionProvider,CPUExecutionProvider")
+    assert pyimgcls.Classifier(tiny, providers="CPUExecutionProvider").session.providers == ["CPUExecutionProvider"]
+
+
+def test_settings_change_message_names_the_field(tmp_path, photos, tiny):
+    d = tmp_path / "d"
+    d.mkdir()
+    Image.fromarray(photos["coffee"][::8, ::8]).save(d / "a.png")
+    out = str(tmp_path / "o.csv")
+    pyimgcls.score([str(d)], out=out, classifier=pyimgcls.Classifier(tiny), progress=False)
+    with pytest.raises(pyimgcls.jobs.score.OutputExistsError, match=r'preprocess.interpolation: "bilinear" -> "area"'):
+        pyimgcls.score([str(d)], out=out, classifier=pyimgcls.Classifier(tiny, preprocess={"interpolation": "area"}),
+                       progress=False)

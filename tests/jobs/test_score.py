@@ -353,7 +353,7 @@ def test_csv_resume_with_line_breaks_in_file_names(tiny, tmp_path, photos):
     bounds, pos = [0], 0
     for rec in csv_mod.reader(io_mod.StringIO(full.decode(), newline="")):
         b = io_mod.StringIO()
-        csv_mod.writer(b, lineterminator="\n").writerow(rec)
+        csv_mod.writer(b, lineterminator="\r\n").writerow(rec)
         pos += len(b.getvalue().encode())
         bounds.append(pos)
     assert pos == len(full)

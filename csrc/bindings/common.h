@@ -1,4 +1,11 @@
 // Helpers shared by the registrars of pyimgcls._core: array aliases and messages.
+//
+// Every binding follows one pattern (STYLE.md, "Crossing the boundary"): with the GIL held it converts
+// and checks its arguments, takes every pointer and size it needs into plain locals and allocates its
+// output arrays; then a py::gil_scoped_release block calls the core on those locals only (nothing
+// py::, no array argument, no output array, no proxy of one: tests/test_native_boundary.py reads the
+// sources for that); the result is wrapped after the GIL is back. The argument arrays stay alive for the
+// whole call (pybind11's argument casters hold them) and so do output arrays held in locals.
 #pragma once
 
 #include <pybind11/numpy.h>

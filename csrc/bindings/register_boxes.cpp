@@ -61,12 +61,15 @@ py::array_t<std::int64_t> nms_t(const carr<T>& boxes, const carr<T>& scores, dou
     check_boxes(boxes, "boxes");
     check_scores<T>(boxes, scores);
     auto opt = nms_options(iou, score_thr, max_out);
+    const T* b = boxes.data();
+    const T* s = scores.data();
+    const std::int64_t n = boxes.shape(0);
     std::vector<std::int64_t> keep;
     {
         py::gil_scoped_release release;
-        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
-        core::check_finite(scores.data(), scores.size(), "scores", 1);
-        keep = core::nms(boxes.data(), scores.data(), boxes.shape(0), opt);
+        core::check_finite(b, 4 * n, "boxes", 4);
+        core::check_finite(s, n, "scores", 1);
+        keep = core::nms(b, s, n, opt);
     }
     return to_array(keep);
 }
@@ -82,12 +85,16 @@ py::array_t<std::int64_t> batched_nms_t(const carr<T>& boxes, const carr<T>& sco
         throw py::value_error("class_ids must have shape (" + std::to_string(boxes.shape(0)) + ",), got " +
                               shape_str(classes));
     auto opt = nms_options(iou, score_thr, max_out);
+    const T* b = boxes.data();
+    const T* s = scores.data();
+    const std::int64_t* c = classes.data();  // any int64 ids: the core renumbers them by sorting
+    const std::int64_t n = boxes.shape(0);
     std::vector<std::int64_t> keep;
     {
         py::gil_scoped_release release;
-        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
-        core::check_finite(scores.data(), scores.size(), "scores", 1);
-        keep = core::batched_nms(boxes.data(), scores.data(), classes.data(), boxes.shape(0), opt, threads);
+        core::check_finite(b, 4 * n, "boxes", 4);
+        core::check_finite(s, n, "scores", 1);
+        keep = core::batched_nms(b, s, c, n, opt, threads);
     }
     return to_array(keep);
 }
@@ -100,27 +107,34 @@ py::tuple soft_nms_t(const carr<T>& boxes, const carr<T>& scores, int method, do
     check_threshold(iou, "iou_threshold");
     if (!(sigma > 0.0) || !std::isfinite(sigma)) throw py::value_error("sigma must be > 0, got " + std::to_string(sigma));
     if (!std::isfinite(score_thr)) throw py::value_error("score_threshold must be finite");
+    const T* b = boxes.data();
+    const T* s = scores.data();
+    const std::int64_t n = boxes.shape(0);
     std::vector<std::int64_t> keep;
     std::vector<T> ns;
     {
         py::gil_scoped_release release;
-        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
-        core::check_finite(scores.data(), scores.size(), "scores", 1);
-        core::soft_nms(boxes.data(), scores.data(), boxes.shape(0), method, sigma, iou, score_thr, keep, ns);
+        core::check_finite(b, 4 * n, "boxes", 4);
+        core::check_finite(s, n, "scores", 1);
+        core::soft_nms(b, s, n, method, sigma, iou, score_thr, keep, ns);
     }
-    py::array_t<T> s(static_cast<py::ssize_t>(ns.size()));
-    std::copy(ns.begin(), ns.end(), s.mutable_data());
-    return py::make_tuple(to_array(keep), s);
+    py::array_t<T> new_scores(static_cast<py::ssize_t>(ns.size()));
+    std::copy(ns.begin(), ns.end(), new_scores.mutable_data());
+    return py::make_tuple(to_array(keep), new_scores);
 }
 
 template <typename T>
 py::array_t<T> box_iou_t(const carr<T>& a, const carr<T>& b, int threads) {
     check_boxes(a, "boxes1");
     check_boxes(b, "boxes2");
-    py::array_t<T> out({a.shape(0), b.shape(0)});
+    const py::ssize_t n = a.shape(0), m = b.shape(0);
+    const T* pa = a.data();
+    const T* pb = b.data();
+    py::array_t<T> out({n, m});
+    T* po = out.mutable_data();
     {
         py::gil_scoped_release release;
-        core::box_iou(a.data(), a.shape(0), b.data(), b.shape(0), out.mutable_data(), threads);
+        core::box_iou(pa, n, pb, m, po, threads);
     }
     return out;
 }
@@ -152,11 +166,13 @@ py::list decode_yolo(const carr<float>& output, int layout, float conf, double i
         n = output.shape(2);
         if (nc < 1) throw py::value_error("v8 output needs at least 5 rows, got shape " + shape_str(output));
     }
+    const float* data = output.data();
+    const std::int64_t size = output.size();
     std::vector<core::YoloDetections> dets;
     {
         py::gil_scoped_release release;
-        core::check_finite(output.data(), output.size(), "output", 1);
-        core::decode_yolo_batch(output.data(), B, n, nc, o, threads, dets);
+        core::check_finite(data, size, "output", 1);
+        core::decode_yolo_batch(data, B, n, nc, o, threads, dets);
     }
     py::list result;
     for (auto& d : dets) {

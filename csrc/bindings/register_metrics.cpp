@@ -21,9 +21,12 @@ void confusion_update_py(const carr<std::int64_t>& y_true, const carr<std::int64
                               " and " + shape_str(y_pred));
     if (matrix.ndim() != 2 || matrix.shape(0) != matrix.shape(1))
         throw py::value_error("matrix must be square, got " + shape_str(matrix));
-    auto* m = matrix.mutable_data();
+    const std::int64_t n = y_true.shape(0), C = matrix.shape(0);
+    const std::int64_t* t = y_true.data();
+    const std::int64_t* p = y_pred.data();
+    std::int64_t* m = matrix.mutable_data();  // throws when read-only
     py::gil_scoped_release release;
-    core::confusion_update(y_true.data(), y_pred.data(), y_true.shape(0), matrix.shape(0), m);
+    core::confusion_update(t, p, n, C, m);
 }
 
 template <typename T>
@@ -31,8 +34,11 @@ std::int64_t top_k_hits_t(const carr<std::int64_t>& y_true, const carr<T>& score
     if (scores.ndim() != 2 || y_true.ndim() != 1 || y_true.shape(0) != scores.shape(0))
         throw py::value_error("scores must have shape (" + std::to_string(y_true.shape(0)) + ", C), got " +
                               shape_str(scores));
+    const std::int64_t* t = y_true.data();
+    const T* s = scores.data();
+    const std::int64_t n = scores.shape(0), c = scores.shape(1);
     py::gil_scoped_release release;
-    return core::top_k_hits(y_true.data(), scores.data(), scores.shape(0), scores.shape(1), k);
+    return core::top_k_hits(t, s, n, c, k);
 }
 
 template <typename T>
@@ -40,11 +46,14 @@ py::tuple binary_curve_t(const carr<T>& scores, const carr<std::uint8_t>& truth)
     if (scores.ndim() != 1 || truth.ndim() != 1 || scores.shape(0) != truth.shape(0))
         throw py::value_error("y_true and scores must be 1-d of the same length, got " + shape_str(truth) + " and " +
                               shape_str(scores));
+    const T* s = scores.data();
+    const std::uint8_t* t = truth.data();
+    const std::int64_t n = scores.shape(0);
     std::vector<T> thr;
     std::vector<double> tps, fps;
     {
         py::gil_scoped_release release;
-        core::binary_curve(scores.data(), truth.data(), scores.shape(0), 1, thr, tps, fps);
+        core::binary_curve(s, t, n, 1, thr, tps, fps);
     }
     return py::make_tuple(py::array_t<T>(thr.size(), thr.data()), py::array_t<double>(tps.size(), tps.data()),
                           py::array_t<double>(fps.size(), fps.data()));

@@ -6,6 +6,9 @@
   binding sources, since touching an array's fields without the GIL rarely fails where it can be seen.
 * Several Python threads may call the bindings at once, while other threads allocate, resize, mutate and
   free unrelated arrays and run the garbage collector: every call gives its single-thread answer.
+* Bad arguments given straight to a binding (offsets, lengths, non-finite values, settings) raise a
+  ``ValueError`` naming the argument and showing the expected and the actual value; each call runs in a
+  child process first (some of these inputs used to read or write out of bounds), then in this one.
 """
 
 from __future__ import annotations
@@ -203,3 +206,26 @@ def test_native_calls_from_threads_while_others_churn_arrays():
         stop.set()
     assert not any(t.is_alive() for t in callers + churners), "a thread hung"
     assert not errors, "\n".join(errors[:20])
+
+
+# --- 3. bad arguments ---
+
+@pytest.fixture(scope="module")
+def child_outcomes():
+    return native_calls.outcomes(sorted(native_calls.BAD_CALLS))
+
+
+@pytest.mark.parametrize("name", sorted(native_calls.BAD_CALLS))
+def test_bad_arguments_to_the_bindings(name, child_outcomes):
+    call = native_calls.BAD_CALLS[name]
+    out = child_outcomes[name]
+    assert out["kind"] != "crashed", f"the call ended its process (exit {out['returncode']}):\n{out['stderr']}"
+    if call.error is None:
+        assert out["kind"] == "returned", f"{out['type']}: {out['message']}"
+        assert out["problem"] is None, out["problem"]
+        assert call.check(call.run()) is None  # and here
+        return
+    assert out["kind"] == "raised", "returned without an error"
+    assert out["type"] == "ValueError" and re.search(call.error, out["message"]), f"{out['type']}: {out['message']}"
+    with pytest.raises(ValueError, match=call.error):  # safe here now
+        call.run()

@@ -34,6 +34,11 @@ inline std::string shape_str(const py::array& a) {
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
+// Throws ValueError unless `a` is 1-d: "<name> must be 1-d, got shape (2, 3)".
+inline void check_1d(const py::array& a, const char* name) {
+    if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-d, got shape " + shape_str(a));
+}
+
 // Each adds its area's functions to the module (called once, in this order, by module.cpp).
 void register_preprocess(py::module_& m);
 void register_boxes(py::module_& m);

@@ -1,14 +1,30 @@
 """Direct calls of the private native module ``pyimgcls._core`` for the boundary tests.
 
+``BAD_CALLS``: one entry per kind of bad argument a caller can hand a binding (wrong offsets, lengths,
+non-finite values, out-of-range settings) and a few valid edge cases next to them. Each entry says what
+must happen: a ``ValueError`` whose message matches ``error`` (it names the argument and shows the
+expected and the actual value), or a normal return that ``check`` accepts.
+
+``outcomes(names)`` runs the calls in child processes first: before the bindings checked these inputs,
+some of them read or wrote out of bounds, and a crash must fail one test, not end the session. A child
+reports one JSON line per call as it goes; after a crash the remaining calls run in a fresh child.
+
 ``jobs()``: valid calls of every GIL-releasing binding, each returning a comparable result, for the
 threading test.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+
+_TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _core():
@@ -46,6 +62,39 @@ def coco_args(**changes) -> dict:
     return a
 
 
+def coco(**changes):
+    return _core().coco_evaluate(**coco_args(**changes))
+
+
+def _coco_with_foreign_categories():
+    """Boxes of a category outside cat_ids are skipped (pycocotools' params.catIds): same answer."""
+    base = coco()
+    a = coco_args()
+    gb, db = a["gt_begin"].copy(), a["dt_begin"].copy()
+    # one more ground truth and two more detections of category 7 in image 0
+    gt_box = np.concatenate([a["gt_box"][:8], [0, 0, 20, 20], a["gt_box"][8:]])
+    gt_cat = np.insert(a["gt_cat"], 2, 7)
+    gb[1:] += 1
+    dt_box = np.concatenate([a["dt_box"][:4], [0, 0, 20, 20, 1, 1, 19, 19], a["dt_box"][4:]])
+    dt_cat = np.insert(a["dt_cat"], 1, [7, 7])
+    db[1:] += 2
+    got = coco(gt_begin=gb, gt_box=gt_box, gt_cat=gt_cat, gt_crowd=np.zeros(4, np.uint8),
+               gt_area=np.insert(a["gt_area"], 2, 400.0), gt_id=np.array([1, 2, 9, 3], np.int64), dt_begin=db,
+               dt_box=dt_box, dt_cat=dt_cat, dt_score=np.insert(a["dt_score"], 1, [0.95, 0.5]))
+    return base, got
+
+
+def _same_pair(pair) -> str | None:
+    (p0, r0), (p1, r1) = pair
+    if np.array_equal(p0, p1) and np.array_equal(r0, r1):
+        return None
+    return "results differ"
+
+
+def _coco_huge_max_dets():
+    return coco(max_dets=np.array([1, 10, 100], np.int64)), coco(max_dets=np.array([1, 10, 2 ** 62], np.int64))
+
+
 def _v8(b=1, c=3, n=6, seed=0):
     rng = np.random.default_rng(seed)
     out = rng.random((b, 4 + c, n), dtype=np.float32)
@@ -58,6 +107,123 @@ def _boxes(n=8, seed=0, dtype=np.float32):
     xy = rng.random((n, 2)) * 100
     wh = rng.random((n, 2)) * 30 + 1
     return np.ascontiguousarray(np.concatenate([xy, xy + wh], axis=1), dtype=dtype), rng.random(n).astype(dtype)
+
+
+@dataclass(frozen=True)
+class Call:
+    run: Callable[[], Any]
+    error: str | None = None                          # regex the ValueError message must match
+    check: Callable[[Any], str | None] | None = None  # for a call that must return: None when right
+
+
+def _nan_at(a, i):
+    a = np.array(a, copy=True)
+    a.reshape(-1)[i] = np.nan
+    return a
+
+
+_A = coco_args()
+
+BAD_CALLS: dict[str, Call] = {
+    # image offsets
+    "coco_gt_begin_first_not_zero": Call(lambda: coco(gt_begin=np.array([1, 2, 3])),
+                                         r"gt_begin must start at 0, got gt_begin\[0\] = 1"),
+    "coco_gt_begin_decreasing": Call(lambda: coco(gt_begin=np.array([0, 5, 3])),
+                                     r"gt_begin must be non-decreasing.*gt_begin\[1\] = 5.*gt_begin\[2\] = 3"),
+    "coco_gt_begin_negative": Call(lambda: coco(gt_begin=np.array([0, -(10 ** 12), 3])),
+                                   r"gt_begin must be non-decreasing.*gt_begin\[1\] = -1000000000000"),
+    "coco_dt_begin_huge": Call(lambda: coco(dt_begin=np.array([0, 10 ** 12, 3])),
+                               r"dt_begin must be non-decreasing.*dt_begin\[1\] = 1000000000000"),
+    "coco_dt_begin_negative": Call(lambda: coco(dt_begin=np.array([0, -(10 ** 12), 3])),
+                                   r"dt_begin must be non-decreasing"),
+    "coco_gt_begin_last_short": Call(lambda: coco(gt_begin=np.array([0, 2, 2])),
+                                     r"gt_begin must end at len\(gt_cat\) = 3, got gt_begin\[-1\] = 2"),
+    "coco_dt_begin_last_long": Call(lambda: coco(dt_begin=np.array([0, 1, 4])),
+                                    r"dt_begin must end at len\(dt_cat\) = 3, got dt_begin\[-1\] = 4"),
+    "coco_begin_lengths_differ": Call(lambda: coco(dt_begin=np.array([0, 3])),
+                                      r"dt_begin must have len\(gt_begin\) = 3 entries.*got 2"),
+    "coco_begin_empty": Call(lambda: coco(gt_begin=np.zeros(0, np.int64), dt_begin=np.zeros(0, np.int64)),
+                             r"gt_begin must have at least 1 entry.*got 0"),
+    "coco_gt_begin_2d": Call(lambda: coco(gt_begin=np.array([[0, 2, 3]])), r"gt_begin must be 1-d, got shape \(1, 3\)"),
+    # per-box arrays
+    "coco_gt_box_short": Call(lambda: coco(gt_box=_A["gt_box"][:-4]),
+                              r"gt_box must hold 4 values per ground truth.*12.*got shape \(8,\)"),
+    "coco_dt_box_long": Call(lambda: coco(dt_box=np.zeros(16)), r"dt_box must hold 4 values per detection.*12.*\(16,\)"),
+    "coco_gt_crowd_short": Call(lambda: coco(gt_crowd=np.zeros(2, np.uint8)), r"gt_crowd must have shape \(3,\).*got \(2,\)"),
+    "coco_gt_area_long": Call(lambda: coco(gt_area=np.ones(4)), r"gt_area must have shape \(3,\).*got \(4,\)"),
+    "coco_gt_id_short": Call(lambda: coco(gt_id=np.ones(1, np.int64)), r"gt_id must have shape \(3,\).*got \(1,\)"),
+    "coco_dt_score_short": Call(lambda: coco(dt_score=np.ones(2)), r"dt_score must have shape \(3,\).*got \(2,\)"),
+    "coco_dt_cat_short": Call(lambda: coco(dt_cat=np.ones(2, np.int64)),
+                              r"dt_box must hold 4 values per detection, shape \(8,\) or \(2, 4\) for len\(dt_cat\) = 2, "
+                              r"got shape \(12,\)"),
+    # values
+    "coco_gt_box_nan": Call(lambda: coco(gt_box=_nan_at(_A["gt_box"], 6)),
+                            r"gt_box must be finite, got nan at ground truth 1"),
+    "coco_dt_box_inf": Call(lambda: coco(dt_box=np.where(np.arange(12) == 9, np.inf, _A["dt_box"])),
+                            r"dt_box must be finite, got inf at detection 2"),
+    "coco_gt_area_nan": Call(lambda: coco(gt_area=_nan_at(_A["gt_area"], 0)), r"gt_area must be finite, got nan at 0"),
+    "coco_dt_score_nan": Call(lambda: coco(dt_score=_nan_at(_A["dt_score"], 2)), r"dt_score must be finite, got nan at 2"),
+    "coco_iou_thrs_above_one": Call(lambda: coco(iou_thrs=np.array([0.5, 1.5])),
+                                    r"iou_thrs must be in \[0, 1\], got iou_thrs\[1\] = 1.5"),
+    "coco_iou_thrs_negative": Call(lambda: coco(iou_thrs=np.array([-0.25])), r"iou_thrs must be in \[0, 1\], got iou_thrs\[0\] = -0.25"),
+    "coco_iou_thrs_nan": Call(lambda: coco(iou_thrs=np.array([np.nan])), r"iou_thrs must be in \[0, 1\], got iou_thrs\[0\] = nan"),
+    "coco_rec_thrs_unsorted": Call(lambda: coco(rec_thrs=np.array([0.0, 0.5, 0.25])),
+                                   r"rec_thrs must be ascending, got rec_thrs\[1\] = 0.5 > rec_thrs\[2\] = 0.25"),
+    "coco_rec_thrs_above_one": Call(lambda: coco(rec_thrs=np.array([0.0, 2.0])), r"rec_thrs must be in \[0, 1\], got rec_thrs\[1\] = 2"),
+    "coco_area_rngs_inverted": Call(lambda: coco(area_rngs=np.array([[0, 1e10], [100.0, 10.0]])),
+                                    r"area_rngs\[1\] must satisfy lo <= hi, got \[100, 10\]"),
+    "coco_area_rngs_nan": Call(lambda: coco(area_rngs=np.array([[np.nan, 1.0]])), r"area_rngs\[0\] must satisfy lo <= hi, got \[nan, 1\]"),
+    "coco_area_rngs_shape": Call(lambda: coco(area_rngs=np.zeros((4, 3))), r"area_rngs must have shape \(A, 2\), got \(4, 3\)"),
+    "coco_max_dets_negative_last": Call(lambda: coco(max_dets=np.array([1, 10, -1])),
+                                        r"max_dets must be >= 0, got max_dets\[2\] = -1"),
+    "coco_max_dets_negative_inner": Call(lambda: coco(max_dets=np.array([1, -5, 100])),
+                                         r"max_dets must be >= 0, got max_dets\[1\] = -5"),
+    "coco_max_dets_descending": Call(lambda: coco(max_dets=np.array([100, 10, 1])),
+                                     r"max_dets must be ascending, got max_dets\[0\] = 100 > max_dets\[1\] = 10"),
+    "coco_max_dets_empty": Call(lambda: coco(max_dets=np.zeros(0, np.int64)), r"max_dets must not be empty"),
+    # valid edge cases: must return the same answer as the plain call
+    "coco_max_dets_huge_ok": Call(_coco_huge_max_dets, check=_same_pair),
+    "coco_foreign_categories_ok": Call(_coco_with_foreign_categories, check=_same_pair),
+}
+
+
+# --- child processes ---
+
+def _child(names: list[str]) -> None:
+    for name in names:
+        call = BAD_CALLS[name]
+        try:
+            result = call.run()
+        except BaseException as e:  # report anything, the parent decides
+            rec = {"name": name, "kind": "raised", "type": type(e).__name__, "message": str(e)}
+        else:
+            problem = call.check(result) if call.check else None
+            rec = {"name": name, "kind": "returned", "problem": problem}
+        print(json.dumps(rec), flush=True)
+
+
+_CHILD = ("import sys; sys.path.append({tests!r}); from _helpers import native_calls; "
+          "native_calls._child(sys.argv[1:])")
+
+
+def outcomes(names: list[str], timeout: float = 300) -> dict[str, dict]:
+    """Runs BAD_CALLS[name] for every name in child processes; {name: what happened}. A call that ends
+    its child (a signal, an abort) is reported as {"kind": "crashed", ...}; the rest run in a new child."""
+    todo, done = list(names), {}
+    code = _CHILD.format(tests=_TESTS_DIR)
+    while todo:
+        r = subprocess.run([sys.executable, "-c", code, *todo], capture_output=True, text=True, timeout=timeout,
+                           cwd="/")  # not the source tree: the installed pyimgcls
+        for line in r.stdout.splitlines():
+            if line.startswith("{"):
+                rec = json.loads(line)
+                done[rec["name"]] = rec
+        todo = [n for n in todo if n not in done]
+        if todo:  # the first one not reported ended the child
+            done[todo[0]] = {"name": todo[0], "kind": "crashed", "returncode": r.returncode,
+                             "stderr": r.stderr[-3000:]}
+            todo = todo[1:]
+    return done
 
 
 # --- valid calls for the threading test: name -> () -> result (arrays, tuples of arrays, ints) ---

@@ -11,6 +11,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace pyimgcls::bindings {
@@ -33,6 +37,24 @@ inline std::string shape_str(const py::array& a) {
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// The shortest decimal that reads back as v ("0.25", "1e+10", "nan", "-inf"): a value for a message.
+inline std::string num_str(double v) {
+    char buf[40];
+    for (int digits = 6; digits <= 17; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (std::strtod(buf, nullptr) == v) break;
+    }
+    return buf;
+}
+
+// Index of the first NaN or infinity among n values, or -1. Plain C++: may run without the GIL.
+template <typename T>
+std::int64_t first_non_finite(const T* v, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(v[i])) return i;
+    return -1;
+}
 
 // Throws ValueError unless `a` is 1-d: "<name> must be 1-d, got shape (2, 3)".
 inline void check_1d(const py::array& a, const char* name) {

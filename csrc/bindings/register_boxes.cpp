@@ -104,6 +104,8 @@ py::tuple soft_nms_t(const carr<T>& boxes, const carr<T>& scores, int method, do
                      double score_thr) {
     check_boxes(boxes, "boxes");
     check_scores<T>(boxes, scores);
+    if (method != 0 && method != 1)
+        throw py::value_error("method must be 0 (linear) or 1 (gaussian), got " + std::to_string(method));
     check_threshold(iou, "iou_threshold");
     if (!(sigma > 0.0) || !std::isfinite(sigma)) throw py::value_error("sigma must be > 0, got " + std::to_string(sigma));
     if (!std::isfinite(score_thr)) throw py::value_error("score_threshold must be finite");
@@ -144,9 +146,13 @@ py::list decode_yolo(const carr<float>& output, int layout, float conf, double i
     if (output.ndim() != 3)
         throw py::value_error("output must have shape (B, N, 5 + C) for v5 or (B, 4 + C, N) for v8, got " +
                               shape_str(output));
+    if (layout != 0 && layout != 1)
+        throw py::value_error("layout must be 0 (v5) or 1 (v8), got " + std::to_string(layout));
     check_threshold(iou, "iou_threshold");
     if (!std::isfinite(conf)) throw py::value_error("conf_threshold must be finite");
-    if (max_det < 0) throw py::value_error("max_det must be >= 0");
+    if (max_det < 0) throw py::value_error("max_det must be >= 0, got " + std::to_string(max_det));
+    if (max_candidates < 0)
+        throw py::value_error("max_candidates must be >= 0, got " + std::to_string(max_candidates));
     core::YoloOptions o;
     o.layout = layout == 0 ? core::YoloLayout::v5 : core::YoloLayout::v8;
     o.conf_threshold = conf;
@@ -166,6 +172,8 @@ py::list decode_yolo(const carr<float>& output, int layout, float conf, double i
         n = output.shape(2);
         if (nc < 1) throw py::value_error("v8 output needs at least 5 rows, got shape " + shape_str(output));
     }
+    if (nc > INT32_MAX)  // class ids are int32
+        throw py::value_error("output has " + std::to_string(nc) + " classes, more than 2^31 - 1");
     const float* data = output.data();
     const std::int64_t size = output.size();
     std::vector<core::YoloDetections> dets;

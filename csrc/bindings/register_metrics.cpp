@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 namespace pyimgcls::bindings {
 namespace {
 
+// Counts into matrix (C, C). The labels are copied first: they may share memory with the matrix (a
+// view of it), and they must be counted as they were checked, whatever writes to them meanwhile.
 void confusion_update_py(const carr<std::int64_t>& y_true, const carr<std::int64_t>& y_pred,
                          py::array_t<std::int64_t, py::array::c_style> matrix) {
     if (y_true.ndim() != 1 || y_pred.ndim() != 1 || y_true.shape(0) != y_pred.shape(0))
@@ -21,22 +24,28 @@ void confusion_update_py(const carr<std::int64_t>& y_true, const carr<std::int64
     if (matrix.ndim() != 2 || matrix.shape(0) != matrix.shape(1))
         throw py::value_error("matrix must be square, got " + shape_str(matrix));
     const std::int64_t n = y_true.shape(0), C = matrix.shape(0);
-    const std::int64_t* t = y_true.data();
-    const std::int64_t* p = y_pred.data();
     std::int64_t* m = matrix.mutable_data();  // throws when read-only
+    const std::vector<std::int64_t> t(y_true.data(), y_true.data() + n), p(y_pred.data(), y_pred.data() + n);
     py::gil_scoped_release release;
-    core::confusion_update(t, p, n, C, m);
+    core::confusion_update(t.data(), p.data(), n, C, m);  // checks every label before counting
 }
 
+// k >= 1; k >= C counts every row (scikit-learn's perfect score). Labels are checked by the core.
 template <typename T>
 std::int64_t top_k_hits_t(const carr<std::int64_t>& y_true, const carr<T>& scores, std::int64_t k) {
-    if (scores.ndim() != 2 || y_true.ndim() != 1 || y_true.shape(0) != scores.shape(0))
+    check_1d(y_true, "y_true");
+    if (scores.ndim() != 2 || y_true.shape(0) != scores.shape(0))
         throw py::value_error("scores must have shape (" + std::to_string(y_true.shape(0)) + ", C), got " +
                               shape_str(scores));
+    if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
     const std::int64_t* t = y_true.data();
     const T* s = scores.data();
     const std::int64_t n = scores.shape(0), c = scores.shape(1);
     py::gil_scoped_release release;
+    const std::int64_t bad = first_non_finite(s, n * c);
+    if (bad >= 0)
+        throw std::invalid_argument("scores must be finite, got " + num_str(s[bad]) + " at row " +
+                                    std::to_string(bad / c) + ", column " + std::to_string(bad % c));
     return core::top_k_hits(t, s, n, c, k);
 }
 

@@ -95,6 +95,19 @@ def _coco_huge_max_dets():
     return coco(max_dets=np.array([1, 10, 100], np.int64)), coco(max_dets=np.array([1, 10, 2 ** 62], np.int64))
 
 
+def _confusion_aliased():
+    """Labels that are a view of the matrix being counted into: the count uses the labels as given (an
+    in-place count would read labels it has already raised, here to 2 >= C, and write past the matrix)."""
+    m = np.array([[0, 0], [0, 1]], np.int64)
+    _core().confusion_update(m.reshape(-1), np.array([1, 0, 1, 0], np.int64), m)
+    return m
+
+
+def _check_confusion_aliased(m) -> str | None:
+    want = np.array([[1, 2], [1, 1]], np.int64)  # [[0, 0], [0, 1]] plus the pairs (0,1) (0,0) (0,1) (1,0)
+    return None if np.array_equal(m, want) else f"matrix {m.tolist()}, expected {want.tolist()}"
+
+
 def _v8(b=1, c=3, n=6, seed=0):
     rng = np.random.default_rng(seed)
     out = rng.random((b, 4 + c, n), dtype=np.float32)
@@ -184,6 +197,42 @@ BAD_CALLS: dict[str, Call] = {
     # valid edge cases: must return the same answer as the plain call
     "coco_max_dets_huge_ok": Call(_coco_huge_max_dets, check=_same_pair),
     "coco_foreign_categories_ok": Call(_coco_with_foreign_categories, check=_same_pair),
+    # other metrics
+    "confusion_labels_alias_matrix": Call(_confusion_aliased, check=_check_confusion_aliased),
+    "confusion_label_out_of_range": Call(
+        lambda: _core().confusion_update(np.array([0, 3]), np.array([0, 1]), np.zeros((3, 3), np.int64)),
+        r"y_true has label 3 at index 1, outside \[0, 3\)"),
+    "confusion_matrix_not_square": Call(
+        lambda: _core().confusion_update(np.array([0]), np.array([0]), np.zeros((3, 2), np.int64)),
+        r"matrix must be square, got \(3, 2\)"),
+    "top_k_zero": Call(lambda: _core().top_k_hits(np.array([0, 1]), np.ones((2, 3)), 0), r"k must be >= 1, got 0"),
+    "top_k_negative": Call(lambda: _core().top_k_hits(np.array([0, 1]), np.ones((2, 3)), -2), r"k must be >= 1, got -2"),
+    "top_k_nan": Call(lambda: _core().top_k_hits(np.array([0, 1]), _nan_at(np.ones((2, 3), np.float32), 4), 1),
+                      r"scores must be finite, got nan at row 1, column 1"),
+    "top_k_inf": Call(lambda: _core().top_k_hits(np.array([0, 1]), np.array([[1.0, np.inf], [0, 1]]), 1),
+                      r"scores must be finite, got inf at row 0, column 1"),
+    "top_k_k_above_classes_ok": Call(lambda: _core().top_k_hits(np.array([0, 1, 2]), np.eye(3)[::-1].copy(), 7),
+                                     check=lambda h: None if h == 3 else f"{h} hits, expected 3 (k >= C: every row)"),
+    "binary_curve_lengths": Call(lambda: _core().binary_curve(np.ones(3), np.ones(2, np.uint8)),
+                                 r"y_true and scores must be 1-d of the same length, got \(2,\) and \(3,\)"),
+    "ap_auc_columns_shapes": Call(lambda: _core().ap_auc_columns(np.ones((3, 2)), np.ones((3, 3), np.uint8), 1),
+                                  r"same \(N, L\) shape, got \(3, 3\) and \(3, 2\)"),
+    # boxes
+    "decode_yolo_layout": Call(lambda: _core().decode_yolo(_v8(), 2, 0.25, 0.45, 300, 30000, False, False, 1),
+                               r"layout must be 0 \(v5\) or 1 \(v8\), got 2"),
+    "decode_yolo_layout_negative": Call(lambda: _core().decode_yolo(_v8(), -1, 0.25, 0.45, 300, 30000, False, False, 1),
+                                        r"layout must be 0 \(v5\) or 1 \(v8\), got -1"),
+    "decode_yolo_max_candidates": Call(lambda: _core().decode_yolo(_v8(), 1, 0.25, 0.45, 300, -1, False, False, 1),
+                                       r"max_candidates must be >= 0, got -1"),
+    "decode_yolo_too_few_rows": Call(lambda: _core().decode_yolo(np.ascontiguousarray(_v8()[:, :4]), 1, 0.25, 0.45, 300, 30000, False, False, 1),
+                                     r"v8 output needs at least 5 rows"),
+    "soft_nms_method": Call(lambda: _core().soft_nms(*_boxes(), 2, 0.5, 0.3, 0.001),
+                            r"method must be 0 \(linear\) or 1 \(gaussian\), got 2"),
+    "soft_nms_method_negative": Call(lambda: _core().soft_nms(*_boxes(), -1, 0.5, 0.3, 0.001),
+                                     r"method must be 0 \(linear\) or 1 \(gaussian\), got -1"),
+    "batched_nms_class_ids_length": Call(
+        lambda: _core().batched_nms(*_boxes(), np.zeros(7, np.int64), 0.5, None, None, 1),
+        r"class_ids must have shape \(8,\), got \(7,\)"),
 }
 
 

@@ -61,12 +61,15 @@ py::array_t<std::int64_t> nms_t(const carr<T>& boxes, const carr<T>& scores, dou
     check_boxes(boxes, "boxes");
     check_scores<T>(boxes, scores);
     auto opt = nms_options(iou, score_thr, max_out);
+    const T* b = boxes.data();
+    const T* s = scores.data();
+    const std::int64_t n = boxes.shape(0);
     std::vector<std::int64_t> keep;
     {
         py::gil_scoped_release release;
-        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
-        core::check_finite(scores.data(), scores.size(), "scores", 1);
-        keep = core::nms(boxes.data(), scores.data(), boxes.shape(0), opt);
+        core::check_finite(b, 4 * n, "boxes", 4);
+        core::check_finite(s, n, "scores", 1);
+        keep = core::nms(b, s, n, opt);
     }
     return to_array(keep);
 }
@@ -82,12 +85,16 @@ py::array_t<std::int64_t> batched_nms_t(const carr<T>& boxes, const carr<T>& sco
         throw py::value_error("class_ids must have shape (" + std::to_string(boxes.shape(0)) + ",), got " +
                               shape_str(classes));
     auto opt = nms_options(iou, score_thr, max_out);
+    const T* b = boxes.data();
+    const T* s = scores.data();
+    const std::int64_t* c = classes.data();  // any int64 ids: the core renumbers them by sorting
+    const std::int64_t n = boxes.shape(0);
     std::vector<std::int64_t> keep;
     {
         py::gil_scoped_release release;
-        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
-        core::check_finite(scores.data(), scores.size(), "scores", 1);
-        keep = core::batched_nms(boxes.data(), scores.data(), classes.data(), boxes.shape(0), opt, threads);
+        core::check_finite(b, 4 * n, "boxes", 4);
+        core::check_finite(s, n, "scores", 1);
+        keep = core::batched_nms(b, s, c, n, opt, threads);
     }
     return to_array(keep);
 }
@@ -97,30 +104,39 @@ py::tuple soft_nms_t(const carr<T>& boxes, const carr<T>& scores, int method, do
                      double score_thr) {
     check_boxes(boxes, "boxes");
     check_scores<T>(boxes, scores);
+    if (method != 0 && method != 1)
+        throw py::value_error("method must be 0 (linear) or 1 (gaussian), got " + std::to_string(method));
     check_threshold(iou, "iou_threshold");
     if (!(sigma > 0.0) || !std::isfinite(sigma)) throw py::value_error("sigma must be > 0, got " + std::to_string(sigma));
     if (!std::isfinite(score_thr)) throw py::value_error("score_threshold must be finite");
+    const T* b = boxes.data();
+    const T* s = scores.data();
+    const std::int64_t n = boxes.shape(0);
     std::vector<std::int64_t> keep;
     std::vector<T> ns;
     {
         py::gil_scoped_release release;
-        core::check_finite(boxes.data(), boxes.size(), "boxes", 4);
-        core::check_finite(scores.data(), scores.size(), "scores", 1);
-        core::soft_nms(boxes.data(), scores.data(), boxes.shape(0), method, sigma, iou, score_thr, keep, ns);
+        core::check_finite(b, 4 * n, "boxes", 4);
+        core::check_finite(s, n, "scores", 1);
+        core::soft_nms(b, s, n, method, sigma, iou, score_thr, keep, ns);
     }
-    py::array_t<T> s(static_cast<py::ssize_t>(ns.size()));
-    std::copy(ns.begin(), ns.end(), s.mutable_data());
-    return py::make_tuple(to_array(keep), s);
+    py::array_t<T> new_scores(static_cast<py::ssize_t>(ns.size()));
+    std::copy(ns.begin(), ns.end(), new_scores.mutable_data());
+    return py::make_tuple(to_array(keep), new_scores);
 }
 
 template <typename T>
 py::array_t<T> box_iou_t(const carr<T>& a, const carr<T>& b, int threads) {
     check_boxes(a, "boxes1");
     check_boxes(b, "boxes2");
-    py::array_t<T> out({a.shape(0), b.shape(0)});
+    const py::ssize_t n = a.shape(0), m = b.shape(0);
+    const T* pa = a.data();
+    const T* pb = b.data();
+    py::array_t<T> out({n, m});
+    T* po = out.mutable_data();
     {
         py::gil_scoped_release release;
-        core::box_iou(a.data(), a.shape(0), b.data(), b.shape(0), out.mutable_data(), threads);
+        core::box_iou(pa, n, pb, m, po, threads);
     }
     return out;
 }
@@ -130,9 +146,13 @@ py::list decode_yolo(const carr<float>& output, int layout, float conf, double i
     if (output.ndim() != 3)
         throw py::value_error("output must have shape (B, N, 5 + C) for v5 or (B, 4 + C, N) for v8, got " +
                               shape_str(output));
+    if (layout != 0 && layout != 1)
+        throw py::value_error("layout must be 0 (v5) or 1 (v8), got " + std::to_string(layout));
     check_threshold(iou, "iou_threshold");
     if (!std::isfinite(conf)) throw py::value_error("conf_threshold must be finite");
-    if (max_det < 0) throw py::value_error("max_det must be >= 0");
+    if (max_det < 0) throw py::value_error("max_det must be >= 0, got " + std::to_string(max_det));
+    if (max_candidates < 0)
+        throw py::value_error("max_candidates must be >= 0, got " + std::to_string(max_candidates));
     core::YoloOptions o;
     o.layout = layout == 0 ? core::YoloLayout::v5 : core::YoloLayout::v8;
     o.conf_threshold = conf;
@@ -152,11 +172,15 @@ py::list decode_yolo(const carr<float>& output, int layout, float conf, double i
         n = output.shape(2);
         if (nc < 1) throw py::value_error("v8 output needs at least 5 rows, got shape " + shape_str(output));
     }
+    if (nc > INT32_MAX)  // class ids are int32
+        throw py::value_error("output has " + std::to_string(nc) + " classes, more than 2^31 - 1");
+    const float* data = output.data();
+    const std::int64_t size = output.size();
     std::vector<core::YoloDetections> dets;
     {
         py::gil_scoped_release release;
-        core::check_finite(output.data(), output.size(), "output", 1);
-        core::decode_yolo_batch(output.data(), B, n, nc, o, threads, dets);
+        core::check_finite(data, size, "output", 1);
+        core::decode_yolo_batch(data, B, n, nc, o, threads, dets);
     }
     py::list result;
     for (auto& d : dets) {

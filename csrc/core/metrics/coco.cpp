@@ -4,10 +4,14 @@
 #include "core/metrics/coco.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 
 #include "core/common/parallel.h"
 
@@ -35,19 +39,110 @@ struct ImgEval {
     std::int64_t n_gt_not_ignored = 0;
 };
 
+// The shortest decimal that reads back as v, for messages.
+std::string num(double v) {
+    char buf[40];
+    for (int digits = 6; digits <= 17; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (std::strtod(buf, nullptr) == v) break;
+    }
+    return buf;
+}
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument("coco_evaluate: " + what); }
+
+// begin[0] == 0, non-decreasing, begin.back() == count (begin is not empty).
+void check_offsets(const std::vector<std::int64_t>& begin, std::size_t count, const char* name, const char* of) {
+    const std::string n = name;
+    if (begin[0] != 0) bad(n + " must start at 0, got " + n + "[0] = " + std::to_string(begin[0]));
+    for (std::size_t i = 1; i < begin.size(); ++i)
+        if (begin[i] < begin[i - 1])
+            bad(n + " must be non-decreasing, got " + n + "[" + std::to_string(i - 1) + "] = " +
+                std::to_string(begin[i - 1]) + " > " + n + "[" + std::to_string(i) + "] = " + std::to_string(begin[i]));
+    if (begin.back() != static_cast<std::int64_t>(count))
+        bad(n + " must end at len(" + of + ") = " + std::to_string(count) + ", got " + n + "[-1] = " +
+            std::to_string(begin.back()));
+}
+
+void check_size(std::size_t got, std::size_t want, const char* name, const char* what) {
+    if (got != want)
+        bad(std::string(name) + " must hold " + what + " (" + std::to_string(want) + " values), got " +
+            std::to_string(got));
+}
+
+// every value finite; per > 1: the message names the box (index / per) as `unit`
+void check_finite(const std::vector<double>& v, const char* name, int per, const char* unit) {
+    for (std::size_t i = 0; i < v.size(); ++i)
+        if (!std::isfinite(v[i]))
+            bad(std::string(name) + " must be finite, got " + num(v[i]) + " at " + unit + (*unit ? " " : "") +
+                std::to_string(i / per));
+}
+
+void check_unit(const std::vector<double>& v, const char* name) {
+    for (std::size_t i = 0; i < v.size(); ++i)
+        if (!(v[i] >= 0.0 && v[i] <= 1.0))
+            bad(std::string(name) + " must be in [0, 1], got " + name + "[" + std::to_string(i) + "] = " + num(v[i]));
+}
+
+void check_count(std::size_t n, const char* name) {
+    if (n > static_cast<std::size_t>(INT_MAX))
+        bad(std::string(name) + " must have fewer than 2^31 entries, got " + std::to_string(n));
+}
+
 }  // namespace
+
+void coco_check(const CocoData& data, const std::vector<std::int64_t>& cat_ids, const CocoParams& p) {
+    const std::size_t ng = data.gt_cat.size(), nd = data.dt_cat.size();
+    if (data.gt_begin.empty())
+        bad("gt_begin must have at least 1 entry (images + 1), got 0");
+    if (data.dt_begin.size() != data.gt_begin.size())
+        bad("dt_begin must have len(gt_begin) = " + std::to_string(data.gt_begin.size()) +
+            " entries (images + 1), got " + std::to_string(data.dt_begin.size()));
+    check_offsets(data.gt_begin, ng, "gt_begin", "gt_cat");
+    check_offsets(data.dt_begin, nd, "dt_begin", "dt_cat");
+    check_size(data.gt_box.size(), 4 * ng, "gt_box", "4 values per ground truth, 4 * len(gt_cat)");
+    check_size(data.gt_crowd.size(), ng, "gt_crowd", "one value per ground truth, len(gt_cat)");
+    check_size(data.gt_area.size(), ng, "gt_area", "one value per ground truth, len(gt_cat)");
+    check_size(data.gt_id.size(), ng, "gt_id", "one value per ground truth, len(gt_cat)");
+    check_size(data.dt_box.size(), 4 * nd, "dt_box", "4 values per detection, 4 * len(dt_cat)");
+    check_size(data.dt_score.size(), nd, "dt_score", "one value per detection, len(dt_cat)");
+    check_finite(data.gt_box, "gt_box", 4, "ground truth");
+    check_finite(data.gt_area, "gt_area", 1, "");
+    check_finite(data.dt_box, "dt_box", 4, "detection");
+    check_finite(data.dt_score, "dt_score", 1, "");
+    check_unit(p.iou_thrs, "iou_thrs");
+    check_unit(p.rec_thrs, "rec_thrs");
+    for (std::size_t i = 1; i < p.rec_thrs.size(); ++i)
+        if (p.rec_thrs[i] < p.rec_thrs[i - 1])
+            bad("rec_thrs must be ascending, got rec_thrs[" + std::to_string(i - 1) + "] = " + num(p.rec_thrs[i - 1]) +
+                " > rec_thrs[" + std::to_string(i) + "] = " + num(p.rec_thrs[i]));
+    for (std::size_t i = 0; i < p.area_rngs.size(); ++i)
+        if (!(p.area_rngs[i][0] <= p.area_rngs[i][1]))
+            bad("area_rngs[" + std::to_string(i) + "] must satisfy lo <= hi, got [" + num(p.area_rngs[i][0]) + ", " +
+                num(p.area_rngs[i][1]) + "]");
+    if (p.max_dets.empty()) bad("max_dets must not be empty");
+    for (std::size_t i = 0; i < p.max_dets.size(); ++i) {
+        if (p.max_dets[i] < 0)
+            bad("max_dets must be >= 0, got max_dets[" + std::to_string(i) + "] = " + std::to_string(p.max_dets[i]));
+        if (i > 0 && p.max_dets[i] < p.max_dets[i - 1])
+            bad("max_dets must be ascending, got max_dets[" + std::to_string(i - 1) + "] = " +
+                std::to_string(p.max_dets[i - 1]) + " > max_dets[" + std::to_string(i) + "] = " +
+                std::to_string(p.max_dets[i]));
+    }
+    check_count(p.iou_thrs.size(), "iou_thrs");
+    check_count(p.rec_thrs.size(), "rec_thrs");
+    check_count(cat_ids.size(), "cat_ids");
+    check_count(p.area_rngs.size(), "area_rngs");
+    check_count(p.max_dets.size(), "max_dets");
+}
 
 void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_ids, const CocoParams& p,
                    int threads, double* precision, double* recall) {
+    coco_check(data, cat_ids, p);
     const std::int64_t I = static_cast<std::int64_t>(data.gt_begin.size()) - 1;
-    if (I < 0 || data.dt_begin.size() != data.gt_begin.size())
-        throw std::invalid_argument("coco_evaluate: inconsistent image ranges");
-    if (data.gt_id.size() != data.gt_cat.size())
-        throw std::invalid_argument("coco_evaluate: gt_id must have one id per ground truth");
     const int T = static_cast<int>(p.iou_thrs.size()), R = static_cast<int>(p.rec_thrs.size());
     const int K = static_cast<int>(cat_ids.size()), A = static_cast<int>(p.area_rngs.size());
     const int M = static_cast<int>(p.max_dets.size());
-    if (M == 0) throw std::invalid_argument("coco_evaluate: max_dets is empty");
     const std::int64_t max_det_all = p.max_dets.back();
     std::fill(precision, precision + static_cast<std::size_t>(T) * R * K * A * M, -1.0);
     std::fill(recall, recall + static_cast<std::size_t>(T) * K * A * M, -1.0);

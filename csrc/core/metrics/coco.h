@@ -13,8 +13,11 @@
 // annotation with id 0 uses that ground truth up (gtMatches holds the detection's id, >= 1) but the
 // detection counts as unmatched: a false positive, or ignored when its own area is outside the range
 // (or when the ground truth is ignored). Negative ids are truthy there: ordinary matches.
+// Categories: only the K categories of cat_ids are evaluated; boxes of any other category are skipped
+// (pycocotools' params.catIds).
 // Outputs: precision[T][R][K][A][M] and recall[T][K][A][M], -1 where a category has no
 // non-ignored ground truth. Complexity: O(sum over image-categories of D * G * T) plus sorting.
+// Inputs are checked (coco_check) before anything is read through them.
 #pragma once
 
 #include <array>
@@ -43,6 +46,16 @@ struct CocoParams {
     bool zero_id_unmatched = true;                   // false: gt id 0 matches like any other
 };
 
+// Throws std::invalid_argument naming the first bad input (by the names of the fields above, which are
+// also _core.coco_evaluate's arguments) with the expected and the actual value: gt_begin / dt_begin of the
+// same length >= 1, starting at 0, non-decreasing, ending at the number of ground truths / detections;
+// 4 box values and one crowd flag, area and id per ground truth, 4 box values and one score per
+// detection; finite boxes, areas and scores; iou_thrs and rec_thrs in [0, 1], rec_thrs ascending;
+// lo <= hi in every area range (neither NaN); max_dets non-empty, >= 0 and ascending; T, R, K, A, M
+// below 2^31. O(inputs).
+void coco_check(const CocoData& data, const std::vector<std::int64_t>& cat_ids, const CocoParams& p);
+
+// Calls coco_check first. precision and recall hold T * R * K * A * M and T * K * A * M doubles.
 void coco_evaluate(const CocoData& data, const std::vector<std::int64_t>& cat_ids, const CocoParams& p,
                    int threads, double* precision, double* recall);
 

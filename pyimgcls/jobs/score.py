@@ -160,6 +160,22 @@ def _row(r, embeddings: bool, probabilities: bool) -> dict:
     return d
 
 
+def _write(writer, rows: list[dict]) -> None:
+    """``writer.write(rows)`` with Ctrl-C held back until it returns (main thread, POSIX): the
+    interrupt then comes between chunks, and the count of saved rows is exact."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        writer.write(rows)
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        writer.write(rows)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class _Progress:
     """A tqdm bar on a terminal; otherwise a log line every ``every`` seconds."""
 
@@ -337,15 +353,15 @@ def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddin
             prog.update(r.error is not None)
             if len(pending) >= chunk:
                 rows, pending = pending, []  # taken first: an interrupt inside write() never writes them twice
-                writer.write(rows)
+                _write(writer, rows)
         if pending:
             rows, pending = pending, []
-            writer.write(rows)
+            _write(writer, rows)
         writer.finish()
     except KeyboardInterrupt:
         if pending:  # finished rows are kept: the next run resumes after them
             rows, pending = pending, []
-            writer.write(rows)
+            _write(writer, rows)
         raise ScoreInterrupted(writer.saved, out) from None
     finally:
         prog.close()

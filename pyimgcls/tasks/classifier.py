@@ -139,7 +139,10 @@ class Classifier(ModelTask):
                 error (``TimeoutError``) instead of stalling the batch (``None``: no limit).
 
         Returns:
-            One ``Classification`` per input, in input order.
+            One ``Classification`` per input item, in input order: a path, bytes, array or PIL
+            image gives one; a folder gives one per image file inside it (recursively, in sorted
+            order, hidden names skipped), each with its ``source`` set to the file's path. So
+            ``zip(inputs, results)`` pairs them for flat inputs; with folders, use ``source``.
         """
         return list(self.predict_iter(inputs, batch_size=batch_size, top_k=top_k, multi_label=multi_label,
                                       threshold=threshold, probabilities=probabilities, errors=errors,

@@ -32,14 +32,23 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}") from None
-    if v < 1 or v > 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer below 2^31, got {s}")
-    return v
+def _int_type(low: int, what: str):
+    """An argparse type for an integer in [low, 2^31): ``what`` says which in the error."""
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}") from None
+        if v < low or v > 2**31 - 1:
+            raise argparse.ArgumentTypeError(f"must be {what} below 2^31, got {s}")
+        return v
+
+    return parse
+
+
+positive_int = _int_type(1, "a positive integer")
+non_negative_int = _int_type(0, "an integer >= 0")
+thread_count = _int_type(0, "an integer >= 0 (0 = all usable cores)")
 
 
 def positive_seconds(s: str) -> float:
@@ -61,26 +70,6 @@ def batch_sizes(s: str) -> list[int]:
     if not vals or min(vals) < 1 or max(vals) > 2**31 - 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {s!r}")
     return vals
-
-
-def non_negative_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s!r}") from None
-    if v < 0 or v > 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s}")
-    return v
-
-
-def thread_count(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0 = all usable cores), got {s!r}") from None
-    if v < 0 or v > 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0 = all usable cores), got {s}")
-    return v
 
 
 def float_list(s: str) -> tuple[float, ...]:

@@ -21,6 +21,7 @@ from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
 from .runtime.session import ModelInfo, Session, annotate_model
 from .tasks.classifier import Classification, Classifier, default_model_path
+from .tasks.faces import FaceDetector
 
 __all__ = [
     "Classification",
@@ -29,6 +30,7 @@ __all__ = [
     "Session",
     "annotate_model",
     "default_model_path",
+    "FaceDetector",
     "Detections",
     "metrics",
     "ops",

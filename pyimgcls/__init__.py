@@ -21,6 +21,7 @@ from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
 from .runtime.session import ModelInfo, Session, annotate_model
 from .tasks.classifier import Classification, Classifier, default_model_path
+from .tasks.detector import DetectionResult, Detector
 from .tasks.faces import FaceDetector
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "default_model_path",
     "FaceDetector",
     "Detections",
+    "DetectionResult",
+    "Detector",
     "metrics",
     "ops",
     "ImageDecodeError",

@@ -155,6 +155,14 @@ class FaceDetector:
             self._rnet = Session(rnet, threads=threads, **session_options)
             self._onet = Session(onet, threads=threads, **session_options)
         self.threads: int = self._pnet.threads
+        # with more than one thread, the pyramid levels run side by side on a P-Net session of one thread
+        self._level_pool: ThreadPoolExecutor | None = None
+        self._pnet_one: Session | None = None
+        if self.threads > 1:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="model has no pyimgcls.preprocess metadata")
+                self._pnet_one = Session(pnet, threads=1, **session_options)
+            self._level_pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pyimgcls-faces-pnet")
 
     def __repr__(self) -> str:
         return (f"FaceDetector(min_face_size={self.min_face_size:g}, thresholds={self.thresholds}, "
@@ -180,29 +188,36 @@ class FaceDetector:
             k += 1
         return out
 
+    def _level(self, img_t: np.ndarray, s: float, threads: int, session: Session) -> np.ndarray | None:
+        """P-Net on one pyramid level: (n, 9) candidates (inclusive box, score, regression) after NMS 0.5."""
+        W, H = img_t.shape[:2]
+        hs, ws = int(math.ceil(H * s)), int(math.ceil(W * s))
+        # a uint8 level, as MTCNN resizes the uint8 image (the rounding changes which candidates win the
+        # NMS), then normalised
+        x = crop_resize(img_t, np.array([[0, 0, H, W]], np.float64), (ws, hs), interpolation="area", layout="NHWC",
+                        dtype="uint8", threads=threads).astype(np.float32)
+        x -= _MEAN
+        x *= 1.0 / _STD
+        reg, prob = session.run(x)
+        # outputs are (1, cols, rows, .): cell (r, c) of the level
+        c, r = np.nonzero(prob[0, :, :, 1] >= self.thresholds[0])
+        if not len(r):
+            return None
+        b = np.stack([np.fix((2 * c + 1) / s), np.fix((2 * r + 1) / s),
+                      np.fix((2 * c + 12) / s), np.fix((2 * r + 12) / s)], 1)
+        sc = prob[0, c, r, 1].astype(np.float64)
+        keep = nms(_edges(b), sc, 0.5)
+        return np.hstack([b[keep], sc[keep, None], reg[0, c[keep], r[keep]].astype(np.float64)])
+
     def _stage1(self, img_t: np.ndarray) -> np.ndarray:
         W, H = img_t.shape[:2]
-        t = self.thresholds[0]
-        whole = np.array([[0, 0, H, W]], np.float64)
-        found = []
-        for s in self.scales(H, W):
-            hs, ws = int(math.ceil(H * s)), int(math.ceil(W * s))
-            # a uint8 level, as MTCNN resizes the uint8 image (the rounding changes which candidates win
-            # the NMS), then normalised
-            x = crop_resize(img_t, whole, (ws, hs), interpolation="area", layout="NHWC", dtype="uint8",
-                            threads=self.threads).astype(np.float32)
-            x -= _MEAN
-            x *= 1.0 / _STD
-            reg, prob = self._pnet.run(x)
-            # outputs are (1, cols, rows, .): cell (r, c) of the level
-            c, r = np.nonzero(prob[0, :, :, 1] >= t)
-            if not len(r):
-                continue
-            b = np.stack([np.fix((2 * c + 1) / s), np.fix((2 * r + 1) / s),
-                          np.fix((2 * c + 12) / s), np.fix((2 * r + 12) / s)], 1)
-            sc = prob[0, c, r, 1].astype(np.float64)
-            keep = nms(_edges(b), sc, 0.5)
-            found.append(np.hstack([b[keep], sc[keep, None], reg[0, c[keep], r[keep]].astype(np.float64)]))
+        scales = self.scales(H, W)
+        if self._level_pool is not None and len(scales) > 1:
+            # levels side by side, one thread each (P-Net's small convolutions scale poorly within a level)
+            found = list(self._level_pool.map(lambda s: self._level(img_t, s, 1, self._pnet_one), scales))
+        else:
+            found = [self._level(img_t, s, self.threads, self._pnet) for s in scales]
+        found = [f for f in found if f is not None]
         if not found:
             return np.zeros((0, 4))
         cand = np.vstack(found)

@@ -155,14 +155,6 @@ class FaceDetector:
             self._rnet = Session(rnet, threads=threads, **session_options)
             self._onet = Session(onet, threads=threads, **session_options)
         self.threads: int = self._pnet.threads
-        # with more than one thread, the pyramid levels run side by side on a P-Net session of one thread
-        self._level_pool: ThreadPoolExecutor | None = None
-        self._pnet_one: Session | None = None
-        if self.threads > 1:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="model has no pyimgcls.preprocess metadata")
-                self._pnet_one = Session(pnet, threads=1, **session_options)
-            self._level_pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pyimgcls-faces-pnet")
 
     def __repr__(self) -> str:
         return (f"FaceDetector(min_face_size={self.min_face_size:g}, thresholds={self.thresholds}, "
@@ -211,13 +203,8 @@ class FaceDetector:
 
     def _stage1(self, img_t: np.ndarray) -> np.ndarray:
         W, H = img_t.shape[:2]
-        scales = self.scales(H, W)
-        if self._level_pool is not None and len(scales) > 1:
-            # levels side by side, one thread each (P-Net's small convolutions scale poorly within a level)
-            found = list(self._level_pool.map(lambda s: self._level(img_t, s, 1, self._pnet_one), scales))
-        else:
-            found = [self._level(img_t, s, self.threads, self._pnet) for s in scales]
-        found = [f for f in found if f is not None]
+        found = [f for f in (self._level(img_t, s, self.threads, self._pnet) for s in self.scales(H, W))
+                 if f is not None]
         if not found:
             return np.zeros((0, 4))
         cand = np.vstack(found)

@@ -211,6 +211,13 @@ def test_options(photos):
     assert len(two.detections) == 1
 
 
+def test_pickles_by_its_options():
+    import pickle
+
+    d = pickle.loads(pickle.dumps(FaceDetector(conf=0.8, min_face_size=30, max_det=3, threads=1)))
+    assert (d.thresholds, d.min_face_size, d.max_det, d.threads) == ((0.6, 0.7, 0.8), 30.0, 3, 1)
+
+
 def test_load_detector_faces():
     from pyimgcls.tasks import load_detector
 

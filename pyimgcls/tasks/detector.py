@@ -189,7 +189,7 @@ def infer_layout(shape: Sequence, *, input_size: tuple[int, int] | None = None, 
             return "v8", classes
         if b == 5 + classes and (a in anchors or a > b):
             return "v5", classes
-        if b == 6 and a not in anchors and a < 4 + classes + 1000:
+        if b == 6 and a > b:  # rows of x1, y1, x2, y2, score, class (Ultralytics reads any (N, M, 6) so)
             return "end2end", None
         raise bad(f" for {classes} classes")
     if a < b and a >= 5:

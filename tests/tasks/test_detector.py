@@ -293,3 +293,14 @@ def test_round_trip_odd_sizes_and_exif(v8det, h, w, flip, orientation, fx, fy, d
     assert abs(got[0] - x1) <= tol_x and abs(got[2] - x2) <= tol_x, (got, (x1, y1, x2, y2))
     assert abs(got[1] - y1) <= tol_y and abs(got[3] - y2) <= tol_y, (got, (x1, y1, x2, y2))
     assert 0 <= got[0] <= got[2] <= w and 0 <= got[1] <= got[3] <= h
+
+
+def test_fast_decode_boxes_are_in_full_resolution_pixels(v8det, tmp_path):
+    """A JPEG decoded at a reduced DCT scale still gets boxes in the file's full-resolution pixels."""
+    img = _scene(1500, 2000, (400, 300, 1200, 900))
+    p = tmp_path / "big.jpg"
+    Image.fromarray(img).save(p, quality=95)
+    exact, fast = v8det.predict([str(p)])[0], v8det.predict([str(p)], fast_decode=True)[0]
+    assert exact.image_size == fast.image_size == (1500, 2000)
+    for r in (exact, fast):
+        np.testing.assert_allclose(r.detections.xyxy[0], [400, 300, 1200, 900], atol=_tol(1500, 2000))

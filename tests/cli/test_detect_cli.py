@@ -1,0 +1,178 @@
+"""``pyimgcls detect`` and ``pyimgcls score --task detect`` from the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pyimgcls import Detector, read_image
+from pyimgcls.cli.main import main
+from _helpers.models import bright_box_detector
+
+BOX = (60, 40, 220, 150)  # x1, y1, x2, y2 of the white rectangle in every scene
+
+
+def _scene(h=240, w=320, box=BOX, grey=90):
+    img = np.full((h, w, 3), grey, np.uint8)
+    x1, y1, x2, y2 = box
+    img[y1:y2, x1:x2] = 255
+    return img
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    meta = {"task": "detect", "names": "{0: 'box', 1: 'other'}", "imgsz": "[160, 160]", "stride": "32"}
+    return bright_box_detector(str(d / "bright.onnx"), metadata=meta)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scenes")
+    (d / "a").mkdir()
+    (d / "b").mkdir()
+    Image.fromarray(_scene()).save(d / "a" / "scene.png")
+    Image.fromarray(_scene()).save(d / "b" / "scene.png")  # the same name in another folder
+    Image.fromarray(np.full((100, 100, 3), 90, np.uint8)).save(d / "a" / "blank.png")  # nothing to find
+    return d
+
+
+@pytest.fixture
+def bad(tmp_path):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    return p
+
+
+def _json_lines(out):
+    return [json.loads(x) for x in out.splitlines()]
+
+
+def test_one_line_per_image_with_count_and_boxes(capsys, scenes, model, bad):
+    assert main(["detect", str(scenes), str(bad), "--model", model, "--threads", "2"]) == 1
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines[0].split() == ["file", "detections"] and len(lines) == 5
+    by_name = {os.path.relpath(ln.split()[0], scenes) if "scenes" in ln else ln.split()[0]: ln for ln in lines[1:]}
+    assert "0 detections" in by_name[os.path.join("a", "blank.png")]
+    line = by_name[os.path.join("a", "scene.png")]
+    assert "1 detection: box 0.90 [" in line
+    x1, y1, x2, y2 = (int(v) for v in line.split("[")[1].rstrip("]").split(","))
+    assert np.allclose([x1, y1, x2, y2], BOX, atol=2)
+    assert "ERROR" in lines[-1] and "bad.jpg" in lines[-1]
+    assert "1 of 4 inputs failed" in out.err
+
+
+def test_json_lines_hold_every_box_as_predict_gives_it(capsys, scenes, model):
+    assert main(["detect", str(scenes), "--model", model, "--json"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    want = Detector(model, threads=2).predict([str(scenes)])
+    assert [r["source"] for r in rows] == [w.source for w in want]
+    for r, w in zip(rows, want):
+        assert r["count"] == len(w.detections) and r["error"] is None
+        assert r["image_size"] == list(w.image_size)
+        assert [d["box"] for d in r["detections"]] == w.detections.xyxy.tolist()
+        assert [d["class_name"] for d in r["detections"]] == w.detections.labels
+
+
+def test_detection_options_reach_the_detector(capsys, scenes, model):
+    assert main(["detect", str(scenes / "a" / "scene.png"), "--model", model, "--json", "--conf", "0.95"]) == 0
+    assert _json_lines(capsys.readouterr().out)[0]["count"] == 0
+    assert main(["detect", str(scenes / "a" / "scene.png"), "--model", model, "--json", "--classes", "1"]) == 0
+    assert _json_lines(capsys.readouterr().out)[0]["count"] == 0
+    assert main(["detect", str(scenes / "a" / "scene.png"), "--model", model, "--json", "--classes", "0",
+                 "--max-det", "1"]) == 0
+    assert _json_lines(capsys.readouterr().out)[0]["count"] == 1
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--conf", "2"], "must be a number in [0, 1]"),
+    (["--classes", "a,b"], "expected comma-separated class ids"),
+    (["--max-det", "0"], "must be a positive integer"),
+])
+def test_bad_detection_options_are_usage_errors(capsys, scenes, model, args, msg):
+    with pytest.raises(SystemExit) as e:
+        main(["detect", str(scenes), "--model", model, *args])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_bad_outputs_and_models_are_usage_errors(capsys, scenes, model, tmp_path):
+    assert main(["detect", str(scenes), "--model", model, "--out", str(tmp_path / "x.csv")]) == 2
+    assert ".json (COCO results), .parquet file or a folder" in capsys.readouterr().err
+    assert main(["detect", str(scenes), "--model", str(tmp_path / "none.onnx")]) == 2
+    assert "none.onnx" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "nothing")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_save_draws_each_image_under_a_unique_name(capsys, scenes, model, tmp_path, bad):
+    out = tmp_path / "drawn"
+    assert main(["detect", str(scenes), str(bad), "--model", model, "--save", str(out), "-q"]) == 1
+    assert sorted(os.listdir(out)) == ["blank.png", "scene.png", "scene_2.png"]
+    res = {r.source: r for r in Detector(model).predict([str(scenes)])}
+    drawn = read_image(str(out / "scene.png"))
+    want = res[str(scenes / "a" / "scene.png")].detections.annotate(_scene())
+    assert np.array_equal(drawn, want)  # PNG: lossless
+    assert not np.array_equal(drawn, _scene())
+    assert np.array_equal(read_image(str(out / "blank.png")), np.full((100, 100, 3), 90, np.uint8))
+
+
+@pytest.mark.parametrize("kind", ["res.json", "res.parquet", "labels"])
+def test_out_formats_agree_with_the_printed_results(capsys, scenes, model, tmp_path, kind):
+    out = tmp_path / kind
+    assert main(["detect", str(scenes), "--model", model, "--json", "--out", str(out)]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    counts = [r["count"] for r in rows]
+    if kind == "res.json":
+        anns = json.loads(out.read_text())
+        images = json.loads((tmp_path / "res.images.json").read_text())["images"]
+        assert [im["file_name"] for im in images] == [r["source"] for r in rows]
+        assert [sum(a["image_id"] == im["id"] for a in anns) for im in images] == counts
+        assert images[0]["width"] == rows[0]["image_size"][1]
+    elif kind == "res.parquet":
+        t = pq.read_table(out).to_pylist()
+        assert [r["path"] for r in t] == [r["source"] for r in rows] and [r["count"] for r in t] == counts
+        assert [r["boxes"] for r in t] == [[d["box"] for d in r["detections"]] for r in rows]
+    else:
+        index = json.loads((out / "index.json").read_text())
+        assert [e["source"] for e in index] == [r["source"] for r in rows]
+        assert sorted(e["label"] for e in index) == ["blank.txt", "scene.txt", "scene_2.txt"]
+        assert [len((out / e["label"]).read_text().splitlines()) for e in index] == counts
+
+
+def test_score_task_detect_resumes_and_keeps_one_row_per_input(scenes, model, tmp_path, bad):
+    out = tmp_path / "dets.parquet"
+    base = [sys.executable, "-m", "pyimgcls", "score", "--task", "detect", "--model", model, "--out", str(out),
+            "--threads", "2"]
+    r = subprocess.run(base + [str(scenes / "a")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "scored 2 images (0 errors, 0 skipped)" in r.stderr
+    r = subprocess.run(base + [str(scenes), str(bad)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "scored 2 images (1 errors, 2 skipped)" in r.stderr
+    t = pq.read_table(out)
+    rows = t.to_pylist()
+    assert len(rows) == 4 and len({x["path"] for x in rows}) == 4
+    assert all(os.path.isabs(x["path"]) for x in rows)
+    by = {os.path.relpath(x["path"], scenes): x for x in rows if x["error"] is None}
+    assert by[os.path.join("b", "scene.png")]["count"] == 1 and by[os.path.join("a", "blank.png")]["count"] == 0
+    assert np.allclose(by[os.path.join("a", "scene.png")]["boxes"][0], BOX, atol=2)
+    assert json.loads(t.schema.metadata[b"pyimgcls"])["settings"]["task"] == "detect"
+    # other detection settings: refused, naming the setting
+    r = subprocess.run(base + [str(scenes), "--conf", "0.5"], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 2 and "detector.conf" in r.stderr
+
+
+def test_score_options_of_the_other_task_are_refused(capsys, scenes, model, tmp_path):
+    assert main(["score", str(scenes), "--task", "detect", "--model", model, "--out", str(tmp_path / "o.parquet"),
+                 "--embeddings"]) == 2
+    assert "--embeddings does not apply to --task detect" in capsys.readouterr().err
+    assert main(["score", str(scenes), "--out", str(tmp_path / "o.parquet"), "--conf", "0.3"]) == 2
+    assert "--conf does not apply to --task classify" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o.parquet")

@@ -224,8 +224,13 @@ def make_detector(args: argparse.Namespace):
           "preprocess": preprocess_overrides(args)}
     kw = {k: v for k, v in kw.items() if v is not None}
     model = args.model or "faces"
-    if model == "faces" and "preprocess" in kw:
-        raise UsageError("preprocessing options (--imgsz, --resize, ...) apply to YOLO models, not to 'faces'")
+    if model == "faces":
+        if "preprocess" in kw:
+            raise UsageError("preprocessing options (--imgsz, --resize, ...) apply to YOLO models, not to 'faces'")
+        yolo_only = [flag for key, flag in (("iou", "--iou"), ("classes", "--classes")) if key in kw]
+        if yolo_only:
+            raise UsageError(f"{' and '.join(yolo_only)} apply to YOLO models, not to 'faces' (one class; MTCNN's "
+                             "own NMS thresholds)")
     kw["threads"] = args.threads
     if args.providers:
         if args.device != "auto":

@@ -293,7 +293,8 @@ def model_fingerprint(detector) -> str:
 
 
 def _settings(detector) -> dict:
-    keys = ("conf", "iou", "max_det", "classes", "agnostic_nms", "min_face_size")
+    keys = ("conf", "iou", "max_det", "classes", "agnostic_nms", "layout", "min_face_size", "thresholds",
+            "scale_factor")
     out = {}
     for k in keys:
         v = getattr(detector, k, None)

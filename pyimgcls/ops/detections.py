@@ -177,5 +177,5 @@ class Detections:
         from .draw import annotate
 
         return annotate(image, self.xyxy, self.confidence, self.class_id, self.class_names,
-                        getattr(self, "keypoints", None), thickness=thickness, text_scale=text_scale,
+                        self.keypoints, thickness=thickness, text_scale=text_scale,
                         labels=labels, scores=scores, palette=palette)

@@ -21,6 +21,7 @@ from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
 from .runtime.session import ModelInfo, Session, annotate_model
 from .tasks.classifier import Classification, Classifier, default_model_path
+from .tasks.detector import DetectionResult, Detector
 
 __all__ = [
     "Classification",
@@ -30,6 +31,8 @@ __all__ = [
     "annotate_model",
     "default_model_path",
     "Detections",
+    "DetectionResult",
+    "Detector",
     "metrics",
     "ops",
     "ImageDecodeError",

@@ -176,3 +176,65 @@ def test_score_options_of_the_other_task_are_refused(capsys, scenes, model, tmp_
     assert main(["score", str(scenes), "--out", str(tmp_path / "o.parquet"), "--conf", "0.3"]) == 2
     assert "--conf does not apply to --task classify" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o.parquet")
+
+
+# ----------------------------------------------------------------------------- the built-in face detector
+@pytest.fixture(scope="module")
+def photos_dir(tmp_path_factory, photos):
+    d = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "chelsea"):
+        Image.fromarray(photos[name]).save(d / f"{name}.jpg", quality=95)
+    return d
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_faces_is_the_default_model(capsys, photos_dir):
+    assert main(["detect", str(photos_dir), "--json", "--threads", "2"]) == 0
+    rows = {os.path.basename(r["source"]): r for r in _json_lines(capsys.readouterr().out)}
+    assert rows["chelsea.jpg"]["count"] == 0
+    (face,) = rows["astronaut.jpg"]["detections"]
+    # the one face of scikit-image's astronaut (shared/DATA.md: near x=179, y=60, w=89, h=113)
+    assert face["class_name"] == "face" and face["score"] > 0.9
+    assert _iou(face["box"], [179, 60, 268, 173]) > 0.9
+    assert len(face["keypoints"]) == 5
+    x1, y1, x2, y2 = face["box"]
+    assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in face["keypoints"])
+
+
+def test_faces_saved_with_box_and_landmarks_drawn(capsys, photos_dir, tmp_path):
+    assert main(["detect", str(photos_dir / "astronaut.jpg"), "--save", str(tmp_path), "-q"]) == 0
+    drawn = read_image(str(tmp_path / "astronaut.jpg"))
+    orig = read_image(str(photos_dir / "astronaut.jpg"))
+    diff = np.abs(drawn.astype(int) - orig.astype(int)).max(axis=-1) > 40  # beyond JPEG re-encoding noise
+    ys, xs = np.nonzero(diff)
+    assert diff.sum() > 500  # the box and its label
+    assert xs.min() >= 170 and xs.max() <= 280 and ys.min() >= 30 and ys.max() <= 185
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--iou", "0.5"], "--iou apply to YOLO models, not to 'faces'"),
+    (["--fast-decode"], "FaceDetector has no fast decode"),
+])
+def test_options_faces_cannot_honour_are_errors(capsys, photos_dir, args, msg):
+    assert main(["detect", str(photos_dir), *args]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_score_task_detect_with_faces_in_jsonl_and_shards(photos_dir, tmp_path, capsys):
+    outs = []
+    for i in (0, 1):
+        out = tmp_path / f"part{i}.jsonl"
+        code = main(["score", "--task", "detect", str(photos_dir), "--out", str(out), "--shard", f"{i}/2", "-q",
+                     "--threads", "2"])
+        assert code == 0
+        outs += [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(os.path.basename(r["path"]) for r in outs) == ["astronaut.jpg", "chelsea.jpg"]
+    astro = next(r for r in outs if r["path"].endswith("astronaut.jpg"))
+    assert astro["count"] == 1 and astro["class_names"] == ["face"] and len(astro["keypoints"][0]) == 5
+    assert (astro["width"], astro["height"]) == (512, 512)

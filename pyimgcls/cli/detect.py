@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     add_model_options(c, preprocessing=False, model_default="faces", model_help=DETECT_MODEL_HELP)
     add_detection_options(c)
     add_run_options(c, batch_size=16)
-    g = c.add_argument_group("output")
+    g = c.add_argument_group("results")
     g.add_argument("--json", action="store_true", help="one JSON object per line (every box) instead of a table")
     g.add_argument("--save", default=None, metavar="DIR",
                    help="write each image with its boxes, class names and scores drawn to DIR (same file name; "

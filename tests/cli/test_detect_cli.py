@@ -238,3 +238,18 @@ def test_score_task_detect_with_faces_in_jsonl_and_shards(photos_dir, tmp_path, 
     astro = next(r for r in outs if r["path"].endswith("astronaut.jpg"))
     assert astro["count"] == 1 and astro["class_names"] == ["face"] and len(astro["keypoints"][0]) == 5
     assert (astro["width"], astro["height"]) == (512, 512)
+
+
+def test_help_names_the_default_model_and_every_option(capsys, tmp_path):
+    for cmd in (["detect"], ["score"]):
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert all(opt in out for opt in ("--conf", "--iou", "--max-det", "--classes", "--device", "--threads"))
+        lines = [ln for ln in out.splitlines() if ln.strip().startswith("--")]
+        assert all(len(ln.split(None, 1)) > 1 or "  " in ln for ln in lines), lines
+    assert "--task" in out
+    main_help = subprocess.run([sys.executable, "-m", "pyimgcls", "--help"], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=60)
+    assert "detect" in main_help.stdout

@@ -25,6 +25,7 @@ the results are checked against.
 from __future__ import annotations
 
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from importlib import resources
@@ -147,9 +148,11 @@ class FaceDetector:
         self.max_det = max_det
         self._session_options = dict(session_options)
         pnet, rnet, onet = mtcnn_model_paths()
-        self._pnet = Session(pnet, threads=threads, **session_options)
-        self._rnet = Session(rnet, threads=threads, **session_options)
-        self._onet = Session(onet, threads=threads, **session_options)
+        with warnings.catch_warnings():  # the nets carry no preprocessing metadata: the cascade is the preprocessing
+            warnings.filterwarnings("ignore", message="model has no pyimgcls.preprocess metadata")
+            self._pnet = Session(pnet, threads=threads, **session_options)
+            self._rnet = Session(rnet, threads=threads, **session_options)
+            self._onet = Session(onet, threads=threads, **session_options)
         self.threads: int = self._pnet.threads
 
     def __repr__(self) -> str:
@@ -176,14 +179,14 @@ class FaceDetector:
             k += 1
         return out
 
-    def _stage1(self, img: np.ndarray) -> np.ndarray:
-        H, W = img.shape[:2]
+    def _stage1(self, img_t: np.ndarray) -> np.ndarray:
+        W, H = img_t.shape[:2]
         t = self.thresholds[0]
-        whole = np.array([[0, 0, W, H]], np.float64)
+        whole = np.array([[0, 0, H, W]], np.float64)
         found = []
         for s in self.scales(H, W):
             hs, ws = int(math.ceil(H * s)), int(math.ceil(W * s))
-            x = crop_resize(img, whole, (hs, ws), interpolation="area", mean=_MEAN, std=_STD, layout="NWHC",
+            x = crop_resize(img_t, whole, (ws, hs), interpolation="area", mean=_MEAN, std=_STD, layout="NHWC",
                             threads=self.threads)
             reg, prob = self._pnet.run(x)
             # outputs are (1, cols, rows, .): cell (r, c) of the level
@@ -203,18 +206,22 @@ class FaceDetector:
         boxes = np.fix(_square(cand[:, :4] + cand[:, 5:9] * np.stack([w, h, w, h], 1)))
         return boxes[(boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])]
 
-    def _crops(self, img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-        return crop_resize(img, _edges(boxes), size, interpolation="area", fill=0.0, mean=_MEAN, std=_STD,
-                           layout="NWHC", threads=self.threads)
+    def _crops(self, img_t: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+        e = _edges(boxes)[:, [1, 0, 3, 2]]  # boxes of the transposed image
+        return crop_resize(img_t, e, size, interpolation="area", fill=0.0, mean=_MEAN, std=_STD, layout="NHWC",
+                           threads=self.threads)
 
     def detect(self, image: np.ndarray) -> Detections:
         """Faces of one decoded image: (H, W, 3) uint8 RGB (any strides; gray, RGBA and uint16 are
         converted). Thread-safe."""
         img = _rgb8(image)
         H, W = img.shape[:2]
-        boxes = self._stage1(img)
+        # the networks take (W, H) images (Keras-transposed): crops of the transposed image in NHWC are
+        # exactly that layout, and contiguous rows let crop_resize use its SIMD path
+        img_t = np.ascontiguousarray(img.transpose(1, 0, 2))
+        boxes = self._stage1(img_t)
         if len(boxes):
-            reg, prob = self._rnet.run(self._crops(img, boxes, 24))
+            reg, prob = self._rnet.run(self._crops(img_t, boxes, 24))
             sc = prob[:, 1].astype(np.float64)
             ok = sc > self.thresholds[1]
             boxes, sc, reg = boxes[ok], sc[ok], reg[ok].astype(np.float64)
@@ -228,7 +235,7 @@ class FaceDetector:
             return Detections(xyxy=np.zeros((0, 4), np.float32), confidence=np.zeros(0, np.float32),
                               class_id=np.zeros(0, np.int32), class_names=_NAMES,
                               keypoints=np.zeros((0, 5, 2), np.float32))
-        reg, pts, prob = self._onet.run(self._crops(img, boxes, 48))
+        reg, pts, prob = self._onet.run(self._crops(img_t, boxes, 48))
         sc = prob[:, 1].astype(np.float64)
         ok = sc > self.thresholds[2]
         boxes, sc, reg, pts = boxes[ok], sc[ok], reg[ok].astype(np.float64), pts[ok].astype(np.float64)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/common/parallel.h"
+#include "core/preprocess/preprocess.h"
 
 namespace pyimgcls::core {
 namespace {
@@ -108,45 +109,69 @@ void build_taps(Taps& t, double b0, double b1, int count, int n, CropInterpolati
 }
 
 constexpr int kRowBlock = 16;
+constexpr int kRowSlots = 4;  // horizontally resampled rows kept (area shrink reads ~scale + 1 rows a row)
 
+// Channel count as a template parameter for 1, 3 and 4 channels stored contiguously (the compiler keeps
+// a pixel's sums in registers); NC == 0 is any count and any channel stride.
+template <int NC>
 struct Worker {
     const StridedImage& src;
     const CropParams& p;
     float* out;
+    const int C;
     Taps tx, ty;
-    std::vector<float> rows[2];  // horizontally resampled source rows (out_w * C)
-    int row_of[2] = {-1, -1};
-    int next_slot = 0;
+    std::vector<float> rows[kRowSlots];  // out_w * C each
+    int row_of[kRowSlots];
+    long long used[kRowSlots] = {};  // last use, for least-recently-used eviction
+    long long clock = 0;
     std::vector<float> acc;
     std::vector<std::ptrdiff_t> xoff;  // byte offset of each x tap
+    float fill[64], scale[64], bias[64];
 
-    Worker(const StridedImage& s, const CropParams& params, float* o) : src(s), p(params), out(o) {}
+    Worker(const StridedImage& s, const CropParams& params, float* o)
+        : src(s), p(params), out(o), C(NC ? NC : s.channels) {
+        for (int c = 0; c < C; ++c) fill[c] = p.fill[c], scale[c] = p.scale[c], bias[c] = p.bias[c];
+    }
 
     const float* hrow(int r) {
-        for (int k = 0; k < 2; ++k)
-            if (row_of[k] == r) return rows[k].data();
-        const int slot = next_slot;
-        next_slot ^= 1;
+        // LRU: the rows of one output row's window (at most kRowSlots) never evict each other
+        ++clock;
+        int slot = 0;
+        for (int k = 0; k < kRowSlots; ++k) {
+            if (row_of[k] == r) {
+                used[k] = clock;
+                return rows[k].data();
+            }
+            if (used[k] < used[slot]) slot = k;
+        }
         row_of[slot] = r;
-        const int C = src.channels, W = p.out_w;
-        std::vector<float>& h = rows[slot];
-        h.resize(static_cast<std::size_t>(W) * C);
+        used[slot] = clock;
+        const int W = p.out_w;
+        std::vector<float>& hv = rows[slot];
+        hv.resize(static_cast<std::size_t>(W) * C);
+        float* h = hv.data();
         const std::uint8_t* base = src.data + r * src.sy;
+        const int* off = tx.off.data();
+        const float* tw = tx.w.data();
+        const float* fw = tx.fill_w.data();
+        const std::ptrdiff_t* xo = xoff.data();
+        const std::ptrdiff_t sc = src.sc;
         for (int j = 0; j < W; ++j) {
-            float* hj = h.data() + static_cast<std::size_t>(j) * C;
-            const float fw = tx.fill_w[j];
-            for (int c = 0; c < C; ++c) hj[c] = fw * p.fill[c];
-            for (int q = tx.off[j]; q < tx.off[j + 1]; ++q) {
-                const std::uint8_t* px = base + xoff[q];
-                const float w = tx.w[q];
-                if (src.sc == 1) {
-                    for (int c = 0; c < C; ++c) hj[c] += w * static_cast<float>(px[c]);
+            float a[NC ? NC : 64];
+            for (int c = 0; c < C; ++c) a[c] = fw[j] * fill[c];
+            for (int q = off[j]; q < off[j + 1]; ++q) {
+                const std::uint8_t* px = base + xo[q];
+                const float w = tw[q];
+                if (NC) {
+                    for (int c = 0; c < NC; ++c) a[c] += w * static_cast<float>(px[c]);
                 } else {
-                    for (int c = 0; c < C; ++c) hj[c] += w * static_cast<float>(px[c * src.sc]);
+                    for (int c = 0; c < C; ++c) a[c] += w * static_cast<float>(px[c * sc]);
                 }
             }
+            float* hj = h + static_cast<std::size_t>(j) * C;
+            for (int c = 0; c < C; ++c) hj[c] = a[c];
         }
-        return h.data();
+        return h;
     }
 
     void run(std::ptrdiff_t k, const double* box, int row_begin, int row_end) {
@@ -156,46 +181,152 @@ struct Worker {
         build_taps(ty, y1, y2, p.out_h, src.height, p.mode, shrinks);
         xoff.resize(tx.idx.size());
         for (std::size_t q = 0; q < tx.idx.size(); ++q) xoff[q] = tx.idx[q] * src.sx;
-        row_of[0] = row_of[1] = -1;
-        const int C = src.channels, H = p.out_h, W = p.out_w;
-        acc.resize(static_cast<std::size_t>(W) * C);
+        for (int s = 0; s < kRowSlots; ++s) row_of[s] = -1, used[s] = 0;
+        const int H = p.out_h, W = p.out_w;
+        const std::size_t n = static_cast<std::size_t>(W) * C;
+        acc.resize(n);
+        float* a = acc.data();
         float* box_out = out + k * static_cast<std::ptrdiff_t>(C) * H * W;
+        const float* hs[kRowSlots];
         for (int i = row_begin; i < row_end; ++i) {
             const float fw = ty.fill_w[i];
-            for (int j = 0; j < W; ++j)
-                for (int c = 0; c < C; ++c) acc[static_cast<std::size_t>(j) * C + c] = fw * p.fill[c];
-            for (int q = ty.off[i]; q < ty.off[i + 1]; ++q) {
-                const float* h = hrow(ty.idx[q]);
-                const float w = ty.w[q];
-                for (std::size_t e = 0; e < acc.size(); ++e) acc[e] += w * h[e];
+            const int q0 = ty.off[i], nq = ty.off[i + 1] - q0;
+            if (nq <= kRowSlots)
+                for (int q = 0; q < nq; ++q) hs[q] = hrow(ty.idx[q0 + q]);
+            if (nq <= 2) {  // bilinear (and small area windows): one pass
+                const float w0 = nq > 0 ? ty.w[q0] : 0.f, w1 = nq > 1 ? ty.w[q0 + 1] : 0.f;
+                const float* h0 = nq > 0 ? hs[0] : a;
+                const float* h1 = nq > 1 ? hs[1] : a;
+                if (nq == 0) std::fill(a, a + n, 0.f);
+                for (std::size_t e = 0; e < n; e += C)
+                    for (int c = 0; c < C; ++c) a[e + c] = w0 * h0[e + c] + w1 * h1[e + c] + fw * fill[c];
+            } else {
+                for (std::size_t e = 0; e < n; e += C)
+                    for (int c = 0; c < C; ++c) a[e + c] = fw * fill[c];
+                for (int q = 0; q < nq; ++q) {
+                    // a window of more than kRowSlots rows (a strong shrink) is fetched row by row
+                    const float* h = nq <= kRowSlots ? hs[q] : hrow(ty.idx[q0 + q]);
+                    const float w = ty.w[q0 + q];
+                    for (std::size_t e = 0; e < n; ++e) a[e] += w * h[e];
+                }
             }
             switch (p.layout) {
                 case CropLayout::nchw:
                     for (int c = 0; c < C; ++c) {
                         float* o = box_out + (static_cast<std::ptrdiff_t>(c) * H + i) * W;
-                        const float s = p.scale[c], b = p.bias[c];
-                        for (int j = 0; j < W; ++j) o[j] = acc[static_cast<std::size_t>(j) * C + c] * s + b;
+                        const float s = scale[c], b = bias[c];
+                        for (int j = 0; j < W; ++j) o[j] = a[static_cast<std::size_t>(j) * C + c] * s + b;
                     }
                     break;
                 case CropLayout::nhwc: {
                     float* o = box_out + static_cast<std::ptrdiff_t>(i) * W * C;
-                    for (int j = 0; j < W; ++j)
-                        for (int c = 0; c < C; ++c) {
-                            const std::size_t e = static_cast<std::size_t>(j) * C + c;
-                            o[e] = acc[e] * p.scale[c] + p.bias[c];
-                        }
+                    for (std::size_t e = 0; e < n; e += C)
+                        for (int c = 0; c < C; ++c) o[e + c] = a[e + c] * scale[c] + bias[c];
                     break;
                 }
                 case CropLayout::nwhc:
                     for (int j = 0; j < W; ++j) {
                         float* o = box_out + (static_cast<std::ptrdiff_t>(j) * H + i) * C;
-                        for (int c = 0; c < C; ++c) o[c] = acc[static_cast<std::size_t>(j) * C + c] * p.scale[c] + p.bias[c];
+                        const float* aj = a + static_cast<std::size_t>(j) * C;
+                        for (int c = 0; c < C; ++c) o[c] = aj[c] * scale[c] + bias[c];
                     }
                     break;
             }
         }
     }
 };
+
+// The fast path: an integer box inside the image, pixels contiguous, 1 or 3 channels, NCHW / NHWC.
+// Such a crop is exactly a resize of the sub-image view, which the preprocessing engine does with its
+// SIMD row kernels (cv2's INTER_LINEAR / INTER_AREA conventions, the same as the tables above).
+struct FastPath {
+    bool enabled = false;
+    PreprocessParams pp;
+    TensorView dst;
+
+    FastPath(const StridedImage& src, const CropParams& p, float* out, std::ptrdiff_t count) {
+        const int C = src.channels;
+        enabled = (C == 1 || C == 3) && (src.sc == 1 || C == 1) && src.sx == C &&
+                  src.sy >= static_cast<std::ptrdiff_t>(src.width) * C && p.layout != CropLayout::nwhc &&
+                  count <= 0x7fffffff;
+        if (!enabled) return;
+        pp.interpolation = p.mode == CropInterpolation::area ? Interpolation::area : Interpolation::bilinear;
+        pp.out_channels = C;
+        for (int c = 0; c < 3; ++c) {
+            pp.channel_map[c] = C == 1 ? 0 : c;
+            pp.scale[c] = p.scale[C == 1 ? 0 : c];
+            pp.bias[c] = p.bias[C == 1 ? 0 : c];
+        }
+        dst.data = out;
+        dst.batch = static_cast<int>(count);
+        dst.channels = C;
+        dst.height = p.out_h;
+        dst.width = p.out_w;
+        dst.layout = p.layout == CropLayout::nchw ? Layout::nchw : Layout::nhwc;
+        dst.dtype = OutType::f32;
+    }
+
+    // The view and plan of box b when it qualifies.
+    bool take(const StridedImage& src, const double* b, ImageView& view, ResizePlan& plan) const {
+        if (!enabled) return false;
+        for (int i = 0; i < 4; ++i)
+            if (b[i] != std::floor(b[i])) return false;
+        if (!(b[0] >= 0 && b[1] >= 0 && b[2] <= src.width && b[3] <= src.height)) return false;
+        const int x1 = static_cast<int>(b[0]), y1 = static_cast<int>(b[1]);
+        view.data = src.data + y1 * src.sy + static_cast<std::ptrdiff_t>(x1) * src.sx;
+        view.width = static_cast<int>(b[2]) - x1;
+        view.height = static_cast<int>(b[3]) - y1;
+        view.channels = src.channels;
+        view.row_stride = src.sy;
+        view.type = PixelType::u8;
+        plan.resized_h = plan.content_h = dst.height;
+        plan.resized_w = plan.content_w = dst.width;
+        plan.crop_y = plan.crop_x = plan.out_y = plan.out_x = 0;
+        return true;
+    }
+};
+
+template <int NC>
+void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count, float* out, const CropParams& p,
+             int threads) {
+    const FastPath fast(src, p, out, count);
+    const int t = resolve_threads(threads);
+    if (count < 2 * t) {  // few boxes (a whole image, a handful of detections): rows over threads
+        for (std::ptrdiff_t k = 0; k < count; ++k) {
+            ImageView view;
+            ResizePlan plan;
+            if (fast.take(src, boxes + 4 * k, view, plan)) {
+                const ImageTables tables = make_tables(view, plan, fast.pp.interpolation);
+                parallel_for(p.out_h, threads, [&](std::ptrdiff_t b, std::ptrdiff_t e) {
+                    resize_normalize_rows(view, fast.dst, static_cast<int>(k), plan, tables, fast.pp,
+                                          static_cast<int>(b), static_cast<int>(e));
+                }, 32);
+                continue;
+            }
+            const std::ptrdiff_t blocks = (p.out_h + kRowBlock - 1) / kRowBlock;
+            parallel_for(blocks, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
+                Worker<NC> w(src, p, out);
+                for (std::ptrdiff_t b = begin; b < end; ++b)
+                    w.run(k, boxes + 4 * k, static_cast<int>(b) * kRowBlock,
+                          std::min(p.out_h, static_cast<int>(b + 1) * kRowBlock));
+            });
+        }
+        return;
+    }
+    parallel_for(count, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        Worker<NC> w(src, p, out);
+        for (std::ptrdiff_t k = begin; k < end; ++k) {
+            ImageView view;
+            ResizePlan plan;
+            if (fast.take(src, boxes + 4 * k, view, plan)) {
+                const ImageTables tables = make_tables(view, plan, fast.pp.interpolation);
+                resize_normalize_rows(view, fast.dst, static_cast<int>(k), plan, tables, fast.pp, 0, p.out_h);
+            } else {
+                w.run(k, boxes + 4 * k, 0, p.out_h);
+            }
+        }
+    }, 8);
+}
 
 }  // namespace
 
@@ -214,20 +345,10 @@ const char* crop_box_problem(const double* b, CropInterpolation mode) {
 void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, float* out,
                  const CropParams& p, int threads) {
     if (count <= 0 || p.out_h <= 0 || p.out_w <= 0) return;
-    // split each box into row blocks when there are fewer boxes than threads
-    const int t = resolve_threads(threads);
-    const std::ptrdiff_t blocks = count >= 2 * t ? 1 : (p.out_h + kRowBlock - 1) / kRowBlock;
-    const std::ptrdiff_t units = count * blocks;
-    const std::ptrdiff_t min_chunk = blocks > 1 ? 1 : 8;
-    parallel_for(units, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        Worker w(src, p, out);
-        for (std::ptrdiff_t u = begin; u < end; ++u) {
-            const std::ptrdiff_t k = u / blocks, b = u % blocks;
-            const int r0 = blocks > 1 ? static_cast<int>(b) * kRowBlock : 0;
-            const int r1 = blocks > 1 ? std::min(p.out_h, r0 + kRowBlock) : p.out_h;
-            w.run(k, boxes + 4 * k, r0, r1);
-        }
-    }, min_chunk);
+    if (src.sc == 1 && src.channels == 3) run_all<3>(src, boxes, count, out, p, threads);
+    else if (src.sc == 1 && src.channels == 1) run_all<1>(src, boxes, count, out, p, threads);
+    else if (src.sc == 1 && src.channels == 4) run_all<4>(src, boxes, count, out, p, threads);
+    else run_all<0>(src, boxes, count, out, p, threads);
 }
 
 }  // namespace pyimgcls::core

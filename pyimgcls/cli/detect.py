@@ -15,7 +15,6 @@ from ._args import DETECT_MODEL_HELP, HelpFormatter, UsageError, add_detection_o
 __all__ = ["register", "run"]
 
 log = logging.getLogger("pyimgcls")
-SAVE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def register(sub: argparse._SubParsersAction, parents: list) -> None:
@@ -74,28 +73,9 @@ def _json(r) -> dict:
             "count": None if d is None else len(d), "detections": dets, "error": r.error}
 
 
-def _save(r, folder: str, names) -> None:
-    """The image with its boxes drawn, into ``folder`` (re-decoded: the same EXIF-rotated pixels)."""
-    import cv2
-
-    from ..io.images import read_image
-
-    ext = os.path.splitext(r.source)[1].lower()
-    ext = ext if ext in SAVE_EXTS else ".png"
-    name = names(r.source, ext)
-    drawn = r.detections.annotate(read_image(r.source))
-    bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(ext, bgr, [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else [])
-    if not ok:
-        raise OSError(f"could not encode {name}")
-    from ..jobs._writers import atomic_write
-
-    atomic_write(os.path.join(folder, name), buf.tobytes())
-
-
 def run(args: argparse.Namespace) -> int:
     from ..io.sources import iter_items
-    from ..jobs.detect import UniqueNames, open_output, predict_iter
+    from ..jobs.detect import UniqueNames, open_output, predict_iter, save_drawn
 
     inputs = resolve_inputs(args)
     if args.save and os.path.exists(args.save) and not os.path.isdir(args.save):
@@ -117,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             n += 1
             if r.error is None and args.save:
                 try:
-                    _save(r, args.save, names)
+                    save_drawn(r, args.save, names)
                 except (OSError, ValueError) as e:  # e.g. the file changed since it was read
                     log.error("%s: not saved: %s", r.source, e)
                     n_err += 1

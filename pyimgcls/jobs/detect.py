@@ -22,6 +22,9 @@ column             type                        meaning
 =================  ==========================  ==================================================
 
 In CSV the list columns are JSON text.
+
+The writers (``open_output``) take results from one thread, in order; ``score_detections`` holds
+the output's lock for the whole run.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from ._writers import AppendWriter, OutputLock, ParquetWriter, atomic_write, che
     remove_stale_temporaries, text, write_manifest
 
 __all__ = ["ROW_COLUMNS", "detection_row", "row_schema", "open_output", "CocoWriter", "ParquetRowsWriter",
-           "YoloLabelsWriter", "UniqueNames", "score_detections", "yolo_lines", "predict_iter"]
+           "YoloLabelsWriter", "UniqueNames", "score_detections", "yolo_lines", "predict_iter", "save_drawn"]
 
 log = logging.getLogger("pyimgcls")
 
@@ -115,6 +118,30 @@ class UniqueNames:
         if k > 1:
             log.info("%s: written as %s (the name was taken by an earlier input)", source, name)
         return name
+
+
+SAVE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def save_drawn(r, folder: str, names: UniqueNames) -> str:
+    """Writes the image of a path result with its detections drawn (``Detections.annotate``) into
+    ``folder``, under a name from ``names``, in the input's format (PNG when OpenCV cannot write
+    it; JPEG quality 95). The image is read again (``read_image``: the same EXIF-rotated pixels
+    the boxes refer to). Returns the file name."""
+    import cv2
+
+    from ..io.images import read_image
+
+    ext = os.path.splitext(r.source)[1].lower()
+    ext = ext if ext in SAVE_EXTS else ".png"
+    name = names(r.source, ext)
+    drawn = r.detections.annotate(read_image(r.source))
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else [])
+    if not ok:
+        raise OSError(f"could not encode {name}")
+    atomic_write(os.path.join(folder, name), buf.tobytes())
+    return name
 
 
 # ----------------------------------------------------------------------------- detect --out writers

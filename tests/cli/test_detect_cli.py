@@ -145,16 +145,16 @@ def test_out_formats_agree_with_the_printed_results(capsys, scenes, model, tmp_p
         assert [len((out / e["label"]).read_text().splitlines()) for e in index] == counts
 
 
-def test_score_task_detect_resumes_and_keeps_one_row_per_input(scenes, model, tmp_path, bad):
+def test_score_task_detect_resumes_and_keeps_one_row_per_input(capsys, scenes, model, tmp_path, bad):
     out = tmp_path / "dets.parquet"
     base = [sys.executable, "-m", "pyimgcls", "score", "--task", "detect", "--model", model, "--out", str(out),
             "--threads", "2"]
     r = subprocess.run(base + [str(scenes / "a")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "scored 2 images (0 errors, 0 skipped)" in r.stderr
-    r = subprocess.run(base + [str(scenes), str(bad)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert r.returncode == 1, r.stderr
-    assert "scored 2 images (1 errors, 2 skipped)" in r.stderr
+    capsys.readouterr()
+    assert main(base[3:] + [str(scenes), str(bad)]) == 1
+    assert "scored 2 images (1 errors, 2 skipped)" in capsys.readouterr().err
     t = pq.read_table(out)
     rows = t.to_pylist()
     assert len(rows) == 4 and len({x["path"] for x in rows}) == 4
@@ -164,9 +164,8 @@ def test_score_task_detect_resumes_and_keeps_one_row_per_input(scenes, model, tm
     assert np.allclose(by[os.path.join("a", "scene.png")]["boxes"][0], BOX, atol=2)
     assert json.loads(t.schema.metadata[b"pyimgcls"])["settings"]["task"] == "detect"
     # other detection settings: refused, naming the setting
-    r = subprocess.run(base + [str(scenes), "--conf", "0.5"], capture_output=True, text=True, timeout=300,
-                       cwd=tmp_path)
-    assert r.returncode == 2 and "detector.conf" in r.stderr
+    assert main(base[3:] + [str(scenes), "--conf", "0.5"]) == 2
+    assert "detector.conf: 0.25 -> 0.5" in capsys.readouterr().err
 
 
 def test_score_options_of_the_other_task_are_refused(capsys, scenes, model, tmp_path):

@@ -252,3 +252,29 @@ def test_help_names_the_default_model_and_every_option(capsys, tmp_path):
     main_help = subprocess.run([sys.executable, "-m", "pyimgcls", "--help"], capture_output=True, text=True,
                                cwd=tmp_path, timeout=60)
     assert "detect" in main_help.stdout
+
+
+def test_exif_rotated_photo_boxes_and_drawing_in_the_rotated_frame(model, tmp_path):
+    """A JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view): the
+    boxes and the drawn image are both in the upright frame that read_image returns; paths come
+    on standard input."""
+    upright = _scene(h=320, w=240, box=(40, 60, 150, 220))
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # what a sideways camera writes
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src = tmp_path / "sideways.jpg"
+    Image.fromarray(stored).save(src, quality=95, exif=exif)
+    assert read_image(str(src)).shape == upright.shape
+    r = subprocess.run([sys.executable, "-m", "pyimgcls", "detect", "-", "--model", model, "--json", "--save",
+                        str(tmp_path / "drawn")], input=f"{src}\n", capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (row,) = _json_lines(r.stdout)
+    assert row["image_size"] == [320, 240]
+    assert np.allclose(row["detections"][0]["box"], (40, 60, 150, 220), atol=2)
+    drawn = read_image(str(tmp_path / "drawn" / "sideways.jpg"))
+    assert drawn.shape == upright.shape
+    # the box's bottom edge (1 px, blurred by JPEG's chroma subsampling) is drawn on the row that holds y2
+    y = int(np.ceil(row["detections"][0]["box"][3])) - 1
+    diff = np.abs(drawn.astype(int) - read_image(str(src)).astype(int)).max(axis=-1)
+    assert diff[y, 60:130].min() > 40 and diff[y + 5:, :].max() < 20 and diff[100:y - 5, 60:130].max() < 20

@@ -218,7 +218,7 @@ def test_faces_saved_with_box_and_landmarks_drawn(capsys, photos_dir, tmp_path):
 
 @pytest.mark.parametrize("args, msg", [
     (["--iou", "0.5"], "--iou apply to YOLO models, not to 'faces'"),
-    (["--fast-decode"], "FaceDetector has no fast decode"),
+    (["--fast-decode"], "FaceDetector decodes images in full"),
 ])
 def test_options_faces_cannot_honour_are_errors(capsys, photos_dir, args, msg):
     assert main(["detect", str(photos_dir), *args]) == 2

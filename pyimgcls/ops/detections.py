@@ -152,3 +152,33 @@ class Detections:
                 "score": float(s),
             })
         return out
+
+    def annotate(self, image: np.ndarray, *, thickness: int | None = None, text_scale: float | None = None,
+                 labels: bool = True, scores: bool = True,
+                 palette: Sequence[tuple[int, int, int]] | None = None) -> np.ndarray:
+        """A copy of ``image`` with the boxes, class names, scores (and keypoints, if any) drawn.
+
+        One colour per class (``ops.draw.PALETTE``, by class id); labels on a filled background
+        in the box's colour, above the box or just inside it when the box touches the top; line
+        width and text size grow with the image. Boxes reaching outside the image are clipped.
+        Thread-safe (the input is only read).
+
+        Args:
+            image: (H, W, 3) RGB or (H, W, 4) RGBA uint8, in the pixels of ``xyxy``; (H, W) or
+                (H, W, 1) gray gives an RGB result.
+            thickness: box line width in pixels (default: about 0.3% of the image's mean side, >= 1).
+            text_scale: OpenCV font scale of the labels (default: from ``thickness``).
+            labels: draw labels; ``scores``: put the confidence in them.
+            palette: colours (RGB) to use instead of ``ops.draw.PALETTE``.
+
+        Returns:
+            (H, W, 3) or (H, W, 4) uint8, a new array.
+
+        Raises:
+            TypeError: ``image`` is not a uint8 array. ValueError: its shape is not an image's.
+        """
+        from .draw import annotate
+
+        return annotate(image, self.xyxy, self.confidence, self.class_id, self.class_names,
+                        self.keypoints, thickness=thickness, text_scale=text_scale,
+                        labels=labels, scores=scores, palette=palette)

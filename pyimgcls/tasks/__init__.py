@@ -7,4 +7,4 @@ from .detector import DetectionResult, Detector, load_detector
 from .faces import FaceDetector
 
 __all__ = ["ModelTask", "Classification", "Classifier", "default_model_path", "DetectionResult", "Detector",
-           "load_detector", "FaceDetector"]
+           "FaceDetector", "load_detector"]

@@ -161,19 +161,34 @@ def _row(r, embeddings: bool, probabilities: bool) -> dict:
 
 
 def _write(writer, rows: list[dict]) -> None:
-    """``writer.write(rows)`` with Ctrl-C held back until it returns (main thread, POSIX): the
-    interrupt then comes between chunks, and the count of saved rows is exact."""
+    """``writer.write(rows)`` with Ctrl-C held back until it returns (main thread): the interrupt
+    then comes between chunks, and the count of saved rows is exact.
+
+    A signal mask would not do: SIGINT goes to any thread that does not block it (the decode pool,
+    ONNX Runtime's workers), and Python then runs its handler in the main thread at the next
+    bytecode, inside ``write``. So the handler itself is swapped for one that only notes the
+    interrupt, and the old one runs once the chunk is durable."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         writer.write(rows)
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    hits: list[object] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(frame))
+    except ValueError:  # not the main interpreter: nothing to hold back
+        writer.write(rows)
+        return
     try:
         writer.write(rows)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old)
+    if hits:
+        if callable(old):
+            old(signal.SIGINT, hits[0])
+        elif old == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 class _Progress:

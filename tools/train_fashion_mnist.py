@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-DATA = "/usr/share/datasets/fashion-mnist"
+DATA = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
            "Ankle boot"]
 MEAN, STD = 0.2860, 0.3530
@@ -131,8 +131,23 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pyimgcls-python", default=sys.executable,
                     help="an interpreter with pyimgcls installed, for the annotate_model step")
+    ap.add_argument("--raw-out", default=None,
+                    help="also write the plain export (before annotate_model) here; with --no-annotate, only it")
+    ap.add_argument("--no-annotate", action="store_true", help="stop after the plain export (--raw-out)")
+    ap.add_argument("--annotate-only", default=None, metavar="RAW",
+                    help="skip training: annotate a plain export RAW into --out")
     args = ap.parse_args()
+    if args.annotate_only:
+        subprocess.run([args.pyimgcls_python, "-c", ANNOTATE, os.path.abspath(args.annotate_only),
+                        os.path.abspath(args.out), json.dumps(CLASSES), repr(MEAN), repr(STD)], check=True,
+                       cwd=tempfile.gettempdir())
+        print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB)")
+        return 0
     model = train(args.epochs, args.threads, args.seed)
+    if args.raw_out:
+        export(model, args.raw_out)
+        if args.no_annotate:
+            return 0
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.onnx")
         export(model, raw)

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
                    help="the ONNX model (optional) and the dataset: a folder with one sub-folder per class, or a "
                         ".csv / .tsv / .parquet table of path,label (several label columns or 'a;b' labels: "
                         "multi-label)")
-    s.add_argument("--task", choices=("classify",), default="classify", help="what the model does")
+    s.add_argument("--task", choices=("classify", "detect"), default="classify",
+                   help="what the model does; detect: DATA is a COCO .json file or a YOLO folder (images/, labels/, "
+                        "data.yaml) and MODEL 'faces' (the built-in face detector, the default) or a YOLO ONNX file")
     s.add_argument("--out", default=None, metavar="DIR",
                    help="folder for report.json, confusion_matrix.png, pr_curves.png, f1_threshold.png, "
                         "calibration.png and report.html (default: only the terminal summary)")
@@ -75,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if model is not None:
             raise UsageError("give the model as the first argument or as --model, not both")
         model = args.model_opt
-    for what, p in (("model", model), ("dataset", data), ("predictions", args.predictions),
+    if args.task == "detect" and model is None:
+        model = "faces"
+    for what, p in (("model", None if model == "faces" and args.task == "detect" else model), ("dataset", data), ("predictions", args.predictions),
                     ("class map", args.class_map)):
         if p is not None and not os.path.exists(p):
             raise UsageError(f"{what} not found: {p}")

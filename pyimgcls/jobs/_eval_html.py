@@ -44,13 +44,18 @@ def build_page(rep, pngs: dict, *, thumbnails: bool = True) -> HtmlPage:
     for n in rep.notes:
         page.note(n)
     rows = []
-    for label, key in _HEADLINE:
+    headline = _HEADLINE
+    if rep.task == "detect":
+        from ..metrics import STAT_NAMES
+
+        headline = [("mAP@[.5:.95]" if k == "AP" else k, k) for k in STAT_NAMES]
+    for label, key in headline:
         v = rep.metrics.get(key)
         if v is None:
             continue
         if key == "top_k_accuracy":
             label = f"top-{rep.metrics.get('top_k', 5)} accuracy"
-        ci = rep.intervals.get(key)
+        ci = rep.intervals.get("map" if key == "AP" and rep.task == "detect" else key)
         rows.append([label, v, "" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"])
     page.table(["metric", "value", "bootstrap 95% interval"], rows, caption="Headline numbers")
     if rep.intervals:
@@ -80,10 +85,21 @@ def build_page(rep, pngs: dict, *, thumbnails: bool = True) -> HtmlPage:
                                   if not _have_mpl() else "nothing to plot"))
     for name, head, cap in _PLOTS:
         if name in pngs:
+            if rep.task == "detect" and name == "pr_curves.png":
+                cap = "COCO's interpolated precision at 101 recall points, IoU 0.5, all areas, 100 detections."
             page.heading(head, 3)
             page.image(pngs[name], alt=head, caption=cap)
 
     page.heading("Per class", anchor="per-class")
+    if rep.task == "detect":
+        page.table(["class", "dataset name", "AP@[.5:.95]", "AP50", "ground-truth boxes",
+                    f"predictions >= {rep.settings.get('draw_conf', 0.25):g}"],
+                   [[r["name"], ", ".join(d for d in r["dataset_names"] if d != r["name"]), r["ap"], r["ap50"],
+                     r["support"], r["predicted"]] for r in rep.per_class],
+                   collapsed=len(rep.per_class) > 50, summary=f"{len(rep.per_class)} classes")
+        _detect_gallery(page, rep, thumbnails)
+        _problems_and_settings(page, rep)
+        return page
     cols = ["class", "dataset name", "precision", "recall", "F1", "support", "predicted"]
     have_ap = any("ap" in r for r in rep.per_class)
     if have_ap:
@@ -127,6 +143,38 @@ def build_page(rep, pngs: dict, *, thumbnails: bool = True) -> HtmlPage:
                     else g["predicted"])
             page.gallery(thumbs, title=head)
 
+    _problems_and_settings(page, rep)
+    return page
+
+
+def _detect_gallery(page: HtmlPage, rep, thumbnails: bool) -> None:
+    from ..io.images import read_image
+    from ._report import encode_png, thumbnail
+    from .eval_detect import _draw
+
+    if not rep.gallery:
+        return
+    page.heading("Images", anchor="gallery")
+    page.paragraph("Ground truth in green; predictions at or above the drawing threshold with their scores. "
+                   "Shown: the images where the two disagree most in count.")
+    for g in rep.gallery:
+        thumbs = []
+        for e in g["examples"]:
+            png = None
+            if thumbnails:
+                try:
+                    d = e["draw"]
+                    img = _draw(read_image(e["path"]), d["gt_boxes"], d["gt_names"], d["detections"], d["names"])
+                    png = encode_png(thumbnail(img, 480))
+                except Exception:  # noqa: BLE001 - an image gone since the run shows its text only
+                    png = None
+            thumbs.append(Thumb(png, [os.path.basename(e["path"]), f"ground truth: {e['true_count']}",
+                                      f"predicted: {e['predicted_count']}"], title=e["path"]))
+        page.gallery(thumbs, title=f"{g['true']}, {g['predicted']}")
+
+
+def _problems_and_settings(page: HtmlPage, rep) -> None:
+    c = rep.counts
     page.heading("Problems", anchor="problems")
     if not rep.problems:
         page.paragraph("None: every listed image was labelled, read and evaluated.")
@@ -144,7 +192,6 @@ def build_page(rep, pngs: dict, *, thumbnails: bool = True) -> HtmlPage:
     if moved:
         page.table(["dataset class", "model class"], moved, caption="Classes matched by id or class map",
                    collapsed=len(moved) > 20)
-    return page
 
 
 def _have_mpl() -> bool:

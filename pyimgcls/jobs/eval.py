@@ -253,6 +253,7 @@ class EvalReport:
     gallery: list[dict] = field(default_factory=list, repr=False)
     seconds: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
+    coco: Any = field(default=None, repr=False)  # detection: the full COCOResult
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
@@ -276,7 +277,9 @@ class EvalReport:
             t = self.threshold_curve
             d["thresholds"] = {k: t[k] for k in ("kind", "best_f1", "target_precision") if k in t}
         if self.gallery:
-            d["worst_confusions"] = [{k: v for k, v in g.items() if k != "png"} for g in self.gallery]
+            d["worst_confusions" if self.task == "classify" else "drawn_images"] = [
+                dict(g, examples=[{k: v for k, v in e.items() if k != "draw"} for e in g["examples"]])
+                for g in self.gallery]
         d["files"] = self.files
         return _jsonable(d)
 
@@ -295,14 +298,21 @@ class EvalReport:
             return s
 
         head = (f"pyimgcls eval: {c['evaluated']} of {c['listed']} images evaluated, "
-                f"{len(self.per_class)} classes" + (" (multi-label)" if self.multi_label else ""))
+                f"{len(self.per_class)} classes" + (" (multi-label)" if self.multi_label else "")
+                + (" (detection, COCO bbox)" if self.task == "detect" else ""))
         out = [head]
         if c.get("failed"):
             out.append(f"  {c['failed']} images could not be read (listed in the report)")
         if self.problems:
             kinds = ", ".join(f"{k}: {n}" for k, n in c.get("problems", {}).items())
             out.append(f"  dataset problems: {kinds}")
-        if self.multi_label:
+        if self.task == "detect":
+            from ..metrics import STAT_NAMES
+
+            rows = [(k, k) for k in STAT_NAMES]
+            if "map" in ci:
+                out.append(f"  mAP@[.5:.95] 95% CI [{ci['map'][0]:.4f}, {ci['map'][1]:.4f}]")
+        elif self.multi_label:
             rows = [("subset accuracy", "subset_accuracy"), ("hamming loss", "hamming_loss"),
                     ("micro F1", "micro_f1"), ("macro F1", "macro_f1"), ("macro precision", "macro_precision"),
                     ("macro recall", "macro_recall"), ("mAP (macro)", "map"), ("ROC AUC (macro)", "roc_auc")]
@@ -388,7 +398,10 @@ def _make_plots(rep: EvalReport, out_dir: str) -> dict[str, bytes]:
             rep.confusion, rep.confusion_names, path=os.path.join(out_dir, "confusion_matrix.png"))
     if rep.curves:
         curves = [(name, c["precision"], c["recall"], c["ap"]) for name, c in rep.curves.items()]
-        pngs["pr_curves.png"] = _plots.pr_curves_plot(curves, path=os.path.join(out_dir, "pr_curves.png"))
+        title = ("Precision-recall per class at IoU 0.5 (COCO's 101 recall points)" if rep.task == "detect"
+                 else "Precision-recall per class")
+        pngs["pr_curves.png"] = _plots.pr_curves_plot(curves, path=os.path.join(out_dir, "pr_curves.png"),
+                                                      title=title)
     t = rep.threshold_curve
     if t is not None and len(t["thresholds"]):
         bf = t["best_f1"]
@@ -494,7 +507,9 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
         classifier: an existing ``Classifier`` instead of ``model``.
         predictions: a ``pyimgcls score`` output (.parquet / .jsonl / .csv) to evaluate instead of
             running the model. Curves, AP and the threshold plot need its ``probabilities``.
-        task: ``"classify"`` (detection: ``evaluate_detection``).
+        task: ``"classify"``, or ``"detect"``: ``eval_detect.evaluate_detection`` on a COCO JSON file or a
+            YOLO folder (``model``: ``"faces"`` (default) or a YOLO ONNX file; ``classifier``: a detector;
+            the bootstrap at most 200 resamples).
         out: a folder for report.json, the plots and report.html (``None``: nothing written).
         top_k: k of the top-k accuracy.
         threshold: multi-label: the score threshold, one value or one per dataset label.
@@ -514,8 +529,17 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
     Raises:
         ValueError: dataset classes that match no model class (listed), an empty dataset, bad options.
     """
+    if task == "detect":
+        from .eval_detect import evaluate_detection
+
+        kw = {"model": "faces" if model is None else model, "class_map": class_map, "batch_size": batch_size,
+              "threads": threads, "device": device, "bootstrap": min(bootstrap, 200), "seed": seed, "out": out,
+              "plots": plots, "html": html, "progress": progress}
+        if classifier is not None:
+            kw["detector"] = classifier
+        return evaluate_detection(data, **kw)
     if task != "classify":
-        raise ValueError(f"task must be 'classify' here (detection: evaluate_detection), got {task!r}")
+        raise ValueError(f"task must be 'classify' or 'detect', got {task!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:

@@ -83,10 +83,12 @@ def test_eval_vs_plain_loop(benchmark, fm, tmp_path):
     # equality before speed
     acc = float(np.mean(pred == fm["y"]))
     assert rep.metrics["accuracy"] == acc
-    for k, r in enumerate(rep.per_class):
-        assert r["precision"] == pytest.approx(sk[str(k)]["precision"], abs=1e-12)
-        assert r["recall"] == pytest.approx(sk[str(k)]["recall"], abs=1e-12)
-        assert r["f1"] == pytest.approx(sk[str(k)]["f1-score"], abs=1e-12)
+    assert [r["model_index"] for r in rep.per_class] == sorted(int(k) for k in sk if k.isdigit())
+    for r in rep.per_class:
+        s = sk[str(r["model_index"])]
+        assert r["precision"] == pytest.approx(s["precision"], abs=1e-12)
+        assert r["recall"] == pytest.approx(s["recall"], abs=1e-12)
+        assert r["f1"] == pytest.approx(s["f1-score"], abs=1e-12)
     if N_IMAGES == 10000:
         assert acc >= 0.89, acc
 

@@ -4,9 +4,9 @@ The cascade, as the ``mtcnn`` package (ipazc) runs it, with its conventions kept
 
 1. P-Net on an image pyramid: scales ``m * f**k`` (``m = 12 / min_face_size``, ``f = scale_factor``)
    while the short side times the scale is at least 12; each level is the image resized to
-   ``ceil(size * scale)`` with area interpolation (``ops.crop_resize`` of the whole image, normalised
-   ``(x - 127.5) / 128`` and laid out as the networks take it: channels-last RGB with height and width
-   swapped). Cells with a face score >= ``thresholds[0]`` give 12x12 windows at stride 2; NMS 0.5 per
+   ``ceil(size * scale)`` with area interpolation (``ops.crop_resize`` of the whole image, rounded to
+   uint8 as MTCNN's levels are, normalised ``(x - 127.5) / 128`` and laid out as the networks take it:
+   channels-last RGB with height and width swapped). Cells with a face score >= ``thresholds[0]`` give 12x12 windows at stride 2; NMS 0.5 per
    level and 0.7 over all levels (``ops.nms``); box regression; squares.
 2. R-Net on 24x24 crops of those squares (one ``ops.crop_resize`` call; parts outside the image are
    zeros, as MTCNN pads them), score > ``thresholds[1]``, NMS 0.7 (``ops.nms``), regression, squares.
@@ -186,8 +186,12 @@ class FaceDetector:
         found = []
         for s in self.scales(H, W):
             hs, ws = int(math.ceil(H * s)), int(math.ceil(W * s))
-            x = crop_resize(img_t, whole, (ws, hs), interpolation="area", mean=_MEAN, std=_STD, layout="NHWC",
-                            threads=self.threads)
+            # a uint8 level, as MTCNN resizes the uint8 image (the rounding changes which candidates win
+            # the NMS), then normalised
+            x = crop_resize(img_t, whole, (ws, hs), interpolation="area", layout="NHWC", dtype="uint8",
+                            threads=self.threads).astype(np.float32)
+            x -= _MEAN
+            x *= 1.0 / _STD
             reg, prob = self._pnet.run(x)
             # outputs are (1, cols, rows, .): cell (r, c) of the level
             c, r = np.nonzero(prob[0, :, :, 1] >= t)

@@ -1,0 +1,155 @@
+"""``evaluate(task="detect")`` with the built-in face detector (MTCNN, real weights) on real faces
+(scikit-image's astronaut and LFW faces laid out on a canvas), ground truth as COCO JSON and as the YOLO
+layout; the COCO numbers against pycocotools' COCOeval on the same detections."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pyimgcls
+
+pytest.importorskip("pyimgcls.tasks.faces")
+
+
+def _dataset(root):
+    """Five images (one without faces), 25 face boxes, COCO JSON; returns its path."""
+    from skimage import data as d
+
+    os.makedirs(root, exist_ok=True)
+    imgs, anns = [], []
+
+    def add(name, arr, boxes):
+        Image.fromarray(arr).save(os.path.join(root, name), quality=92)
+        iid = len(imgs) + 1
+        imgs.append({"id": iid, "file_name": name, "width": arr.shape[1], "height": arr.shape[0]})
+        for b in boxes:  # annotation ids from 1 (pycocotools treats id 0 specially)
+            anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": 1, "bbox": [float(v) for v in b],
+                         "area": float(b[2] * b[3]), "iscrowd": 0})
+
+    add("astronaut.jpg", d.astronaut(), [(179, 60, 89, 113)])
+    add("chelsea.jpg", d.chelsea(), [])
+    faces = d.lfw_subset()[:24]
+    for m in range(3):
+        canvas = np.full((300, 500, 3), 128, np.uint8)
+        boxes = []
+        for t in range(8):
+            f = np.asarray(Image.fromarray((faces[m * 8 + t] * 255).astype(np.uint8)).resize((100, 100),
+                                                                                              Image.BICUBIC))
+            y, x = 20 + (t // 4) * 140, 10 + (t % 4) * 122
+            canvas[y:y + 100, x:x + 100] = f[:, :, None]
+            boxes.append((x + 10 + 3 * (t % 3), y + 8, 80 - 4 * (t % 2), 90))
+        add(f"mosaic{m}.jpg", canvas, boxes)
+    path = os.path.join(root, "instances_val.json")
+    with open(path, "w") as f:
+        json.dump({"images": imgs, "annotations": anns, "categories": [{"id": 1, "name": "face"}]}, f)
+    return path
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    return _dataset(str(tmp_path_factory.mktemp("det") / "coco"))
+
+
+@pytest.fixture(scope="module")
+def report(coco, tmp_path_factory):
+    out = tmp_path_factory.mktemp("det_out")
+    return pyimgcls.evaluate(coco, task="detect", model="faces", out=str(out), bootstrap=30, threads=2), out
+
+
+def _pycocotools_stats(gt_path: str, conf: float = 0.001) -> np.ndarray:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    det = pyimgcls.FaceDetector(conf=conf, max_det=300, threads=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(gt_path)
+    res = []
+    for img in gt.dataset["images"]:
+        r = det.predict_one(os.path.join(os.path.dirname(gt_path), img["file_name"]))
+        for (x0, y0, x1, y1), s in zip(r.detections.xyxy.tolist(), r.detections.confidence.tolist()):
+            res.append({"image_id": img["id"], "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": s})
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(res)
+        e = COCOeval(gt, dt, "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return np.asarray(e.stats)
+
+
+def test_coco_stats_equal_pycocotools(coco, report):
+    rep, _ = report
+    ref = _pycocotools_stats(coco)
+    ours = np.asarray([rep.metrics[k] for k in pyimgcls.metrics.STAT_NAMES])
+    np.testing.assert_allclose(ours, ref, atol=1e-9)
+    assert rep.metrics["AP50"] > 0.9  # MTCNN finds these faces
+    assert rep.per_class[0]["name"] == "face" and rep.per_class[0]["support"] == 25
+    assert rep.per_class[0]["ap"] == pytest.approx(rep.metrics["AP"], abs=1e-12)  # one class
+    lo, hi = rep.intervals["map"]
+    assert lo <= rep.metrics["AP"] <= hi
+
+
+def test_report_files(report):
+    rep, out = report
+    assert {"report.json", "report.html"} <= set(os.listdir(out))
+    if pyimgcls.jobs._plots.have_matplotlib():
+        assert "pr_curves.png" in os.listdir(out)
+    d = json.load(open(out / "report.json"))
+    assert set(pyimgcls.metrics.STAT_NAMES) <= set(d["metrics"])
+    assert d["counts"]["problems"] == {"no_boxes": 1}  # chelsea: an image without faces, listed
+    assert d["drawn_images"][0]["examples"]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 5  # the drawn images (and the plot)
+    assert "mAP@[.5:.95]" in html
+
+
+def test_yolo_layout_gives_the_same_numbers(coco, report, tmp_path):
+    rep, _ = report
+    gt = json.load(open(coco))
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names:\n  0: face\n")
+    for im in gt["images"]:
+        src = os.path.join(os.path.dirname(coco), im["file_name"])
+        os.link(src, root / "images" / im["file_name"])
+        w, h = im["width"], im["height"]
+        lines = [f"0 {(a['bbox'][0] + a['bbox'][2] / 2) / w!r} {(a['bbox'][1] + a['bbox'][3] / 2) / h!r} "
+                 f"{a['bbox'][2] / w!r} {a['bbox'][3] / h!r}" for a in gt["annotations"] if a["image_id"] == im["id"]]
+        (root / "labels" / (os.path.splitext(im["file_name"])[0] + ".txt")).write_text("\n".join(lines))
+    r2 = pyimgcls.evaluate(str(root), task="detect", bootstrap=0, threads=2)
+    for k in pyimgcls.metrics.STAT_NAMES:
+        assert r2.metrics[k] == pytest.approx(rep.metrics[k], abs=1e-6), k
+    assert r2.counts["problems"] == {}  # chelsea has an empty label file: an image without boxes is fine
+
+
+def test_unmatched_detection_classes_are_listed(coco, tmp_path):
+    gt = json.load(open(coco))
+    gt["categories"] = [{"id": 1, "name": "person"}]
+    p = tmp_path / "persons.json"
+    p.write_text(json.dumps(gt))
+    for im in gt["images"]:
+        os.link(os.path.join(os.path.dirname(coco), im["file_name"]), tmp_path / im["file_name"])
+    with pytest.raises(ValueError, match=r"1 of 1 dataset classes match no model class.*'person'.*'face'"):
+        pyimgcls.evaluate(str(p), task="detect", bootstrap=0)
+    rep = pyimgcls.evaluate(str(p), task="detect", bootstrap=0, class_map={"person": "face"}, threads=2)
+    assert rep.metrics["AP50"] > 0.9
+
+
+def test_cli_detect(coco, tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "pyimgcls", "eval", "--task", "detect", coco, "--out", str(out),
+                        "--bootstrap", "10", "--no-plots", "--threads", "2"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "AP50" in r.stdout and "AR_100" in r.stdout
+    assert (out / "report.html").exists()

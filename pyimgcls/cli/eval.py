@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 
 from ._args import HelpFormatter, UsageError, float_list, non_negative_int, positive_int, thread_count
 

@@ -11,7 +11,6 @@ a refused resource, a broken image, a parse error)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess

@@ -170,14 +170,14 @@ def _detect_gallery(page: HtmlPage, rep, thumbnails: bool) -> None:
                     png = None
             thumbs.append(Thumb(png, [os.path.basename(e["path"]), f"ground truth: {e['true_count']}",
                                       f"predicted: {e['predicted_count']}"], title=e["path"]))
-        page.gallery(thumbs, title=f"{g['true']}, {g['predicted']}")
+        page.gallery(thumbs, title=f"{g['true']}, {g['predicted']}", size=360)
 
 
 def _problems_and_settings(page: HtmlPage, rep) -> None:
     c = rep.counts
     page.heading("Problems", anchor="problems")
     if not rep.problems:
-        page.paragraph("None: every listed image was labelled, read and evaluated.")
+        page.paragraph("None: every image of the dataset was labelled, read and evaluated.")
     else:
         kinds = c.get("problems", {})
         page.table(["kind", "count"], [[k, v] for k, v in kinds.items()], caption="Not evaluated, by kind")

@@ -186,19 +186,26 @@ class HtmlPage:
         self._parts.append(f'<figure><img src="{png_data_uri(png)}" alt="{html.escape(alt)}"{w}>{cap}</figure>')
         self.image_count += 1
 
-    def gallery(self, thumbs: Sequence[Thumb], *, title: str | None = None) -> None:
-        """A wrapping row of thumbnails with their caption lines (an unreadable image shows its lines)."""
+    def gallery(self, thumbs: Sequence[Thumb], *, title: str | None = None, size: int | None = None) -> None:
+        """A wrapping row of thumbnails with their caption lines (an unreadable image shows its lines).
+
+        Args:
+            size: the largest side an image is shown at, in CSS pixels (default 128; small images are
+                scaled up without smoothing, larger ones as they are).
+        """
         if title:
             self.heading(title, 3)
         cells = []
+        box = f' style="width:{int(size) + 12}px"' if size else ""
+        fit = f' style="max-width:{int(size)}px;max-height:{int(size)}px;image-rendering:auto"' if size else ""
         for t in thumbs:
             img = ""
             if t.png is not None:
-                img = f'<img src="{png_data_uri(t.png)}" alt="{html.escape(t.title or "image")}">'
+                img = f'<img src="{png_data_uri(t.png)}" alt="{html.escape(t.title or "image")}"{fit}>'
                 self.image_count += 1
             tip = f' title="{html.escape(t.title)}"' if t.title else ""
             lines = "".join(f"<p>{html.escape(s)}</p>" for s in t.lines)
-            cells.append(f'<div class="thumb"{tip}>{img}{lines}</div>')
+            cells.append(f'<div class="thumb"{tip}{box}>{img}{lines}</div>')
         self._parts.append(f'<div class="gallery">{"".join(cells)}</div>')
 
     def raw(self, fragment: str) -> None:

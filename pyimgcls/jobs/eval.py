@@ -227,7 +227,8 @@ class EvalReport:
         metrics: headline numbers (``accuracy``, ``balanced_accuracy``, ``macro_f1``, ...).
         intervals: bootstrap 95% intervals of some headline numbers: name -> ``(low, high)``.
         per_class: one dict per class of the report (name, precision, recall, f1, support, ...).
-        counts: images listed, evaluated, failed, and problems by kind.
+        counts: images labelled (read from the dataset), evaluated, failed (unreadable, no
+            prediction), and the problems by kind (dataset and run).
         problems: ``(kind, detail)`` for everything not evaluated (dataset and run problems).
         notes: remarks (what could not be computed and why).
         confusion: (R, R) int64 confusion matrix over ``confusion_names`` (single-label).
@@ -297,7 +298,7 @@ class EvalReport:
                 s += f"   95% CI [{ci[key][0]:.4f}, {ci[key][1]:.4f}]"
             return s
 
-        head = (f"pyimgcls eval: {c['evaluated']} of {c['listed']} images evaluated, "
+        head = (f"pyimgcls eval: {c['evaluated']} of {c['labelled']} labelled images evaluated, "
                 f"{len(self.per_class)} classes" + (" (multi-label)" if self.multi_label else "")
                 + (" (detection, COCO bbox)" if self.task == "detect" else ""))
         out = [head]
@@ -793,9 +794,7 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
     intervals = _bootstrap_single(t, p, hk if topk_ok else None, scores, cols, bootstrap, seed)
     confusion_names = [labels[i] for i in present]
     gal = _gallery_single(worst, gallery, labels, cm.matrix)
-    counts = {"listed": n + sum(1 for k, _ in ds.problems if k in ("missing_file", "unknown_class",
-                                                                      "empty_label", "unlabelled_image")),
-              "labelled": n, "evaluated": int(len(idx)), "failed": int(n - len(idx)),
+    counts = {"labelled": n, "evaluated": int(len(idx)), "failed": int(n - len(idx)),
               "problems": _problem_counts(problems)}
     return EvalReport(task="classify", multi_label=False, model="", data="", metrics=metrics, intervals=intervals,
                       per_class=per_class, counts=counts, problems=problems, notes=notes, settings=settings,
@@ -1009,8 +1008,7 @@ def _evaluate_multilabel(ds, clf, labels, mapping, threshold, batch_size, fast_d
                        "top": [(names[k], float(S[j, k])) for k in top]})
         gal.append({"true": "(multi-label)", "predicted": "images with the most wrong labels", "count": len(ex),
                     "examples": ex})
-    counts = {"listed": n + sum(1 for k, _ in ds.problems if k in ("missing_file", "unknown_class", "empty_label")),
-              "labelled": n, "evaluated": int(len(idx)), "failed": int(n - len(idx)),
+    counts = {"labelled": n, "evaluated": int(len(idx)), "failed": int(n - len(idx)),
               "problems": _problem_counts(problems)}
     settings["thresholds"] = thr.tolist()
     return EvalReport(task="classify", multi_label=True, model="", data="", metrics=metrics, intervals=intervals,

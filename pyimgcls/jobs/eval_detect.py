@@ -190,8 +190,7 @@ def evaluate_detection(data: Any, *, model="faces", detector=None, images_dir=No
                        "confidence": float(s.max()) if len(s) else 0.0, "top": []})
         gallery.append({"true": "ground truth (green)", "predicted": f"predictions >= {draw_conf:g}",
                         "count": len(ex), "examples": ex})
-    counts = {"listed": len(ds) + sum(1 for k, _ in ds.problems if k == "labels_without_image"),
-              "labelled": len(ds), "evaluated": len(evaluated), "failed": len(ds) - len(evaluated),
+    counts = {"labelled": len(ds), "evaluated": len(evaluated), "failed": len(ds) - len(evaluated),
               "problems": _problem_counts(problems)}
     settings = {"conf": conf, "iou": iou, "max_det": max_det, "bootstrap": bootstrap, "seed": seed,
                 "draw_conf": draw_conf, "class_mapping": {d: names[m] for d, m in zip(ds.classes, mapping)}}

@@ -90,6 +90,18 @@ def test_report_renders_with_every_image_and_no_console_message(report, tmp_path
         assert len(np.unique(np.asarray(im.convert("L")))) > 10  # not a blank page
 
 
+def test_detection_report_renders(tmp_path):
+    pytest.importorskip("pyimgcls.tasks.faces")
+    from _helpers.faces_data import face_dataset
+
+    gt = face_dataset(str(tmp_path / "coco"))
+    out = tmp_path / "out"
+    pyimgcls.evaluate(gt, task="detect", out=str(out), bootstrap=10, threads=2)
+    result, console = _check(str(out / "report.html"), tmp_path)
+    assert result["broken"] == [] and console == [], (result, console)
+    assert result["images"] >= 5  # the drawn images (and the PR plot)
+
+
 def test_the_check_sees_a_broken_image_and_a_console_message(report, tmp_path):
     """The browser check can fail: a broken image and a script error are caught."""
     _, out = report

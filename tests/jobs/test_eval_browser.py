@@ -92,7 +92,7 @@ def test_report_renders_with_every_image_and_no_console_message(report, tmp_path
 
 def test_detection_report_renders(tmp_path):
     pytest.importorskip("pyimgcls.tasks.faces")
-    from _helpers.faces_data import face_dataset
+    from _helpers.face_coco import face_dataset
 
     gt = face_dataset(str(tmp_path / "coco"))
     out = tmp_path / "out"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pyimgcls
-from _helpers.faces_data import face_dataset
+from _helpers.face_coco import face_dataset
 
 pytest.importorskip("pyimgcls.tasks.faces")
 

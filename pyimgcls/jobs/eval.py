@@ -529,6 +529,10 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
 
     Raises:
         ValueError: dataset classes that match no model class (listed), an empty dataset, bad options.
+
+    Thread safety: calls are independent (each owns its states and report) and may run in several
+    threads at once, sharing one ``classifier`` if given (its batch path is thread-safe); an
+    ``EvalReport`` is a plain object, to be written by one thread at a time.
     """
     if task == "detect":
         from .eval_detect import evaluate_detection

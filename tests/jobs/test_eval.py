@@ -136,6 +136,11 @@ def test_predictions_from_score_file(fm, fm_report, tmp_path):
     for k in ("accuracy", "macro_f1", "top_k_accuracy", "map", "ece"):
         assert r2.metrics[k] == pytest.approx(rep.metrics[k], abs=1e-6), k
     assert not r2.notes or all("probabilities" not in n for n in r2.notes)
+    out_csv = str(tmp_path / "scores.csv")  # lists as JSON text, nullable labels: read back the same
+    pyimgcls.score(fm["data"], model=fashion.MODEL, out=out_csv, probabilities=True, threads=2, progress=False)
+    rc = pyimgcls.evaluate(fm["data"], predictions=out_csv, model=fashion.MODEL, class_map=fm["cmap"], bootstrap=0)
+    for k in ("accuracy", "macro_f1", "top_k_accuracy", "map", "ece"):
+        assert rc.metrics[k] == pytest.approx(rep.metrics[k], abs=1e-6), k
     # top-3 only and no probabilities: what top-k allows, and a note saying what is missing
     out3 = str(tmp_path / "scores3.jsonl")
     pyimgcls.score(fm["data"], model=fashion.MODEL, out=out3, top_k=3, threads=2, progress=False)

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import pyimgcls
 from _helpers.face_coco import face_dataset
@@ -119,3 +120,31 @@ def test_cli_detect(coco, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "AP50" in r.stdout and "AR_100" in r.stdout
     assert (out / "report.html").exists()
+
+
+def test_yolo_onnx_detector_on_a_yolo_dataset(tmp_path):
+    """A YOLO-layout ONNX detector (``Detector``; real geometry: it boxes the bright rectangle of
+    the image) on a YOLO dataset: every box found, AP50 = 1, through the letterbox and back."""
+    from _helpers.models import bright_box_detector
+
+    meta = {"task": "detect", "stride": "32", "imgsz": "[160, 160]", "names": "{0: 'box', 1: 'other'}",
+            "batch": "1", "end2end": "False"}
+    model = bright_box_detector(str(tmp_path / "v8.onnx"), metadata=meta)
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names: [box, other]\n")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        h, w = 240 + 40 * (i % 3), 320
+        img = np.full((h, w, 3), 40, np.uint8)
+        x0, y0 = int(rng.integers(10, 150)), int(rng.integers(10, 100))
+        bw, bh = int(rng.integers(60, 150)), int(rng.integers(50, 120))
+        img[y0:y0 + bh, x0:x0 + bw] = 250
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        (root / "labels" / f"{i}.txt").write_text(f"0 {(x0 + bw / 2) / w!r} {(y0 + bh / 2) / h!r} {bw / w!r} {bh / h!r}\n")
+    rep = pyimgcls.evaluate(str(root), task="detect", model=model, bootstrap=0, threads=2)
+    assert rep.counts["evaluated"] == 6
+    assert rep.metrics["AP50"] == pytest.approx(1.0)
+    assert [r["name"] for r in rep.per_class] == ["box", "other"]
+    assert rep.per_class[0]["support"] == 6 and rep.per_class[1]["support"] == 0

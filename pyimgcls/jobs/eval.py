@@ -7,7 +7,7 @@ multi-label). Dataset classes are matched to the model's classes by name, then b
 ignoring case, ``_`` and ``-``, or through an explicit class map; unmatched classes are an error
 that lists them.
 
-Predictions come from the model (streamed through ``Classifier.predict_iter``: decoding,
+Predictions come from the model (streamed through ``Classifier.predict_batches``: decoding,
 preprocessing and inference overlap, and nothing but a few numbers per image is kept), or from a
 file written by ``pyimgcls score`` (``predictions=``): curves, AP and the threshold plot need its
 ``probabilities`` column (``score --probabilities``); without it, what the top-k lists allow is
@@ -689,14 +689,34 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
 
     bar = _progress_bar(progress, n)
     if pred_rows is None:
-        for i, r in enumerate(clf.predict_iter(list(ds.paths), batch_size=batch_size, top_k=k_eff,
-                                               probabilities=keep_scores, fast_decode=fast_decode)):
-            if r.error is not None:
-                problems.append(("unreadable_image", f"{ds.paths[i]}: {r.error}"))
-            else:
-                record(i, r.label, r.score, [t[0] for t in r.top_k], [t[2] for t in r.top_k], r.probabilities)
+        # one ClassificationBatch of arrays per model call: the per-image work is NumPy on the batch
+        i0 = 0
+        kk = min(max(k_eff, 3), C)
+        for b in clf.predict_batches(list(ds.paths), batch_size=batch_size, fast_decode=fast_decode):
+            nb = len(b.sources)
+            for j in np.flatnonzero(~b.ok):
+                problems.append(("unreadable_image", f"{ds.paths[i0 + j]}: {b.errors[j]}"))
+            rows = np.flatnonzero(b.ok)
+            if rows.size:
+                P = b.probabilities[rows]
+                order = np.argsort(-P, axis=1, kind="stable")[:, :kk]  # ties: the lower class id first
+                gi = i0 + rows
+                pred = order[:, 0]
+                y_pred[gi] = pred
+                conf[gi] = P[np.arange(len(rows)), pred]
+                hit_k[gi] = (order[:, :k_eff] == truth_model[gi][:, None]).any(axis=1)
+                ok[gi] = True
+                if keep_scores:
+                    scores[gi] = P[:, cols]
+                for r in np.flatnonzero(pred != truth_model[gi]):
+                    i = int(gi[r])
+                    worst.add(int(truth_model[i]), int(pred[r]), float(conf[i]), ds.paths[i],
+                              [(labels[j], float(P[r, j])) for j in order[r, :3]])
+            i0 += nb
             if bar is not None:
-                bar.update(1)
+                bar.update(nb)
+        if i0 != n:  # pragma: no cover - the pipeline gives one answer per input
+            raise RuntimeError(f"the classifier answered {i0} of {n} inputs")
     else:
         used = set()
         for i, p in enumerate(ds.paths):
@@ -915,21 +935,20 @@ def _evaluate_multilabel(ds, clf, labels, mapping, threshold, batch_size, fast_d
         thr = np.full(L, float(thr))
     if thr.shape != (L,):
         raise ValueError(f"threshold must be one value or one per dataset label ({L}), got shape {thr.shape}")
-    full_thr = np.full(len(labels), 0.5)
-    full_thr[cols] = thr
     scores = np.empty((n, L), np.float32)
     ok = np.zeros(n, bool)
     problems = list(ds.problems)
     bar = _progress_bar(progress, n)
-    for i, r in enumerate(clf.predict_iter(list(ds.paths), batch_size=batch_size, top_k=0, multi_label=True,
-                                           threshold=full_thr, probabilities=True, fast_decode=fast_decode)):
-        if r.error is not None:
-            problems.append(("unreadable_image", f"{ds.paths[i]}: {r.error}"))
-        else:
-            scores[i] = r.probabilities[cols]
-            ok[i] = True
+    i0 = 0
+    for b in clf.predict_batches(list(ds.paths), batch_size=batch_size, multi_label=True, fast_decode=fast_decode):
+        nb = len(b.sources)
+        for j in np.flatnonzero(~b.ok):
+            problems.append(("unreadable_image", f"{ds.paths[i0 + j]}: {b.errors[j]}"))
+        scores[i0:i0 + nb] = b.probabilities[:, cols]
+        ok[i0:i0 + nb] = b.ok
+        i0 += nb
         if bar is not None:
-            bar.update(1)
+            bar.update(nb)
     if bar is not None:
         bar.close()
     idx = np.flatnonzero(ok)

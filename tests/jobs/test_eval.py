@@ -144,7 +144,9 @@ def test_predictions_from_score_file(fm, fm_report, tmp_path):
     # top-3 only and no probabilities: what top-k allows, and a note saying what is missing
     out3 = str(tmp_path / "scores3.jsonl")
     pyimgcls.score(fm["data"], model=fashion.MODEL, out=out3, top_k=3, threads=2, progress=False)
-    r3 = pyimgcls.evaluate(fm["data"], predictions=out3, class_map=fm["cmap"], bootstrap=0, top_k=3)
+    r3 = pyimgcls.evaluate(fm["data"], predictions=out3, class_map=fm["cmap"], bootstrap=0, top_k=3,
+                           out=str(tmp_path / "r3"), plots=False)
+    assert "no probabilities" in (tmp_path / "r3" / "report.html").read_text(encoding="utf-8")
     assert r3.metrics["accuracy"] == rep.metrics["accuracy"]
     assert r3.metrics["top_k_accuracy"] == pytest.approx(
         skm.top_k_accuracy_score(fm["y"], fm["probs"], k=3), abs=1e-12)
@@ -182,8 +184,15 @@ def test_multilabel_equals_scikit_learn(fm, tmp_path):
             T[j, sorted(labs)] = 1
             w.writerow([fm["paths"][i], ";".join(fashion.CLASSES[k] for k in sorted(labs))])
     thr = [0.5] * 9 + [0.3]
-    rep = pyimgcls.evaluate(table, model=fashion.MODEL, threshold=thr, bootstrap=20, threads=2)
+    out = tmp_path / "out"
+    rep = pyimgcls.evaluate(table, model=fashion.MODEL, threshold=thr, bootstrap=20, threads=2, out=str(out))
     assert rep.multi_label
+    files = set(os.listdir(out))
+    assert {"report.json", "report.html"} <= files and "confusion_matrix.png" not in files
+    if _plots.have_matplotlib():
+        assert {"pr_curves.png", "f1_threshold.png", "calibration.png"} <= files
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Hamming loss" in html and "images with the most wrong labels" in html
     S = 1 / (1 + np.exp(-fm["logits"][pick].astype(np.float64)))
     # the dataset's labels are sorted names; reorder the truth and scores to them
     order = [fashion.CLASSES.index(c) for c in sorted(fashion.CLASSES)]

@@ -11,7 +11,8 @@ import os
 import numpy as np
 
 DATA = "/usr/share/datasets/fashion-mnist"
-MODEL = os.path.join(os.path.dirname(__file__), "..", "assets", "fashion_mnist_cnn.onnx")
+MODEL = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets",
+                                     "fashion_mnist_cnn.onnx"))
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 # folder names: "/" cannot be in one; the class map sends T-shirt_top back to T-shirt/top
 FOLDERS = [c.replace("/", "_") for c in CLASSES]

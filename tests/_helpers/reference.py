@@ -517,6 +517,7 @@ class MTCNNRef:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as pyimgcls' sessions (BENCHMARKS.md)
         self.nets = [ort.InferenceSession(p, so, providers=["CPUExecutionProvider"]) for p in model_paths]
         self.min_face_size, self.thresholds, self.scale_factor = min_face_size, thresholds, scale_factor
 

@@ -188,6 +188,19 @@ def test_options(photos):
         FaceDetector(min_face_size=0)
     with pytest.raises(ValueError, match="max_det must be"):
         FaceDetector(max_det=0)
+    with pytest.raises(ValueError, match="NMS thresholds are MTCNN's own"):
+        FaceDetector(iou=0.5)
+    with pytest.raises(ValueError, match="decodes images in full"):
+        FaceDetector(threads=1).predict([img], fast_decode=True)
+    two = FaceDetector(max_det=1, threads=1).predict(face_benchmark(1, seed=7)[0])[0]
+    assert len(two.detections) == 1
+
+
+def test_load_detector_faces():
+    from pyimgcls.tasks import load_detector
+
+    d = load_detector("faces", conf=0.8, threads=1)
+    assert isinstance(d, FaceDetector) and d.conf == 0.8 and d.names == ["face"]
 
 
 def test_assets_present():

@@ -142,6 +142,21 @@ def test_inputs_and_errors(det, photos, tmp_path):
         det.predict_one(b"nothing")
 
 
+def test_image_kinds_and_stats(det, photos):
+    """RGBA, uint16 and float arrays give the faces of the same RGB image; predict_iter fills stats."""
+    img = photos["astronaut"]
+    want = det.detect(img).xyxy
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    u16 = img.astype(np.uint16) * 257
+    stats = {}
+    res = list(det.predict_iter([rgba, u16, img.astype(np.float32) / 255], stats=stats))
+    for r in res:
+        assert r.ok and len(r.detections) == 1
+        assert iou_ref(r.detections.xyxy[0].astype(np.float64), want[0].astype(np.float64)) > 0.95
+    np.testing.assert_array_equal(res[0].detections.xyxy, want)
+    assert stats["inference_s"] > 0 and stats["decode_s"] >= 0
+
+
 def test_exif_rotation_maps_to_rotated_image(det, photos, tmp_path):
     from PIL import Image
 
@@ -194,6 +209,13 @@ def test_options(photos):
         FaceDetector(threads=1).predict([img], fast_decode=True)
     two = FaceDetector(max_det=1, threads=1).predict(face_benchmark(1, seed=7)[0])[0]
     assert len(two.detections) == 1
+
+
+def test_pickles_by_its_options():
+    import pickle
+
+    d = pickle.loads(pickle.dumps(FaceDetector(conf=0.8, min_face_size=30, max_det=3, threads=1)))
+    assert (d.thresholds, d.min_face_size, d.max_det, d.threads) == ((0.6, 0.7, 0.8), 30.0, 3, 1)
 
 
 def test_load_detector_faces():

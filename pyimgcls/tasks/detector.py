@@ -552,9 +552,10 @@ class Detector(ModelTask):
         """
         run = self._run_one(image)
         det = self.decode(run.outputs[0][:1])[0]
-        h, w = run.transform.original_size
-        return DetectionResult(source=run.source, detections=self._to_image(det, run.transform), image_size=(h, w),
-                               stored_size=None)
+        info = run.info
+        return DetectionResult(source=run.source, detections=self._to_image(det, run.transform),
+                               image_size=info.full_size if info else run.transform.original_size,
+                               stored_size=info.stored_size if info else None)
 
 
 def load_detector(spec, **options: Any):

@@ -196,3 +196,17 @@ def test_v5_layout_of_the_same_network(ref, images, tmp_path):
         assert len(a.detections) > 10
         np.testing.assert_array_equal(a.detections.xyxy, b.detections.xyxy)
         np.testing.assert_array_equal(a.detections.class_id, b.detections.class_id)
+
+
+def test_the_benchmark_twin_of_ultralytics_nms_is_ultralytics(det, ref, images):
+    """benchmarks/test_bench_detect.py times a NumPy twin of Ultralytics' NMS when Ultralytics is
+    not installed: on the reference outputs it gives Ultralytics' boxes."""
+    from _helpers.peers import ultralytics_nms_twin
+
+    conf, iou = float(ref["conf"]), float(ref["iou"])
+    for name in ("astronaut", "china", "odd"):
+        key = f"v8/{name}"
+        xyxy, s, j = ultralytics_nms_twin(_raw(ref, key)[0], conf, iou)
+        _, tf = det.config.plan(*images[name].shape[:2])
+        np.testing.assert_allclose(tf.to_original(xyxy), ref[f"{key}/xyxy"], atol=1e-3, err_msg=name)
+        np.testing.assert_array_equal(j, ref[f"{key}/cls"])

@@ -50,10 +50,16 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     g.add_argument("--target-precision", type=_fraction, default=0.9,
                    help="precision whose lowest threshold the threshold plot marks")
     g.add_argument("--bootstrap", type=non_negative_int, default=1000,
-                   help="bootstrap resamples for the 95%% intervals (0: none)")
+                   help="bootstrap resamples for the 95%% intervals (0: none; detection: at most 200)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the bootstrap")
     g.add_argument("--no-plots", action="store_true", help="write report.json and report.html without plots")
     g.add_argument("--no-html", action="store_true", help="do not write report.html")
+    d = s.add_argument_group("detection (--task detect)")
+    d.add_argument("--conf", type=_fraction, default=0.001,
+                   help="the detector's confidence threshold (0.001, as Ultralytics' val: the curves reach low scores)")
+    d.add_argument("--iou", type=_fraction, default=0.7, help="the detector's NMS IoU threshold (YOLO models)")
+    d.add_argument("--images-dir", default=None, metavar="DIR",
+                   help="COCO: the folder file_name is relative to (default: the JSON file's folder)")
     m = s.add_argument_group("model and device")
     m.add_argument("--model", dest="model_opt", default=None, help="the ONNX model (instead of the first argument)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N")
@@ -83,6 +89,19 @@ def run(args: argparse.Namespace) -> int:
         if p is not None and not os.path.exists(p):
             raise UsageError(f"{what} not found: {p}")
     thr = args.threshold[0] if len(args.threshold) == 1 else list(args.threshold)
+    if args.task == "detect":
+        from ..jobs.eval_detect import evaluate_detection
+
+        if args.predictions is not None:
+            raise UsageError("--predictions is for classification; a detector is run on the images")
+        rep = evaluate_detection(data, model=model, images_dir=args.images_dir, class_map=args.class_map,
+                                 conf=args.conf, iou=args.iou, batch_size=args.batch_size, threads=args.threads,
+                                 device=None if args.device == "auto" else args.device,
+                                 bootstrap=min(args.bootstrap, 200), seed=args.seed, out=args.out,
+                                 plots=not args.no_plots, html=not args.no_html, progress=not args.quiet)
+        if not args.quiet:
+            print(rep)
+        return 0
     rep = evaluate(data, model=model, predictions=args.predictions, task=args.task, out=args.out, top_k=args.top_k,
                    threshold=thr, class_map=args.class_map, batch_size=args.batch_size, threads=args.threads,
                    device=None if args.device == "auto" else args.device, fast_decode=args.fast_decode,

@@ -115,11 +115,12 @@ def test_unmatched_detection_classes_are_listed(coco, tmp_path):
 def test_cli_detect(coco, tmp_path):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "pyimgcls", "eval", "--task", "detect", coco, "--out", str(out),
-                        "--bootstrap", "10", "--no-plots", "--threads", "2"], cwd=tmp_path, capture_output=True,
+                        "--bootstrap", "10", "--no-plots", "--threads", "2", "--conf", "0.01"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "AP50" in r.stdout and "AR_100" in r.stdout
     assert (out / "report.html").exists()
+    assert json.load(open(out / "report.json"))["settings"]["conf"] == 0.01
 
 
 def test_yolo_onnx_detector_on_a_yolo_dataset(tmp_path):

@@ -23,6 +23,7 @@ def _fraction(s: str) -> float:
 
 def register(sub: argparse._SubParsersAction, parents: list) -> None:
     s = sub.add_parser("eval", parents=parents, formatter_class=HelpFormatter,
+                       usage="pyimgcls eval [options] [MODEL] DATA",
                        help="evaluate a model on a labelled dataset: metrics, plots and an HTML report",
                        description="Evaluate a classifier on a labelled dataset (an ImageFolder tree, or a CSV / "
                                    "Parquet table of path,label) and write report.json, the plots and a "
@@ -45,8 +46,9 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     g.add_argument("--class-map", default=None, metavar="FILE",
                    help="dataset class -> model class: lines 'dataset_class,model_class' or a JSON object")
     g.add_argument("--top-k", type=positive_int, default=5, help="k of the top-k accuracy")
-    g.add_argument("--threshold", type=float_list, default=(0.5,),
-                   help="multi-label score threshold: one value or one per dataset label (comma-separated)")
+    g.add_argument("--threshold", type=float_list, default=None,
+                   help="multi-label score threshold: one value or one per dataset label (comma-separated; "
+                        "default 0.5)")
     g.add_argument("--target-precision", type=_fraction, default=0.9,
                    help="precision whose lowest threshold the threshold plot marks")
     g.add_argument("--bootstrap", type=non_negative_int, default=1000,
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                     ("class map", args.class_map)):
         if p is not None and not os.path.exists(p):
             raise UsageError(f"{what} not found: {p}")
-    thr = args.threshold[0] if len(args.threshold) == 1 else list(args.threshold)
+    t = args.threshold or (0.5,)
+    thr = t[0] if len(t) == 1 else list(t)
     if args.task == "detect":
         from ..jobs.eval_detect import evaluate_detection
 

@@ -607,7 +607,7 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
     else:
         rep = _evaluate_single(ds, clf, pred_rows, has_probs, labels, num_classes, mapping, top_k, batch_size,
                                fast_decode, bootstrap, seed, float(target_precision), bins, curves, gallery, progress,
-                               notes, settings)
+                               notes, settings, predictions_path=predictions)
     rep.model, rep.data = model_desc, data_desc
     rep.seconds["evaluate"] = time.perf_counter() - t_start
     if out is not None:
@@ -656,7 +656,8 @@ class _Worst:
 
 
 def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, batch_size, fast_decode, bootstrap,
-                     seed, target_precision, bins, keep_curves, gallery, progress, notes, settings) -> EvalReport:
+                     seed, target_precision, bins, keep_curves, gallery, progress, notes, settings,
+                     predictions_path=None) -> EvalReport:
     n = len(ds)
     truth_model = np.asarray(mapping, np.int64)[ds.labels]       # (N,) model class of each image
     cols = np.asarray(sorted(set(mapping)), np.int64)              # the dataset's K model classes
@@ -735,6 +736,12 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
             if keep_scores and probs is None:
                 problems.append(("prediction_error", f"{p}: no probabilities in the row"))
                 continue
+            if probs is not None and probs.shape != (C,):
+                raise ValueError(f"{predictions_path}: the row of {p} has {probs.shape[0]} probabilities, the model "
+                                 f"has {C} classes (predictions written with another model?)")
+            if r.get("label") is not None and not 0 <= int(r["label"]) < C:
+                raise ValueError(f"{predictions_path}: the row of {p} has label {r['label']}, the model has {C} "
+                                 "classes (predictions written with another model?)")
             if r.get("label") is None:
                 problems.append(("prediction_error", f"{p}: no label in the row"))
                 continue

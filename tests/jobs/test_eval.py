@@ -154,6 +154,12 @@ def test_predictions_from_score_file(fm, fm_report, tmp_path):
     assert any("no probabilities" in n for n in r3.notes)
     r5 = pyimgcls.evaluate(fm["data"], predictions=out3, class_map=fm["cmap"], bootstrap=0, top_k=5)
     assert r5.metrics["top_k_accuracy"] is None and any("top-3" in n for n in r5.notes)
+    # a score file from another model: refused, naming the file
+    bad = tmp_path / "other_model.jsonl"
+    bad.write_text(json.dumps({"path": os.path.abspath(fm["paths"][0]), "label": 2, "top_k_ids": [2],
+                               "top_k_scores": [0.9], "error": None, "probabilities": [0.1] * 5}) + "\n")
+    with pytest.raises(ValueError, match=r"other_model.jsonl: the row of .* has 5 probabilities, the model has 10"):
+        pyimgcls.evaluate(fm["data"], predictions=str(bad), model=fashion.MODEL, class_map=fm["cmap"])
     # rows for images that are not in the dataset, and dataset images without a row
     sub = str(tmp_path / "sub.csv")
     with open(sub, "w", newline="") as f:

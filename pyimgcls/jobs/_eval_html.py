@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html as _html
+import json
 import os
 
 from ._report import HtmlPage, Thumb, thumbnail_png
@@ -187,7 +187,7 @@ def _problems_and_settings(page: HtmlPage, rep) -> None:
     page.heading("Settings", anchor="settings")
     s = dict(rep.settings)
     mapping = s.pop("class_mapping", {})
-    page.key_values([(k, v if not isinstance(v, (list, dict)) else _html.unescape(str(v))) for k, v in s.items()])
+    page.key_values([(k, v if not isinstance(v, (list, dict)) else json.dumps(v)) for k, v in s.items()])
     moved = [[d, m] for d, m in mapping.items() if d != m]
     if moved:
         page.table(["dataset class", "model class"], moved, caption="Classes matched by id or class map",

@@ -16,6 +16,7 @@ except ImportError:  # a source checkout without a build: say what to do, not a 
 
 from . import metrics, ops
 from .io.images import ImageDecodeError, image_size, read_image
+from .jobs.eval import EvalReport, evaluate
 from .jobs.score import ScoreSummary, score
 from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
@@ -46,6 +47,8 @@ __all__ = [
     "read_image",
     "ScoreSummary",
     "score",
+    "EvalReport",
+    "evaluate",
 ]
 
 __version__ = "0.1.0"

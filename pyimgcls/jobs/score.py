@@ -32,7 +32,7 @@ from ..io.sources import FolderListingError, Item, iter_items
 from ._writers import (AppendWriter, OutputExistsError, OutputLock, OutputLockedError, ParquetWriter, check_manifest,
                        path_text, remove_stale_temporaries, text, write_manifest)
 
-__all__ = ["score", "ScoreSummary", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of"]
+__all__ = ["score", "ScoreSummary", "result_row", "score_settings", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of"]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 log = logging.getLogger("pyimgcls.progress")
@@ -139,7 +139,17 @@ def _keyed_items(inputs: Any, ids: Sequence[str] | None, include_hidden: bool,
         raise ValueError("ids= has more entries than the in-memory inputs")
 
 
-def _row(r, embeddings: bool, probabilities: bool) -> dict:
+def score_settings(clf, *, top_k: int, embeddings: bool, probabilities: bool, fmt: str, fast_decode: bool) -> dict:
+    """Every setting that changes an output row (recorded in the manifest; a resume with other
+    settings is refused)."""
+    return {"model": _sha256(clf.session.model_bytes), "top_k": top_k, "embeddings": bool(embeddings),
+            "probabilities": bool(probabilities), "format": fmt, "schema": 2,
+            "decode": "fast" if fast_decode else "exact", "preprocess": json.loads(clf.config.to_json()),
+            "precision": clf.session.info.dtype, "device": _device_kind(clf.session.providers)}
+
+
+def result_row(r, embeddings: bool, probabilities: bool) -> dict:
+    """One output row (a dict of the columns) for a ``Classification``; ``r.source`` is the row key."""
     (h, w) = r.image_size if r.image_size else (None, None)
     (sh, sw) = r.stored_size if r.stored_size else (None, None)
     d = {
@@ -287,10 +297,8 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
     top_k = min(top_k, clf.num_classes) if clf.num_classes else top_k
     dim = clf.embedding_dim() if embeddings else None
-    settings = {"model": _sha256(clf.session.model_bytes), "top_k": top_k, "embeddings": bool(embeddings),
-                "probabilities": bool(probabilities), "format": fmt, "schema": 2,
-                "decode": "fast" if fast_decode else "exact", "preprocess": json.loads(clf.config.to_json()),
-                "precision": clf.session.info.dtype, "device": _device_kind(clf.session.providers)}
+    settings = score_settings(clf, top_k=top_k, embeddings=embeddings, probabilities=probabilities, fmt=fmt,
+                              fast_decode=fast_decode)
     manifest = {"settings": settings,
                 "info": {"pyimgcls_version": __version__, "model_path": str(clf.model_path)[:500],
                          "providers": clf.session.providers, "embedding_dim": dim, "shard": shard,
@@ -347,7 +355,7 @@ def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddin
     try:
         for r in clf.predict_iter(None, items=todo(), batch_size=batch_size, top_k=top_k, embeddings=embeddings,
                                    probabilities=probabilities, fast_decode=fast_decode, item_timeout=item_timeout):
-            pending.append(_row(r, embeddings, probabilities))
+            pending.append(result_row(r, embeddings, probabilities))
             n += 1
             errors += r.error is not None
             prog.update(r.error is not None)

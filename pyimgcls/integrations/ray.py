@@ -19,8 +19,10 @@ How it works:
   row key in every case.
 * Actors. ``map_batches`` with a callable class: each actor builds its own ``Classifier`` (an ONNX
   Runtime session is never pickled) with ``threads`` equal to the actor's ``num_cpus``, so decode,
-  preprocessing and inference stay inside the CPUs Ray gave it. Actors are restarted when they
-  die (``max_restarts=-1``) and their tasks retried (``max_task_retries=-1``).
+  preprocessing and inference stay inside the CPUs Ray gave it. An actor that dies is restarted
+  and its batch retried: Ray Data gives its actor pools ``max_restarts=-1`` and
+  ``max_task_retries=-1`` (``ActorPoolMapOperator``; passing them again is deprecated), and a test
+  kills one mid-run.
 * Room for the read tasks. An actor pool that takes every CPU of the cluster leaves none for the
   read tasks and the job hangs (ray-project/ray#44687, "Dataset hangs if you launch actors on all
   CPUs"): read tasks here ask for ``read_num_cpus`` (0.25 by default: they only read bytes), the
@@ -145,12 +147,13 @@ def _listed(source: Any, include_hidden: bool) -> tuple[list[str], list[str]]:
     direct: list[str] = []
     seen: set[str] = set()
     for arg in args:
-        if not isinstance(arg, (str, os.PathLike)):
-            raise TypeError(f"source must be a folder, glob, @FILE list, file path, a .parquet / .csv table of paths "
-                            f"or a ray.data.Dataset; got a list holding {type(arg).__name__}")
         if _is_table(arg):
             raise ValueError(f"{os.fspath(arg)}: a table of paths must be the only source (got it in a list)")
         for item in iter_items(arg, include_hidden=include_hidden):
+            if not isinstance(item.payload, (str, FolderListingError)):
+                raise TypeError("source must be a folder, glob, @FILE list, file path (or an iterable of them), a "
+                                ".parquet / .csv table of paths or a ray.data.Dataset; got "
+                                f"{type(item.payload).__name__}")
             src = item.payload.folder if isinstance(item.payload, FolderListingError) else item.payload
             p = os.path.abspath(src)
             key = path_text(p)
@@ -251,12 +254,11 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
     elif _is_table(source):
         path = os.fspath(source)
         kind = TABLES[os.path.splitext(path)[1].lower()]
-        ds = ray.data.read_parquet(path, columns=[key]) if kind == "parquet" else ray.data.read_csv(path)
+        ds = ray.data.read_parquet(path) if kind == "parquet" else ray.data.read_csv(path)
         names = ds.schema().names
         if key not in names:
             raise ValueError(f"{path}: a table of paths needs a 'path' column; it has {names}")
-        if kind == "csv":
-            ds = ds.select_columns([key])
+        ds = ds.select_columns([key])
         base, payload = os.path.dirname(os.path.abspath(path)), key
     else:
         listed = source if isinstance(source, _Listing) else _Listing(*_listed(source, include_hidden))
@@ -294,8 +296,8 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
                 top_k=top_k, probabilities=probabilities, fast_decode=fast_decode, item_timeout=item_timeout,
                 batch_size=batch_size, key=key, payload=payload, base=base, skip=skip_ref)
     return ds.map_batches(_Scorer, fn_constructor_kwargs=ctor, batch_size=batch_size, batch_format="numpy",
-                          concurrency=concurrency, num_cpus=num_cpus, num_gpus=num_gpus or None,
-                          max_restarts=-1, max_task_retries=-1)
+                          compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus,
+                          num_gpus=num_gpus or None)
 
 
 # ----------------------------------------------------------------------------- the Parquet dataset
@@ -432,6 +434,7 @@ def score_to_dir(source: Any, *, out: str, model=None, task: str = "classify", b
         raise ValueError("threads follows num_cpus on Ray; pass num_cpus instead of threads")
     # the driver loads the model once: it is checked before any cluster work, and its settings recorded
     driver_opts = {k: v for k, v in model_options.items() if k not in ("device", "device_id", "providers")}
+    driver_opts["device"] = "cpu"
     clf = Classifier(model, threads=1, **driver_opts)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")

@@ -1,0 +1,252 @@
+"""pyimgcls.integrations.ray on a real local Ray (one ``ray.init(num_cpus=2)`` for the module)."""
+
+import collections
+import glob
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import pyimgcls
+from pyimgcls import score
+from pyimgcls.cli.main import main as cli_main
+from pyimgcls.jobs.score import OutputExistsError
+
+ray = pytest.importorskip("ray")  # in .[test]: never skipped in CI
+from pyimgcls.integrations.ray import done_paths, score_dataset, score_to_dir  # noqa: E402
+
+N_IMAGES = 300
+SCORER_TITLE = "ray::MapWorker(MapBatches(_Scorer))"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return pyimgcls.Classifier(threads=2)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory, photos):
+    """300 inputs: small JPEGs and PNGs cut from real photos, one EXIF-rotated JPEG, and broken files
+    (garbage, a truncated JPEG, an empty file, a dangling link)."""
+    d = tmp_path_factory.mktemp("ray-imgs")
+    rng = np.random.default_rng(7)
+    base = [np.ascontiguousarray(p) for _, p in sorted(photos.items())]
+    broken = {17: "garbage", 101: "truncated", 202: "empty", 250: "dangling"}
+    for i in range(N_IMAGES):
+        sub = d / f"s{i % 3}"
+        sub.mkdir(exist_ok=True)
+        if i in broken:
+            p = sub / f"{i:04d}.jpg"
+            kind = broken[i]
+            if kind == "garbage":
+                p.write_bytes(b"\xff\xd8\xff\xe0" + bytes(rng.integers(0, 256, 300, dtype=np.uint8)))
+            elif kind == "truncated":
+                full = sub / "tmp.jpg"
+                Image.fromarray(base[0]).save(full, quality=90)
+                p.write_bytes(full.read_bytes()[:600])
+                full.unlink()
+            elif kind == "empty":
+                p.write_bytes(b"")
+            else:
+                os.symlink(d / "nowhere.jpg", p)
+            continue
+        img = base[i % len(base)]
+        h, w = img.shape[:2]
+        ch, cw = int(rng.integers(h // 3, h)), int(rng.integers(w // 3, w))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = Image.fromarray(img[y:y + ch, x:x + cw]).resize((int(rng.integers(120, 260)), int(rng.integers(100, 220))))
+        if i % 10 == 3:
+            crop.save(sub / f"{i:04d}.png")
+        elif i == 5:
+            exif = Image.Exif()
+            exif[0x0112] = 6  # rotated: width and height swap
+            crop.save(sub / f"{i:04d}.jpg", quality=88, exif=exif)
+        else:
+            crop.save(sub / f"{i:04d}.jpg", quality=int(rng.integers(70, 95)))
+    return d
+
+
+def _parts(out):
+    return pq.read_table(str(out)).to_pandas() if os.path.isdir(out) else pq.read_table(out).to_pandas()
+
+
+def _local(clf, image_dir, tmp_path, **kw):
+    out = str(tmp_path / "local.parquet")
+    score([str(image_dir)], out=out, classifier=clf, progress=False, **kw)
+    return pq.read_table(out).to_pandas().set_index("path")
+
+
+def _assert_same_rows(ray_df, local_df):
+    """Labels, top-k ids and sizes equal, scores to 1e-6, errors (with their text) on the same files."""
+    assert sorted(ray_df["path"]) == sorted(local_df.index)
+    assert ray_df["path"].is_unique
+    for _, row in ray_df.iterrows():
+        want = local_df.loc[row["path"]]
+        if isinstance(want["error"], str):
+            assert row["error"] == want["error"]
+            assert row["label"] is None or np.isnan(row["label"])
+            continue
+        assert not isinstance(row["error"], str)
+        assert int(row["label"]) == int(want["label"]) and row["label_name"] == want["label_name"]
+        assert abs(row["score"] - want["score"]) <= 1e-6
+        assert list(row["top_k_ids"]) == list(want["top_k_ids"])
+        np.testing.assert_allclose(row["top_k_scores"], want["top_k_scores"], rtol=0, atol=1e-6)
+        assert (row["width"], row["height"], row["stored_width"], row["stored_height"]) == \
+            (want["width"], want["height"], want["stored_width"], want["stored_height"])
+
+
+def test_rows_equal_local_score_with_corrupt_files(clf, image_dir, tmp_path):
+    local = _local(clf, image_dir, tmp_path)
+    assert len(local) == N_IMAGES and local["error"].notna().sum() == 4
+    out = tmp_path / "ray-out"
+    s = score_to_dir(str(image_dir), out=str(out), batch_size=16, progress=False)
+    assert (s.images, s.errors, s.skipped) == (N_IMAGES, 4, 0)
+    df = _parts(out)
+    _assert_same_rows(df, local)
+    # the schema is score's, and so is the manifest in the key-value metadata
+    local_schema = pq.read_schema(str(tmp_path / "local.parquet"))
+    part = pq.read_schema(glob.glob(str(out / "part-*.parquet"))[0])
+    assert part.remove_metadata() == local_schema.remove_metadata()
+    assert b"pyimgcls" in part.metadata
+    # the EXIF-rotated file: width and height as read_image returns them
+    rot = df[df["path"].str.endswith("0005.jpg")].iloc[0]
+    assert (rot["width"], rot["height"]) == (rot["stored_height"], rot["stored_width"])
+
+
+def test_dataset_sources_and_embed(clf, image_dir, tmp_path):
+    files = sorted(glob.glob(str(image_dir / "s1" / "*.png")))[:6] + sorted(glob.glob(str(image_dir / "s1" / "*.jpg")))[:6]
+    want = {r.source: r for r in clf.predict(files)}
+    # read_binary_files output: bytes + path
+    ds = ray.data.read_binary_files(files, include_paths=True)
+    got = {r["path"]: r for r in score_dataset(ds, batch_size=4).take_all()}
+    assert sorted(got) == sorted(want)
+    for p, r in got.items():
+        assert r["label"] == want[p].label and abs(r["score"] - want[p].score) <= 1e-6
+    # read_images output: decoded arrays + path (compared with the same arrays classified locally)
+    ds = ray.data.read_images(files, include_paths=True, mode="RGB")
+    got = {r["path"]: r for r in score_dataset(ds, batch_size=4).take_all()}
+    arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    for f, w in zip(files, clf.predict(arrays)):
+        assert got[f]["label"] == w.label and abs(got[f]["score"] - w.score) <= 1e-6
+    # a Parquet and a CSV table of paths, relative to the table's folder
+    rel = [os.path.relpath(f, image_dir) for f in files]
+    pq.write_table(pa.table({"path": rel}), image_dir / "list.parquet")
+    (image_dir / "list.csv").write_text("path\n" + "\n".join(rel) + "\n")
+    for table in ("list.parquet", "list.csv"):
+        got = {r["path"]: r for r in score_dataset(str(image_dir / table), batch_size=4).take_all()}
+        assert sorted(got) == sorted(want)
+        assert all(got[p]["label"] == want[p].label for p in want)
+    # task="embed": score's rows plus the embedding, equal to Classifier.embed
+    emb = clf.embed(files)
+    got = {r["path"]: r for r in score_dataset(files, task="embed", batch_size=4).take_all()}
+    for f, e in zip(files, emb):
+        np.testing.assert_allclose(got[f]["embedding"], e, rtol=0, atol=1e-5)
+
+
+def test_bad_arguments_are_refused(image_dir):
+    ds = ray.data.from_items([{"bytes": b"x"}])
+    with pytest.raises(ValueError, match="needs a 'path' column"):
+        score_dataset(ds)
+    with pytest.raises(ValueError, match="would hang"):
+        score_dataset(str(image_dir), concurrency=2, num_cpus=1)
+    with pytest.raises(ValueError, match="does not fit"):
+        score_dataset(str(image_dir), num_cpus=2)
+    with pytest.raises(ValueError, match="threads follows num_cpus"):
+        score_dataset(str(image_dir), threads=4)
+    with pytest.raises(ValueError, match="task must be one of"):
+        score_dataset(str(image_dir), task="segment")
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        score_dataset(str(image_dir), batch_size=0)
+
+
+def _scorer_pids():
+    pids = set()
+    for p in __import__("psutil").Process().children(recursive=True):
+        try:
+            if " ".join(p.cmdline()).startswith(SCORER_TITLE):
+                pids.add(p.pid)
+        except Exception:  # noqa: BLE001 - a process that ended meanwhile
+            pass
+    return pids
+
+
+def test_an_actor_killed_mid_run_is_restarted_and_every_input_appears_once(image_dir, tmp_path):
+    out = tmp_path / "killed"
+    result = {}
+
+    def job():
+        result["summary"] = score_to_dir(str(image_dir), out=str(out), batch_size=4, chunk_size=4, progress=False)
+
+    t = threading.Thread(target=job)
+    t.start()
+    seen, killed, parts_at_kill = set(), None, None
+    deadline = time.monotonic() + 240
+    while t.is_alive() and time.monotonic() < deadline:
+        pids = _scorer_pids()
+        seen |= pids
+        if killed is None and pids and os.path.isdir(out) and glob.glob(str(out / "part-*.parquet")):
+            killed = sorted(pids)[0]
+            parts_at_kill = len(glob.glob(str(out / "part-*.parquet")))
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.01)
+    t.join(timeout=60)
+    assert not t.is_alive()
+    assert killed is not None and parts_at_kill * 4 < N_IMAGES  # killed mid-run
+    assert seen - {killed}, "no actor took over after the kill"
+    df = _parts(out)
+    counts = collections.Counter(df["path"])
+    assert len(counts) == N_IMAGES and max(counts.values()) == 1
+    assert result["summary"].images == N_IMAGES
+
+
+def test_rerun_scores_only_the_missing_inputs(clf, image_dir, tmp_path):
+    out = tmp_path / "partial"
+    score_to_dir(str(image_dir / "s0"), out=str(out), chunk_size=32, progress=False)
+    first = len(done_paths(str(out)))
+    assert first == 100
+    # one part lost, and a half-written temporary of a killed run left behind
+    parts = sorted(glob.glob(str(out / "part-*.parquet")))
+    lost = len(pq.read_table(parts[0], columns=["path"]))
+    os.remove(parts[0])
+    stale = out / ".part-x-000099.parquet.tmp-999999999"
+    stale.write_bytes(b"PAR1 half written")
+    s = score_to_dir(str(image_dir), out=str(out), chunk_size=32, progress=False)
+    assert s.images == N_IMAGES - first + lost and s.skipped == first - lost
+    assert not stale.exists()
+    df = _parts(out)
+    assert df["path"].is_unique and len(df) == N_IMAGES
+    _assert_same_rows(df, _local(clf, image_dir, tmp_path))
+    # nothing left: a third run scores nothing
+    assert score_to_dir(str(image_dir), out=str(out), progress=False).images == 0
+    # other settings are refused, --overwrite replaces
+    with pytest.raises(OutputExistsError, match="top_k"):
+        score_to_dir(str(image_dir), out=str(out), top_k=3, progress=False)
+
+
+def test_cli_engine_ray(image_dir, tmp_path, capsys):
+    out = tmp_path / "cli-out"
+    rc = cli_main(["score", str(image_dir / "s2"), "--out", str(out), "--engine", "ray", "--batch-size", "8"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "scored 100 images (2 errors" in err  # the empty file and the dangling link
+    assert len(_parts(out)) == 100
+    rc = cli_main(["score", str(image_dir / "s2"), "--out", str(out), "--engine", "ray"])
+    assert rc == 0 and "scored 0 images (0 errors, 100 skipped)" in capsys.readouterr().err
+    rc = cli_main(["score", str(image_dir / "s2"), "--out", str(out), "--engine", "ray", "--top-k", "2"])
+    assert rc == 2 and "other settings" in capsys.readouterr().err
+    rc = cli_main(["score", str(image_dir / "s2"), "--out", str(out), "--engine", "ray", "--shard", "0/2"])
+    assert rc == 2 and "--shard" in capsys.readouterr().err

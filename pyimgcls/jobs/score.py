@@ -32,7 +32,7 @@ from ..io.sources import FolderListingError, Item, iter_items
 from ._writers import (AppendWriter, OutputExistsError, OutputLock, OutputLockedError, ParquetWriter, check_manifest,
                        path_text, remove_stale_temporaries, text, write_manifest)
 
-__all__ = ["score", "ScoreSummary", "result_row", "score_settings", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of"]
+__all__ = ["score", "ScoreSummary", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of"]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 log = logging.getLogger("pyimgcls.progress")
@@ -148,8 +148,7 @@ def score_settings(clf, *, top_k: int, embeddings: bool, probabilities: bool, fm
             "precision": clf.session.info.dtype, "device": _device_kind(clf.session.providers)}
 
 
-def result_row(r, embeddings: bool, probabilities: bool) -> dict:
-    """One output row (a dict of the columns) for a ``Classification``; ``r.source`` is the row key."""
+def _row(r, embeddings: bool, probabilities: bool) -> dict:
     (h, w) = r.image_size if r.image_size else (None, None)
     (sh, sw) = r.stored_size if r.stored_size else (None, None)
     d = {
@@ -355,7 +354,7 @@ def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddin
     try:
         for r in clf.predict_iter(None, items=todo(), batch_size=batch_size, top_k=top_k, embeddings=embeddings,
                                    probabilities=probabilities, fast_decode=fast_decode, item_timeout=item_timeout):
-            pending.append(result_row(r, embeddings, probabilities))
+            pending.append(_row(r, embeddings, probabilities))
             n += 1
             errors += r.error is not None
             prog.update(r.error is not None)
@@ -376,3 +375,12 @@ def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddin
     dt = time.perf_counter() - t0
     return ScoreSummary(out=out, images=n, errors=errors, skipped=skipped, seconds=dt,
                         images_per_second=n / dt if dt > 0 else 0.0)
+
+
+# for other engines that write the same rows (integrations.ray)
+__all__ += ["result_row", "score_settings"]
+
+
+def result_row(r, embeddings: bool, probabilities: bool) -> dict:
+    """One output row (a dict of the columns) of a ``Classification``; ``r.source`` is the row key."""
+    return _row(r, embeddings, probabilities)

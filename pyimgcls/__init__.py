@@ -21,6 +21,8 @@ from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
 from .runtime.session import ModelInfo, Session, annotate_model
 from .tasks.classifier import Classification, Classifier, default_model_path
+from .tasks.detector import DetectionResult, Detector
+from .tasks.faces import FaceDetector
 
 __all__ = [
     "Classification",
@@ -29,7 +31,10 @@ __all__ = [
     "Session",
     "annotate_model",
     "default_model_path",
+    "FaceDetector",
     "Detections",
+    "DetectionResult",
+    "Detector",
     "metrics",
     "ops",
     "ImageDecodeError",

@@ -15,10 +15,11 @@ import pyimgcls
 PUBLIC = [
     ("pyimgcls", n) for n in (
         "Classification", "Classifier", "ModelInfo", "Session", "annotate_model", "default_model_path", "Detections",
-        "metrics", "ops", "ImageDecodeError", "ImageTransform", "PreprocessConfig", "Transforms", "image_size",
-        "preprocess", "read_image", "ScoreSummary", "score", "__version__")
+        "DetectionResult", "Detector", "metrics", "ops", "ImageDecodeError", "ImageTransform", "PreprocessConfig",
+        "Transforms", "image_size",
+        "preprocess", "read_image", "ScoreSummary", "score", "__version__", "FaceDetector")
 ] + [
-    ("pyimgcls.ops", n) for n in ("nms", "batched_nms", "soft_nms", "box_iou", "box_convert", "decode_yolo")
+    ("pyimgcls.ops", n) for n in ("nms", "batched_nms", "soft_nms", "box_iou", "box_convert", "decode_yolo", "crop_resize")
 ] + [
     ("pyimgcls.metrics", n) for n in (
         "COCOEvaluator", "COCOResult", "ClassificationReport", "ConfusionMatrix", "MultilabelReport", "STAT_NAMES",

@@ -67,9 +67,15 @@ class ModelTask:
             one budget of the task, for inference, decoding and preprocessing alike.
     """
 
+    #: ``f(info) -> (PreprocessConfig, message | None)`` for models without ``pyimgcls.preprocess``
+    #: metadata (``Session(default_preprocess=...)``); ``None``: the classifier defaults.
+    _default_preprocess = None
+
     def __init__(self, model, *, preprocess: PreprocessConfig | dict | None = None, **session_options: Any) -> None:
         self._init_args = (model, preprocess, dict(session_options))
         self.model_path = model
+        if self._default_preprocess is not None:
+            session_options = {**session_options, "default_preprocess": self._default_preprocess}
         self.session = Session(model, **session_options)
         self.config = self.session.preprocess_config
         if preprocess is not None:

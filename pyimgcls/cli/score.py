@@ -107,8 +107,13 @@ def _run_ray(args: argparse.Namespace, inputs: list) -> int:
     opts = {"preprocess": preprocess_overrides(args)}
     if args.device != "auto":
         opts["device"] = args.device
+    task = "embed" if args.embeddings else "classify"
+    if args.task == "detect":
+        task = "detect"
+        opts.update({k: getattr(args, k) for k in ("conf", "iou", "max_det", "classes") if getattr(args, k) is not None})
+        opts = {k: v for k, v in opts.items() if v is not None}
     try:
-        summary = score_to_dir(inputs, out=args.out, model=args.model, task="embed" if args.embeddings else "classify",
+        summary = score_to_dir(inputs, out=args.out, model=args.model, task=task,
                                batch_size=args.batch_size, concurrency=args.concurrency, num_cpus=args.actor_cpus,
                                top_k=args.top_k, probabilities=args.probabilities, fast_decode=args.fast_decode,
                                item_timeout=args.item_timeout, include_hidden=args.include_hidden,

@@ -55,11 +55,12 @@ import numpy as np
 
 from ..io.sources import FolderListingError, Item, iter_items
 from ..jobs._writers import OutputExistsError, OutputLock, fsync_dir, parquet_schema, path_text
+from ..jobs.detect import detection_row, detection_settings, predict_iter, row_schema
 from ..jobs.score import ScoreInterrupted, result_row, score_settings
 
 __all__ = ["score_dataset", "score_to_dir", "RayScoreSummary", "TASKS"]
 
-TASKS = ("classify", "embed")
+TASKS = ("classify", "embed", "detect")
 MANIFEST = "_pyimgcls.json"
 TABLES = {".parquet": "parquet", ".csv": "csv"}
 DEFAULT_READ_NUM_CPUS = 0.25
@@ -82,9 +83,15 @@ class _Scorer:
     def __init__(self, *, task: str, model: Any, model_options: dict, threads: int, top_k: int,
                  probabilities: bool, fast_decode: bool, item_timeout: float | None, batch_size: int, key: str,
                  payload: str, base: str | None, skip: list | None) -> None:
-        from ..tasks.classifier import Classifier
+        self.detect = task == "detect"
+        if self.detect:
+            from ..tasks import load_detector
 
-        self.model = Classifier(model, threads=threads, **model_options)
+            self.model = load_detector(model or "faces", threads=threads, **model_options)
+        else:
+            from ..tasks.classifier import Classifier
+
+            self.model = Classifier(model, threads=threads, **model_options)
         self.embeddings = task == "embed"
         self.top_k, self.probabilities = top_k, probabilities
         self.fast_decode, self.item_timeout, self.batch_size = fast_decode, item_timeout, batch_size
@@ -95,7 +102,7 @@ class _Scorer:
 
             self.skip = ray.get(skip[0])
         dim = self.model.embedding_dim() if self.embeddings else None
-        self.schema = parquet_schema(self.embeddings, probabilities, dim, None)
+        self.schema = row_schema(None) if self.detect else parquet_schema(self.embeddings, probabilities, dim, None)
 
     def _path(self, p: str) -> str:
         if self.base is not None and not os.path.isabs(p):
@@ -122,14 +129,18 @@ class _Scorer:
             else:
                 items.append(Item(key, np.asarray(p)))
         rows = []
-        results = self.model.predict_iter(None, items=iter(items), batch_size=self.batch_size, top_k=self.top_k,
-                                          embeddings=self.embeddings, probabilities=self.probabilities,
-                                          fast_decode=self.fast_decode, item_timeout=self.item_timeout)
+        if self.detect:
+            results = predict_iter(self.model, iter(items), batch_size=self.batch_size, fast_decode=self.fast_decode,
+                                   item_timeout=self.item_timeout)
+        else:
+            results = self.model.predict_iter(None, items=iter(items), batch_size=self.batch_size, top_k=self.top_k,
+                                              embeddings=self.embeddings, probabilities=self.probabilities,
+                                              fast_decode=self.fast_decode, item_timeout=self.item_timeout)
         for item, r in zip(items, results):
             if r.error is not None and isinstance(item.payload, bytes):
                 # the decoder names bytes "<N bytes>"; name the file instead, as score does
                 r.error = r.error.replace(f"<{len(item.payload)} bytes>", item.source, 1)
-            rows.append(result_row(r, self.embeddings, self.probabilities))
+            rows.append(detection_row(r) if self.detect else result_row(r, self.embeddings, self.probabilities))
         return pa.Table.from_pylist(rows, schema=self.schema)
 
 
@@ -197,10 +208,12 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
             ``read_binary_files(include_paths=True)`` gives) or an ``image`` column (HxWxC uint8
             arrays, as ``read_images(include_paths=True)`` gives); with ``path`` alone, the actors
             read the files.
-        model: ONNX classifier path (default: the embedded EfficientNet-Lite0). It must be readable
-            on every node.
-        task: ``"classify"``, or ``"embed"`` (the same rows plus the ``embedding`` column, as
-            ``score(embeddings=True)``).
+        model: ONNX classifier path (default: the embedded EfficientNet-Lite0); with
+            ``task="detect"``, ``"faces"`` (default) or a YOLO ONNX path. It must be readable on
+            every node.
+        task: ``"classify"``; ``"embed"`` (the same rows plus the ``embedding`` column, as
+            ``score(embeddings=True)``); ``"detect"`` (the rows of ``score(task="detect")``:
+            ``boxes``, ``scores``, ``class_ids``, ... see ``jobs.detect``).
         batch_size: images per model call (and per ``map_batches`` batch).
         concurrency: number of actors (default: as many as fit in the cluster's CPUs, or GPUs, while
             ``read_num_cpus`` stays free for the read tasks).
@@ -210,7 +223,8 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
         read_num_cpus: CPUs each read task asks for.
         skip_paths: row keys (absolute paths) to leave out (already scored).
         **model_options: passed to ``Classifier`` (``preprocess``, ``device``, ``allow_spinning``,
-            ...); not ``threads``, which follows ``num_cpus``.
+            ...) or, for ``"detect"``, to ``load_detector`` (``conf``, ``iou``, ``max_det``,
+            ``classes``, ...); not ``threads``, which follows ``num_cpus``.
 
     Returns:
         A lazy ``ray.data.Dataset`` (nothing runs until it is consumed or written).
@@ -235,6 +249,8 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
         _check_positive("concurrency", concurrency, integer=True)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
+    if task == "detect" and probabilities:
+        raise ValueError("probabilities apply to task='classify', not 'detect'")
     if num_gpus and "device" not in model_options:
         model_options = {**model_options, "device": "cuda"}
     if not ray.is_initialized():
@@ -272,7 +288,8 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
             parts.append(ray.data.from_arrow(pa.table({"bytes": pa.array([None] * len(direct), pa.binary()),
                                                        "path": pa.array(direct, pa.string())})))
         if not parts:
-            return ray.data.from_arrow(parquet_schema(embeddings, probabilities, None, None).empty_table())
+            schema = row_schema(None) if task == "detect" else parquet_schema(embeddings, probabilities, None, None)
+            return ray.data.from_arrow(schema.empty_table())
         ds = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
         payload = "bytes"
 
@@ -434,20 +451,28 @@ def score_to_dir(source: Any, *, out: str, model=None, task: str = "classify", b
         raise ValueError("threads follows num_cpus on Ray; pass num_cpus instead of threads")
     # the driver loads the model once: it is checked before any cluster work, and its settings recorded
     driver_opts = {k: v for k, v in model_options.items() if k not in ("device", "device_id", "providers")}
-    driver_opts["device"] = "cpu"
-    clf = Classifier(model, threads=1, **driver_opts)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
-    top_k = min(top_k, clf.num_classes) if clf.num_classes else top_k
     embeddings = task == "embed"
-    dim = clf.embedding_dim() if embeddings else None
-    settings = score_settings(clf, top_k=top_k, embeddings=embeddings, probabilities=probabilities,
-                              fmt="parquet-dataset", fast_decode=fast_decode)
+    dim = None
+    if task == "detect":
+        from ..tasks import load_detector
+
+        det = load_detector(model or "faces", threads=1, **driver_opts)
+        settings = detection_settings(det, fmt="parquet-dataset", fast_decode=fast_decode)
+        model_path = getattr(det, "model_path", model or "faces")
+    else:
+        clf = Classifier(model, threads=1, device="cpu", **driver_opts)
+        top_k = min(top_k, clf.num_classes) if clf.num_classes else top_k
+        dim = clf.embedding_dim() if embeddings else None
+        settings = score_settings(clf, top_k=top_k, embeddings=embeddings, probabilities=probabilities,
+                                  fmt="parquet-dataset", fast_decode=fast_decode)
+        model_path = clf.model_path
     settings["device"] = "gpu" if num_gpus else str(model_options.get("device", "cpu")).split(":")[0]
     manifest = {"settings": settings, "info": {"pyimgcls_version": __version__, "engine": "ray",
-                                               "model_path": str(clf.model_path)[:500], "embedding_dim": dim,
+                                               "model_path": str(model_path)[:500], "embedding_dim": dim,
                                                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
-    schema = parquet_schema(embeddings, probabilities, dim, manifest)
+    schema = row_schema(manifest) if task == "detect" else parquet_schema(embeddings, probabilities, dim, manifest)
     if address is not None and not ray.is_initialized():
         ray.init(address=address)
 

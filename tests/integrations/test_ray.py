@@ -248,3 +248,54 @@ def test_cli_engine_ray(image_dir, tmp_path, capsys):
     assert rc == 2 and "other settings" in capsys.readouterr().err
     rc = cli_main(["score", str(image_dir / "s2"), "--out", str(out), "--engine", "ray", "--shard", "0/2"])
     assert rc == 2 and "--shard" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def box_dir(tmp_path_factory, photos):
+    """Photos with a white rectangle pasted in (what ``bright_box_detector`` finds), the astronaut
+    (a face for ``"faces"``), and a corrupt file."""
+    d = tmp_path_factory.mktemp("ray-boxes")
+    rng = np.random.default_rng(11)
+    base = [np.ascontiguousarray(p) for _, p in sorted(photos.items())]
+    for i in range(12):
+        img = (base[i % len(base)][::2, ::2] // 2).copy()
+        h, w = img.shape[:2]
+        y, x = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
+        img[y:y + h // 4, x:x + w // 3] = 255
+        Image.fromarray(img).save(d / f"b{i:02d}.png")
+    Image.fromarray(photos["astronaut"]).save(d / "astronaut.jpg", quality=92)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x01" * 64)
+    return d
+
+
+@pytest.mark.parametrize("model", ["yolo", "faces"])
+def test_detect_rows_equal_local_score(box_dir, tmp_path, model):
+    from _helpers.models import bright_box_detector
+
+    spec = bright_box_detector(str(tmp_path / "box.onnx")) if model == "yolo" else "faces"
+    local_out = str(tmp_path / "local.parquet")
+    score([str(box_dir)], out=local_out, task="detect", model=spec, progress=False)
+    local = pq.read_table(local_out).to_pandas().set_index("path")
+    out = tmp_path / "ray"
+    s = score_to_dir(str(box_dir), out=str(out), task="detect", model=spec, batch_size=4, progress=False)
+    assert (s.images, s.errors) == (14, 1)
+    got = _parts(out)
+    assert sorted(got["path"]) == sorted(local.index) and got["path"].is_unique
+    assert pq.read_schema(glob.glob(str(out / "part-*.parquet"))[0]).remove_metadata() == \
+        pq.read_schema(local_out).remove_metadata()
+    found = 0
+    for _, row in got.iterrows():
+        want = local.loc[row["path"]]
+        if isinstance(want["error"], str):
+            assert row["error"] == want["error"] and row["path"].endswith("broken.jpg")
+            continue
+        assert row["count"] == want["count"] and list(row["class_ids"]) == list(want["class_ids"])
+        found += row["count"]
+        if row["count"]:
+            np.testing.assert_allclose(np.stack(row["boxes"]), np.stack(want["boxes"]), rtol=0, atol=1e-4)
+            np.testing.assert_allclose(row["scores"], want["scores"], rtol=0, atol=1e-6)
+    assert found >= (12 if model == "yolo" else 1)  # the boxes (or the astronaut's face) were found
+    # a rerun scores nothing; detection settings are recorded and checked
+    assert score_to_dir(str(box_dir), out=str(out), task="detect", model=spec, progress=False).images == 0
+    with pytest.raises(OutputExistsError, match="other settings"):
+        score_to_dir(str(box_dir), out=str(out), task="detect", model=spec, conf=0.5, progress=False)

@@ -299,3 +299,93 @@ def test_detect_rows_equal_local_score(box_dir, tmp_path, model):
     assert score_to_dir(str(box_dir), out=str(out), task="detect", model=spec, progress=False).images == 0
     with pytest.raises(OutputExistsError, match="other settings"):
         score_to_dir(str(box_dir), out=str(out), task="detect", model=spec, conf=0.5, progress=False)
+
+
+def _eval_data(seed=5):
+    """Imbalanced single-label predictions, multi-label scores with ties, and detections around
+    clustered ground truth (3 classes, some crowd boxes) on 120 images."""
+    rng = np.random.default_rng(seed)
+    n, c = 4000, 10
+    y_true = rng.choice(c, n, p=np.r_[0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01])
+    y_pred = np.where(rng.random(n) < 0.3, rng.integers(0, c, n), y_true)
+    Y = (rng.random((n, 6)) < [0.5, 0.2, 0.1, 0.05, 0.02, 0.3]).astype(np.uint8)
+    S = np.round(np.clip(Y * 0.3 + rng.random((n, 6)) * 0.8, 0, 1), 2)  # rounded: many tied scores
+    images = []
+    for i in range(120):
+        g = int(rng.integers(0, 6))
+        xy = rng.uniform(0, 400, (g, 2))
+        wh = rng.uniform(10, 150, (g, 2))
+        gt = np.c_[xy, xy + wh].astype(np.float64)
+        gcls = rng.integers(0, 3, g)
+        crowd = (rng.random(g) < 0.05).astype(np.uint8)
+        keep = rng.random(g) < 0.8
+        det = gt[keep] + rng.normal(0, 6, (int(keep.sum()), 4))
+        fp_xy = rng.uniform(0, 400, (int(rng.integers(0, 4)), 2))
+        det = np.r_[det, np.c_[fp_xy, fp_xy + rng.uniform(10, 100, (len(fp_xy), 2))]]
+        dcls = np.r_[gcls[keep], rng.integers(0, 3, len(fp_xy))]
+        dsc = np.round(rng.random(len(det)), 1)  # ties across images
+        images.append((i, (det, dsc, dcls), gt, gcls, crowd))
+    return y_true, y_pred, Y, S, images
+
+
+def _states(rows, images, data):
+    from pyimgcls import metrics
+
+    y_true, y_pred, Y, S, all_images = data
+    cm = metrics.ConfusionMatrix(10).update(y_true[rows], y_pred[rows])
+    rs = metrics.RankingState().update(Y[rows], S[rows])
+    ev = metrics.COCOEvaluator()
+    for i in images:
+        image_id, det, gt, gcls, crowd = all_images[i]
+        ev.update(image_id, det, gt, gcls, gt_iscrowd=crowd)
+    return cm, rs, ev
+
+
+def test_metric_states_from_4_shards_merge_to_the_single_machine_numbers():
+    """Each shard's states are computed in a Ray task (pickled back), merged on the driver in
+    another order, and give exactly the numbers of one machine."""
+    data = _eval_data()
+    n, n_img = len(data[0]), len(data[4])
+    rng = np.random.default_rng(1)
+    rows, imgs = np.array_split(rng.permutation(n), 4), np.array_split(rng.permutation(n_img), 4)
+    remote = ray.remote(_states)
+    data_ref = ray.put(data)
+    shards = ray.get([remote.remote(r, i, data_ref) for r, i in zip(rows, imgs)])
+    cm, rs, ev = shards[2]
+    for k in (0, 3, 1):
+        cm.merge(shards[k][0])
+        rs.merge(shards[k][1])
+        ev.merge(shards[k][2])
+    one_cm, one_rs, one_ev = _states(np.arange(n), np.arange(n_img), data)
+    # classification report
+    assert cm.report(zero_division=0).to_dict() == one_cm.report(zero_division=0).to_dict()
+    # per-label AP and AUC
+    y_true, _, Y, S, _ = data
+    from pyimgcls import metrics
+
+    single_ap = metrics.average_precision(Y, S, average=None)
+    assert np.array_equal(rs.average_precision(average=None), single_ap)
+    assert np.array_equal(rs.average_precision(average=None), one_rs.average_precision(average=None))
+    assert rs.average_precision(average="micro") == metrics.average_precision(Y, S, average="micro")
+    assert np.array_equal(rs.roc_auc(average=None), metrics.roc_auc(Y, S, average=None))
+    # COCO: the 12 stats, per-class AP and the precision array
+    got, want = ev.compute(), one_ev.compute()
+    assert np.array_equal(got.stats, want.stats) and got.per_class_ap == want.per_class_ap
+    assert np.array_equal(got.precision, want.precision)
+    assert want.stats[0] > 0.1  # a real evaluation, not an empty one
+
+
+def test_ranking_state_checks_its_inputs():
+    from pyimgcls import metrics
+
+    rs = metrics.RankingState(3)
+    with pytest.raises(ValueError, match="must have 3 labels"):
+        rs.update(np.zeros((4, 2), np.uint8), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="no rows"):
+        rs.arrays()
+    with pytest.raises(TypeError, match="can only merge a RankingState"):
+        rs.merge(metrics.ConfusionMatrix(3))
+    b = metrics.RankingState().update([0, 1, 1], [0.1, 0.9, 0.4])
+    with pytest.raises(ValueError, match=r"must be \(N,\)"):
+        b.update(np.zeros((2, 2), np.uint8), np.zeros((2, 2)))
+    assert b.average_precision() == metrics.average_precision([0, 1, 1], [0.1, 0.9, 0.4])

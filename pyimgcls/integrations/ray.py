@@ -540,6 +540,9 @@ def score_to_dir(source: Any, *, out: str, model=None, task: str = "classify", b
                 saved = n
             finally:
                 raise ScoreInterrupted(saved, out) from None
+        except Exception:
+            flush()  # the rows received before a failure are kept: a rerun goes on after them
+            raise
     dt = time.perf_counter() - t0
     return RayScoreSummary(out=out, images=n, errors=errors, skipped=skipped, seconds=dt,
                            images_per_second=n / dt if dt > 0 else 0.0)

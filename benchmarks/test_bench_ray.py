@@ -18,13 +18,12 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from _helpers.bench import make_photo_jpegs
 from pyimgcls import Classifier, score
+from pyimgcls.integrations.ray import score_dataset, score_to_dir
 from pyimgcls.runtime.threads import usable_cores
-
-ray = pytest.importorskip("ray")  # in .[test]
-from pyimgcls.integrations.ray import score_dataset, score_to_dir  # noqa: E402
 
 N_IMAGES = int(os.environ.get("PYIMGCLS_BENCH_IMAGES", "2000"))
 READ_CPUS = 0.25

@@ -11,15 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray
 from PIL import Image
 
 import pyimgcls
 from pyimgcls import score
 from pyimgcls.cli.main import main as cli_main
+from pyimgcls.integrations.ray import done_paths, score_dataset, score_to_dir
 from pyimgcls.jobs.score import OutputExistsError
-
-ray = pytest.importorskip("ray")  # in .[test]: never skipped in CI
-from pyimgcls.integrations.ray import done_paths, score_dataset, score_to_dir  # noqa: E402
 
 N_IMAGES = 300
 SCORER_TITLE = "ray::MapWorker(MapBatches(_Scorer))"

@@ -2,7 +2,8 @@
 pool of Ray actors, one model per actor (``pip install "pyimgcls[ray]"``).
 
 * ``score_dataset(source, ...)`` returns a lazy ``ray.data.Dataset`` of output rows, to write or
-  transform with Ray as any other dataset.
+  transform with Ray as any other dataset: ``task="classify"`` / ``"embed"`` give the rows of
+  ``score`` (``embed``: with ``embeddings=True``), ``task="detect"`` those of ``score(task="detect")``.
 * ``score_to_dir(source, out=OUT_DIR, ...)`` (CLI: ``pyimgcls score DATA --out OUT_DIR --engine
   ray``) runs it and writes a resumable Parquet dataset.
 

@@ -11,9 +11,9 @@
 namespace pyimgcls::bindings {
 namespace {
 
-py::array_t<float> crop_resize(const py::array& image, const carr<double>& boxes, int out_h, int out_w,
-                               int interpolation, int layout, std::vector<float> fill, std::vector<float> scale,
-                               std::vector<float> bias, int threads) {
+py::array crop_resize(const py::array& image, const carr<double>& boxes, int out_h, int out_w,
+                      int interpolation, int layout, std::vector<float> fill, std::vector<float> scale,
+                      std::vector<float> bias, int threads, bool out_uint8) {
     if (!image.dtype().is(py::dtype::of<std::uint8_t>()))
         throw py::type_error("image must be uint8, got " + dtype_str(image));
     if (image.ndim() != 2 && image.ndim() != 3)
@@ -57,8 +57,9 @@ py::array_t<float> crop_resize(const py::array& image, const carr<double>& boxes
     if (layout == 0) shape = {K, c, out_h, out_w};
     else if (layout == 1) shape = {K, out_h, out_w, c};
     else shape = {K, out_w, out_h, c};
-    py::array_t<float> out(shape);
-    float* dst = out.mutable_data();
+    p.out_u8 = out_uint8;
+    py::array out = out_uint8 ? py::array(py::array_t<std::uint8_t>(shape)) : py::array(py::array_t<float>(shape));
+    void* dst = out.mutable_data();
     p.fill = fill.data();
     p.scale = scale.data();
     p.bias = bias.data();
@@ -74,9 +75,10 @@ py::array_t<float> crop_resize(const py::array& image, const carr<double>& boxes
 void register_crop(py::module_& m) {
     m.def("crop_resize", &crop_resize, py::arg("image"), py::arg("boxes").noconvert(), py::arg("out_h"),
           py::arg("out_w"), py::arg("interpolation"), py::arg("layout"), py::arg("fill"), py::arg("scale"),
-          py::arg("bias"), py::arg("threads"),
+          py::arg("bias"), py::arg("threads"), py::arg("out_uint8") = false,
           "Box crops of a uint8 image (any strides) resampled to out_h x out_w, out = value * scale + bias, "
-          "layout 0 NCHW / 1 NHWC / 2 NWHC (see csrc/core/crop/crop_resize.h).");
+          "layout 0 NCHW / 1 NHWC / 2 NWHC; float32, or uint8 (rounded, saturated) with out_uint8 "
+          "(see csrc/core/crop/crop_resize.h).");
 }
 
 }  // namespace pyimgcls::bindings

@@ -75,7 +75,7 @@ def _json(r) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..io.sources import iter_items
-    from ..jobs.detect import UniqueNames, open_output, predict_iter, save_drawn
+    from ..jobs.detect import UniqueNames, open_output, save_drawn
 
     inputs = resolve_inputs(args)
     if args.save and os.path.exists(args.save) and not os.path.isdir(args.save):
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         os.makedirs(args.save, exist_ok=True)
     items = (it for x in inputs for it in iter_items(x, include_hidden=args.include_hidden))
-    results = predict_iter(det, items, batch_size=args.batch_size, fast_decode=args.fast_decode,
-                           item_timeout=args.item_timeout)
+    results = det.predict_iter(None, items=items, batch_size=args.batch_size, fast_decode=args.fast_decode,
+                               item_timeout=args.item_timeout)
     n = n_err = 0
     width = None
     try:

@@ -56,7 +56,7 @@ import numpy as np
 
 from ..io.sources import FolderListingError, Item, iter_items
 from ..jobs._writers import OutputExistsError, OutputLock, fsync_dir, parquet_schema, path_text
-from ..jobs.detect import detection_row, detection_settings, predict_iter, row_schema
+from ..jobs.detect import detection_row, detection_settings, row_schema
 from ..jobs.score import ScoreInterrupted, result_row, score_settings
 
 __all__ = ["score_dataset", "score_to_dir", "RayScoreSummary", "TASKS"]
@@ -131,8 +131,8 @@ class _Scorer:
                 items.append(Item(key, np.asarray(p)))
         rows = []
         if self.detect:
-            results = predict_iter(self.model, iter(items), batch_size=self.batch_size, fast_decode=self.fast_decode,
-                                   item_timeout=self.item_timeout)
+            results = self.model.predict_iter(None, items=iter(items), batch_size=self.batch_size,
+                                              fast_decode=self.fast_decode, item_timeout=self.item_timeout)
         else:
             results = self.model.predict_iter(None, items=iter(items), batch_size=self.batch_size, top_k=self.top_k,
                                               embeddings=self.embeddings, probabilities=self.probabilities,

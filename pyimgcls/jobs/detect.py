@@ -43,8 +43,7 @@ from ._writers import AppendWriter, OutputLock, ParquetWriter, atomic_write, che
     remove_stale_temporaries, text, write_manifest
 
 __all__ = ["ROW_COLUMNS", "detection_row", "row_schema", "open_output", "CocoWriter", "ParquetRowsWriter",
-           "YoloLabelsWriter", "UniqueNames", "score_detections", "yolo_lines", "predict_iter", "save_drawn",
-           "detection_settings"]
+           "YoloLabelsWriter", "UniqueNames", "score_detections", "yolo_lines", "save_drawn", "detection_settings"]
 
 log = logging.getLogger("pyimgcls")
 
@@ -290,20 +289,6 @@ def open_output(out: str, class_names: Sequence[str] | None, *, save_conf: bool 
     raise ValueError(f"--out must be a .json (COCO results), .parquet file or a folder (YOLO labels), got {out!r}")
 
 
-def predict_iter(detector, items, *, batch_size: int, fast_decode: bool = False, item_timeout: float | None = None):
-    """``detector.predict_iter(None, items=items, ...)``; ``fast_decode`` is passed only when set, so
-    a detector without a reduced-size decode (``FaceDetector``) runs unless it is asked for."""
-    import inspect
-
-    kw: dict[str, Any] = {"batch_size": batch_size, "item_timeout": item_timeout}
-    if fast_decode:
-        if "fast_decode" not in inspect.signature(detector.predict_iter).parameters:
-            raise ValueError(f"{type(detector).__name__} has no fast decode (--fast-decode): it reads every image "
-                             "in full")
-        kw["fast_decode"] = True
-    return detector.predict_iter(None, items=items, **kw)
-
-
 # ----------------------------------------------------------------------------- the batch job
 class _DetectParquetWriter(ParquetWriter):
     def __init__(self, path: str, metadata: dict) -> None:
@@ -420,8 +405,8 @@ def score_detections(inputs: Any, *, out: str, detector=None, model: str = "face
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         write_manifest(out, manifest)
         return run_rows(inputs, out, writer,
-                        lambda items: predict_iter(detector, items, batch_size=batch_size, fast_decode=fast_decode,
-                                                   item_timeout=item_timeout),
+                        lambda items: detector.predict_iter(None, items=items, batch_size=batch_size,
+                                                            fast_decode=fast_decode, item_timeout=item_timeout),
                         detection_row,
                         batch_size=batch_size, resume=resume, progress=progress, chunk_size=chunk_size, ids=ids,
                         shard=shard, include_hidden=include_hidden)

@@ -52,7 +52,7 @@ def _size(size) -> tuple[int, int]:
 
 def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinear", fill: float | Sequence[float] = 0.0,
                 mean: float | Sequence[float] = 0.0, std: float | Sequence[float] = 1.0, layout: str = "NCHW",
-                threads: int = 0) -> np.ndarray:
+                dtype: str = "float32", threads: int = 0) -> np.ndarray:
     """Cuts every box out of ``image`` and resizes it to ``size``, in one native call.
 
     Args:
@@ -66,10 +66,13 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
         mean, std: output ``(value - mean) / std``, per channel or one number (MTCNN: 127.5, 128).
         layout: ``"NCHW"`` -> (K, C, h, w), ``"NHWC"`` -> (K, h, w, C), ``"NWHC"`` -> (K, w, h, C)
             (the transposed Keras layout the MTCNN ONNX files take).
+        dtype: ``"float32"`` (default) or ``"uint8"``: rounded half away from zero and saturated to
+            [0, 255] after ``mean`` / ``std`` (a resize as OpenCV's uint8 path gives it, to within its
+            fixed-point rounding; MTCNN's pyramid is such a uint8 resize).
         threads: worker threads over boxes (0 = all usable cores).
 
     Returns:
-        float32 array in ``layout``.
+        array of ``dtype`` in ``layout``.
 
     Raises:
         TypeError: ``image`` not uint8 or not an array.
@@ -94,6 +97,8 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}")
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
     h, w = _size(size)
     c = 1 if image.ndim == 2 else image.shape[2]
     m = np.asarray(_per_channel(mean, c, "mean"))
@@ -102,4 +107,5 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
         raise ValueError(f"std must be non-zero, got {s.tolist()}")
     f = _per_channel(fill, c, "fill")
     return _core.crop_resize(image, np.ascontiguousarray(b, dtype=np.float64), h, w, _INTERPOLATIONS[interpolation],
-                             _LAYOUTS[layout], f, (1.0 / s).tolist(), (-m / s).tolist(), resolve_threads(threads))
+                             _LAYOUTS[layout], f, (1.0 / s).tolist(), (-m / s).tolist(), resolve_threads(threads),
+                             dtype == "uint8")

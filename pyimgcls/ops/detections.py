@@ -129,6 +129,9 @@ class Detections:
         Returns:
             (N, C, h, w) float32 (``layout="NCHW"``), ``(value - mean) / std``; parts of a box outside
             the image read ``fill``.
+
+        Raises:
+            ValueError: an empty box (``x2 <= x1`` or ``y2 <= y1``, e.g. one clipped away entirely).
         """
         from .crop import crop_resize
 

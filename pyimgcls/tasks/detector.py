@@ -29,7 +29,7 @@ import numpy as np
 
 from ..io.sources import Item
 from ..ops.detections import Detections
-from ..ops.yolo import decode_yolo
+from ..ops.nms import nms
 from ..preprocessing import ImageTransform, PreprocessConfig
 from ..runtime.session import DETECTOR_LAYOUTS, META_DETECTOR, ModelInfo, detector_settings
 from .base import ModelTask
@@ -45,6 +45,8 @@ DEFAULT_IOU = 0.7
 DEFAULT_MAX_DET = 300
 #: Ultralytics' ``max_nms``: candidates (best first) that enter NMS.
 MAX_CANDIDATES = 30000
+#: Ultralytics' ``max_wh``: the per-class box shift of its class-aware NMS, in model-input pixels.
+MAX_WH = 7680
 
 _LAYOUT_TEXT = ("v5 (N, anchors, 5 + classes): cx, cy, w, h, objectness, class scores; "
                 "v8 / YOLO11 (N, 4 + classes, anchors): cx, cy, w, h, class scores; "
@@ -229,33 +231,6 @@ def _check_layout(layout: str, shape: Sequence, classes: int | None, source: str
     return nc
 
 
-def ultralytics_transform(t: ImageTransform) -> ImageTransform:
-    """The letterbox transform as Ultralytics' ``scale_boxes`` maps boxes back: one gain
-    ``r = min(H / h, W / w)`` for both axes (the exact per-axis ratio of the rounded resize,
-    ``round(h * r) / h``, differs from it by up to half a model-input pixel over the image) and
-    the same ``round(pad / 2 - 0.1)`` padding.
-
-    ``t`` may be re-based on a full-resolution image (``at_full_resolution``); the gain is that of
-    the axis the content fills. Where the rounded size was clamped to one pixel (an extreme aspect
-    ratio Ultralytics cannot letterbox) ``t`` is returned unchanged.
-    """
-    h, w = t.original_size
-    H, W = t.input_size
-    sy, sx = t.scale
-    fills_y, fills_x = abs(sy * h - H) < 0.5, abs(sx * w - W) < 0.5
-    if fills_y and fills_x:
-        g = min(sy, sx)
-    elif fills_y:
-        g = sy
-    elif fills_x:
-        g = sx
-    else:
-        return t
-    if abs(g * h - sy * h) > 1.0 or abs(g * w - sx * w) > 1.0:  # clamped to 1 px: keep the exact map
-        return t
-    return ImageTransform(original_size=t.original_size, input_size=t.input_size, scale=(g, g), offset=t.offset)
-
-
 # ----------------------------------------------------------------------------- the task
 def _as_conf(v, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
@@ -274,16 +249,16 @@ class Detector(ModelTask):
     ``pyimgcls.ops.decode_yolo`` keeps its own names and defaults (``conf_threshold=0.25``,
     ``iou_threshold=0.45``, ``max_det=300``, ``class_agnostic=False``).
 
-    Post-processing follows Ultralytics' ``non_max_suppression``: each anchor's best class, kept
-    when its score is ``> conf`` (and, with ``classes``, when that best class is one of them), the
-    30000 best candidates, class-aware greedy NMS (a box is dropped when its IoU with a kept box
-    of its class is ``> iou``; ``agnostic_nms``: over all classes), the ``max_det`` best. One
-    difference: Ultralytics separates classes by offsetting boxes 7680 px per class in float32,
-    pyimgcls runs NMS per class on the exact boxes, so an IoU within float32 rounding of ``iou``
-    may rarely decide differently. End-to-end exports (NMS in the graph) only get ``conf``,
-    ``classes`` and ``max_det`` applied. Boxes are mapped back as Ultralytics' ``scale_boxes``
-    does (one gain for both axes, see ``ultralytics_transform``) into full-resolution pixels of
-    the EXIF-rotated image, clipped to it.
+    Post-processing is Ultralytics' ``non_max_suppression``, arithmetic included: each anchor's
+    best class, kept when its score is ``> conf`` (v5 layout: objectness ``> conf`` first, score
+    = objectness * class score), with ``classes`` only when that best class is one of them, the
+    30000 best candidates, greedy NMS (a box is dropped when its IoU with a kept box is ``> iou``)
+    over boxes shifted by ``class * 7680`` px in float32 so that classes do not meet
+    (``agnostic_nms``: unshifted), the ``max_det`` best. Candidate selection is NumPy, the NMS
+    native (``ops.nms``). End-to-end exports (NMS in the graph) get ``conf``, ``classes`` and
+    ``max_det`` applied to their rows. Boxes are mapped back with the letterbox's exact per-axis
+    scale and padding (what Ultralytics' ``scale_boxes`` computes too, see
+    ``ImageTransform``) into full-resolution pixels of the EXIF-rotated image, clipped to it.
 
     ``max_det=1`` is single-object localization: the one best box (and its class) per image.
 
@@ -433,21 +408,46 @@ class Detector(ModelTask):
     def _class_names(self):
         return tuple(self.names) if self.names else None
 
-    def _mask_classes(self, out: np.ndarray) -> np.ndarray:
-        """A copy of raw v5 / v8 outputs where anchors whose best class is not in ``classes``
-        cannot pass any threshold (Ultralytics filters on the best class, before NMS)."""
-        keep = np.zeros(self.num_classes, bool)
-        keep[list(self.classes)] = True
-        out = np.array(out, np.float32, copy=True)
+    def _nms(self, o: np.ndarray) -> Detections:
+        """One image of a v5 / v8 output, as Ultralytics' ``non_max_suppression`` does it.
+
+        NumPy picks the candidates (each anchor's best class, score ``> conf``, the ``classes``
+        filter, the 30000 best), native ``ops.nms`` runs the greedy NMS. Class-aware NMS is one
+        NMS over boxes shifted by ``class * 7680`` px in float32, Ultralytics' own arithmetic, so
+        that an IoU within float32 rounding of ``iou`` is decided the same way (pyimgcls'
+        ``decode_yolo`` and ``batched_nms`` compare classes exactly instead).
+        """
+        nc = self.num_classes
         if self.layout == "v8":
-            best = out[:, 4:, :].argmax(axis=1)              # (B, anchors)
-            drop = ~keep[best]
-            out[:, 4:, :][np.broadcast_to(drop[:, None, :], out[:, 4:, :].shape)] = -1.0  # below any conf in [0, 1] (the kernel refuses non-finite values)
-        else:
-            best = out[:, :, 5:].argmax(axis=2)              # (B, anchors)
-            drop = ~keep[best]
-            out[:, :, 4][drop] = -1.0  # below any conf in [0, 1] (the kernel refuses non-finite values)
-        return out
+            cls_scores = o[4:4 + nc]                                   # (C, A)
+            best = cls_scores.max(axis=0) if nc else np.zeros(o.shape[1], np.float32)
+            cand = np.nonzero(best > self.conf)[0]
+            j = cls_scores[:, cand].argmax(axis=0)
+            score = best[cand]
+            xywh = o[:4, cand].T
+        else:  # YOLOv5: objectness first, then objectness * class score
+            obj = o[:, 4]
+            cand = np.nonzero(obj > self.conf)[0]
+            prod = o[cand, 5:5 + nc] * obj[cand, None]
+            j = prod.argmax(axis=1) if nc else np.zeros(0, np.int64)
+            score = prod[np.arange(len(cand)), j]
+            keep = score > self.conf
+            cand, j, score = cand[keep], j[keep], score[keep]
+            xywh = o[cand, :4]
+        if self.classes is not None:
+            keep = np.isin(j, self.classes)
+            j, score, xywh = j[keep], score[keep], xywh[keep]
+        if len(score) > MAX_CANDIDATES:
+            top = np.argsort(-score, kind="stable")[:MAX_CANDIDATES]
+            j, score, xywh = j[top], score[top], xywh[top]
+        half = xywh[:, 2:4] / np.float32(2)
+        xyxy = np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1).astype(np.float32, copy=False)
+        if not np.isfinite(xyxy).all() or not np.isfinite(score).all():
+            raise ValueError(f"{self.session.source}: the model's boxes or scores are not finite")
+        shifted = xyxy if self.agnostic_nms else xyxy + (j.astype(np.float32) * np.float32(MAX_WH))[:, None]
+        kept = nms(shifted, score.astype(np.float32, copy=False), self.iou, max_output=self.max_det)
+        return Detections(xyxy=xyxy[kept], confidence=score[kept], class_id=j[kept].astype(np.int32),
+                          class_names=self._class_names())
 
     def _end2end(self, rows: np.ndarray) -> Detections:
         """One image of an end-to-end output ``(max_det, 6)``: conf, classes, max_det."""
@@ -486,15 +486,10 @@ class Detector(ModelTask):
                              f"YOLO layout; supported: {_LAYOUT_TEXT}")
         if self.layout == "end2end":
             return [self._end2end(o) for o in out]
-        if self.classes is not None:
-            out = self._mask_classes(out)
-        return decode_yolo(out, layout=self.layout, conf_threshold=self.conf, iou_threshold=self.iou,
-                           max_det=self.max_det, class_agnostic=self.agnostic_nms, max_candidates=MAX_CANDIDATES,
-                           class_names=self._class_names(), threads=self.threads)
+        out = np.asarray(out, np.float32)
+        return [self._nms(o) for o in out]
 
     def _to_image(self, det: Detections, transform: ImageTransform) -> Detections:
-        if self.config.resize == "letterbox":
-            transform = ultralytics_transform(transform)
         return det.to_original(transform)
 
     # ------------------------------------------------------------------ batch path
@@ -557,9 +552,10 @@ class Detector(ModelTask):
         """
         run = self._run_one(image)
         det = self.decode(run.outputs[0][:1])[0]
-        h, w = run.transform.original_size
-        return DetectionResult(source=run.source, detections=self._to_image(det, run.transform), image_size=(h, w),
-                               stored_size=None)
+        info = run.info
+        return DetectionResult(source=run.source, detections=self._to_image(det, run.transform),
+                               image_size=info.full_size if info else run.transform.original_size,
+                               stored_size=info.stored_size if info else None)
 
 
 def load_detector(spec, **options: Any):

@@ -4,9 +4,9 @@ The cascade, as the ``mtcnn`` package (ipazc) runs it, with its conventions kept
 
 1. P-Net on an image pyramid: scales ``m * f**k`` (``m = 12 / min_face_size``, ``f = scale_factor``)
    while the short side times the scale is at least 12; each level is the image resized to
-   ``ceil(size * scale)`` with area interpolation (``ops.crop_resize`` of the whole image, normalised
-   ``(x - 127.5) / 128`` and laid out as the networks take it: channels-last RGB with height and width
-   swapped). Cells with a face score >= ``thresholds[0]`` give 12x12 windows at stride 2; NMS 0.5 per
+   ``ceil(size * scale)`` with area interpolation (``ops.crop_resize`` of the whole image, rounded to
+   uint8 as MTCNN's levels are, normalised ``(x - 127.5) / 128`` and laid out as the networks take it:
+   channels-last RGB with height and width swapped). Cells with a face score >= ``thresholds[0]`` give 12x12 windows at stride 2; NMS 0.5 per
    level and 0.7 over all levels (``ops.nms``); box regression; squares.
 2. R-Net on 24x24 crops of those squares (one ``ops.crop_resize`` call; parts outside the image are
    zeros, as MTCNN pads them), score > ``thresholds[1]``, NMS 0.7 (``ops.nms``), regression, squares.
@@ -39,11 +39,7 @@ from ..ops.detections import Detections
 from ..ops.nms import nms
 from ..runtime.session import Session
 from .base import ERROR_MODES, source_name
-
-try:  # the result type of the detection tasks (pyimgcls.tasks.detector)
-    from .detector import DetectionResult
-except ImportError:  # pragma: no cover - until the Detector task lands beside this one
-    from ._detection_result import DetectionResult
+from .detector import DetectionResult
 
 __all__ = ["FaceDetector", "mtcnn_model_paths"]
 
@@ -108,6 +104,8 @@ class FaceDetector:
         thresholds: P-Net, R-Net and O-Net score thresholds (0.6, 0.7, 0.7 in MTCNN).
         scale_factor: pyramid step (0.709 in MTCNN, about 1 / sqrt(2)).
         max_det: at most this many faces per image, best first (``None``: all).
+        iou: accepted for the detectors' common signature (``load_detector``) only as ``None``: MTCNN's
+            NMS thresholds are part of the published cascade.
         threads: the one thread budget of the task (ONNX Runtime's pools and the crop kernel; 0 =
             all usable cores).
         **session_options: passed to each ``Session`` (``device``, ``providers``, ``allow_spinning``).
@@ -124,8 +122,11 @@ class FaceDetector:
     names = _NAMES
 
     def __init__(self, *, conf: float | None = None, min_face_size: float = 20, thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-                 scale_factor: float = 0.709, max_det: int | None = None, threads: int = 0,
+                 scale_factor: float = 0.709, max_det: int | None = None, iou: float | None = None, threads: int = 0,
                  **session_options: Any) -> None:
+        if iou is not None:
+            raise ValueError("FaceDetector's NMS thresholds are MTCNN's own (IoU 0.5 / 0.7 / 0.7, then 0.7 over the "
+                             f"smaller box) and cannot be set; got iou={iou!r}")
         th = [float(t) for t in thresholds]
         if len(th) != 3:
             raise ValueError(f"thresholds must have 3 values (P-Net, R-Net, O-Net), got {len(th)}")
@@ -179,25 +180,31 @@ class FaceDetector:
             k += 1
         return out
 
+    def _level(self, img_t: np.ndarray, s: float, threads: int, session: Session) -> np.ndarray | None:
+        """P-Net on one pyramid level: (n, 9) candidates (inclusive box, score, regression) after NMS 0.5."""
+        W, H = img_t.shape[:2]
+        hs, ws = int(math.ceil(H * s)), int(math.ceil(W * s))
+        # a uint8 level, as MTCNN resizes the uint8 image (the rounding changes which candidates win the
+        # NMS), then normalised
+        x = crop_resize(img_t, np.array([[0, 0, H, W]], np.float64), (ws, hs), interpolation="area", layout="NHWC",
+                        dtype="uint8", threads=threads).astype(np.float32)
+        x -= _MEAN
+        x *= 1.0 / _STD
+        reg, prob = session.run(x)
+        # outputs are (1, cols, rows, .): cell (r, c) of the level
+        c, r = np.nonzero(prob[0, :, :, 1] >= self.thresholds[0])
+        if not len(r):
+            return None
+        b = np.stack([np.fix((2 * c + 1) / s), np.fix((2 * r + 1) / s),
+                      np.fix((2 * c + 12) / s), np.fix((2 * r + 12) / s)], 1)
+        sc = prob[0, c, r, 1].astype(np.float64)
+        keep = nms(_edges(b), sc, 0.5)
+        return np.hstack([b[keep], sc[keep, None], reg[0, c[keep], r[keep]].astype(np.float64)])
+
     def _stage1(self, img_t: np.ndarray) -> np.ndarray:
         W, H = img_t.shape[:2]
-        t = self.thresholds[0]
-        whole = np.array([[0, 0, H, W]], np.float64)
-        found = []
-        for s in self.scales(H, W):
-            hs, ws = int(math.ceil(H * s)), int(math.ceil(W * s))
-            x = crop_resize(img_t, whole, (ws, hs), interpolation="area", mean=_MEAN, std=_STD, layout="NHWC",
-                            threads=self.threads)
-            reg, prob = self._pnet.run(x)
-            # outputs are (1, cols, rows, .): cell (r, c) of the level
-            c, r = np.nonzero(prob[0, :, :, 1] >= t)
-            if not len(r):
-                continue
-            b = np.stack([np.fix((2 * c + 1) / s), np.fix((2 * r + 1) / s),
-                          np.fix((2 * c + 12) / s), np.fix((2 * r + 12) / s)], 1)
-            sc = prob[0, c, r, 1].astype(np.float64)
-            keep = nms(_edges(b), sc, 0.5)
-            found.append(np.hstack([b[keep], sc[keep, None], reg[0, c[keep], r[keep]].astype(np.float64)]))
+        found = [f for f in (self._level(img_t, s, self.threads, self._pnet) for s in self.scales(H, W))
+                 if f is not None]
         if not found:
             return np.zeros((0, 4))
         cand = np.vstack(found)
@@ -260,28 +267,35 @@ class FaceDetector:
         return DetectionResult(source=item.source, detections=self.detect(img), image_size=info.full_size,
                                stored_size=info.stored_size)
 
-    def predict(self, inputs, *, batch_size: int = 16, errors: str = "record",
+    def predict(self, inputs, *, batch_size: int = 16, errors: str = "record", fast_decode: bool = False,
                 item_timeout: float | None = None) -> list[DetectionResult]:
         """Detects faces in ``inputs`` (paths, folders, bytes, arrays, PIL images, or an iterable of them).
 
         Args:
             batch_size: images decoded ahead of the detector (in threads) while it works.
             errors: ``"record"`` (a bad item gets ``error`` set, the rest go on) or ``"raise"``.
+            fast_decode: only ``False`` (the detectors' common signature): MTCNN's pyramid starts at
+                ``12 / min_face_size`` of the full resolution, so images are always decoded in full.
             item_timeout: seconds one input may take to read and decode (``None``: no limit).
 
         Returns:
             One ``DetectionResult`` per input item, in input order (a folder gives one per image
             file inside it, sorted), boxes in full-resolution pixels of the EXIF-rotated image.
         """
-        return list(self.predict_iter(inputs, batch_size=batch_size, errors=errors, item_timeout=item_timeout))
+        return list(self.predict_iter(inputs, batch_size=batch_size, errors=errors, fast_decode=fast_decode,
+                                      item_timeout=item_timeout))
 
-    def predict_iter(self, inputs, *, batch_size: int = 16, errors: str = "record", items: Iterable[Item] | None = None,
-                     stats: dict | None = None, item_timeout: float | None = None) -> Iterator[DetectionResult]:
+    def predict_iter(self, inputs, *, batch_size: int = 16, errors: str = "record", fast_decode: bool = False,
+                     items: Iterable[Item] | None = None, stats: dict | None = None,
+                     item_timeout: float | None = None) -> Iterator[DetectionResult]:
         """Like ``predict`` but yields results as they come (bounded memory for huge inputs).
 
         ``stats``, when given, accumulates ``decode_s`` (wait for decoding) and ``inference_s``."""
         if errors not in ERROR_MODES:
             raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
+        if fast_decode:
+            raise ValueError("FaceDetector decodes images in full (fast_decode=False): MTCNN's pyramid starts at "
+                             "12 / min_face_size of the full resolution")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         import time

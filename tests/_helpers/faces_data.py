@@ -10,13 +10,16 @@ the (n, 4) float64 xyxy of the pasted squares. Backgrounds are photos without fa
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 BACKGROUNDS = ("chelsea", "coffee", "rocket", "camera", "coins", "moon", "page", "horse", "clock",
                "immunohistochemistry", "hubble_deep_field", "retina")
 
 
-def _backgrounds() -> list[np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _backgrounds() -> tuple[np.ndarray, ...]:
     import skimage.data as sd
     from sklearn.datasets import load_sample_images
 
@@ -30,7 +33,9 @@ def _backgrounds() -> list[np.ndarray]:
             a = np.repeat(a[:, :, None], 3, axis=2)
         out.append(np.ascontiguousarray(a[:, :, :3]))
     out.extend(np.asarray(im, np.uint8) for im in load_sample_images().images)
-    return out
+    for a in out:
+        a.flags.writeable = False  # shared by every call (cached)
+    return tuple(out)
 
 
 def lfw_faces() -> tuple[np.ndarray, np.ndarray]:

@@ -413,9 +413,10 @@ def _crop_axis_ref(mode: str, b0: float, b1: float, count: int, n: int, area_shr
 
 
 def crop_resize_ref(image: np.ndarray, boxes, size, *, interpolation="bilinear", fill=0.0, mean=0.0, std=1.0,
-                    layout="NCHW") -> np.ndarray:
+                    layout="NCHW", dtype="float32") -> np.ndarray:
     """Box crops by dense weight matrices: crop = Wy @ E @ Wx^T per channel, E the image with one fill
-    row and column appended (the value of every pixel outside the image); float64, then float32."""
+    row and column appended (the value of every pixel outside the image); float64, then float32 (or
+    uint8: clipped to [0, 255], rounded half away from zero)."""
     im = image if image.ndim == 3 else image[:, :, None]
     H, W, C = im.shape
     h, w = (size, size) if np.isscalar(size) else size
@@ -432,7 +433,7 @@ def crop_resize_ref(image: np.ndarray, boxes, size, *, interpolation="bilinear",
         for c in range(C):
             out[k, c] = wy @ ext[:, :, c] @ wx.T
     out = (out - np.asarray(mean, np.float64).reshape(-1, 1, 1)) / np.asarray(std, np.float64).reshape(-1, 1, 1)
-    out = out.astype(np.float32)
+    out = np.floor(np.clip(out, 0, 255) + 0.5).astype(np.uint8) if dtype == "uint8" else out.astype(np.float32)
     return {"NCHW": out, "NHWC": out.transpose(0, 2, 3, 1), "NWHC": out.transpose(0, 3, 2, 1)}[layout]
 
 
@@ -508,17 +509,16 @@ class MTCNNRef:
     image; scores (N,); keypoints (N, 5, 2).
     """
 
-    def __init__(self, model_dir: str, *, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7),
+    def __init__(self, model_paths, *, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7),
                  scale_factor: float = 0.709, threads: int = 1):
-        import os
-
+        """model_paths: the P-Net, R-Net and O-Net ONNX files (pyimgcls.tasks.faces.mtcnn_model_paths())."""
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        self.nets = [ort.InferenceSession(os.path.join(model_dir, f"{n}.onnx"), so, providers=["CPUExecutionProvider"])
-                     for n in ("pnet", "rnet", "onet")]
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as pyimgcls' sessions (BENCHMARKS.md)
+        self.nets = [ort.InferenceSession(p, so, providers=["CPUExecutionProvider"]) for p in model_paths]
         self.min_face_size, self.thresholds, self.scale_factor = min_face_size, thresholds, scale_factor
 
     def _run(self, k: int, x: np.ndarray) -> list[np.ndarray]:

@@ -218,7 +218,7 @@ def test_faces_saved_with_box_and_landmarks_drawn(capsys, photos_dir, tmp_path):
 
 @pytest.mark.parametrize("args, msg", [
     (["--iou", "0.5"], "--iou apply to YOLO models, not to 'faces'"),
-    (["--fast-decode"], "FaceDetector has no fast decode"),
+    (["--fast-decode"], "FaceDetector decodes images in full"),
 ])
 def test_options_faces_cannot_honour_are_errors(capsys, photos_dir, args, msg):
     assert main(["detect", str(photos_dir), *args]) == 2
@@ -278,3 +278,25 @@ def test_exif_rotated_photo_boxes_and_drawing_in_the_rotated_frame(model, tmp_pa
     y = int(np.ceil(row["detections"][0]["box"][3])) - 1
     diff = np.abs(drawn.astype(int) - read_image(str(src)).astype(int)).max(axis=-1)
     assert diff[y, 60:130].min() > 40 and diff[y + 5:, :].max() < 20 and diff[100:y - 5, 60:130].max() < 20
+
+
+YOLO11N = os.path.join(os.path.dirname(__file__), "..", "assets", "yolo11n_random.onnx")
+
+
+def test_a_real_ultralytics_export_end_to_end(capsys, photos_dir, tmp_path):
+    """yolo11n as Ultralytics exports it (the real graph, random weights, its metadata): the
+    printed boxes equal Detector.predict with the same settings, and the COCO file loads in pycocotools."""
+    from pycocotools.coco import COCO
+
+    args = ["--conf", "0.05", "--iou", "0.5", "--max-det", "7", "--threads", "2"]
+    out = tmp_path / "res.json"
+    assert main(["detect", str(photos_dir), "--model", YOLO11N, "--json", "--out", str(out), *args]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    want = Detector(YOLO11N, conf=0.05, iou=0.5, max_det=7, threads=2).predict([str(photos_dir)])
+    assert len(rows) == len(want) == 2
+    for r, w in zip(rows, want):
+        assert [d["box"] for d in r["detections"]] == w.detections.xyxy.tolist()
+        assert [d["class_name"] for d in r["detections"]] == w.detections.labels
+    assert 0 < sum(r["count"] for r in rows) <= 14
+    dt = COCO(str(tmp_path / "res.images.json")).loadRes(str(out))
+    assert len(dt.getAnnIds()) == sum(r["count"] for r in rows) and len(dt.getCatIds()) == 80

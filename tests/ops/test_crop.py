@@ -57,14 +57,19 @@ def crop_cases(draw):
     return img, boxes, size, interp, layout, fill
 
 
-@given(crop_cases())
-def test_matches_twin(case):
+@given(crop_cases(), st.sampled_from(["float32", "uint8"]))
+def test_matches_twin(case, dtype):
     img, boxes, size, interp, layout, fill = case
     mean, std = (127.5, 128.0) if layout == "NWHC" else (0.0, 1.0)
-    got = ops.crop_resize(img, boxes, size, interpolation=interp, layout=layout, fill=fill, mean=mean, std=std)
-    want = crop_resize_ref(img, boxes, size, interpolation=interp, layout=layout, fill=fill, mean=mean, std=std)
-    assert got.shape == want.shape and got.dtype == np.float32
-    np.testing.assert_allclose(got, want, rtol=0, atol=FAST_TOL / std)
+    got = ops.crop_resize(img, boxes, size, interpolation=interp, layout=layout, fill=fill, mean=mean, std=std,
+                          dtype=dtype)
+    want = crop_resize_ref(img, boxes, size, interpolation=interp, layout=layout, fill=fill, mean=mean, std=std,
+                           dtype=dtype)
+    assert got.shape == want.shape and got.dtype == want.dtype == np.dtype(dtype)
+    if dtype == "uint8":  # a value within the tolerance of a rounding edge may round the other way
+        assert np.abs(got.astype(int) - want).max(initial=0) <= 1
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=FAST_TOL / std)
 
 
 @pytest.mark.parametrize("path", ["fast", "general"])
@@ -89,6 +94,11 @@ def test_equals_cv2_resize_on_slices(photos, path, interp, size):
     # and against cv2's own uint8 path: within its rounding (and 11-bit weights) of 1 level
     want8 = np.stack([cv2.resize(img[y1:y2, x1:x2], size[::-1], interpolation=flag) for x1, y1, x2, y2 in boxes.astype(int)])
     assert np.abs(got - want8).max() <= 1.0
+    got8 = ops.crop_resize(src, boxes, size, interpolation=interp, layout="NHWC", dtype="uint8")
+    diff = np.abs(got8.astype(int) - want8)
+    # cv2's uint8 bilinear (and area when growing, its bilinear) rounds 11-bit fixed-point weights: up to
+    # about 10% of values one level off here; never more than one
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.2
 
 
 def test_pads_outside_with_fill_as_mtcnn():

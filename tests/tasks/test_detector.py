@@ -286,6 +286,7 @@ def test_round_trip_odd_sizes_and_exif(v8det, h, w, flip, orientation, fx, fy, d
     img = _scene(h, w, (x1, y1, x2, y2))
     res = v8det.predict_one(_exif_png(img, orientation))
     assert res.image_size == (h, w)
+    assert res.stored_size == ((w, h) if orientation >= 5 else (h, w))
     d = res.detections
     assert len(d) == 1
     got = d.xyxy[0]

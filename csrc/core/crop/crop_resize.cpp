@@ -113,11 +113,19 @@ constexpr int kRowSlots = 4;  // horizontally resampled rows kept (area shrink r
 
 // Channel count as a template parameter for 1, 3 and 4 channels stored contiguously (the compiler keeps
 // a pixel's sums in registers); NC == 0 is any count and any channel stride.
-template <int NC>
+// Output element: float32 as computed, or uint8 rounded half away from zero and saturated (as the
+// preprocessing engine stores uint8).
+inline void store(float* o, float v) { *o = v; }
+inline void store(std::uint8_t* o, float v) {
+    v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);
+    *o = static_cast<std::uint8_t>(v + 0.5f);
+}
+
+template <int NC, typename T>
 struct Worker {
     const StridedImage& src;
     const CropParams& p;
-    float* out;
+    T* out;
     const int C;
     Taps tx, ty;
     std::vector<float> rows[kRowSlots];  // out_w * C each
@@ -128,7 +136,7 @@ struct Worker {
     std::vector<std::ptrdiff_t> xoff;  // byte offset of each x tap
     float fill[64], scale[64], bias[64];
 
-    Worker(const StridedImage& s, const CropParams& params, float* o)
+    Worker(const StridedImage& s, const CropParams& params, T* o)
         : src(s), p(params), out(o), C(NC ? NC : s.channels) {
         for (int c = 0; c < C; ++c) fill[c] = p.fill[c], scale[c] = p.scale[c], bias[c] = p.bias[c];
     }
@@ -186,7 +194,7 @@ struct Worker {
         const std::size_t n = static_cast<std::size_t>(W) * C;
         acc.resize(n);
         float* a = acc.data();
-        float* box_out = out + k * static_cast<std::ptrdiff_t>(C) * H * W;
+        T* box_out = out + k * static_cast<std::ptrdiff_t>(C) * H * W;
         const float* hs[kRowSlots];
         for (int i = row_begin; i < row_end; ++i) {
             const float fw = ty.fill_w[i];
@@ -213,22 +221,22 @@ struct Worker {
             switch (p.layout) {
                 case CropLayout::nchw:
                     for (int c = 0; c < C; ++c) {
-                        float* o = box_out + (static_cast<std::ptrdiff_t>(c) * H + i) * W;
+                        T* o = box_out + (static_cast<std::ptrdiff_t>(c) * H + i) * W;
                         const float s = scale[c], b = bias[c];
-                        for (int j = 0; j < W; ++j) o[j] = a[static_cast<std::size_t>(j) * C + c] * s + b;
+                        for (int j = 0; j < W; ++j) store(o + j, a[static_cast<std::size_t>(j) * C + c] * s + b);
                     }
                     break;
                 case CropLayout::nhwc: {
-                    float* o = box_out + static_cast<std::ptrdiff_t>(i) * W * C;
+                    T* o = box_out + static_cast<std::ptrdiff_t>(i) * W * C;
                     for (std::size_t e = 0; e < n; e += C)
-                        for (int c = 0; c < C; ++c) o[e + c] = a[e + c] * scale[c] + bias[c];
+                        for (int c = 0; c < C; ++c) store(o + e + c, a[e + c] * scale[c] + bias[c]);
                     break;
                 }
                 case CropLayout::nwhc:
                     for (int j = 0; j < W; ++j) {
-                        float* o = box_out + (static_cast<std::ptrdiff_t>(j) * H + i) * C;
+                        T* o = box_out + (static_cast<std::ptrdiff_t>(j) * H + i) * C;
                         const float* aj = a + static_cast<std::size_t>(j) * C;
-                        for (int c = 0; c < C; ++c) o[c] = aj[c] * scale[c] + bias[c];
+                        for (int c = 0; c < C; ++c) store(o + c, aj[c] * scale[c] + bias[c]);
                     }
                     break;
             }
@@ -244,7 +252,7 @@ struct FastPath {
     PreprocessParams pp;
     TensorView dst;
 
-    FastPath(const StridedImage& src, const CropParams& p, float* out, std::ptrdiff_t count) {
+    FastPath(const StridedImage& src, const CropParams& p, void* out, std::ptrdiff_t count) {
         const int C = src.channels;
         enabled = (C == 1 || C == 3) && (src.sc == 1 || C == 1) && src.sx == C &&
                   src.sy >= static_cast<std::ptrdiff_t>(src.width) * C && p.layout != CropLayout::nwhc &&
@@ -263,7 +271,7 @@ struct FastPath {
         dst.height = p.out_h;
         dst.width = p.out_w;
         dst.layout = p.layout == CropLayout::nchw ? Layout::nchw : Layout::nhwc;
-        dst.dtype = OutType::f32;
+        dst.dtype = p.out_u8 ? OutType::u8 : OutType::f32;
     }
 
     // The view and plan of box b when it qualifies.
@@ -286,8 +294,8 @@ struct FastPath {
     }
 };
 
-template <int NC>
-void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count, float* out, const CropParams& p,
+template <int NC, typename T>
+void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
              int threads) {
     const FastPath fast(src, p, out, count);
     const int t = resolve_threads(threads);
@@ -305,7 +313,7 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
             }
             const std::ptrdiff_t blocks = (p.out_h + kRowBlock - 1) / kRowBlock;
             parallel_for(blocks, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
-                Worker<NC> w(src, p, out);
+                Worker<NC, T> w(src, p, out);
                 for (std::ptrdiff_t b = begin; b < end; ++b)
                     w.run(k, boxes + 4 * k, static_cast<int>(b) * kRowBlock,
                           std::min(p.out_h, static_cast<int>(b + 1) * kRowBlock));
@@ -314,7 +322,7 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
         return;
     }
     parallel_for(count, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        Worker<NC> w(src, p, out);
+        Worker<NC, T> w(src, p, out);
         for (std::ptrdiff_t k = begin; k < end; ++k) {
             ImageView view;
             ResizePlan plan;
@@ -342,13 +350,20 @@ const char* crop_box_problem(const double* b, CropInterpolation mode) {
     return "";
 }
 
-void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, float* out,
-                 const CropParams& p, int threads) {
-    if (count <= 0 || p.out_h <= 0 || p.out_w <= 0) return;
+template <typename T>
+void dispatch(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
+              int threads) {
     if (src.sc == 1 && src.channels == 3) run_all<3>(src, boxes, count, out, p, threads);
     else if (src.sc == 1 && src.channels == 1) run_all<1>(src, boxes, count, out, p, threads);
     else if (src.sc == 1 && src.channels == 4) run_all<4>(src, boxes, count, out, p, threads);
     else run_all<0>(src, boxes, count, out, p, threads);
+}
+
+void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, void* out,
+                 const CropParams& p, int threads) {
+    if (count <= 0 || p.out_h <= 0 || p.out_w <= 0) return;
+    if (p.out_u8) dispatch(src, boxes, count, static_cast<std::uint8_t*>(out), p, threads);
+    else dispatch(src, boxes, count, static_cast<float*>(out), p, threads);
 }
 
 }  // namespace pyimgcls::core

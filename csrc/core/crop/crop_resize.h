@@ -42,6 +42,7 @@ struct CropParams {
     const float* fill = nullptr;   // channels values, source units
     const float* scale = nullptr;  // channels values
     const float* bias = nullptr;   // channels values
+    bool out_u8 = false;           // uint8 output: rounded half away from zero, saturated (else float32)
 };
 
 // Checks a box for the mode: finite, x2 > x1, y2 > y1, integer corners for area. Returns an empty
@@ -49,8 +50,8 @@ struct CropParams {
 const char* crop_box_problem(const double* box, CropInterpolation mode);
 
 // Writes out[k] for k in [0, count) from boxes[4k .. 4k + 3] (checked with crop_box_problem).
-// `out` is C-contiguous float32 of count * channels * out_h * out_w values in p.layout.
-void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, float* out,
+// `out` is C-contiguous float32 (uint8 with p.out_u8) of count * channels * out_h * out_w values in p.layout.
+void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, void* out,
                  const CropParams& p, int threads);
 
 }  // namespace pyimgcls::core

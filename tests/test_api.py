@@ -77,7 +77,7 @@ LAYERS = [
     {"preprocessing", "ops", "metrics"},
     {"runtime"},
     {"tasks"},
-    {"jobs"},
+    {"jobs", "integrations"},
     {"cli", "__main__"},
 ]
 

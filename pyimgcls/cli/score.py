@@ -7,7 +7,8 @@ import logging
 import sys
 
 from ._args import HelpFormatter, UsageError, add_detection_options, add_input_options, add_model_options, \
-    add_run_options, clamp_top_k, make_classifier, make_detector, positive_int, resolve_inputs, shard_arg
+    add_run_options, clamp_top_k, make_classifier, make_detector, positive_int, preprocess_overrides, \
+    resolve_inputs, shard_arg
 
 __all__ = ["register", "run"]
 
@@ -40,6 +41,15 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
                                     "detect the built-in face detector, or a YOLO ONNX file)")
     add_detection_options(s)
     add_run_options(s, batch_size=64)
+    r = s.add_argument_group("engine (--engine ray: pip install \"pyimgcls[ray]\"; see README, 'Scoring on a Ray cluster')")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: Ray Data actors, --out is then a folder of Parquet parts")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster to join (auto, ray://HEAD:10001); default: RAY_ADDRESS, else a local Ray")
+    r.add_argument("--concurrency", type=positive_int, default=None,
+                   help="Ray actors (default: as many as the cluster's CPUs hold, leaving room for reads)")
+    r.add_argument("--actor-cpus", type=float, default=1.0,
+                   help="CPUs per Ray actor; also its thread budget (--threads does not apply)")
     s.set_defaults(func=run)
 
 
@@ -69,11 +79,47 @@ def run(args: argparse.Namespace) -> int:
 
     _check_task_options(args)
     inputs = resolve_inputs(args)
+    if args.engine == "ray":
+        return _run_ray(args, inputs)
     try:
         if args.task == "detect":
             summary = _run_detect(args, inputs)
         else:
             summary = _run_classify(args, inputs)
+    except (OutputExistsError, OutputLockedError) as e:
+        raise UsageError(str(e)) from None
+    if summary.images == 0 and summary.skipped == 0:
+        raise UsageError(f"no images found in {' '.join(str(x) for x in args.paths + args.list)}")
+    if not args.quiet:
+        print(summary, file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def _run_ray(args: argparse.Namespace, inputs: list) -> int:
+    from ..integrations.ray import score_to_dir
+    from ..jobs.score import OutputExistsError, OutputLockedError
+
+    for opt, given in (("--shard", args.shard is not None), ("--threads", args.threads != 0),
+                       ("--providers", bool(args.providers))):
+        if given:
+            raise UsageError(f"{opt} does not apply with --engine ray (Ray splits the work; each actor's thread "
+                             "budget is --actor-cpus)")
+    opts = {"preprocess": preprocess_overrides(args)}
+    if args.device != "auto":
+        opts["device"] = args.device
+    task = "embed" if args.embeddings else "classify"
+    if args.task == "detect":
+        task = "detect"
+        opts.update({k: getattr(args, k) for k in ("conf", "iou", "max_det", "classes") if getattr(args, k) is not None})
+        opts = {k: v for k, v in opts.items() if v is not None}
+    try:
+        summary = score_to_dir(inputs, out=args.out, model=args.model, task=task,
+                               batch_size=args.batch_size, concurrency=args.concurrency, num_cpus=args.actor_cpus,
+                               top_k=args.top_k, probabilities=args.probabilities, fast_decode=args.fast_decode,
+                               item_timeout=args.item_timeout, include_hidden=args.include_hidden,
+                               resume=args.resume, overwrite=args.overwrite,
+                               chunk_size=args.chunk_size or 4096, progress=not args.quiet, address=args.address,
+                               **opts)
     except (OutputExistsError, OutputLockedError) as e:
         raise UsageError(str(e)) from None
     if summary.images == 0 and summary.skipped == 0:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["AppendWriter", "ParquetWriter", "OutputExistsError", "OutputLockedError", "OutputLock", "COLUMNS",
-           "check_manifest", "remove_stale_temporaries", "write_manifest", "manifest_path", "path_text", "text"]
+           "check_manifest", "parquet_schema", "remove_stale_temporaries", "write_manifest", "manifest_path", "path_text", "text"]
 
 COLUMNS = ["path", "label", "label_name", "score", "top_k_ids", "top_k_names", "top_k_scores", "width", "height",
            "stored_width", "stored_height", "error"]
@@ -441,6 +441,23 @@ def _csv_cell(v: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- Parquet
+def parquet_schema(embeddings: bool, probabilities: bool, embedding_dim: int | None, metadata: dict | None):
+    """The Arrow schema of ``score``'s Parquet rows (also the rows of the Ray integration); the
+    manifest, when given, goes into the key-value metadata under ``pyimgcls``."""
+    import pyarrow as pa
+
+    fields = [("path", pa.string()), ("label", pa.int64()), ("label_name", pa.string()), ("score", pa.float64()),
+              ("top_k_ids", pa.list_(pa.int64())), ("top_k_names", pa.list_(pa.string())),
+              ("top_k_scores", pa.list_(pa.float64())), ("width", pa.int32()), ("height", pa.int32()),
+              ("stored_width", pa.int32()), ("stored_height", pa.int32()), ("error", pa.string())]
+    if probabilities:
+        fields.append(("probabilities", pa.list_(pa.float32())))
+    if embeddings:
+        fields.append(("embedding", pa.list_(pa.float32(), embedding_dim) if embedding_dim
+                       else pa.list_(pa.float32())))
+    return pa.schema(fields, metadata=None if metadata is None else {"pyimgcls": json.dumps(metadata)})
+
+
 class ParquetWriter:
     """Parquet: atomic part files per chunk, combined into the final file at the end."""
 
@@ -453,18 +470,7 @@ class ParquetWriter:
         self.saved = 0  # rows this run made durable
 
     def schema(self):
-        import pyarrow as pa
-
-        fields = [("path", pa.string()), ("label", pa.int64()), ("label_name", pa.string()), ("score", pa.float64()),
-                  ("top_k_ids", pa.list_(pa.int64())), ("top_k_names", pa.list_(pa.string())),
-                  ("top_k_scores", pa.list_(pa.float64())), ("width", pa.int32()), ("height", pa.int32()),
-                  ("stored_width", pa.int32()), ("stored_height", pa.int32()), ("error", pa.string())]
-        if self.probabilities:
-            fields.append(("probabilities", pa.list_(pa.float32())))
-        if self.embeddings:
-            fields.append(("embedding", pa.list_(pa.float32(), self.embedding_dim) if self.embedding_dim
-                           else pa.list_(pa.float32())))
-        return pa.schema(fields, metadata={"pyimgcls": json.dumps(self.metadata)})
+        return parquet_schema(self.embeddings, self.probabilities, self.embedding_dim, self.metadata)
 
     def has_pending(self) -> bool:
         return os.path.isdir(self.parts)

@@ -43,7 +43,7 @@ from ._writers import AppendWriter, OutputLock, ParquetWriter, atomic_write, che
     remove_stale_temporaries, text, write_manifest
 
 __all__ = ["ROW_COLUMNS", "detection_row", "row_schema", "open_output", "CocoWriter", "ParquetRowsWriter",
-           "YoloLabelsWriter", "UniqueNames", "score_detections", "yolo_lines", "save_drawn"]
+           "YoloLabelsWriter", "UniqueNames", "score_detections", "yolo_lines", "save_drawn", "detection_settings"]
 
 log = logging.getLogger("pyimgcls")
 
@@ -410,3 +410,11 @@ def score_detections(inputs: Any, *, out: str, detector=None, model: str = "face
                         detection_row,
                         batch_size=batch_size, resume=resume, progress=progress, chunk_size=chunk_size, ids=ids,
                         shard=shard, include_hidden=include_hidden)
+
+
+def detection_settings(detector, *, fmt: str, fast_decode: bool) -> dict:
+    """Every setting that changes a detection row (what ``score_detections`` records in its
+    manifest), for other engines that write the same rows (``integrations.ray``)."""
+    return {"task": "detect", "model": model_fingerprint(detector), "detector": _settings(detector),
+            "names": [text(str(n)) for n in detector.names], "format": fmt, "schema": 1,
+            "decode": "fast" if fast_decode else "exact", "device": _device(detector)}

@@ -139,6 +139,15 @@ def _keyed_items(inputs: Any, ids: Sequence[str] | None, include_hidden: bool,
         raise ValueError("ids= has more entries than the in-memory inputs")
 
 
+def score_settings(clf, *, top_k: int, embeddings: bool, probabilities: bool, fmt: str, fast_decode: bool) -> dict:
+    """Every setting that changes an output row (recorded in the manifest; a resume with other
+    settings is refused)."""
+    return {"model": _sha256(clf.session.model_bytes), "top_k": top_k, "embeddings": bool(embeddings),
+            "probabilities": bool(probabilities), "format": fmt, "schema": 2,
+            "decode": "fast" if fast_decode else "exact", "preprocess": json.loads(clf.config.to_json()),
+            "precision": clf.session.info.dtype, "device": _device_kind(clf.session.providers)}
+
+
 def _row(r, embeddings: bool, probabilities: bool) -> dict:
     (h, w) = r.image_size if r.image_size else (None, None)
     (sh, sw) = r.stored_size if r.stored_size else (None, None)
@@ -322,10 +331,8 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
     top_k = min(top_k, clf.num_classes) if clf.num_classes else top_k
     dim = clf.embedding_dim() if embeddings else None
-    settings = {"model": _sha256(clf.session.model_bytes), "top_k": top_k, "embeddings": bool(embeddings),
-                "probabilities": bool(probabilities), "format": fmt, "schema": 2,
-                "decode": "fast" if fast_decode else "exact", "preprocess": json.loads(clf.config.to_json()),
-                "precision": clf.session.info.dtype, "device": _device_kind(clf.session.providers)}
+    settings = score_settings(clf, top_k=top_k, embeddings=embeddings, probabilities=probabilities, fmt=fmt,
+                              fast_decode=fast_decode)
     manifest = {"settings": settings,
                 "info": {"pyimgcls_version": __version__, "model_path": str(clf.model_path)[:500],
                          "providers": clf.session.providers, "embedding_dim": dim, "shard": shard,
@@ -412,3 +419,12 @@ def run_rows(inputs, out: str, writer, predict, row, *, batch_size: int, resume:
     dt = time.perf_counter() - t0
     return ScoreSummary(out=out, images=n, errors=errors, skipped=skipped, seconds=dt,
                         images_per_second=n / dt if dt > 0 else 0.0)
+
+
+# for other engines that write the same rows (integrations.ray)
+__all__ += ["result_row", "score_settings"]
+
+
+def result_row(r, embeddings: bool, probabilities: bool) -> dict:
+    """One output row (a dict of the columns) of a ``Classification``; ``r.source`` is the row key."""
+    return _row(r, embeddings, probabilities)

@@ -16,6 +16,7 @@ from .detection import (
     voc_average_precision,
 )
 from .ranking import (
+    RankingState,
     average_precision,
     precision_recall_curve,
     roc_auc,
@@ -28,6 +29,7 @@ __all__ = [
     "ClassificationReport",
     "ConfusionMatrix",
     "MultilabelReport",
+    "RankingState",
     "STAT_NAMES",
     "UndefinedMetricWarning",
     "average_precision",

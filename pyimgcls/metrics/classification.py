@@ -152,6 +152,12 @@ class ConfusionMatrix:
         self.matrix += other.matrix
         return self
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (from another process or worker) with a matrix of its own: Ray hands NumPy
+        arrays back read-only, zero-copy from its object store, and ``update`` / ``merge`` write."""
+        self.__dict__.update(state)
+        self.matrix = np.array(self.matrix, np.int64, copy=True)
+
     @property
     def count(self) -> int:
         return int(self.matrix.sum())

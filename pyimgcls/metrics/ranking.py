@@ -13,7 +13,7 @@ from .. import _core
 from ..runtime.threads import resolve_threads
 from ._common import UndefinedMetricWarning
 
-__all__ = ["average_precision", "roc_auc", "precision_recall_curve", "threshold_for_precision"]
+__all__ = ["average_precision", "roc_auc", "precision_recall_curve", "threshold_for_precision", "RankingState"]
 
 _AVERAGES = (None, "macro", "micro", "weighted")
 
@@ -141,3 +141,72 @@ def threshold_for_precision(y_true, scores, target: float) -> tuple[float, float
         return float("inf"), 0.0
     i = int(ok[0])  # thresholds ascend: the first qualifying one is the lowest
     return float(thr[i]), float(recall[i])
+
+
+class RankingState:
+    """The inputs of per-label average precision and ROC AUC, gathered as they come and mergeable
+    across workers (``update`` / ``merge``, picklable), for evaluations split over machines.
+
+    Exact: AP and AUC depend only on the multiset of ``(truth, score)`` pairs of each label (tied
+    scores form one threshold), so states merged in any order give the numbers of one machine, bit
+    for bit. Memory: every pair is kept (N x L truth bytes and scores), as the exact answer needs.
+    Not thread-safe: one state per thread, merged at the end.
+
+    Args:
+        num_labels: L, or ``None`` to take it from the first ``update``.
+    """
+
+    def __init__(self, num_labels: int | None = None) -> None:
+        if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer))
+                                       or num_labels < 1):
+            raise ValueError(f"num_labels must be a positive int, got {num_labels!r}")
+        self.num_labels = None if num_labels is None else int(num_labels)
+        self._binary: bool | None = None  # (N,) inputs: one binary problem
+        self._truth: list[np.ndarray] = []
+        self._scores: list[np.ndarray] = []
+
+    def update(self, y_true, scores) -> "RankingState":
+        """Adds rows: ``y_true`` (N,) binary or (N, L) 0/1 truth, ``scores`` the same shape."""
+        t, s = _truth_scores(y_true, scores)
+        binary = t.ndim == 1
+        if binary:
+            t, s = t[:, None], s[:, None]
+        if self._binary is not None and binary != self._binary:
+            raise ValueError(f"y_true must be {'(N,)' if self._binary else '(N, L)'} like the earlier updates, "
+                             f"got shape {np.shape(y_true)}")
+        if self.num_labels is not None and t.shape[1] != self.num_labels:
+            raise ValueError(f"y_true and scores must have {self.num_labels} labels (columns), got {t.shape[1]}")
+        self._binary, self.num_labels = binary, t.shape[1]
+        self._truth.append(np.array(t, copy=True))
+        self._scores.append(np.array(s, copy=True))
+        return self
+
+    def merge(self, other: "RankingState") -> "RankingState":
+        """Adds another state's rows (e.g. from another worker)."""
+        if not isinstance(other, RankingState):
+            raise TypeError(f"can only merge a RankingState, got {type(other).__name__}")
+        if other._truth and self._truth and (other.num_labels != self.num_labels or other._binary != self._binary):
+            raise ValueError(f"can only merge states with the same labels: {self.num_labels} and {other.num_labels}")
+        if other._truth:
+            self._binary, self.num_labels = other._binary, other.num_labels
+        self._truth += other._truth
+        self._scores += other._scores
+        return self
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._truth)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(y_true, scores)`` of every row so far: (N,) or (N, L) uint8 truth and the scores."""
+        if not self._truth:
+            raise ValueError("RankingState has no rows: update it first")
+        t, s = np.concatenate(self._truth), np.concatenate(self._scores)
+        return (t[:, 0], s[:, 0]) if self._binary else (t, s)
+
+    def average_precision(self, average: str | None = "macro", *, threads: int = 0):
+        """``average_precision`` of every row so far (per label with ``average=None``)."""
+        return average_precision(*self.arrays(), average, threads=threads)
+
+    def roc_auc(self, average: str | None = "macro", *, threads: int = 0):
+        """``roc_auc`` of every row so far."""
+        return roc_auc(*self.arrays(), average, threads=threads)

@@ -21,7 +21,7 @@ from ..preprocessing import PreprocessConfig
 from .threads import resolve_threads
 
 __all__ = ["DeviceUnavailableError", "Session", "ModelInfo", "annotate_model", "available_providers",
-           "duplicate_onnxruntime", "output_classes", "parse_device"]
+           "duplicate_onnxruntime", "output_classes", "parse_device", "quantized_op_count"]
 
 log = logging.getLogger("pyimgcls")
 
@@ -32,6 +32,17 @@ META_PREPROCESS = "pyimgcls.preprocess"
 META_LABELS = "pyimgcls.labels"
 META_OUTPUT = "pyimgcls.output"
 META_CLASS_IDS = "pyimgcls.class_ids"
+META_QUANTIZATION = "pyimgcls.quantization"
+#: operators that only a quantized model holds
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                           "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul",
+                           "QLinearGlobalAveragePool", "QLinearSigmoid", "QLinearConcat", "QLinearAveragePool",
+                           "MatMulNBits"})
+
+
+def quantized_op_count(model) -> int:
+    """Number of quantization operators (``QUANTIZED_OPS``) in an ``onnx.ModelProto``'s main graph."""
+    return sum(n.op_type in QUANTIZED_OPS for n in model.graph.node)
 
 
 def _ort():

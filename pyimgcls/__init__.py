@@ -16,6 +16,7 @@ except ImportError:  # a source checkout without a build: say what to do, not a 
 
 from . import metrics, ops
 from .io.images import ImageDecodeError, image_size, read_image
+from .jobs.quantize import QuantizeReport, quantize
 from .jobs.score import ScoreSummary, score
 from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
@@ -41,6 +42,8 @@ __all__ = [
     "read_image",
     "ScoreSummary",
     "score",
+    "QuantizeReport",
+    "quantize",
 ]
 
 __version__ = "0.1.0"

@@ -318,10 +318,11 @@ def check_float_model(data: bytes, name: str):
 
 
 def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: int = 256, seed: int = 0,
-             nodes_to_exclude: Sequence[str] | None = None, per_channel: bool = True, reduce_range: bool = False,
+             nodes_to_exclude: Sequence[str] | None = None, op_types: Sequence[str] | None = None,
+             per_channel: bool = True, reduce_range: bool = False,
              percentile: float = DEFAULT_PERCENTILE, evaluation: Any = None, eval_labels: Sequence[int] | None = None,
              eval_limit: int | None = 1000, throughput_batch: int | None = 8, threads: int = 0,
-             calibration_cache: str | None = None, status: Callable[[str], None] | None = None) -> QuantizeReport:
+             calibration_cache: str | None = None, extra_options: dict | None = None, status: Callable[[str], None] | None = None) -> QuantizeReport:
     """Writes an int8 (QDQ) copy of a float ONNX classifier, calibrated on real images.
 
     Args:
@@ -333,6 +334,7 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
             threshold) or ``"percentile"`` (``percentile`` of each tensor's histogram).
         samples: calibration images used (a seeded random choice, ``seed``, when there are more).
         nodes_to_exclude: node names kept in float (e.g. the first Conv or the final Gemm).
+        op_types: only these operator types are quantized (``None``: all that ONNX Runtime can).
         per_channel: one weight scale per output channel (default) or one per tensor.
         reduce_range: 7-bit weights, for CPUs without VNNI where u8s8 products can saturate.
         evaluation: held-out images for the agreement report (``None``: no report).
@@ -408,6 +410,7 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
         extra = {"CalibStridedMinMax": _stride(len(reader))}
         if method == "percentile":
             extra["CalibPercentile"] = percentile
+        extra.update(extra_options or {})
         kw = {}
         if calibration_cache is not None:
             import inspect
@@ -420,7 +423,8 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
             quantize_static(prep_path, q_path, reader,
                             quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=calib, nodes_to_exclude=excluded, extra_options=extra, **kw)
+                            calibrate_method=calib, nodes_to_exclude=excluded, extra_options=extra,
+                            op_types_to_quantize=list(op_types) if op_types else None, **kw)
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"ONNX Runtime cannot quantize {name}: {_last_line(e)}") from None
         qm = onnx.load(q_path)
@@ -436,6 +440,7 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
         "reduce_range": reduce_range, "method": method,
         **({"percentile": percentile} if method == "percentile" else {}),
         "samples": int(len(x_cal)), "seed": seed, "nodes_to_exclude": excluded,
+        "op_types": sorted(op_types) if op_types else "all",
         "source_sha256": hashlib.sha256(data).hexdigest(), "onnxruntime": onnxruntime.__version__})
     del qm.metadata_props[:]
     for k, v in props.items():

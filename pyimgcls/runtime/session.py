@@ -38,6 +38,12 @@ QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantiz
                            "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul",
                            "QLinearGlobalAveragePool", "QLinearSigmoid", "QLinearConcat", "QLinearAveragePool",
                            "MatMulNBits"})
+#: ONNX Runtime graph transformers pyimgcls turns off. ``WeightBiasQuantization`` quantizes the
+#: float weights of a node that sits between DequantizeLinear and QuantizeLinear, per tensor: that
+#: undoes ``nodes_to_exclude`` (a node kept in float on purpose) and, on a depthwise Conv, costs
+#: most of the model's accuracy (measured: top-1 agreement 49% instead of 80% with the embedded
+#: model's depthwise Convs kept in float). Without it such a node runs in float, as the file says.
+DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
 def quantized_op_count(model) -> int:
@@ -341,7 +347,28 @@ class Session:
             self.class_ids = ids
         self.assumptions: list[str] = []
         self.preprocess_config = self._preprocess_config()
+        #: how the model was quantized (``pyimgcls.quantization`` metadata as a dict), else None
+        self.quantization: dict | None = None
+        raw = self.info.metadata.get(META_QUANTIZATION)
+        if raw:
+            try:
+                q = json.loads(raw)
+            except ValueError:
+                q = None
+            self.quantization = q if isinstance(q, dict) else {"note": raw[:200]}
         self._binding = None
+
+    @property
+    def quantized(self) -> bool:
+        """True when the model is quantized: ``pyimgcls.quantization`` metadata, or quantization
+        operators (``QUANTIZED_OPS``) in its graph (parsed once, on first use)."""
+        if self.quantization is not None:
+            return True
+        if getattr(self, "_quantized_ops", None) is None:
+            import onnx
+
+            self._quantized_ops = quantized_op_count(onnx.load_from_string(self._bytes))
+        return self._quantized_ops > 0
 
     @property
     def model_bytes(self) -> bytes:
@@ -366,7 +393,8 @@ class Session:
     def _try(self, plist: list[str]):
         ort = _ort()
         return ort.InferenceSession(self._bytes, sess_options=self._opts, providers=plist,
-                                    provider_options=[self._provider_options(p) for p in plist])
+                                    provider_options=[self._provider_options(p) for p in plist],
+                                    disabled_optimizers=DISABLED_OPTIMIZERS)
 
     def _create(self, providers):
         ort = _ort()
@@ -512,6 +540,7 @@ class Session:
             "providers": self.providers,
             "threads": self.threads,
             "allow_spinning": self.allow_spinning,
+            "quantization": self.quantization,
             "metadata": meta,
         }
 

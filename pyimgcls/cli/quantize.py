@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     q.add_argument("--samples", type=positive_int, default=256,
                    help="calibration images used (a seeded random choice when there are more; at least 16)")
     q.add_argument("--exclude", default="", metavar="NODES",
-                   help="comma-separated node names kept in float (e.g. the first Conv, the final Gemm)")
+                   help="comma-separated node names or shell patterns kept in float (e.g. '/_conv_stem/*,"
+                        "/_blocks.[0-2]/*': a whole early region, activations included)")
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
     q.add_argument("--reduce-range", action="store_true",
                    help="7-bit weights: for CPUs without VNNI, where int8 products can saturate")

@@ -2,8 +2,10 @@
 
 The recipe is ONNX Runtime's static quantization, done as its documentation recommends for CPUs:
 
-1. ``onnxruntime.quantization.shape_inference.quant_pre_process`` (symbolic and ONNX shape
-   inference, graph optimisation: constant folding, Conv + BatchNorm fusion) on the float model;
+1. ``onnxruntime.quantization.shape_inference.quant_pre_process`` (graph optimisation: constant
+   folding, Conv + BatchNorm fusion; ONNX shape inference) on the float model. Its symbolic shape
+   inference is skipped: it needs sympy, which pyimgcls does not depend on, and it serves models
+   with symbolic dimensions inside (transformers), not the CNN classifiers pyimgcls runs;
 2. calibration: the images go through pyimgcls' own decode (``read_image``) and preprocessing
    (``preprocess`` with the model's ``PreprocessConfig``), so the ranges are measured on exactly
    what inference will feed the model; ranges by ``minmax``, ``entropy`` or ``percentile``;
@@ -322,7 +324,8 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
              per_channel: bool = True, reduce_range: bool = False,
              percentile: float = DEFAULT_PERCENTILE, evaluation: Any = None, eval_labels: Sequence[int] | None = None,
              eval_limit: int | None = 1000, throughput_batch: int | None = 8, threads: int = 0,
-             calibration_cache: str | None = None, extra_options: dict | None = None, status: Callable[[str], None] | None = None) -> QuantizeReport:
+             calibration_cache: str | None = None, extra_options: dict | None = None,
+             status: Callable[[str], None] | None = None) -> QuantizeReport:
     """Writes an int8 (QDQ) copy of a float ONNX classifier, calibrated on real images.
 
     Args:
@@ -333,7 +336,12 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
         method: ``"minmax"`` (the observed range), ``"entropy"`` (KL-divergence optimal
             threshold) or ``"percentile"`` (``percentile`` of each tensor's histogram).
         samples: calibration images used (a seeded random choice, ``seed``, when there are more).
-        nodes_to_exclude: node names kept in float (e.g. the first Conv or the final Gemm).
+        nodes_to_exclude: nodes kept in float: names, or shell patterns matched against the
+            node names of the pre-processed graph (``"/_blocks.[0-2]/*"``: every node of those
+            blocks). Keep a whole region in float (its activations too) rather than single Convs
+            between int8 ones: a float node between DequantizeLinear and QuantizeLinear gets its
+            weights quantized per tensor by ONNX Runtime's ``WeightBiasQuantization`` optimiser
+            (pyimgcls' ``Session`` turns that off; plain ONNX Runtime does not).
         op_types: only these operator types are quantized (``None``: all that ONNX Runtime can).
         per_channel: one weight scale per output channel (default) or one per tensor.
         reduce_range: 7-bit weights, for CPUs without VNNI where u8s8 products can saturate.
@@ -346,10 +354,11 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
         calibration_cache: a JSON file of ONNX Runtime's calibration ranges to reuse (written
             when missing): the same ranges for several ``nodes_to_exclude`` choices. Needs an
             ONNX Runtime whose ``quantize_static`` takes ``calibration_cache_path``.
+        extra_options: more of ``quantize_static``'s ``extra_options`` (ONNX Runtime's names).
         status: ``callable(str)`` told what is being done.
 
     Returns:
-        A ``QuantizeReport``.
+        A ``QuantizeReport``. Not thread-safe with itself on one ``out`` (it writes the file).
 
     Raises:
         ValueError: an unknown method, too few readable calibration images (fewer than
@@ -393,17 +402,14 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
             f.write(data)
         say("ONNX Runtime pre-processing (shape inference, graph optimisation)")
         try:
-            quant_pre_process(src_path, prep_path, skip_symbolic_shape=True)
+            quant_pre_process(src_path, prep_path, skip_symbolic_shape=True)  # sympy: see the module doc
         except Exception as e:  # noqa: BLE001 - ONNX Runtime's many error types, one message
             raise ValueError(f"ONNX Runtime cannot prepare {name} for quantization: {_last_line(e)}") from None
         # the optimiser keeps the names of the nodes it keeps; fused or folded ones vanish
         import onnx
 
-        prep_names = {n.name for n in onnx.load(prep_path, load_external_data=False).graph.node}
-        gone = [n for n in excluded if n not in prep_names]
-        if gone:
-            raise ValueError(f"nodes_to_exclude: no node named {', '.join(map(repr, gone))} in {name} after ONNX "
-                             f"Runtime's pre-processing (a node folded or fused away has no name of its own)")
+        prep_names = [n.name for n in onnx.load(prep_path, load_external_data=False).graph.node]
+        excluded = _resolve_nodes(excluded, prep_names, name)
         say(f"calibrating ({method}, {len(x_cal)} images) and quantizing")
         reader = _reader_class()(fp32.info.input_name, x_cal)
         # the activations of a few batches at a time, whatever the method: bounded memory
@@ -440,6 +446,7 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
         "reduce_range": reduce_range, "method": method,
         **({"percentile": percentile} if method == "percentile" else {}),
         "samples": int(len(x_cal)), "seed": seed, "nodes_to_exclude": excluded,
+        "exclude_patterns": list(nodes_to_exclude or []),
         "op_types": sorted(op_types) if op_types else "all",
         "source_sha256": hashlib.sha256(data).hexdigest(), "onnxruntime": onnxruntime.__version__})
     del qm.metadata_props[:]
@@ -477,6 +484,28 @@ def quantize(model, calibration: Any, out, *, method: str = "minmax", samples: i
         report.throughput_fp32, report.throughput_int8 = model_throughput([fp32, int8], xb)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _resolve_nodes(wanted: Sequence[str], names: Sequence[str], model_name: str) -> list[str]:
+    """Node names from ``wanted``: exact names, or shell patterns (``/_blocks.[0-2]/*``) matched
+    against ``names`` (the pre-processed graph's nodes, in graph order)."""
+    import fnmatch
+
+    out: list[str] = []
+    known = set(names)
+    for w in wanted:
+        if set("*?[") & set(w) and w not in known:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, w)]
+            if not hits:
+                raise ValueError(f"nodes_to_exclude: the pattern {w!r} matches no node of {model_name} after ONNX "
+                                 f"Runtime's pre-processing")
+            out.extend(hits)
+        elif w in known:
+            out.append(w)
+        else:
+            raise ValueError(f"nodes_to_exclude: no node named {w!r} in {model_name} after ONNX Runtime's "
+                             f"pre-processing (a node folded or fused away has no name of its own)")
+    return list(dict.fromkeys(out))
 
 
 def _describe_sources(x: Any) -> str:

@@ -55,15 +55,20 @@ def test_compare_outputs_counts_by_hand():
     # 4 images, 6 classes; logits built so that each case is known
     a = np.full((4, 6), -5.0)
     b = np.full((4, 6), -5.0)
-    a[0, 1] = 5; b[0, 1] = 5                    # confident, same
-    a[1, 2] = 5; b[1, 3] = 5; b[1, 2] = 4.9     # confident, differs, fp32's class 2nd in int8
-    a[2, [0, 4]] = 1.0, 0.9; b[2, [0, 4]] = 0.9, 1.0  # ambiguous, differs
-    a[3, 5] = 0.1; b[3, :5] = 3                 # int8 has fp32's top class 6th: outside top-5
-    r = compare_outputs(a, b, labels=[1, 3, -1, 5])
+    # 0: confident, same
+    a[0, 1] = b[0, 1] = 5
+    # 1: confident, differs; fp32's class 2nd in int8
+    a[1, 2], b[1, 3], b[1, 2] = 5, 5, 4.9
+    # 2: ambiguous (p < 0.5), differs
+    a[2, [0, 3, 4]], b[2, [0, 3, 4]] = (1.0, 0.9, 0.9), (0.9, 0.9, 1.0)
+    # 3: ambiguous; int8 has fp32's top class 6th: outside its top-5
+    a[3], b[3, :5] = 0.0, 3
+    a[3, 5] = 0.1
+    r = compare_outputs(a, b, labels=[1, 2, -1, 5])
     assert r.images == 4 and r.top1_agreement == 0.25
     assert r.confident_images == 2 and r.confident_agreement == 0.5
     assert r.top5_containment == 0.75
-    assert r.labelled_images == 3 and r.accuracy_fp32 == pytest.approx(2 / 3) and r.accuracy_int8 == pytest.approx(1 / 3)
+    assert r.labelled_images == 3 and r.accuracy_fp32 == 1.0 and r.accuracy_int8 == pytest.approx(1 / 3)
     pa = np.exp(a) / np.exp(a).sum(1, keepdims=True)
     pb = np.exp(b) / np.exp(b).sum(1, keepdims=True)
     top = pa.argmax(1)
@@ -128,7 +133,7 @@ def test_too_few_readable_calibration_images(tiny, photos, tmp_path):
 
 def _model_without_quantizable_ops(path):
     g = helper.make_graph([helper.make_node("ReduceMean", ["x", "axes"], ["p"], keepdims=0),
-                           helper.make_node("Softmax", ["p"], ["logits"], axis=1)], "noq",
+                           helper.make_node("Neg", ["p"], ["logits"])], "noq",  # none ONNX Runtime quantizes
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
                           [numpy_helper.from_array(np.array([2, 3], np.int64), "axes")])
@@ -161,6 +166,16 @@ def test_bad_arguments(tiny, photos, tmp_path):
         quantize(str(tmp_path / "missing.onnx"), cal, str(tmp_path / "o.onnx"))
 
 
+def test_exclude_patterns_resolve_in_graph_order():
+    from pyimgcls.jobs.quantize import _resolve_nodes
+
+    names = ["/_conv_stem/Pad", "/_conv_stem/Conv", "/_blocks.0/Conv", "/_blocks.1/Conv", "/_blocks.12/Conv", "/fc"]
+    assert _resolve_nodes(["/fc", "/_blocks.[0-1]/*", "/_conv_stem/*"], names, "m") == [
+        "/fc", "/_blocks.0/Conv", "/_blocks.1/Conv", "/_conv_stem/Pad", "/_conv_stem/Conv"]
+    with pytest.raises(ValueError, match=r"the pattern '/_head/\*' matches no node of m"):
+        _resolve_nodes(["/_head/*"], names, "m")
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_methods_run(tiny, photos, tmp_path, method):
     out = str(tmp_path / f"{method}.onnx")
@@ -191,7 +206,8 @@ def test_shipped_int8_model_keeps_the_answers(clf8, photos):
     imgs = list(photos.values())
     r32 = clf.predict(imgs, probabilities=True)
     r8 = clf8.predict(imgs, probabilities=True)
-    a = compare_outputs(np.log(np.stack([r.probabilities for r in r32])), np.log(np.stack([r.probabilities for r in r8])))
+    a = compare_outputs(np.stack([r.probabilities for r in r32]), np.stack([r.probabilities for r in r8]),
+                        probabilities=True)
     assert a.confident_agreement == 1.0 and a.top5_containment == 1.0
     by = dict(zip(photos, r8))
     assert by["coffee"].label_name == "espresso" and by["coffee"].score > 0.8

@@ -16,12 +16,15 @@ except ImportError:  # a source checkout without a build: say what to do, not a 
 
 from . import metrics, ops
 from .io.images import ImageDecodeError, image_size, read_image
+from .jobs.eval import EvalReport, evaluate
 from .jobs.quantize import QuantizeReport, quantize
 from .jobs.score import ScoreSummary, score
 from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
 from .runtime.session import ModelInfo, Session, annotate_model
 from .tasks.classifier import Classification, Classifier, default_model_path
+from .tasks.detector import DetectionResult, Detector
+from .tasks.faces import FaceDetector
 
 __all__ = [
     "Classification",
@@ -30,7 +33,10 @@ __all__ = [
     "Session",
     "annotate_model",
     "default_model_path",
+    "FaceDetector",
     "Detections",
+    "DetectionResult",
+    "Detector",
     "metrics",
     "ops",
     "ImageDecodeError",
@@ -42,6 +48,8 @@ __all__ = [
     "read_image",
     "ScoreSummary",
     "score",
+    "EvalReport",
+    "evaluate",
     "QuantizeReport",
     "quantize",
 ]

@@ -15,10 +15,11 @@ import pyimgcls
 PUBLIC = [
     ("pyimgcls", n) for n in (
         "Classification", "Classifier", "ModelInfo", "Session", "annotate_model", "default_model_path", "Detections",
-        "metrics", "ops", "ImageDecodeError", "ImageTransform", "PreprocessConfig", "Transforms", "image_size",
-        "preprocess", "read_image", "ScoreSummary", "score", "QuantizeReport", "quantize", "__version__")
+        "DetectionResult", "Detector", "metrics", "ops", "ImageDecodeError", "ImageTransform", "PreprocessConfig",
+        "Transforms", "image_size",
+        "preprocess", "read_image", "ScoreSummary", "score", "__version__", "FaceDetector", "EvalReport", "evaluate", "QuantizeReport", "quantize")
 ] + [
-    ("pyimgcls.ops", n) for n in ("nms", "batched_nms", "soft_nms", "box_iou", "box_convert", "decode_yolo")
+    ("pyimgcls.ops", n) for n in ("nms", "batched_nms", "soft_nms", "box_iou", "box_convert", "decode_yolo", "crop_resize")
 ] + [
     ("pyimgcls.metrics", n) for n in (
         "COCOEvaluator", "COCOResult", "ClassificationReport", "ConfusionMatrix", "MultilabelReport", "STAT_NAMES",
@@ -162,7 +163,7 @@ def test_python_dash_m_is_the_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pyimgcls", "--help"], capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
-    for cmd in ("classify", "score", "bench", "info"):
+    for cmd in ("classify", "score", "bench", "info", "eval"):
         assert cmd in r.stdout
 
 

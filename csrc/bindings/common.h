@@ -65,5 +65,6 @@ inline void check_1d(const py::array& a, const char* name) {
 void register_preprocess(py::module_& m);
 void register_boxes(py::module_& m);
 void register_metrics(py::module_& m);
+void register_crop(py::module_& m);
 
 }  // namespace pyimgcls::bindings

@@ -12,7 +12,8 @@ from typing import Iterator
 
 __all__ = ["positive_int", "positive_seconds", "thread_count", "batch_sizes", "float_list", "image_size_arg",
            "shard_arg", "HelpFormatter", "add_model_options", "add_run_options", "add_input_options",
-           "make_classifier", "resolve_inputs", "clamp_top_k", "UsageError"]
+           "make_classifier", "resolve_inputs", "clamp_top_k", "UsageError", "add_detection_options",
+           "make_detector", "class_id_list", "unit_float", "DETECT_MODEL_HELP"]
 
 THREADS_HELP = "threads for decoding, preprocessing and inference together (0 = all usable cores)"
 PROVIDERS_HELP = ("ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider), "
@@ -109,9 +110,10 @@ def shard_arg(s: str) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- option groups
-def add_model_options(p: argparse.ArgumentParser, *, preprocessing: bool = True) -> None:
+def add_model_options(p: argparse.ArgumentParser, *, preprocessing: bool = True, model_default: str | None = None,
+                      model_help: str = "ONNX model (default: the embedded EfficientNet-Lite0, ImageNet-1k)") -> None:
     g = p.add_argument_group("model and device")
-    g.add_argument("--model", default=None, help="ONNX model (default: the embedded EfficientNet-Lite0, ImageNet-1k)")
+    g.add_argument("--model", default=model_default, help=model_help)
     g.add_argument("--device", default="auto",
                    help="auto, cpu, cuda, cuda:N, tensorrt or tensorrt:N; an explicit device that cannot run is an "
                         "error (only auto falls back to the CPU)")
@@ -137,7 +139,7 @@ def add_run_options(p: argparse.ArgumentParser, *, batch_size: int) -> None:
                         "on some images (see README)")
 
 
-def add_input_options(p: argparse.ArgumentParser) -> None:
+def add_input_options(p: argparse.ArgumentParser, *, top_k_help: str = "classes listed per image") -> None:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="image files, folders (searched recursively), glob patterns, @FILE (a list of paths, one a "
                         "line) or - (paths on standard input)")
@@ -146,9 +148,48 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
                    help="a file listing image paths, one a line (relative to the file); may be repeated")
     g.add_argument("--include-hidden", action="store_true", help="also read hidden files and folders (names with a "
                                                                   "leading dot)")
-    g.add_argument("--top-k", type=positive_int, default=5, help="classes listed per image")
+    g.add_argument("--top-k", type=positive_int, default=5, help=top_k_help)
     g.add_argument("--item-timeout", type=positive_seconds, default=None, metavar="SECONDS",
                    help="an image that takes longer to read and decode becomes an error row (default: no limit)")
+
+
+def class_id_list(s: str) -> list[int]:
+    """``0`` or ``0,2,5``: class ids (integers >= 0)."""
+    try:
+        vals = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids (integers >= 0), got {s!r}") from None
+    if not vals or min(vals) < 0 or max(vals) > 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids (integers >= 0), got {s!r}")
+    return sorted(set(vals))
+
+
+def unit_float(s: str) -> float:
+    """A number in [0, 1] (a threshold)."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {s!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {s}")
+    return v
+
+
+DETECT_MODEL_HELP = ("detector: 'faces' (the built-in MTCNN face detector) or a YOLO ONNX file (Ultralytics v5, "
+                     "v8/v11 or end-to-end exports)")
+
+
+def add_detection_options(p: argparse.ArgumentParser) -> None:
+    """``--conf``, ``--iou``, ``--max-det``, ``--classes`` (Ultralytics' names); unset means the
+    detector's own default (YOLO: conf 0.25, iou 0.7, max-det 300)."""
+    g = p.add_argument_group("detection (default: the detector's own; YOLO conf 0.25, iou 0.7, max-det 300)")
+    g.add_argument("--conf", type=unit_float, default=None, help="minimum confidence of a detection")
+    g.add_argument("--iou", type=unit_float, default=None, help="NMS IoU threshold (a box overlapping a better one "
+                                                                 "by more is dropped)")
+    g.add_argument("--max-det", type=positive_int, default=None, help="at most this many detections per image "
+                                                                        "(1: single-object localization)")
+    g.add_argument("--classes", type=class_id_list, default=None, metavar="IDS",
+                   help="keep only these class ids, comma-separated (e.g. 0,2)")
 
 
 # ----------------------------------------------------------------------------- building
@@ -173,6 +214,31 @@ def make_classifier(args: argparse.Namespace):
     else:
         kw["device"] = args.device
     return Classifier(args.model, **kw)
+
+
+def make_detector(args: argparse.Namespace):
+    """``load_detector(--model or "faces", ...)`` with the detection, device and thread options given."""
+    from ..tasks import load_detector
+
+    kw = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det, "classes": args.classes,
+          "preprocess": preprocess_overrides(args)}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    model = args.model or "faces"
+    if model == "faces":
+        if "preprocess" in kw:
+            raise UsageError("preprocessing options (--imgsz, --resize, ...) apply to YOLO models, not to 'faces'")
+        yolo_only = [flag for key, flag in (("iou", "--iou"), ("classes", "--classes")) if key in kw]
+        if yolo_only:
+            raise UsageError(f"{' and '.join(yolo_only)} apply to YOLO models, not to 'faces' (one class; MTCNN's "
+                             "own NMS thresholds)")
+    kw["threads"] = args.threads
+    if args.providers:
+        if args.device != "auto":
+            raise UsageError("give --device or --providers, not both")
+        kw["providers"] = args.providers
+    elif args.device != "auto":
+        kw["device"] = args.device
+    return load_detector(model, **kw)
 
 
 def clamp_top_k(clf, top_k: int) -> int:

@@ -1,8 +1,8 @@
 """The ``pyimgcls`` command line: the parser and the entry point; one module per command
-(``classify``, ``score``, ``bench``, ``info``), each with ``register(subparsers, parents)`` and
+(``classify``, ``detect``, ``score``, ``bench``, ``info``), each with ``register(subparsers, parents)`` and
 ``run(args)``.
 
-Exit status: 0 all good; 1 some inputs failed (``classify``, ``score``) or the run failed (disk
+Exit status: 0 all good; 1 some inputs failed (``classify``, ``detect``, ``score``) or the run failed (disk
 full, a device that cannot run, ONNX Runtime errors); 2 usage error (bad options, a missing input
 or model); 130 interrupted (Ctrl-C).
 """
@@ -14,12 +14,13 @@ import logging
 import sys
 from typing import Sequence
 
-from . import bench, classify, info, quantize, score
+from . import bench, classify, detect, info, quantize, score
+from . import eval as eval_cmd
 from ._args import HelpFormatter, UsageError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (classify, score, bench, info, quantize)
+COMMANDS = (classify, detect, score, bench, info, eval_cmd, quantize)
 EPILOG = ("exit status: 0 all good, 1 some inputs failed or the run failed, 2 usage error, 130 interrupted. "
           "See README.md for the output formats and limits.")
 

@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from ._args import HelpFormatter, UsageError, add_input_options, add_model_options, add_run_options, \
-    clamp_top_k, make_classifier, positive_int, resolve_inputs, shard_arg
+from ._args import HelpFormatter, UsageError, add_detection_options, add_input_options, add_model_options, \
+    add_run_options, clamp_top_k, make_classifier, make_detector, positive_int, resolve_inputs, shard_arg
 
 __all__ = ["register", "run"]
 
@@ -33,23 +33,47 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     g.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
                    help="score only share I of N (a stable hash of each path relative to its input argument), "
                         "so N machines split one job")
-    add_model_options(s)
+    s.add_argument("--task", choices=("classify", "detect"), default="classify",
+                   help="classify: one class ranking per image (--model: a classifier); detect: the boxes "
+                        "(--model: 'faces' or a YOLO ONNX file, default faces)")
+    add_model_options(s, model_help="ONNX model (default: the embedded EfficientNet-Lite0 classifier; with --task "
+                                    "detect the built-in face detector, or a YOLO ONNX file)")
+    add_detection_options(s)
     add_run_options(s, batch_size=64)
     s.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..jobs.score import OutputExistsError, OutputLockedError, score
+CLASSIFY_ONLY = (("embeddings", "--embeddings"), ("probabilities", "--probabilities"))
+DETECT_ONLY = (("conf", "--conf"), ("iou", "--iou"), ("max_det", "--max-det"), ("classes", "--classes"))
 
+
+def _check_task_options(args: argparse.Namespace) -> None:
+    wrong = CLASSIFY_ONLY if args.task == "detect" else DETECT_ONLY
+    given = [flag for dest, flag in wrong if getattr(args, dest) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --task {args.task}")
+
+
+def _run_detect(args: argparse.Namespace, inputs: list):
+    from ..jobs.detect import score_detections
+
+    det = make_detector(args)
+    return score_detections(inputs, detector=det, out=args.out, batch_size=args.batch_size, resume=args.resume,
+                            progress=not args.quiet, overwrite=args.overwrite, fast_decode=args.fast_decode,
+                            item_timeout=args.item_timeout, chunk_size=args.chunk_size, shard=args.shard,
+                            include_hidden=args.include_hidden)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..jobs.score import OutputExistsError, OutputLockedError
+
+    _check_task_options(args)
     inputs = resolve_inputs(args)
-    clf = make_classifier(args)
-    top_k = clamp_top_k(clf, args.top_k)
     try:
-        summary = score(inputs, classifier=clf, out=args.out, batch_size=args.batch_size, resume=args.resume,
-                        progress=not args.quiet, top_k=top_k, embeddings=args.embeddings,
-                        overwrite=args.overwrite, fast_decode=args.fast_decode, item_timeout=args.item_timeout,
-                        probabilities=args.probabilities, chunk_size=args.chunk_size, shard=args.shard,
-                        include_hidden=args.include_hidden)
+        if args.task == "detect":
+            summary = _run_detect(args, inputs)
+        else:
+            summary = _run_classify(args, inputs)
     except (OutputExistsError, OutputLockedError) as e:
         raise UsageError(str(e)) from None
     if summary.images == 0 and summary.skipped == 0:
@@ -57,3 +81,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(summary, file=sys.stderr)
     return 1 if summary.errors else 0
+
+
+def _run_classify(args: argparse.Namespace, inputs: list):
+    from ..jobs.score import score
+
+    clf = make_classifier(args)
+    top_k = clamp_top_k(clf, args.top_k)
+    return score(inputs, classifier=clf, out=args.out, batch_size=args.batch_size, resume=args.resume,
+                 progress=not args.quiet, top_k=top_k, embeddings=args.embeddings, overwrite=args.overwrite,
+                 fast_decode=args.fast_decode, item_timeout=args.item_timeout, probabilities=args.probabilities,
+                 chunk_size=args.chunk_size, shard=args.shard, include_hidden=args.include_hidden)

@@ -32,7 +32,7 @@ from ..io.sources import FolderListingError, Item, iter_items
 from ._writers import (AppendWriter, OutputExistsError, OutputLock, OutputLockedError, ParquetWriter, check_manifest,
                        path_text, remove_stale_temporaries, text, write_manifest)
 
-__all__ = ["score", "ScoreSummary", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of"]
+__all__ = ["score", "ScoreSummary", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of", "run_rows"]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 log = logging.getLogger("pyimgcls.progress")
@@ -161,19 +161,34 @@ def _row(r, embeddings: bool, probabilities: bool) -> dict:
 
 
 def _write(writer, rows: list[dict]) -> None:
-    """``writer.write(rows)`` with Ctrl-C held back until it returns (main thread, POSIX): the
-    interrupt then comes between chunks, and the count of saved rows is exact."""
+    """``writer.write(rows)`` with Ctrl-C held back until it returns (main thread): the interrupt
+    then comes between chunks, and the count of saved rows is exact.
+
+    A signal mask would not do: SIGINT goes to any thread that does not block it (the decode pool,
+    ONNX Runtime's workers), and Python then runs its handler in the main thread at the next
+    bytecode, inside ``write``. So the handler itself is swapped for one that only notes the
+    interrupt, and the old one runs once the chunk is durable."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         writer.write(rows)
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    hits: list[object] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(frame))
+    except ValueError:  # not the main interpreter: nothing to hold back
+        writer.write(rows)
+        return
     try:
         writer.write(rows)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old)
+    if hits:
+        if callable(old):
+            old(signal.SIGINT, hits[0])
+        elif old == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 class _Progress:
@@ -223,8 +238,12 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
           chunk_size: int | None = None, classifier=None, fast_decode: bool = False,
           item_timeout: float | None = None, device: str | None = None, probabilities: bool = False,
           ids: Sequence[str] | None = None, shard: tuple[int, int] | None = None, include_hidden: bool = False,
-          preprocess=None) -> ScoreSummary:
+          preprocess=None, task: str = "classify", detector=None) -> ScoreSummary:
     """Scores every image of ``inputs`` with a classifier and writes one row per input to ``out``.
+
+    ``task="detect"`` writes detections instead (``jobs.detect.score_detections``: the same
+    guarantees; ``model`` is ``"faces"`` (default) or a YOLO ONNX path, ``detector`` an existing
+    ``Detector`` / ``FaceDetector``; the classification options do not apply).
 
     Args:
         inputs: folders (recursive, hidden names skipped), glob patterns, ``@FILE`` list files,
@@ -265,6 +284,22 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
     from .. import __version__
     from ..tasks.classifier import Classifier
 
+    if task == "detect":
+        given = [k for k, v in (("classifier", classifier), ("embeddings", embeddings),
+                                ("probabilities", probabilities), ("top_k", top_k != 5)) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to task='classify', not 'detect'")
+        from .detect import score_detections
+
+        opts = {} if detector is not None else {"threads": threads, "device": device, "preprocess": preprocess}
+        return score_detections(inputs, out=out, detector=detector, model=model or "faces", batch_size=batch_size,
+                                resume=resume, progress=progress, overwrite=overwrite, chunk_size=chunk_size,
+                                fast_decode=fast_decode, item_timeout=item_timeout, ids=ids, shard=shard,
+                                include_hidden=include_hidden, **opts)
+    if task != "classify":
+        raise ValueError(f"task must be 'classify' or 'detect', got {task!r}")
+    if detector is not None:
+        raise ValueError("detector= applies to task='detect'")
     out = os.fspath(out)
     ext = os.path.splitext(out)[1].lower()
     if ext not in FORMATS:
@@ -305,12 +340,22 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         check_manifest(out, settings, overwrite, resume, writer)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         write_manifest(out, manifest)
-        return _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddings, probabilities,
-                    chunk_size, fast_decode, item_timeout, ids, shard, include_hidden)
+        return run_rows(inputs, out, writer,
+                        lambda items: clf.predict_iter(None, items=items, batch_size=batch_size, top_k=top_k,
+                                                       embeddings=embeddings, probabilities=probabilities,
+                                                       fast_decode=fast_decode, item_timeout=item_timeout),
+                        lambda r: _row(r, embeddings, probabilities),
+                        batch_size=batch_size, resume=resume, progress=progress, chunk_size=chunk_size, ids=ids,
+                        shard=shard, include_hidden=include_hidden)
 
 
-def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddings, probabilities, chunk_size,
-         fast_decode, item_timeout, ids, shard, include_hidden) -> ScoreSummary:
+def run_rows(inputs, out: str, writer, predict, row, *, batch_size: int, resume: bool, progress: bool,
+             chunk_size: int | None, ids: Sequence[str] | None, shard: tuple[int, int] | None,
+             include_hidden: bool) -> ScoreSummary:
+    """The resumable loop of a batch job, shared by every task: lists the inputs (keyed, sharded,
+    skipping those already in ``writer``), runs ``predict(items)`` (an iterator of results, one
+    per item, in order), turns each result into a row with ``row(result)`` and writes the rows in
+    durable chunks. Called with the output's lock held and its manifest checked."""
     done = writer.done_paths() if resume else set()
     skipped = 0
 
@@ -345,9 +390,8 @@ def _run(inputs, clf, out, writer, batch_size, resume, progress, top_k, embeddin
     pending: list[dict] = []
     t0 = time.perf_counter()
     try:
-        for r in clf.predict_iter(None, items=todo(), batch_size=batch_size, top_k=top_k, embeddings=embeddings,
-                                   probabilities=probabilities, fast_decode=fast_decode, item_timeout=item_timeout):
-            pending.append(_row(r, embeddings, probabilities))
+        for r in predict(todo()):
+            pending.append(row(r))
             n += 1
             errors += r.error is not None
             prog.update(r.error is not None)

@@ -22,12 +22,16 @@ class Detections:
         confidence: (N,) float32.
         class_id: (N,) int32, each in ``[0, len(class_names))`` (or ``[0, 2**31)`` without names).
         class_names: optional names indexed by class id.
+        keypoints: optional (N, K, 2) float32 points ``(x, y)`` of each detection, in the same pixels
+            as ``xyxy`` (a face detector's eyes, nose and mouth corners); kept through indexing and
+            ``to_original``.
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
     class_names: Sequence[str] | None = None
+    keypoints: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -57,24 +61,33 @@ class Detections:
                 raise ValueError("xyxy must be finite")
             if not np.isfinite(conf).all():
                 raise ValueError("confidence must be finite")
+        if self.keypoints is not None:
+            kp = np.asarray(self.keypoints, dtype=np.float32)
+            if kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 2:
+                raise ValueError(f"keypoints must have shape ({n}, K, 2), got {kp.shape}")
+            if not np.isfinite(kp).all():
+                raise ValueError("keypoints must be finite")
+            self.keypoints = kp
         self.xyxy, self.confidence, self.class_id = xyxy, conf, cls.astype(np.int32, copy=False)
 
     def __len__(self) -> int:
         return self.xyxy.shape[0]
 
     def __repr__(self) -> str:
+        kp = "" if self.keypoints is None else f", {self.keypoints.shape[1]} keypoints each"
         if not len(self):
-            return "Detections(0)"
+            return f"Detections(0{kp})"
         names = self.labels
         best = ", ".join(f"{n} {c:.2f}" for n, c in zip(names[:3], self.confidence[:3].tolist()))
-        return f"Detections({len(self)}: {best}{', ...' if len(self) > 3 else ''})"
+        return f"Detections({len(self)}: {best}{', ...' if len(self) > 3 else ''}{kp})"
 
     def __getitem__(self, index) -> "Detections":
         """Indexing by a boolean mask, an integer array or a slice keeps the matching rows."""
         if isinstance(index, (int, np.integer)):
             index = [index]
         return Detections(xyxy=self.xyxy[index], confidence=self.confidence[index],
-                          class_id=self.class_id[index], class_names=self.class_names)
+                          class_id=self.class_id[index], class_names=self.class_names,
+                          keypoints=None if self.keypoints is None else self.keypoints[index])
 
     @classmethod
     def empty(cls, class_names: Sequence[str] | None = None) -> "Detections":
@@ -93,8 +106,37 @@ class Detections:
         if not callable(getattr(transform, "to_original", None)):  # duck-typed: ops sits beside preprocessing
             raise TypeError(f"transform must be an ImageTransform, got {type(transform).__name__}")
         xyxy = transform.to_original(self.xyxy.astype(np.float64), clip=clip).astype(np.float32)
+        kp = None
+        if self.keypoints is not None:  # points mapped as zero-size boxes, never clipped
+            pts = self.keypoints.reshape(-1, 2).astype(np.float64)
+            kp = transform.to_original(np.hstack([pts, pts]), clip=False)[:, :2]
+            kp = kp.astype(np.float32).reshape(self.keypoints.shape)
         return Detections(xyxy=xyxy, confidence=self.confidence.copy(), class_id=self.class_id.copy(),
-                          class_names=self.class_names)
+                          class_names=self.class_names, keypoints=kp)
+
+    def crop(self, image: np.ndarray, size: int | tuple[int, int] = 224, *, interpolation: str = "bilinear",
+             fill: float | Sequence[float] = 0.0, mean: float | Sequence[float] = 0.0,
+             std: float | Sequence[float] = 1.0, layout: str = "NCHW", threads: int = 0) -> np.ndarray:
+        """Crops every box out of ``image`` and resizes it: one native call (``ops.crop_resize``).
+
+        Gives a detector's boxes straight to a second model (detect, then classify each crop).
+
+        Args:
+            image: (H, W) or (H, W, C) uint8, the image the boxes are in (any strides).
+            size: ``(h, w)`` of each crop, or one int.
+            interpolation, fill, mean, std, layout, threads: as in ``pyimgcls.ops.crop_resize``.
+
+        Returns:
+            (N, C, h, w) float32 (``layout="NCHW"``), ``(value - mean) / std``; parts of a box outside
+            the image read ``fill``.
+
+        Raises:
+            ValueError: an empty box (``x2 <= x1`` or ``y2 <= y1``, e.g. one clipped away entirely).
+        """
+        from .crop import crop_resize
+
+        return crop_resize(image, self.xyxy, size, interpolation=interpolation, fill=fill, mean=mean, std=std,
+                           layout=layout, threads=threads)
 
     def to_coco(self, image_id: int, *, category_ids: Sequence[int] | None = None) -> list[dict]:
         """COCO result dicts: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
@@ -110,3 +152,33 @@ class Detections:
                 "score": float(s),
             })
         return out
+
+    def annotate(self, image: np.ndarray, *, thickness: int | None = None, text_scale: float | None = None,
+                 labels: bool = True, scores: bool = True,
+                 palette: Sequence[tuple[int, int, int]] | None = None) -> np.ndarray:
+        """A copy of ``image`` with the boxes, class names, scores (and keypoints, if any) drawn.
+
+        One colour per class (``ops.draw.PALETTE``, by class id); labels on a filled background
+        in the box's colour, above the box or just inside it when the box touches the top; line
+        width and text size grow with the image. Boxes reaching outside the image are clipped.
+        Thread-safe (the input is only read).
+
+        Args:
+            image: (H, W, 3) RGB or (H, W, 4) RGBA uint8, in the pixels of ``xyxy``; (H, W) or
+                (H, W, 1) gray gives an RGB result.
+            thickness: box line width in pixels (default: about 0.3% of the image's mean side, >= 1).
+            text_scale: OpenCV font scale of the labels (default: from ``thickness``).
+            labels: draw labels; ``scores``: put the confidence in them.
+            palette: colours (RGB) to use instead of ``ops.draw.PALETTE``.
+
+        Returns:
+            (H, W, 3) or (H, W, 4) uint8, a new array.
+
+        Raises:
+            TypeError: ``image`` is not a uint8 array. ValueError: its shape is not an image's.
+        """
+        from .draw import annotate
+
+        return annotate(image, self.xyxy, self.confidence, self.class_id, self.class_names,
+                        self.keypoints, thickness=thickness, text_scale=text_scale,
+                        labels=labels, scores=scores, palette=palette)

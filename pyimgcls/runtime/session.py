@@ -2,7 +2,8 @@
 
 Self-describing models carry their preprocessing and class names in ``metadata_props``:
 ``pyimgcls.preprocess`` (JSON of ``PreprocessConfig``), ``pyimgcls.labels`` (JSON list) and
-``pyimgcls.output`` (``"logits"`` or ``"probabilities"``); ``annotate_model`` writes them.
+``pyimgcls.output`` (``"logits"`` or ``"probabilities"``) and, for detectors, ``pyimgcls.detector``
+(JSON: ``layout``, ``conf``, ``iou``, ``max_det``); ``annotate_model`` writes them.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..preprocessing import PreprocessConfig
 from .threads import resolve_threads
 
-__all__ = ["DeviceUnavailableError", "Session", "ModelInfo", "annotate_model", "available_providers",
+__all__ = ["DeviceUnavailableError", "Session", "ModelInfo", "annotate_model", "available_providers", "detector_settings",
            "duplicate_onnxruntime", "output_classes", "parse_device", "quantized_op_count"]
 
 log = logging.getLogger("pyimgcls")
@@ -32,6 +33,8 @@ META_PREPROCESS = "pyimgcls.preprocess"
 META_LABELS = "pyimgcls.labels"
 META_OUTPUT = "pyimgcls.output"
 META_CLASS_IDS = "pyimgcls.class_ids"
+META_DETECTOR = "pyimgcls.detector"
+DETECTOR_LAYOUTS = ("v5", "v8", "end2end")
 META_QUANTIZATION = "pyimgcls.quantization"
 #: operators that only a quantized model holds
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
@@ -273,10 +276,14 @@ class Session:
         allow_spinning: let ORT's idle workers spin. ``None``: off (pyimgcls' own threads
             preprocess beside the session, and spinning slows them down many times over).
         device_id: CUDA device for the GPU providers.
+        default_preprocess: for tasks whose models do not follow the classifier defaults (a
+            detector): ``f(info) -> (config, message)`` gives the preprocessing of a model without
+            ``pyimgcls.preprocess`` metadata; ``message`` (or ``None``) says what was assumed.
     """
 
     def __init__(self, model, *, providers: str | Sequence[str] = "auto", threads: int | None = 0,
-                 allow_spinning: bool | None = None, device_id: int = 0, device: str | None = None) -> None:
+                 allow_spinning: bool | None = None, device_id: int = 0, device: str | None = None,
+                 default_preprocess: Callable[[ModelInfo], tuple[PreprocessConfig, str | None]] | None = None) -> None:
         ort = _ort()
         self._bytes = _load_bytes(model)
         self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<bytes>"
@@ -346,6 +353,7 @@ class Session:
                                  f"{len(self.labels)} names")
             self.class_ids = ids
         self.assumptions: list[str] = []
+        self.preprocess_config = self._preprocess_config(default_preprocess)
         self.preprocess_config = self._preprocess_config()
         #: how the model was quantized (``pyimgcls.quantization`` metadata as a dict), else None
         self.quantization: dict | None = None
@@ -474,11 +482,17 @@ class Session:
                              f"with the model input ({info.layout}, {info.dtype}, {info.channels} channels)")
         return cfg
 
-    def _preprocess_config(self) -> PreprocessConfig:
+    def _preprocess_config(self, default=None) -> PreprocessConfig:
         raw = self.info.metadata.get(META_PREPROCESS)
         info = self.info
         if raw:
             return self.check_preprocess(PreprocessConfig.from_json(raw), META_PREPROCESS)
+        if default is not None:
+            cfg, msg = default(info)
+            if msg:
+                self.assumptions.append(msg)
+                warnings.warn(msg, stacklevel=4)
+            return self.check_preprocess(cfg, "the model's preprocessing")
         size = info.size or (224, 224)
         cfg = PreprocessConfig(size=size, resize="center_crop", crop_pct=0.875, interpolation="bilinear_aa",
                                mean=(0.485, 0.456, 0.406)[: info.channels] if info.channels == 3 else (0.5,),
@@ -545,8 +559,40 @@ class Session:
         }
 
 
+def detector_settings(value, what: str = META_DETECTOR) -> dict:
+    """Checks a detector's stored settings (a dict, or its JSON text): ``layout`` (one of
+    ``"v5"``, ``"v8"``, ``"end2end"``), ``conf`` and ``iou`` (in [0, 1]) and ``max_det`` (an int
+    >= 1), each optional. Returns the dict; ``ValueError`` naming ``what`` otherwise."""
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise ValueError(f"{what} must be JSON, got {value[:80]!r}: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object with keys layout, conf, iou, max_det; got {type(value).__name__}")
+    known = {"layout", "conf", "iou", "max_det"}
+    unknown = set(value) - known
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    out = dict(value)
+    if "layout" in out and out["layout"] not in DETECTOR_LAYOUTS:
+        raise ValueError(f"{what}: layout must be one of {DETECTOR_LAYOUTS}, got {out['layout']!r}")
+    for k in ("conf", "iou"):
+        if k in out:
+            v = out[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{what}: {k} must be a number in [0, 1], got {v!r}")
+            out[k] = float(v)
+    if "max_det" in out:
+        v = out["max_det"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{what}: max_det must be an int >= 1, got {v!r}")
+    return out
+
+
 def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labels: Sequence[str] | None = None,
-                   output: str | None = None, class_ids: Sequence[str] | None = None) -> None:
+                   output: str | None = None, class_ids: Sequence[str] | None = None,
+                   detector: dict | None = None) -> None:
     """Writes a copy of an ONNX model with pyimgcls metadata (preprocessing, class names, output kind).
 
     Args:
@@ -558,6 +604,10 @@ def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labe
         class_ids: a stable id per class (e.g. WordNet ids ``n01440764`` for ImageNet), stored
             as a JSON list under ``pyimgcls.class_ids``; datasets whose folders are named by id
             map to the classes through them.
+        detector: a detector's settings, stored as JSON under ``pyimgcls.detector``:
+            ``{"layout": "v5" | "v8" | "end2end", "conf": float, "iou": float, "max_det": int}``
+            (each optional; ``Detector`` uses them where its caller gives none). A detector's
+            ``labels`` are its class names (the output's class count is not checked here).
     """
     import onnx
 
@@ -565,8 +615,10 @@ def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labe
         raise TypeError(f"preprocess must be a PreprocessConfig, got {type(preprocess).__name__}")
     if output is not None and output not in ("logits", "probabilities"):
         raise ValueError(f"output must be 'logits' or 'probabilities', got {output!r}")
+    if detector is not None:
+        detector = detector_settings(detector, "detector")
     m = onnx.load_from_string(_load_bytes(src))
-    if labels is not None and m.graph.output:
+    if labels is not None and m.graph.output and detector is None:
         dims = [d.dim_value if d.HasField("dim_value") else None for d in m.graph.output[0].type.tensor_type.shape.dim]
         c = output_classes(dims) if len(dims) >= 2 else None
         if c is not None and len(labels) != c:
@@ -580,6 +632,8 @@ def annotate_model(src, dst, *, preprocess: PreprocessConfig | None = None, labe
         props[META_LABELS] = json.dumps(labels)
     if output is not None:
         props[META_OUTPUT] = output
+    if detector is not None:
+        props[META_DETECTOR] = json.dumps(detector)
     if class_ids is not None:
         class_ids = [str(x) for x in class_ids]
         n = len(labels) if labels is not None else len(json.loads(props.get(META_LABELS, "null") or "null") or [])

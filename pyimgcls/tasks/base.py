@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..io.images import DecodeInfo
 from ..io.sources import Item, iter_items, load_item
 from ..preprocessing import ImageTransform, PreprocessConfig, output_shape, preprocess
 from ..runtime.pipeline import Prepared, prepare_batches
@@ -43,6 +44,7 @@ class OneRun:
     outputs: list[np.ndarray]
     transform: ImageTransform
     source: str
+    info: DecodeInfo | None = None  # decode scale, full-resolution and stored sizes
 
 
 def source_name(image: Any) -> str:
@@ -67,9 +69,15 @@ class ModelTask:
             one budget of the task, for inference, decoding and preprocessing alike.
     """
 
+    #: ``f(info) -> (PreprocessConfig, message | None)`` for models without ``pyimgcls.preprocess``
+    #: metadata (``Session(default_preprocess=...)``); ``None``: the classifier defaults.
+    _default_preprocess = None
+
     def __init__(self, model, *, preprocess: PreprocessConfig | dict | None = None, **session_options: Any) -> None:
         self._init_args = (model, preprocess, dict(session_options))
         self.model_path = model
+        if self._default_preprocess is not None:
+            session_options = {**session_options, "default_preprocess": self._default_preprocess}
         self.session = Session(model, **session_options)
         self.config = self.session.preprocess_config
         if preprocess is not None:
@@ -152,7 +160,7 @@ class ModelTask:
     def _run_one(self, image: Any) -> OneRun:
         """Decodes (if needed), preprocesses and runs one image on the calling thread. Errors raise."""
         item = Item(source_name(image), image)
-        img = load_item(item)
+        img, info = load_item(item, return_info=True)
         one_in, binding, one_out = self._one_buffers()
         _, transforms = preprocess([img], self.config, threads=1, out=one_in)
         if binding is not None:
@@ -160,4 +168,4 @@ class ModelTask:
             outs = one_out
         else:
             outs = self.session.run(one_in)
-        return OneRun(outputs=outs, transform=transforms[0], source=item.source)
+        return OneRun(outputs=outs, transform=transforms[0], source=item.source, info=info)

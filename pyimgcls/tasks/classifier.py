@@ -13,7 +13,7 @@ from ..io.sources import Item
 from ..runtime.session import Session, output_classes
 from .base import ModelTask
 
-__all__ = ["Classification", "Classifier", "PRECISIONS", "default_model_path"]
+__all__ = ["Classification", "ClassificationBatch", "Classifier", "PRECISIONS", "default_model_path"]
 
 PRECISIONS = ("fp32", "int8")
 
@@ -95,6 +95,24 @@ class Classification:
             names = ", ".join(n for _, n, _ in self.labels[:5]) + (", ..." if len(self.labels) > 5 else "")
             return f"Classification({self.source!r}, labels=[{names}])"
         return f"Classification({self.source!r}, {self.label_name!r} {self.score:.1%})"
+
+
+@dataclass
+class ClassificationBatch:
+    """The answers for one batch of inputs as arrays (``Classifier.predict_batches``).
+
+    Attributes:
+        sources: the inputs' names, in input order (n of them).
+        probabilities: (n, C) float64 class probabilities (softmax, or sigmoid with
+            ``multi_label``); rows of failed inputs are zeros.
+        ok: (n,) bool, False where the input failed.
+        errors: (n,) why each input failed (``None`` where it did not).
+    """
+
+    sources: list[str]
+    probabilities: np.ndarray
+    ok: np.ndarray
+    errors: list[str | None]
 
 
 def _softmax(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -226,6 +244,35 @@ class Classifier(ModelTask):
                 if embeddings:
                     res.embedding = np.asarray(outs[-1][row[j]], np.float32).reshape(-1)
                 yield res
+
+    def predict_batches(self, inputs, *, batch_size: int = 32, multi_label: bool = False, errors: str = "record",
+                        fast_decode: bool = False, items: Iterator[Item] | None = None, stats: dict | None = None,
+                        item_timeout: float | None = None) -> Iterator[ClassificationBatch]:
+        """Like ``predict_iter``, but one ``ClassificationBatch`` of arrays per model call instead
+        of one object per image: for jobs that reduce the answers with NumPy (``jobs.eval``), at a
+        fraction of the per-image Python cost. The probabilities are those ``predict_iter`` gives
+        (``probabilities=True``), computed in float64 for the whole batch at once.
+        """
+        for prep, outs in self._run_batches(inputs, batch_size=batch_size, errors=errors, fast_decode=fast_decode,
+                                            items=items, stats=stats, item_timeout=item_timeout):
+            n = len(prep.items)
+            errs: list[str | None] = [None] * n
+            for j, e in prep.errors.items():
+                errs[j] = f"{type(e).__name__}: {e}"
+            ok = np.zeros(n, bool)
+            ok[prep.ok] = True
+            if outs is None:
+                probs = np.zeros((n, self.num_classes or 0), np.float64)
+            else:
+                if self._rank_unknown:
+                    self._check_scores_shape(self.session.info.outputs[0][0], outs[0].shape)
+                x = np.asarray(outs[0], np.float64).reshape(len(prep.ok), -1)
+                if self.session.info.output_kind != "probabilities":
+                    x = _sigmoid(x) if multi_label else _softmax(x)
+                probs = np.zeros((n, x.shape[1]), np.float64)
+                probs[prep.ok] = x
+            yield ClassificationBatch(sources=[it.source for it in prep.items], probabilities=probs, ok=ok,
+                                      errors=errs)
 
     def _check_scores_shape(self, name: str, shape) -> None:
         if not (len(shape) == 2 or (len(shape) == 4 and shape[2] == 1 and shape[3] == 1)):

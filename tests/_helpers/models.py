@@ -90,3 +90,78 @@ def tiny_detector_output_model(path, *, anchors=64, classes=4):
     m.ir_version = 8
     onnx.save(m, path)
     return path
+
+
+def bright_box_detector(path, *, size=(160, 160), classes=2, layout="v8", anchors=8, metadata=None,
+                        dynamic_batch=True, threshold=0.8):
+    """A YOLO-layout "detector" with real geometry: it finds the bounding box of the model-input
+    pixels whose three channels all exceed ``threshold`` (a white rectangle on a darker image)
+    and reports it on anchor 0 as class 0, score 0.9 (0 when nothing is bright); the other
+    anchors are zeros.
+
+    Layouts: ``"v8"`` ``(N, 4 + classes, anchors)``, ``"v5"`` ``(N, anchors, 5 + classes)``
+    (objectness 1) and ``"end2end"`` ``(N, anchors, 6)`` (x1, y1, x2, y2, score, class).
+    ``metadata``: dict written into ``metadata_props`` (Ultralytics' keys, ``pyimgcls.*``).
+    """
+    H, W = size
+    N = "N" if dynamic_batch else 1
+    f = TensorProto.FLOAT
+    nodes = [
+        helper.make_node("ReduceMin", ["x", "ax1"], ["g"], keepdims=0),               # (N, H, W)
+        helper.make_node("Greater", ["g", "thr"], ["mb"]),
+        helper.make_node("Cast", ["mb"], ["m"], to=f),
+        helper.make_node("ReduceMax", ["m", "ax1"], ["col"], keepdims=0),             # (N, W)
+        helper.make_node("ReduceMax", ["m", "ax2"], ["row"], keepdims=0),             # (N, H)
+        helper.make_node("ReduceMax", ["col", "ax1"], ["anyb"], keepdims=1),          # (N, 1)
+        helper.make_node("ArgMax", ["col"], ["x1i"], axis=1, keepdims=1),
+        helper.make_node("ArgMax", ["col"], ["x2i"], axis=1, keepdims=1, select_last_index=1),
+        helper.make_node("ArgMax", ["row"], ["y1i"], axis=1, keepdims=1),
+        helper.make_node("ArgMax", ["row"], ["y2i"], axis=1, keepdims=1, select_last_index=1),
+    ]
+    for n in ("x1", "x2", "y1", "y2"):
+        nodes.append(helper.make_node("Cast", [n + "i"], [n + "f"], to=f))
+    nodes += [
+        helper.make_node("Add", ["x2f", "one"], ["x2"]),
+        helper.make_node("Add", ["y2f", "one"], ["y2"]),
+        helper.make_node("Mul", ["anyb", "score"], ["s"]),                            # (N, 1)
+        helper.make_node("Mul", ["anyb", "zero"], ["z"]),
+    ]
+    if layout == "end2end":
+        cols = ["x1f", "y1f", "x2", "y2", "s", "z"]
+    else:
+        nodes += [helper.make_node("Add", ["x1f", "x2"], ["sx"]), helper.make_node("Mul", ["sx", "half"], ["cx"]),
+                  helper.make_node("Add", ["y1f", "y2"], ["sy"]), helper.make_node("Mul", ["sy", "half"], ["cy"]),
+                  helper.make_node("Sub", ["x2", "x1f"], ["bw"]), helper.make_node("Sub", ["y2", "y1f"], ["bh"])]
+        cols = ["cx", "cy", "bw", "bh"] + (["anyb"] if layout == "v5" else []) + ["s"] + ["z"] * (classes - 1)
+        if layout == "v5":
+            cols = ["cx", "cy", "bw", "bh", "anyb", "score_n"] + ["z"] * (classes - 1)
+            nodes.append(helper.make_node("Mul", ["anyb", "score"], ["score_n"]))
+    nodes.append(helper.make_node("Concat", cols, ["row0"], axis=1))                  # (N, K)
+    k = len(cols)
+    if layout == "v8":
+        nodes += [helper.make_node("Unsqueeze", ["row0", "ax2"], ["r3"]),             # (N, K, 1)
+                  helper.make_node("Pad", ["r3", "pads"], ["out"])]
+        pads = [0, 0, 0, 0, 0, anchors - 1]
+        oshape = [N, k, anchors]
+    else:
+        nodes += [helper.make_node("Unsqueeze", ["row0", "ax1"], ["r3"]),             # (N, 1, K)
+                  helper.make_node("Pad", ["r3", "pads"], ["out"])]
+        pads = [0, 0, 0, 0, anchors - 1, 0]
+        oshape = [N, anchors, k]
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+             numpy_helper.from_array(np.array([2], np.int64), "ax2"),
+             numpy_helper.from_array(np.array(threshold, np.float32), "thr"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+             numpy_helper.from_array(np.array(0.9, np.float32), "score"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(np.array(pads, np.int64), "pads")]
+    g = helper.make_graph(nodes, "bright_box", [helper.make_tensor_value_info("x", f, [N, 3, H, W])],
+                          [helper.make_tensor_value_info("out", f, oshape)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    for key, value in (metadata or {}).items():
+        m.metadata_props.add(key=key, value=str(value))
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+    return path

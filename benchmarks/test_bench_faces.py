@@ -1,0 +1,132 @@
+"""Box crops and the face detector against the loops a user would write (one thread on both sides).
+
+crop-resize-256x48: ``ops.crop_resize`` of 256 boxes (20-120 px, inside a smooth 640x480 photo) to 48x48
+against a loop of ``cv2.resize`` on slices: the bare loop (uint8 crops, less work than ours) and the loop
+that makes the same output (a normalised float32 NCHW batch: resize each slice, stack, convert,
+normalise, transpose).
+
+faces-640x480: ``FaceDetector.detect`` against the reference MTCNN pipeline (``MTCNNRef``, the NumPy /
+OpenCV twin in tests/_helpers/reference.py: cv2 pyramid, a Python loop of zero-padded crops, NumPy NMS)
+on the same ONNX files with ONNX Runtime pinned to one thread on both sides, and the model-only
+time (the three networks' runs with the same inputs), the ceiling of any pipeline. Photos: LFW faces
+pasted into scikit-image / scikit-learn photos (tests/_helpers/faces_data.py), 1-8 faces each.
+"""
+
+import cv2
+import numpy as np
+import pytest
+
+from pyimgcls import FaceDetector, ops
+from pyimgcls.tasks.faces import mtcnn_model_paths
+
+from _helpers.faces_data import face_benchmark
+from _helpers.reference import MTCNNRef, iou_ref
+
+
+@pytest.fixture(scope="module")
+def crop_case():
+    from skimage import data
+
+    img = np.ascontiguousarray(cv2.resize(data.astronaut(), (640, 480), interpolation=cv2.INTER_AREA))
+    rng = np.random.default_rng(0)
+    s = rng.integers(20, 121, 256)
+    x = rng.integers(0, 640 - s + 1)
+    y = rng.integers(0, 480 - s + 1)
+    boxes = np.stack([x, y, x + s, y + s], 1).astype(np.float64)
+    return img, boxes
+
+
+def _cv2_loop(img, boxes):
+    return [cv2.resize(img[y1:y2, x1:x2], (48, 48), interpolation=cv2.INTER_LINEAR) for x1, y1, x2, y2 in boxes]
+
+
+def _cv2_loop_batch(img, boxes):
+    b = np.stack(_cv2_loop(img, boxes)).astype(np.float32)
+    b -= 127.5
+    b /= 128.0
+    return np.ascontiguousarray(b.transpose(0, 3, 1, 2))
+
+
+def test_crop_resize_pyimgcls(benchmark, crop_case):
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    ours = ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1)
+    # same batch as the loop, within cv2's uint8 rounding (half a level, 11-bit weights: one level) / 128
+    assert np.abs(ours - _cv2_loop_batch(img, boxes.astype(int))).max() <= 1.0 / 128 + 1e-6
+    benchmark(ops.crop_resize, img, boxes, 48, mean=127.5, std=128, threads=1)
+
+
+def test_crop_resize_pyimgcls_uint8(benchmark, crop_case):
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    ours = ops.crop_resize(img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
+    assert np.abs(ours.astype(int) - np.stack(_cv2_loop(img, boxes.astype(int)))).max() <= 1
+    benchmark(ops.crop_resize, img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
+
+
+def test_crop_resize_cv2_loop(benchmark, crop_case):
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    benchmark(_cv2_loop, img, boxes.astype(int))
+
+
+def test_crop_resize_cv2_loop_batch(benchmark, crop_case):
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    benchmark(_cv2_loop_batch, img, boxes.astype(int))
+
+
+# ----------------------------------------------------------------------------- face detector
+@pytest.fixture(scope="module")
+def face_photos():
+    return face_benchmark(4, seed=11)[0]
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    return FaceDetector(threads=1), MTCNNRef(mtcnn_model_paths(), threads=1)
+
+
+def _all(f, photos):
+    return [f(p) for p in photos]
+
+
+def test_faces_pyimgcls(benchmark, face_photos, detectors):
+    det, ref = detectors
+    benchmark.group = "faces-640x480-4-photos"
+    for p in face_photos:  # the same faces as the reference pipeline first
+        d = det.detect(p)
+        b, _, _ = ref.detect(p)
+        assert len(d) == len(b)
+        for box in d.xyxy.astype(np.float64):
+            assert max(iou_ref(box, x) for x in b) >= 0.98
+    benchmark.pedantic(_all, (det.detect, face_photos), rounds=5, warmup_rounds=1)
+
+
+def test_faces_reference_pipeline(benchmark, face_photos, detectors):
+    _, ref = detectors
+    benchmark.group = "faces-640x480-4-photos"
+    benchmark.pedantic(_all, (ref.detect, face_photos), rounds=5, warmup_rounds=1)
+
+
+def test_faces_model_only(benchmark, face_photos, detectors):
+    """The three networks on exactly the inputs the cascade gives them (recorded once): the ceiling."""
+    det, _ = detectors
+    benchmark.group = "faces-640x480-4-photos"
+    calls = []
+    runs = [det._pnet, det._rnet, det._onet]
+    orig = [s.run for s in runs]
+    try:
+        for k, s in enumerate(runs):
+            s.run = (lambda f, k: (lambda x: calls.append((k, x.copy())) or f(x)))(orig[k], k)
+        for p in face_photos:
+            det.detect(p)
+    finally:
+        for s, f in zip(runs, orig):
+            s.run = f
+
+    def models():
+        for k, x in calls:
+            orig[k](x)
+
+    benchmark.pedantic(models, rounds=5, warmup_rounds=1)

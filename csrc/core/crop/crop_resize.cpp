@@ -1,0 +1,369 @@
+// crop_resize (see crop_resize.h for indices and conventions): per box, one tap table per axis
+// (source index and weight for every output row / column, the part outside the image folded into
+// one fill weight), then a separable pass: each source row the box needs is resampled horizontally
+// once (a two-row cache serves neighbouring output rows), and output rows blend those rows.
+// Work is split over (box, block of output rows) units, so one large crop still uses every thread.
+// Cost: O(out_h * out_w * C * taps) per box plus O(min(box, image) + out) for the tables.
+#include "core/crop/crop_resize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/common/parallel.h"
+#include "core/preprocess/preprocess.h"
+
+namespace pyimgcls::core {
+namespace {
+
+// Taps of one axis: output o reads in-image source indices idx[off[o] .. off[o + 1]) with weights w,
+// plus fill_w[o] times the fill value.
+struct Taps {
+    std::vector<int> off, idx;
+    std::vector<float> w, fill_w;
+    void reset(int count) {
+        off.assign(1, 0);
+        off.reserve(count + 1);
+        idx.clear();
+        w.clear();
+        fill_w.assign(count, 0.f);
+    }
+};
+
+// Adds source sample `s` (absolute index, may be anywhere, even huge) of an image of length n.
+inline void add_tap(Taps& t, int o, double s, double weight, int n) {
+    if (weight == 0.0) return;
+    if (s >= 0.0 && s < static_cast<double>(n)) {
+        t.idx.push_back(static_cast<int>(s));
+        t.w.push_back(static_cast<float>(weight));
+    } else {
+        t.fill_w[o] += static_cast<float>(weight);
+    }
+}
+
+// Bilinear, half-pixel centres over [b0, b1), taps clamped to [floor(b0), ceil(b1) - 1].
+void bilinear_taps(Taps& t, double b0, double b1, int count, int n) {
+    t.reset(count);
+    const double scale = (b1 - b0) / count;
+    const double lo = std::floor(b0);
+    const double hi = std::max(lo, std::ceil(b1) - 1.0);
+    for (int o = 0; o < count; ++o) {
+        const double pos = b0 + (o + 0.5) * scale - 0.5;
+        const double f0 = std::floor(pos);
+        const double frac = pos - f0;
+        add_tap(t, o, std::min(std::max(f0, lo), hi), 1.0 - frac, n);
+        add_tap(t, o, std::min(std::max(f0 + 1.0, lo), hi), frac, n);
+        t.off.push_back(static_cast<int>(t.idx.size()));
+    }
+}
+
+// cv2 INTER_AREA on a slice of length len = b1 - b0 (integer box), shrinking: computeResizeAreaTab
+// (box coverage, cv2's scale pair and 1e-3 thresholds); the full pixels of a cell are visited only
+// where they lie inside the image, the rest folds into the fill weight.
+void area_shrink_taps(Taps& t, double b0, double len, int count, int n) {
+    t.reset(count);
+    const double inv = static_cast<double>(count) / len;
+    const double scale = 1.0 / inv;
+    for (int o = 0; o < count; ++o) {
+        const double fs1 = o * scale, fs2 = fs1 + scale;
+        const double cell = std::min(scale, len - fs1);
+        double s2 = std::min(std::floor(fs2), len - 1.0);
+        double s1 = std::min(std::ceil(fs1), s2);
+        if (s1 - fs1 > 1e-3) add_tap(t, o, b0 + s1 - 1.0, (s1 - fs1) / cell, n);
+        // full pixels s in [s1, s2): absolute b0 + s; inside the image for b0 + s in [0, n)
+        const double a_lo = std::max(b0 + s1, 0.0), a_hi = std::min(b0 + s2, static_cast<double>(n));
+        const double inside = std::max(0.0, a_hi - a_lo);
+        const float wfull = static_cast<float>(1.0 / cell);
+        for (double a = a_lo; a < a_hi; a += 1.0) {
+            t.idx.push_back(static_cast<int>(a));
+            t.w.push_back(wfull);
+        }
+        const double outside = (s2 - s1) - inside;
+        if (outside > 0) t.fill_w[o] += static_cast<float>(outside / cell);
+        if (fs2 - s2 > 1e-3) add_tap(t, o, b0 + s2, std::min(std::min(fs2 - s2, 1.0), cell) / cell, n);
+        t.off.push_back(static_cast<int>(t.idx.size()));
+    }
+}
+
+// cv2 INTER_AREA when an axis grows: its area-mode bilinear, sx = floor(o * scale),
+// fx = frac((o + 1) - (sx + 1) / scale), taps clamped to the slice.
+void area_grow_taps(Taps& t, double b0, double len, int count, int n) {
+    t.reset(count);
+    const double inv = static_cast<double>(count) / len;
+    const double scale = 1.0 / inv;
+    for (int o = 0; o < count; ++o) {
+        const double sx = std::floor(o * scale);
+        float fx = static_cast<float>((o + 1) - (sx + 1) * inv);
+        fx = fx <= 0 ? 0.f : fx - std::floor(fx);
+        const double i0 = std::min(std::max(sx, 0.0), len - 1.0), i1 = std::min(std::max(sx + 1.0, 0.0), len - 1.0);
+        add_tap(t, o, b0 + i0, 1.0 - fx, n);
+        add_tap(t, o, b0 + i1, fx, n);
+        t.off.push_back(static_cast<int>(t.idx.size()));
+    }
+}
+
+void build_taps(Taps& t, double b0, double b1, int count, int n, CropInterpolation mode, bool area_shrinks) {
+    if (mode == CropInterpolation::bilinear) bilinear_taps(t, b0, b1, count, n);
+    else if (area_shrinks) area_shrink_taps(t, b0, b1 - b0, count, n);
+    else area_grow_taps(t, b0, b1 - b0, count, n);
+}
+
+constexpr int kRowBlock = 16;
+constexpr int kRowSlots = 4;  // horizontally resampled rows kept (area shrink reads ~scale + 1 rows a row)
+
+// Channel count as a template parameter for 1, 3 and 4 channels stored contiguously (the compiler keeps
+// a pixel's sums in registers); NC == 0 is any count and any channel stride.
+// Output element: float32 as computed, or uint8 rounded half away from zero and saturated (as the
+// preprocessing engine stores uint8).
+inline void store(float* o, float v) { *o = v; }
+inline void store(std::uint8_t* o, float v) {
+    v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);
+    *o = static_cast<std::uint8_t>(v + 0.5f);
+}
+
+template <int NC, typename T>
+struct Worker {
+    const StridedImage& src;
+    const CropParams& p;
+    T* out;
+    const int C;
+    Taps tx, ty;
+    std::vector<float> rows[kRowSlots];  // out_w * C each
+    int row_of[kRowSlots];
+    long long used[kRowSlots] = {};  // last use, for least-recently-used eviction
+    long long clock = 0;
+    std::vector<float> acc;
+    std::vector<std::ptrdiff_t> xoff;  // byte offset of each x tap
+    float fill[64], scale[64], bias[64];
+
+    Worker(const StridedImage& s, const CropParams& params, T* o)
+        : src(s), p(params), out(o), C(NC ? NC : s.channels) {
+        for (int c = 0; c < C; ++c) fill[c] = p.fill[c], scale[c] = p.scale[c], bias[c] = p.bias[c];
+    }
+
+    const float* hrow(int r) {
+        // LRU: the rows of one output row's window (at most kRowSlots) never evict each other
+        ++clock;
+        int slot = 0;
+        for (int k = 0; k < kRowSlots; ++k) {
+            if (row_of[k] == r) {
+                used[k] = clock;
+                return rows[k].data();
+            }
+            if (used[k] < used[slot]) slot = k;
+        }
+        row_of[slot] = r;
+        used[slot] = clock;
+        const int W = p.out_w;
+        std::vector<float>& hv = rows[slot];
+        hv.resize(static_cast<std::size_t>(W) * C);
+        float* h = hv.data();
+        const std::uint8_t* base = src.data + r * src.sy;
+        const int* off = tx.off.data();
+        const float* tw = tx.w.data();
+        const float* fw = tx.fill_w.data();
+        const std::ptrdiff_t* xo = xoff.data();
+        const std::ptrdiff_t sc = src.sc;
+        for (int j = 0; j < W; ++j) {
+            float a[NC ? NC : 64];
+            for (int c = 0; c < C; ++c) a[c] = fw[j] * fill[c];
+            for (int q = off[j]; q < off[j + 1]; ++q) {
+                const std::uint8_t* px = base + xo[q];
+                const float w = tw[q];
+                if (NC) {
+                    for (int c = 0; c < NC; ++c) a[c] += w * static_cast<float>(px[c]);
+                } else {
+                    for (int c = 0; c < C; ++c) a[c] += w * static_cast<float>(px[c * sc]);
+                }
+            }
+            float* hj = h + static_cast<std::size_t>(j) * C;
+            for (int c = 0; c < C; ++c) hj[c] = a[c];
+        }
+        return h;
+    }
+
+    void run(std::ptrdiff_t k, const double* box, int row_begin, int row_end) {
+        const double x1 = box[0], y1 = box[1], x2 = box[2], y2 = box[3];
+        const bool shrinks = (x2 - x1) >= p.out_w && (y2 - y1) >= p.out_h;  // cv2: both axes
+        build_taps(tx, x1, x2, p.out_w, src.width, p.mode, shrinks);
+        build_taps(ty, y1, y2, p.out_h, src.height, p.mode, shrinks);
+        xoff.resize(tx.idx.size());
+        for (std::size_t q = 0; q < tx.idx.size(); ++q) xoff[q] = tx.idx[q] * src.sx;
+        for (int s = 0; s < kRowSlots; ++s) row_of[s] = -1, used[s] = 0;
+        const int H = p.out_h, W = p.out_w;
+        const std::size_t n = static_cast<std::size_t>(W) * C;
+        acc.resize(n);
+        float* a = acc.data();
+        T* box_out = out + k * static_cast<std::ptrdiff_t>(C) * H * W;
+        const float* hs[kRowSlots];
+        for (int i = row_begin; i < row_end; ++i) {
+            const float fw = ty.fill_w[i];
+            const int q0 = ty.off[i], nq = ty.off[i + 1] - q0;
+            if (nq <= kRowSlots)
+                for (int q = 0; q < nq; ++q) hs[q] = hrow(ty.idx[q0 + q]);
+            if (nq <= 2) {  // bilinear (and small area windows): one pass
+                const float w0 = nq > 0 ? ty.w[q0] : 0.f, w1 = nq > 1 ? ty.w[q0 + 1] : 0.f;
+                const float* h0 = nq > 0 ? hs[0] : a;
+                const float* h1 = nq > 1 ? hs[1] : a;
+                if (nq == 0) std::fill(a, a + n, 0.f);
+                for (std::size_t e = 0; e < n; e += C)
+                    for (int c = 0; c < C; ++c) a[e + c] = w0 * h0[e + c] + w1 * h1[e + c] + fw * fill[c];
+            } else {
+                for (std::size_t e = 0; e < n; e += C)
+                    for (int c = 0; c < C; ++c) a[e + c] = fw * fill[c];
+                for (int q = 0; q < nq; ++q) {
+                    // a window of more than kRowSlots rows (a strong shrink) is fetched row by row
+                    const float* h = nq <= kRowSlots ? hs[q] : hrow(ty.idx[q0 + q]);
+                    const float w = ty.w[q0 + q];
+                    for (std::size_t e = 0; e < n; ++e) a[e] += w * h[e];
+                }
+            }
+            switch (p.layout) {
+                case CropLayout::nchw:
+                    for (int c = 0; c < C; ++c) {
+                        T* o = box_out + (static_cast<std::ptrdiff_t>(c) * H + i) * W;
+                        const float s = scale[c], b = bias[c];
+                        for (int j = 0; j < W; ++j) store(o + j, a[static_cast<std::size_t>(j) * C + c] * s + b);
+                    }
+                    break;
+                case CropLayout::nhwc: {
+                    T* o = box_out + static_cast<std::ptrdiff_t>(i) * W * C;
+                    for (std::size_t e = 0; e < n; e += C)
+                        for (int c = 0; c < C; ++c) store(o + e + c, a[e + c] * scale[c] + bias[c]);
+                    break;
+                }
+                case CropLayout::nwhc:
+                    for (int j = 0; j < W; ++j) {
+                        T* o = box_out + (static_cast<std::ptrdiff_t>(j) * H + i) * C;
+                        const float* aj = a + static_cast<std::size_t>(j) * C;
+                        for (int c = 0; c < C; ++c) store(o + c, aj[c] * scale[c] + bias[c]);
+                    }
+                    break;
+            }
+        }
+    }
+};
+
+// The fast path: an integer box inside the image, pixels contiguous, 1 or 3 channels, NCHW / NHWC.
+// Such a crop is exactly a resize of the sub-image view, which the preprocessing engine does with its
+// SIMD row kernels (cv2's INTER_LINEAR / INTER_AREA conventions, the same as the tables above).
+struct FastPath {
+    bool enabled = false;
+    PreprocessParams pp;
+    TensorView dst;
+
+    FastPath(const StridedImage& src, const CropParams& p, void* out, std::ptrdiff_t count) {
+        const int C = src.channels;
+        enabled = (C == 1 || C == 3) && (src.sc == 1 || C == 1) && src.sx == C &&
+                  src.sy >= static_cast<std::ptrdiff_t>(src.width) * C && p.layout != CropLayout::nwhc &&
+                  count <= 0x7fffffff;
+        if (!enabled) return;
+        pp.interpolation = p.mode == CropInterpolation::area ? Interpolation::area : Interpolation::bilinear;
+        pp.out_channels = C;
+        for (int c = 0; c < 3; ++c) {
+            pp.channel_map[c] = C == 1 ? 0 : c;
+            pp.scale[c] = p.scale[C == 1 ? 0 : c];
+            pp.bias[c] = p.bias[C == 1 ? 0 : c];
+        }
+        dst.data = out;
+        dst.batch = static_cast<int>(count);
+        dst.channels = C;
+        dst.height = p.out_h;
+        dst.width = p.out_w;
+        dst.layout = p.layout == CropLayout::nchw ? Layout::nchw : Layout::nhwc;
+        dst.dtype = p.out_u8 ? OutType::u8 : OutType::f32;
+    }
+
+    // The view and plan of box b when it qualifies.
+    bool take(const StridedImage& src, const double* b, ImageView& view, ResizePlan& plan) const {
+        if (!enabled) return false;
+        for (int i = 0; i < 4; ++i)
+            if (b[i] != std::floor(b[i])) return false;
+        if (!(b[0] >= 0 && b[1] >= 0 && b[2] <= src.width && b[3] <= src.height)) return false;
+        const int x1 = static_cast<int>(b[0]), y1 = static_cast<int>(b[1]);
+        view.data = src.data + y1 * src.sy + static_cast<std::ptrdiff_t>(x1) * src.sx;
+        view.width = static_cast<int>(b[2]) - x1;
+        view.height = static_cast<int>(b[3]) - y1;
+        view.channels = src.channels;
+        view.row_stride = src.sy;
+        view.type = PixelType::u8;
+        plan.resized_h = plan.content_h = dst.height;
+        plan.resized_w = plan.content_w = dst.width;
+        plan.crop_y = plan.crop_x = plan.out_y = plan.out_x = 0;
+        return true;
+    }
+};
+
+template <int NC, typename T>
+void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
+             int threads) {
+    const FastPath fast(src, p, out, count);
+    const int t = resolve_threads(threads);
+    if (count < 2 * t) {  // few boxes (a whole image, a handful of detections): rows over threads
+        for (std::ptrdiff_t k = 0; k < count; ++k) {
+            ImageView view;
+            ResizePlan plan;
+            if (fast.take(src, boxes + 4 * k, view, plan)) {
+                const ImageTables tables = make_tables(view, plan, fast.pp.interpolation);
+                parallel_for(p.out_h, threads, [&](std::ptrdiff_t b, std::ptrdiff_t e) {
+                    resize_normalize_rows(view, fast.dst, static_cast<int>(k), plan, tables, fast.pp,
+                                          static_cast<int>(b), static_cast<int>(e));
+                }, 32);
+                continue;
+            }
+            const std::ptrdiff_t blocks = (p.out_h + kRowBlock - 1) / kRowBlock;
+            parallel_for(blocks, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
+                Worker<NC, T> w(src, p, out);
+                for (std::ptrdiff_t b = begin; b < end; ++b)
+                    w.run(k, boxes + 4 * k, static_cast<int>(b) * kRowBlock,
+                          std::min(p.out_h, static_cast<int>(b + 1) * kRowBlock));
+            });
+        }
+        return;
+    }
+    parallel_for(count, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        Worker<NC, T> w(src, p, out);
+        for (std::ptrdiff_t k = begin; k < end; ++k) {
+            ImageView view;
+            ResizePlan plan;
+            if (fast.take(src, boxes + 4 * k, view, plan)) {
+                const ImageTables tables = make_tables(view, plan, fast.pp.interpolation);
+                resize_normalize_rows(view, fast.dst, static_cast<int>(k), plan, tables, fast.pp, 0, p.out_h);
+            } else {
+                w.run(k, boxes + 4 * k, 0, p.out_h);
+            }
+        }
+    }, 8);
+}
+
+}  // namespace
+
+const char* crop_box_problem(const double* b, CropInterpolation mode) {
+    for (int i = 0; i < 4; ++i)
+        if (!std::isfinite(b[i])) return "must be finite";
+    if (!(b[2] > b[0]) || !(b[3] > b[1])) return "must have x2 > x1 and y2 > y1";
+    if (mode == CropInterpolation::area) {
+        for (int i = 0; i < 4; ++i)
+            if (b[i] != std::floor(b[i]) || std::fabs(b[i]) > 9007199254740992.0)
+                return "must have integer corners for area interpolation (cv2 INTER_AREA on a slice)";
+    }
+    return "";
+}
+
+template <typename T>
+void dispatch(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
+              int threads) {
+    if (src.sc == 1 && src.channels == 3) run_all<3>(src, boxes, count, out, p, threads);
+    else if (src.sc == 1 && src.channels == 1) run_all<1>(src, boxes, count, out, p, threads);
+    else if (src.sc == 1 && src.channels == 4) run_all<4>(src, boxes, count, out, p, threads);
+    else run_all<0>(src, boxes, count, out, p, threads);
+}
+
+void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, void* out,
+                 const CropParams& p, int threads) {
+    if (count <= 0 || p.out_h <= 0 || p.out_w <= 0) return;
+    if (p.out_u8) dispatch(src, boxes, count, static_cast<std::uint8_t*>(out), p, threads);
+    else dispatch(src, boxes, count, static_cast<float*>(out), p, threads);
+}
+
+}  // namespace pyimgcls::core

@@ -1,0 +1,245 @@
+"""ops.crop_resize and Detections.crop: against the NumPy twin (every path), OpenCV on slices, errors."""
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from pyimgcls import Detections, ops
+
+from _helpers.reference import crop_resize_ref
+
+# The fast path (integer boxes inside the image, contiguous 1- or 3-channel pixels, NCHW / NHWC) runs the
+# preprocessing engine, whose SSE4.1 uint8 kernels use 14-bit fixed-point horizontal weights: within
+# 255 * 2**-14 * taps of float64 (0.05 pixel units at the scales here). The general path is float32: 1e-3.
+FAST_TOL, GENERAL_TOL = 0.05, 2e-3
+
+
+def _image(rng, h, w, c, view):
+    """A uint8 image of shape (h, w[, c]); `view` picks its memory: contiguous, a strided view (every
+    other column of a wider array), reversed channels (negative channel stride) or flipped rows."""
+    shape = (h, w) if c == 0 else (h, w, c)
+    if view == "contiguous":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if view == "strided":
+        big = rng.integers(0, 256, (h, 2 * w + 1) + shape[2:], dtype=np.uint8)
+        return big[:, 1::2]
+    if view == "reversed":
+        return rng.integers(0, 256, shape, dtype=np.uint8)[..., ::-1] if c else rng.integers(0, 256, shape, np.uint8)[:, ::-1]
+    return rng.integers(0, 256, shape, dtype=np.uint8)[::-1]
+
+
+@st.composite
+def crop_cases(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    c = draw(st.sampled_from([0, 1, 3, 4]))
+    view = draw(st.sampled_from(["contiguous", "strided", "reversed", "flipped"]))
+    img = _image(rng, h, w, c, view)
+    interp = draw(st.sampled_from(["bilinear", "area"]))
+    where = draw(st.sampled_from(["inside", "anywhere"]))
+    k = draw(st.integers(0, 6))
+    x1 = rng.integers(-5 if where == "anywhere" else 0, w, k)
+    y1 = rng.integers(-5 if where == "anywhere" else 0, h, k)
+    x2 = x1 + 1 + rng.integers(0, (w - x1 if where == "inside" else w + 10), k).clip(0)
+    y2 = y1 + 1 + rng.integers(0, (h - y1 if where == "inside" else h + 10), k).clip(0)
+    if where == "inside":
+        x2, y2 = np.minimum(x2, w), np.minimum(y2, h)
+    boxes = np.stack([x1, y1, x2, y2], 1).astype(np.float64)
+    if interp == "bilinear" and draw(st.booleans()):
+        boxes = boxes + np.tile(rng.uniform(-0.49, 0.49, (k, 2)), 2)  # sub-pixel positions, same size
+    size = (draw(st.integers(1, 30)), draw(st.integers(1, 30)))
+    layout = draw(st.sampled_from(["NCHW", "NHWC", "NWHC"]))
+    fill = draw(st.sampled_from([0.0, 114.0]))
+    return img, boxes, size, interp, layout, fill
+
+
+@given(crop_cases(), st.sampled_from(["float32", "uint8"]))
+def test_matches_twin(case, dtype):
+    img, boxes, size, interp, layout, fill = case
+    mean, std = (127.5, 128.0) if layout == "NWHC" else (0.0, 1.0)
+    got = ops.crop_resize(img, boxes, size, interpolation=interp, layout=layout, fill=fill, mean=mean, std=std,
+                          dtype=dtype)
+    want = crop_resize_ref(img, boxes, size, interpolation=interp, layout=layout, fill=fill, mean=mean, std=std,
+                           dtype=dtype)
+    assert got.shape == want.shape and got.dtype == want.dtype == np.dtype(dtype)
+    if dtype == "uint8":  # a value within the tolerance of a rounding edge may round the other way
+        assert np.abs(got.astype(int) - want).max(initial=0) <= 1
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=FAST_TOL / std)
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+@pytest.mark.parametrize("interp", ["bilinear", "area"])
+@pytest.mark.parametrize("size", [(24, 24), (48, 48), (7, 90), (160, 120)])
+def test_equals_cv2_resize_on_slices(photos, path, interp, size):
+    """A loop of cv2.resize (float32, so without cv2's uint8 rounding) on slices of a real photo, both
+    growing and shrinking; the general path is reached with a view of odd strides (same pixels)."""
+    img = photos["astronaut"]
+    src = img if path == "fast" else np.lib.stride_tricks.as_strided(
+        np.pad(img, ((0, 0), (0, 0), (0, 1)))[:, :, :3], img.shape, (img.shape[1] * 4, 4, 1))
+    assert np.array_equal(src, img)
+    rng = np.random.default_rng(1)
+    xy = rng.integers(0, 400, (40, 2))
+    wh = rng.integers(3, 112, (40, 2))
+    boxes = np.hstack([xy, xy + wh]).astype(np.float64)
+    flag = cv2.INTER_LINEAR if interp == "bilinear" else cv2.INTER_AREA
+    got = ops.crop_resize(src, boxes, size, interpolation=interp, layout="NHWC")
+    want = np.stack([cv2.resize(img[y1:y2, x1:x2].astype(np.float32), size[::-1], interpolation=flag)
+                     for x1, y1, x2, y2 in boxes.astype(int)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=FAST_TOL if path == "fast" else GENERAL_TOL)
+    # and against cv2's own uint8 path: within its rounding (and 11-bit weights) of 1 level
+    want8 = np.stack([cv2.resize(img[y1:y2, x1:x2], size[::-1], interpolation=flag) for x1, y1, x2, y2 in boxes.astype(int)])
+    assert np.abs(got - want8).max() <= 1.0
+    got8 = ops.crop_resize(src, boxes, size, interpolation=interp, layout="NHWC", dtype="uint8")
+    diff = np.abs(got8.astype(int) - want8)
+    # cv2's uint8 bilinear (and area when growing, its bilinear) rounds 11-bit fixed-point weights: up to
+    # about 10% of values one level off here; never more than one
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.2
+
+
+def test_pads_outside_with_fill_as_mtcnn():
+    """MTCNN cuts a box into a zero buffer (the parts outside the image stay 0) and resizes it."""
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    for x1, y1, x2, y2 in [(-10, -7, 30, 25), (40, 35, 75, 70), (-3, 10, 65, 20)]:
+        buf = np.zeros((y2 - y1, x2 - x1, 3), np.float32)
+        sy, sx = max(y1, 0), max(x1, 0)
+        ey, ex = min(y2, 50), min(x2, 60)
+        buf[sy - y1:ey - y1, sx - x1:ex - x1] = img[sy:ey, sx:ex]
+        for interp, flag in [("area", cv2.INTER_AREA), ("bilinear", cv2.INTER_LINEAR)]:
+            got = ops.crop_resize(img, [[x1, y1, x2, y2]], 24, interpolation=interp, layout="NHWC")[0]
+            np.testing.assert_allclose(got, cv2.resize(buf, (24, 24), interpolation=flag), atol=GENERAL_TOL)
+
+
+def test_layouts_and_normalisation():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    boxes = [[3, 4, 30, 35], [-2, 0, 20, 10]]
+    base = ops.crop_resize(img, boxes, (12, 9))
+    assert base.shape == (2, 3, 12, 9)
+    np.testing.assert_array_equal(ops.crop_resize(img, boxes, (12, 9), layout="NHWC"), base.transpose(0, 2, 3, 1))
+    # NWHC takes the general (float32) path, NCHW the fast one for the box inside the image
+    np.testing.assert_allclose(ops.crop_resize(img, boxes, (12, 9), layout="NWHC"), base.transpose(0, 3, 2, 1),
+                               atol=FAST_TOL)
+    norm = ops.crop_resize(img, boxes, (12, 9), mean=(10, 20, 30), std=(2, 4, 8))
+    np.testing.assert_allclose(norm, (base - np.array([10, 20, 30]).reshape(3, 1, 1)) / np.array([2, 4, 8]).reshape(3, 1, 1),
+                               rtol=1e-6, atol=1e-4)
+    gray = ops.crop_resize(img[:, :, 0], boxes, 5)
+    assert gray.shape == (2, 1, 5, 5)
+
+
+def test_huge_boxes_cost_nothing_extra():
+    """A box of 2e12 pixels reads only the image part; everything else is fill."""
+    img = np.full((64, 64, 3), 200, np.uint8)
+    t = time.perf_counter()
+    for interp in ("bilinear", "area"):
+        out = ops.crop_resize(img, [[-1e12, -1e12, 1e12, 1e12], [0, 0, 64, 1e12]], 16, interpolation=interp, fill=7)
+        assert np.isfinite(out).all()
+        np.testing.assert_allclose(out[0], 7, atol=1e-3)
+        np.testing.assert_allclose(out[1], 7, atol=1e-3)
+    assert time.perf_counter() - t < 2.0
+    # a wide box: the image is a sliver of each cell; the fill weight takes the rest (twin: dense weights)
+    img = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for interp in ("bilinear", "area"):
+        box = [[-50000, -3, 50000, 60]]
+        np.testing.assert_allclose(ops.crop_resize(img, box, (8, 15), interpolation=interp, fill=9),
+                                   crop_resize_ref(img, box, (8, 15), interpolation=interp, fill=9), atol=GENERAL_TOL)
+
+
+def test_threads_agree_and_thread_safe():
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    xy = rng.uniform(-20, 380, (200, 2))
+    boxes = np.hstack([xy, xy + rng.uniform(5, 150, (200, 2))])
+    one = ops.crop_resize(img, boxes, 32, threads=1)
+    np.testing.assert_array_equal(ops.crop_resize(img, boxes, 32, threads=4), one)
+    np.testing.assert_array_equal(ops.crop_resize(img, boxes[:1], 100, threads=4),
+                                  ops.crop_resize(img, boxes[:1], 100, threads=1))
+    bad = []
+
+    def work():
+        for _ in range(5):
+            if not np.array_equal(ops.crop_resize(img, boxes, 32, threads=2), one):
+                bad.append(1)
+
+    ts = [threading.Thread(target=work) for _ in range(6)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert not bad
+
+
+def test_empty():
+    img = np.zeros((10, 10, 3), np.uint8)
+    assert ops.crop_resize(img, np.zeros((0, 4)), (4, 5)).shape == (0, 3, 4, 5)
+    assert ops.crop_resize(img, [], 4, layout="NHWC").shape == (0, 4, 4, 3)
+
+
+def test_bad_input():
+    img = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(TypeError, match="image must be uint8, got float32"):
+        ops.crop_resize(img.astype(np.float32), [[0, 0, 5, 5]], 4)
+    with pytest.raises(TypeError, match="image must be a numpy array"):
+        ops.crop_resize([[1]], [[0, 0, 5, 5]], 4)
+    with pytest.raises(ValueError, match=r"image must have shape \(H, W\) or \(H, W, C\), got \(2, 10, 10, 3\)"):
+        ops.crop_resize(img[None].repeat(2, 0), [[0, 0, 5, 5]], 4)
+    with pytest.raises(ValueError, match=r"boxes must have shape \(K, 4\), got \(1, 3\)"):
+        ops.crop_resize(img, [[0, 0, 5]], 4)
+    with pytest.raises(ValueError, match=r"boxes\[1\] must be finite, got \[0, nan, 5, 5\]"):
+        ops.crop_resize(img, [[0, 0, 5, 5], [0, np.nan, 5, 5]], 4)
+    with pytest.raises(ValueError, match=r"boxes\[0\] must be finite, got \[0, 0, inf, 5\]"):
+        ops.crop_resize(img, [[0, 0, np.inf, 5]], 4)
+    with pytest.raises(ValueError, match=r"boxes\[0\] must have x2 > x1 and y2 > y1, got \[5, 0, 5, 5\]"):
+        ops.crop_resize(img, [[5, 0, 5, 5]], 4)
+    with pytest.raises(ValueError, match=r"boxes\[0\] must have integer corners for area"):
+        ops.crop_resize(img, [[0.5, 0, 5, 5]], 4, interpolation="area")
+    with pytest.raises(ValueError, match=r"size must be in \[1, 16384\] on each side, got \(0, 4\)"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], (0, 4))
+    with pytest.raises(TypeError, match="size must be an int or"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], "big")
+    with pytest.raises(ValueError, match="mean must be a number or 3 values"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], 4, mean=(1, 2))
+    with pytest.raises(ValueError, match="std must be non-zero"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], 4, std=0)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], 4, layout="CHW")
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], 4, interpolation="cubic")
+    with pytest.raises(TypeError, match="boxes must be a numeric array"):
+        ops.crop_resize(img, [["a", "b", "c", "d"]], 4)
+
+
+# ----------------------------------------------------------------------------- Detections
+def test_detections_crop_and_keypoints(photos):
+    img = photos["astronaut"]
+    kp = np.array([[[10, 12], [20, 22]], [[1, 2], [3, 4]]], np.float32)
+    d = Detections(xyxy=[[10, 20, 110, 140], [200, 50, 260, 90]], confidence=[0.9, 0.5], class_id=[0, 0],
+                   class_names=["face"], keypoints=kp)
+    crops = d.crop(img, (32, 24), mean=127.5, std=128)
+    np.testing.assert_array_equal(crops, ops.crop_resize(img, d.xyxy, (32, 24), mean=127.5, std=128))
+    assert crops.shape == (2, 3, 32, 24)
+    assert "2 keypoints each" in repr(d)
+    np.testing.assert_array_equal(d[1].keypoints, kp[1:])
+    np.testing.assert_array_equal(d[np.array([True, False])].keypoints, kp[:1])
+    with pytest.raises(ValueError, match=r"keypoints must have shape \(2, K, 2\), got \(2, 3\)"):
+        Detections(xyxy=d.xyxy, confidence=d.confidence, class_id=d.class_id, keypoints=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="keypoints must be finite"):
+        Detections(xyxy=d.xyxy, confidence=d.confidence, class_id=d.class_id, keypoints=np.full((2, 1, 2), np.nan))
+
+
+def test_detections_keypoints_map_back(photos):
+    from pyimgcls import PreprocessConfig, preprocess
+
+    img = photos["chelsea"]
+    cfg = PreprocessConfig(size=(320, 320), resize="letterbox", mean=(0, 0, 0), std=(1, 1, 1))
+    _, tr = preprocess([img], cfg)
+    # a point at a known original position, mapped into the letterbox by hand and back
+    pts = np.array([[100.0, 50.0], [300.0, 200.0]])
+    t = tr[0]
+    fwd = t.to_input(np.hstack([pts, pts]))[:, :2]
+    assert not np.allclose(fwd, pts)
+    d = Detections(xyxy=[[0, 0, 10, 10]], confidence=[1.0], class_id=[0], keypoints=fwd[None].astype(np.float32))
+    np.testing.assert_allclose(d.to_original(t).keypoints[0], pts, atol=1e-3)

@@ -1,0 +1,235 @@
+"""FaceDetector (MTCNN on the native core) against the NumPy / OpenCV twin of the reference pipeline, on
+real photos; LFW detection rate; inputs, errors and threads."""
+
+import io
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from pyimgcls import FaceDetector
+from pyimgcls.tasks.faces import mtcnn_model_paths
+
+from _helpers.faces_data import face_benchmark, lfw_faces
+from _helpers.reference import MTCNNRef, iou_ref
+
+
+@pytest.fixture(scope="module")
+def det():
+    return FaceDetector(threads=2)
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return MTCNNRef(mtcnn_model_paths(), threads=2)
+
+
+def _upscaled(x):
+    return np.repeat(cv2.resize(x, (100, 100), interpolation=cv2.INTER_CUBIC)[:, :, None], 3, axis=2)
+
+
+def _same_faces(d, want_boxes, want_kp):
+    """Same count, and each box within IoU 0.98 of its own twin box (one to one: each of ours takes the
+    twin's box it overlaps most; the order may differ where scores are within float error), the
+    landmarks within 2 px."""
+    assert len(d) == len(want_boxes)
+    free = list(range(len(want_boxes)))
+    for k in range(len(d)):
+        ious = [iou_ref(d.xyxy[k].astype(np.float64), want_boxes[j]) for j in free]
+        j = free.pop(int(np.argmax(ious)))
+        assert max(ious) >= 0.98, (k, d.xyxy[k], want_boxes[j])
+        assert np.abs(d.keypoints[k] - want_kp[j]).max() < 2.0
+
+
+def test_astronaut(det, ref, photos):
+    img = photos["astronaut"]
+    d = det.detect(img)
+    b, s, k = ref.detect(img)
+    _same_faces(d, b, k)
+    assert len(d) == 1 and d.class_names == ["face"] and d.keypoints.shape == (1, 5, 2)
+    x1, y1, x2, y2 = d.xyxy[0]
+    assert abs(x1 - 179) < 6 and abs(y1 - 60) < 6 and abs(x2 - x1 - 89) < 8 and abs(y2 - y1 - 113) < 8  # DATA.md
+    (lx, ly), (rx, ry), (nx, ny) = d.keypoints[0, :3]
+    assert lx < nx < rx and ly < ny and ry < ny  # eyes above the nose, left eye left of the right eye
+
+
+def test_no_faces(det, photos):
+    for name in ("chelsea", "coffee", "rocket", "china", "flower"):
+        assert len(det.detect(photos[name])) == 0, name
+
+
+def test_lfw_subset(det):
+    """DATA.md: >= 96 of the 100 faces found, <= 1 false alarm in the 100 non-faces (upscaled to 100 px)."""
+    faces, non_faces = lfw_faces()
+    found = sum(len(r.detections) > 0 for r in det.predict([_upscaled(x) for x in faces]))
+    alarms = sum(len(r.detections) > 0 for r in det.predict([_upscaled(x) for x in non_faces]))
+    assert found >= 96, found
+    assert alarms <= 1, alarms
+
+
+def test_lfw_matches_twin(det, ref):
+    faces, non_faces = lfw_faces()
+    for x in list(faces[::10]) + list(non_faces[::25]):
+        img = _upscaled(x)
+        _same_faces(det.detect(img), *ref.detect(img)[::2])
+
+
+def test_group_composites_match_twin(det, ref):
+    images, boxes = face_benchmark(4, seed=7)
+    total = 0
+    for img, truth in zip(images, boxes):
+        d = det.detect(img)
+        b, s, k = ref.detect(img)
+        _same_faces(d, b, k)
+        total += len(d)
+        # every found face overlaps a pasted one (the photos have no faces of their own)
+        for box in d.xyxy.astype(np.float64):
+            assert max(iou_ref(box, t) for t in truth) > 0.3
+    assert total >= 8
+
+
+def test_coco_ap_equals_pycocotools(det, tmp_path):
+    import json
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from pyimgcls.metrics import evaluate_coco
+
+    from _helpers.faces_data import coco_ground_truth
+
+    images, boxes = face_benchmark(6, seed=3)
+    res = []
+    for i, r in enumerate(det.predict(images)):
+        res += r.detections.to_coco(i, category_ids=[1])
+    (tmp_path / "gt.json").write_text(json.dumps(coco_ground_truth(boxes)))
+    (tmp_path / "dt.json").write_text(json.dumps(res))
+    ours = evaluate_coco(str(tmp_path / "gt.json"), str(tmp_path / "dt.json"))
+    gt = COCO(str(tmp_path / "gt.json"))
+    ev = COCOeval(gt, gt.loadRes(str(tmp_path / "dt.json")), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    np.testing.assert_allclose(ours.stats, ev.stats, rtol=0, atol=1e-12)
+    assert ours.stats[1] > 0.8  # AP50: the pasted faces are found
+
+
+def test_inputs_and_errors(det, photos, tmp_path):
+    from PIL import Image
+
+    img = photos["astronaut"]
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(img).save(tmp_path / "sub" / "a.png")
+    Image.fromarray(photos["coffee"]).save(tmp_path / "sub" / "b.jpg", quality=95)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    inputs = [str(tmp_path / "sub"), buf.getvalue(), img, Image.fromarray(img), img[:, :, 0], str(tmp_path / "broken.jpg"),
+              np.zeros((5, 5, 2), np.uint8)]
+    res = det.predict(inputs)
+    assert [len(r.detections) if r.ok else None for r in res] == [1, 0, 1, 1, 1, 1, None, None]
+    assert res[0].source.endswith("a.png") and res[0].image_size == (512, 512)
+    assert "ImageDecodeError" in res[6].error and "ValueError" in res[7].error
+    np.testing.assert_allclose(res[0].detections.xyxy, res[3].detections.xyxy, atol=1e-4)
+    with pytest.raises(Exception):
+        det.predict([str(tmp_path / "broken.jpg")], errors="raise")
+    with pytest.raises(ValueError, match="errors must be"):
+        det.predict([img], errors="ignore")
+    one = det.predict_one(buf.getvalue())
+    assert one.ok and len(one.detections) == 1 and one.source == "<bytes #0>"
+    with pytest.raises(Exception):
+        det.predict_one(b"nothing")
+
+
+def test_image_kinds_and_stats(det, photos):
+    """RGBA, uint16 and float arrays give the faces of the same RGB image; predict_iter fills stats."""
+    img = photos["astronaut"]
+    want = det.detect(img).xyxy
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    u16 = img.astype(np.uint16) * 257
+    stats = {}
+    res = list(det.predict_iter([rgba, u16, img.astype(np.float32) / 255], stats=stats))
+    for r in res:
+        assert r.ok and len(r.detections) == 1
+        assert iou_ref(r.detections.xyxy[0].astype(np.float64), want[0].astype(np.float64)) > 0.95
+    np.testing.assert_array_equal(res[0].detections.xyxy, want)
+    assert stats["inference_s"] > 0 and stats["decode_s"] >= 0
+
+
+def test_exif_rotation_maps_to_rotated_image(det, photos, tmp_path):
+    from PIL import Image
+
+    img = photos["astronaut"]
+    stored = np.ascontiguousarray(np.rot90(img, 1))  # orientation 6 (rotate 90 CW to view) undoes this
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = tmp_path / "r.jpg"
+    Image.fromarray(stored).save(p, quality=95, exif=exif)
+    r = det.predict_one(str(p))
+    assert r.image_size == (512, 512) and len(r.detections) == 1
+    assert iou_ref(r.detections.xyxy[0].astype(np.float64), det.detect(img).xyxy[0].astype(np.float64)) > 0.8
+
+
+def test_predict_one_from_threads(det, photos):
+    imgs = [photos["astronaut"], photos["coffee"], cv2.resize(photos["astronaut"], (300, 300))]
+    want = [det.predict_one(x).detections.xyxy for x in imgs]
+    bad = []
+
+    def work(i):
+        for j in range(4):
+            k = (i + j) % 3
+            if not np.array_equal(det.predict_one(imgs[k]).detections.xyxy, want[k]):
+                bad.append(k)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert not bad
+
+
+def test_options(photos):
+    img = photos["astronaut"]
+    assert len(FaceDetector(min_face_size=600, threads=1).detect(img)) == 0  # larger than the image: no pyramid
+    assert FaceDetector(min_face_size=600).scales(512, 512) == []
+    assert len(FaceDetector(min_face_size=20, threads=1).scales(512, 512)) == 10
+    assert len(FaceDetector(conf=0.99999999, threads=1).detect(img)) == 0
+    assert FaceDetector(conf=0.5, threads=1).thresholds == (0.6, 0.7, 0.5)
+    with pytest.raises(ValueError, match="thresholds must have 3 values"):
+        FaceDetector(thresholds=(0.5, 0.5))
+    with pytest.raises(ValueError, match="scale_factor must be in"):
+        FaceDetector(scale_factor=1.0)
+    with pytest.raises(ValueError, match="min_face_size must be > 0"):
+        FaceDetector(min_face_size=0)
+    with pytest.raises(ValueError, match="max_det must be"):
+        FaceDetector(max_det=0)
+    with pytest.raises(ValueError, match="NMS thresholds are MTCNN's own"):
+        FaceDetector(iou=0.5)
+    with pytest.raises(ValueError, match="decodes images in full"):
+        FaceDetector(threads=1).predict([img], fast_decode=True)
+    two = FaceDetector(max_det=1, threads=1).predict(face_benchmark(1, seed=7)[0])[0]
+    assert len(two.detections) == 1
+
+
+def test_pickles_by_its_options():
+    import pickle
+
+    d = pickle.loads(pickle.dumps(FaceDetector(conf=0.8, min_face_size=30, max_det=3, threads=1)))
+    assert (d.thresholds, d.min_face_size, d.max_det, d.threads) == ((0.6, 0.7, 0.8), 30.0, 3, 1)
+
+
+def test_load_detector_faces():
+    from pyimgcls.tasks import load_detector
+
+    d = load_detector("faces", conf=0.8, threads=1)
+    assert isinstance(d, FaceDetector) and d.conf == 0.8 and d.names == ["face"]
+
+
+def test_assets_present():
+    import os
+
+    for p in mtcnn_model_paths():
+        assert os.path.getsize(p) > 10_000
+    here = os.path.dirname(mtcnn_model_paths()[0])
+    notice = open(os.path.join(here, "NOTICE.md"), encoding="utf-8").read()
+    assert "MTCNN" in notice and "MIT License" in notice

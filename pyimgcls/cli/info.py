@@ -73,11 +73,13 @@ def _precision_text(q: dict | None) -> str:
         return "float (not quantized by pyimgcls)"
     if "method" not in q:
         return f"quantized ({q})"
-    excl = q.get("nodes_to_exclude") or []
+    excl = q.get("exclude_patterns") or q.get("nodes_to_exclude") or []
+    n_excl = len(q.get("nodes_to_exclude") or [])
     return (f"int8, quantized by pyimgcls: {q.get('format', 'QDQ')} {q.get('activations', '?')} activations, "
             f"{q.get('weights', '?')} {'per-channel ' if q.get('per_channel') else ''}weights"
             f"{' (reduce_range)' if q.get('reduce_range') else ''}; {q['method']} calibration on "
-            f"{q.get('samples', '?')} images; kept float: {', '.join(excl) if excl else 'none'}; "
+            f"{q.get('samples', '?')} images; kept float: "
+            f"{(', '.join(excl) + f' ({n_excl} nodes)') if excl else 'none'}; "
             f"from fp32 sha256 {str(q.get('source_sha256', '?'))[:12]}")
 
 

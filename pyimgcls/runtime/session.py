@@ -354,7 +354,6 @@ class Session:
             self.class_ids = ids
         self.assumptions: list[str] = []
         self.preprocess_config = self._preprocess_config(default_preprocess)
-        self.preprocess_config = self._preprocess_config()
         #: how the model was quantized (``pyimgcls.quantization`` metadata as a dict), else None
         self.quantization: dict | None = None
         raw = self.info.metadata.get(META_QUANTIZATION)

@@ -140,7 +140,7 @@ class Classifier(ModelTask):
         preprocess: replaces the model's preprocessing: a ``PreprocessConfig`` or a dict of
             fields to change (``{"size": 256}``); checked against what the model takes.
         precision: ``"fp32"`` (default) or ``"int8"``. With the embedded model, ``"int8"`` runs
-            its shipped int8 copy (about 2x the model's speed on CPUs with VNNI; top-1 agreement
+            its shipped int8 copy (1.4x-2x the model's speed on CPUs with VNNI; top-1 agreement
             with fp32 in the README); on a CPU without an 8-bit dot product (no VNNI) it warns
             and runs fp32. With your own model, ``"int8"`` requires a quantized model (``pyimgcls
             quantize``). ``.precision`` says what runs.

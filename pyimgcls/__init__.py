@@ -17,6 +17,7 @@ except ImportError:  # a source checkout without a build: say what to do, not a 
 from . import metrics, ops
 from .io.images import ImageDecodeError, image_size, read_image
 from .jobs.eval import EvalReport, evaluate
+from .jobs.quantize import QuantizeReport, quantize
 from .jobs.score import ScoreSummary, score
 from .ops.detections import Detections
 from .preprocessing import ImageTransform, PreprocessConfig, Transforms, preprocess
@@ -49,6 +50,8 @@ __all__ = [
     "score",
     "EvalReport",
     "evaluate",
+    "QuantizeReport",
+    "quantize",
 ]
 
 __version__ = "0.1.0"

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     b.add_argument("--images", default=None, help="folder of real images (default: synthetic JPEGs)")
     b.add_argument("--fast-decode", action="store_true",
                    help="decode JPEGs at a reduced DCT scale (answers differ a little; see README)")
+    b.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                   help="int8: the embedded model's int8 copy, and the fp32 model measured in the same run for "
+                        "the ratios")
     b.add_argument("--json", action="store_true", help="the report as JSON")
     b.set_defaults(func=run)
 
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     res = run_bench(args.model, batch_sizes=args.batch_size, threads=args.threads, duration=args.duration,
                     images=args.images, providers=args.providers or "auto", device=args.device,
                     fast_decode=args.fast_decode, model_only=args.model_only, warmup=args.warmup,
-                    iterations=args.iterations, preprocess=preprocess_overrides(args), status=status)
+                    iterations=args.iterations, preprocess=preprocess_overrides(args), status=status,
+                    precision=args.precision)
     print(json.dumps(res.to_dict(), indent=2) if args.json else res)
     return 0

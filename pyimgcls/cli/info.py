@@ -60,10 +60,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"assumed     {a}")
     print(f"providers   {', '.join(d['providers'])} (threads {d['threads']}, spinning "
           f"{'on' if d['allow_spinning'] else 'off'})")
+    print(f"precision   {_precision_text(d['quantization'])}")
     for k, v in d["metadata"].items():
-        if k not in ("pyimgcls.preprocess", "pyimgcls.labels"):
+        if k not in ("pyimgcls.preprocess", "pyimgcls.labels", "pyimgcls.quantization"):
             print(f"metadata    {k} = {v}")
     return 0
+
+
+def _precision_text(q: dict | None) -> str:
+    """One line on how a model was quantized (its ``pyimgcls.quantization`` metadata)."""
+    if q is None:
+        return "float (not quantized by pyimgcls)"
+    if "method" not in q:
+        return f"quantized ({q})"
+    excl = q.get("exclude_patterns") or q.get("nodes_to_exclude") or []
+    n_excl = len(q.get("nodes_to_exclude") or [])
+    return (f"int8, quantized by pyimgcls: {q.get('format', 'QDQ')} {q.get('activations', '?')} activations, "
+            f"{q.get('weights', '?')} {'per-channel ' if q.get('per_channel') else ''}weights"
+            f"{' (reduce_range)' if q.get('reduce_range') else ''}; {q['method']} calibration on "
+            f"{q.get('samples', '?')} images; kept float: "
+            f"{(', '.join(excl) + f' ({n_excl} nodes)') if excl else 'none'}; "
+            f"from fp32 sha256 {str(q.get('source_sha256', '?'))[:12]}")
 
 
 def _session(args: argparse.Namespace):

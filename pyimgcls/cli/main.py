@@ -14,13 +14,13 @@ import logging
 import sys
 from typing import Sequence
 
-from . import bench, classify, detect, info, score
+from . import bench, classify, detect, info, quantize, score
 from . import eval as eval_cmd
 from ._args import HelpFormatter, UsageError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (classify, detect, score, bench, info, eval_cmd)
+COMMANDS = (classify, detect, score, bench, info, eval_cmd, quantize)
 EPILOG = ("exit status: 0 all good, 1 some inputs failed or the run failed, 2 usage error, 130 interrupted. "
           "See README.md for the output formats and limits.")
 

@@ -72,12 +72,15 @@ class BenchResult:
     batches: list = field(default_factory=list)
     peak_rss_mb: float = 0.0
     notes: list = field(default_factory=list)
+    precision: str = "fp32"
+    #: with ``precision="int8"``: the fp32 model measured in the same run, for the ratios
+    reference: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        lines = [f"model      {self.model}",
+        lines = [f"model      {self.model} ({self.precision})",
                  f"providers  {', '.join(self.providers)} (threads {self.threads}, "
                  f"spinning {'on' if self.allow_spinning else 'off'}), onnxruntime {self.onnxruntime}",
                  f"cpu        {self.cpu}",
@@ -97,6 +100,13 @@ class BenchResult:
                          f"{lat['p99']:7.2f}  {s['decode']:7.2f}  {s['preprocess']:7.2f}  {s['inference']:7.2f}  "
                          f"{s['postprocess']:7.3f}")
         notes = list(self.notes) + [b["note"] for b in self.batches if b.get("note")]
+        if self.reference is not None:
+            lines += ["", f"int8 against fp32 ({self.reference['model']}), measured in this run:"]
+            for b, r in zip(self.batches, self.reference["batches"]):
+                lines.append(f"{b['batch_size']:>5}  throughput {b['throughput'] / r['throughput']:.2f}x "
+                             f"({r['throughput']:.1f} -> {b['throughput']:.1f} img/s), latency p50 "
+                             f"{r['latency_ms']['p50'] / b['latency_ms']['p50']:.2f}x, inference per image "
+                             f"{r['stage_ms_per_image']['inference'] / max(1e-9, b['stage_ms_per_image']['inference']):.2f}x")
         lines.append("")
         lines.extend(f"note: {n}" for n in notes)
         lines.append(f"peak memory {self.peak_rss_mb:.0f} MB")
@@ -132,7 +142,7 @@ def _latency(samples: list[float]) -> dict:
 def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration: float = 3.0,
               images: str | None = None, providers="auto", fast_decode: bool = False, device: str | None = None,
               model_only: bool = False, warmup: int = 3, iterations: int = 30, preprocess=None,
-              status=None) -> BenchResult:
+              status=None, precision: str = "fp32") -> BenchResult:
     """Measures cold start, then per batch size latency, throughput and per-stage cost.
 
     Args:
@@ -145,6 +155,9 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
         warmup: untimed runs per batch size.
         iterations: least number of latency samples per batch size.
         status: ``callable(str)`` told what is being measured (the CLI prints it).
+        precision: ``"fp32"`` or ``"int8"`` (``Classifier(precision=...)``). With ``"int8"`` the
+            fp32 model is measured too, right after on the same images, and the result carries
+            it as ``reference`` with the ratios in its text.
     """
     import math
 
@@ -168,7 +181,7 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
         kw["device"] = device
     else:
         kw["providers"] = providers
-    clf = Classifier(model, **kw)
+    clf = Classifier(model, precision=precision, **kw)
     t_session = time.perf_counter() - t0
     cfg = clf.config
     if images:
@@ -273,5 +286,16 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
         res.batches.append(asdict(BatchStats(
             batch_size=bs, throughput=thr, latency_ms=_latency(lat),
             stage_ms_per_image={k2: v * 1e3 / n_img for k2, v in st.items()}, batches=k, note=note)))
+    res.precision = clf.precision
+    if precision == "int8" and clf.precision != "int8":
+        res.notes.append("int8 was asked for but this CPU has no VNNI: the fp32 model ran (see Classifier)")
+    if precision == "int8" and clf.precision == "int8" and model is None:
+        say("the fp32 model, for the ratios")
+        ref = run_bench(None, batch_sizes=sizes, threads=threads, duration=duration, images=images,
+                        providers=providers, fast_decode=fast_decode, device=device, model_only=model_only,
+                        warmup=warmup, iterations=iterations, preprocess=preprocess, status=status)
+        res.reference = ref.to_dict()
+    elif precision == "int8" and model is not None:
+        res.notes.append("your own int8 model: no fp32 model to compare with here (pyimgcls quantize reports it)")
     res.peak_rss_mb = _peak_rss_mb()
     return res

@@ -22,7 +22,7 @@ from ..preprocessing import PreprocessConfig
 from .threads import resolve_threads
 
 __all__ = ["DeviceUnavailableError", "Session", "ModelInfo", "annotate_model", "available_providers", "detector_settings",
-           "duplicate_onnxruntime", "output_classes", "parse_device"]
+           "duplicate_onnxruntime", "output_classes", "parse_device", "quantized_op_count"]
 
 log = logging.getLogger("pyimgcls")
 
@@ -35,6 +35,23 @@ META_OUTPUT = "pyimgcls.output"
 META_CLASS_IDS = "pyimgcls.class_ids"
 META_DETECTOR = "pyimgcls.detector"
 DETECTOR_LAYOUTS = ("v5", "v8", "end2end")
+META_QUANTIZATION = "pyimgcls.quantization"
+#: operators that only a quantized model holds
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                           "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul",
+                           "QLinearGlobalAveragePool", "QLinearSigmoid", "QLinearConcat", "QLinearAveragePool",
+                           "MatMulNBits"})
+#: ONNX Runtime graph transformers pyimgcls turns off. ``WeightBiasQuantization`` quantizes the
+#: float weights of a node that sits between DequantizeLinear and QuantizeLinear, per tensor: that
+#: undoes ``nodes_to_exclude`` (a node kept in float on purpose) and, on a depthwise Conv, costs
+#: most of the model's accuracy (measured: top-1 agreement 49% instead of 80% with the embedded
+#: model's depthwise Convs kept in float). Without it such a node runs in float, as the file says.
+DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
+
+
+def quantized_op_count(model) -> int:
+    """Number of quantization operators (``QUANTIZED_OPS``) in an ``onnx.ModelProto``'s main graph."""
+    return sum(n.op_type in QUANTIZED_OPS for n in model.graph.node)
 
 
 def _ort():
@@ -337,7 +354,28 @@ class Session:
             self.class_ids = ids
         self.assumptions: list[str] = []
         self.preprocess_config = self._preprocess_config(default_preprocess)
+        #: how the model was quantized (``pyimgcls.quantization`` metadata as a dict), else None
+        self.quantization: dict | None = None
+        raw = self.info.metadata.get(META_QUANTIZATION)
+        if raw:
+            try:
+                q = json.loads(raw)
+            except ValueError:
+                q = None
+            self.quantization = q if isinstance(q, dict) else {"note": raw[:200]}
         self._binding = None
+
+    @property
+    def quantized(self) -> bool:
+        """True when the model is quantized: ``pyimgcls.quantization`` metadata, or quantization
+        operators (``QUANTIZED_OPS``) in its graph (parsed once, on first use)."""
+        if self.quantization is not None:
+            return True
+        if getattr(self, "_quantized_ops", None) is None:
+            import onnx
+
+            self._quantized_ops = quantized_op_count(onnx.load_from_string(self._bytes))
+        return self._quantized_ops > 0
 
     @property
     def model_bytes(self) -> bytes:
@@ -362,7 +400,8 @@ class Session:
     def _try(self, plist: list[str]):
         ort = _ort()
         return ort.InferenceSession(self._bytes, sess_options=self._opts, providers=plist,
-                                    provider_options=[self._provider_options(p) for p in plist])
+                                    provider_options=[self._provider_options(p) for p in plist],
+                                    disabled_optimizers=DISABLED_OPTIMIZERS)
 
     def _create(self, providers):
         ort = _ort()
@@ -514,6 +553,7 @@ class Session:
             "providers": self.providers,
             "threads": self.threads,
             "allow_spinning": self.allow_spinning,
+            "quantization": self.quantization,
             "metadata": meta,
         }
 

@@ -351,11 +351,12 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
 // multiplied by its Q11 row weight keeping the high 16 bits of the product, the two summed and
 // rounded by (sum + 2) >> 2 -- not the exact (a * b0 + c * b1 + 2^21) >> 22, which differs by one level
 // now and then. An exact 2x shrink of both axes is a 2x2 block mean (sum + 2) >> 2, as in cv2.
-template <typename Out>
+template <typename Out, int CN>
 void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const TensorView& dst, int index,
                      const ResizePlan& plan, const ImageTables& t, const PreprocessParams& p, int row_begin,
                      int row_end) {
-    const int cn = src.channels;
+    constexpr int cn = CN;  // the source's channels, a constant for the compiler (1, 3 or 4)
+    constexpr int used = CN < 3 ? CN : 3;
     const int lanes = cn >= 3 ? 4 : 1;
     const int n = plan.content_w;
     const Cv2LinearAxis& xa = t.cv2_x;
@@ -391,7 +392,7 @@ void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const Ten
             for (int x = 0; x < n; ++x) {
                 const std::ptrdiff_t a = static_cast<std::ptrdiff_t>(xa.i0[x]) * cn;
                 const std::ptrdiff_t b = static_cast<std::ptrdiff_t>(xa.i1[x]) * cn;
-                for (int k = 0; k < std::min(cn, 3); ++k)
+                for (int k = 0; k < used; ++k)
                     vals[static_cast<std::size_t>(x) * lanes + k] =
                         static_cast<float>((r0[a + k] + r0[b + k] + r1[a + k] + r1[b + k] + 2) >> 2);
             }
@@ -402,7 +403,7 @@ void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const Ten
             const std::int32_t* h1 = sy1 == sy0 ? h0 : hrow(sy1);
             const std::int32_t b0 = ya.w0[oy], b1 = ya.w1[oy];
             for (int x = 0; x < n; ++x) {
-                for (int k = 0; k < std::min(cn, 3); ++k) {
+                for (int k = 0; k < used; ++k) {
                     const int i = x * cn + k;
                     // (h >> 4) fits int16 (h <= 255 * 2049 < 2^19); the high half of a 16 x 16-bit product
                     std::int32_t v = (((h0[i] >> 4) * b0) >> 16) + (((h1[i] >> 4) * b1) >> 16);
@@ -413,6 +414,16 @@ void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const Ten
             }
         }
         store_row<Out>(K, vals.data(), lanes, dst, index, y, plan, p);
+    }
+}
+
+template <typename Out>
+void cv2_linear_channels(const PreprocessKernels& K, const ImageView& src, const TensorView& dst, int index,
+                         const ResizePlan& plan, const ImageTables& t, const PreprocessParams& p, int b, int e) {
+    switch (src.channels) {
+        case 1: rows_cv2_linear<Out, 1>(K, src, dst, index, plan, t, p, b, e); break;
+        case 3: rows_cv2_linear<Out, 3>(K, src, dst, index, plan, t, p, b, e); break;
+        default: rows_cv2_linear<Out, 4>(K, src, dst, index, plan, t, p, b, e); break;
     }
 }
 
@@ -448,9 +459,9 @@ void normalize_rows(const PreprocessKernels& K, const ImageView& src, const Tens
     if (tables.x.count == 0 || tables.y.count == 0) pl.content_h = 0;  // all padding
     if (tables.cv2_exact) {
         switch (dst.dtype) {
-            case OutType::f32: rows_cv2_linear<float>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
-            case OutType::f16: rows_cv2_linear<std::uint16_t>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
-            case OutType::u8: rows_cv2_linear<std::uint8_t>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
+            case OutType::f32: cv2_linear_channels<float>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
+            case OutType::f16: cv2_linear_channels<std::uint16_t>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
+            case OutType::u8: cv2_linear_channels<std::uint8_t>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
         }
     } else if (src.type == PixelType::u8)
         dispatch_out<std::uint8_t>(K, src, dst, index, pl, tables, p, row_begin, row_end);

@@ -170,3 +170,50 @@ def test_simplejpeg_scale(benchmark, jpeg_1280, factor):
     # which DCT scales pay: 1/2, 1/4, 1/8 (SIMD) and 3/8 (not SIMD) for comparison
     kw = {"min_height": int(np.ceil(960 / factor)), "min_width": int(np.ceil(1280 / factor))}
     benchmark(simplejpeg.decode_jpeg, jpeg_1280, **kw)
+
+
+# ----------------------------------------------------------------------------- Ultralytics letterbox 1920x1080 -> 640
+# Ultralytics' LetterBox as its predictor runs it on a BGR frame: cv2.resize INTER_LINEAR to 640x360,
+# copyMakeBorder 140 / 140 with 114, BGR -> RGB, HWC -> CHW, float32 / 255. pyimgcls' bilinear_cv2 gives
+# the same uint8 pixels, so the tensors agree to the last bit of x * (1 / 255) vs x / 255; one thread
+# on both sides (cv2.setNumThreads(1) for the peer).
+def _ultralytics_chain(bgr):
+    h, w = bgr.shape[:2]
+    r = min(640 / h, 640 / w)
+    nw, nh = int(round(w * r)), int(round(h * r))
+    dw, dh = (640 - nw) / 2, (640 - nh) / 2
+    im = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, bottom, left, right = int(round(dh - 0.1)), int(round(dh + 0.1)), int(round(dw - 0.1)), int(round(dw + 0.1))
+    im = cv2.copyMakeBorder(im, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    x = np.ascontiguousarray(im[..., ::-1].transpose(2, 0, 1)[None])
+    return x.astype(np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def letterbox_setup(photo_1280):
+    frame = np.ascontiguousarray(cv2.resize(photo_1280, (1920, 1080), interpolation=cv2.INTER_CUBIC))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    cfgs = {m: PreprocessConfig(size=(640, 640), resize="letterbox", interpolation=m, mean=0.0, std=1.0, pad_value=114)
+            for m in ("bilinear_cv2", "bilinear")}
+    out = np.empty((1, 3, 640, 640), np.float32)
+    want = _ultralytics_chain(frame)
+    ours, _ = preprocess([frame], cfgs["bilinear_cv2"], out=out, threads=1, input_order="BGR")
+    np.testing.assert_allclose(ours, want, rtol=2e-7, atol=0)  # equality check before timing: same pixels
+    ours, _ = preprocess([frame], cfgs["bilinear"], out=out, threads=1, input_order="BGR")
+    assert np.abs(ours - want).max() <= 1 / 255 + 1e-6
+    yield frame, cfgs, out
+    cv2.setNumThreads(threads)
+
+
+@pytest.mark.benchmark(group="letterbox-1920x1080-640")
+@pytest.mark.parametrize("mode", ["bilinear_cv2", "bilinear"])
+def test_pyimgcls_letterbox(benchmark, letterbox_setup, mode):
+    frame, cfgs, out = letterbox_setup
+    benchmark(preprocess, [frame], cfgs[mode], out=out, threads=1, input_order="BGR")
+
+
+@pytest.mark.benchmark(group="letterbox-1920x1080-640")
+def test_ultralytics_letterbox_chain(benchmark, letterbox_setup):
+    frame, _, _ = letterbox_setup
+    benchmark(_ultralytics_chain, frame)

@@ -125,7 +125,8 @@ def add_model_options(p: argparse.ArgumentParser, *, preprocessing: bool = True,
                        help="model input size: SIZE for a square, or H,W")
         q.add_argument("--resize", default=None, help="stretch, center_crop or letterbox")
         q.add_argument("--interpolation", default=None,
-                       help="nearest, bilinear, bilinear_aa, area, bicubic (OpenCV) or bicubic_aa (Pillow)")
+                       help="nearest, bilinear, bilinear_cv2 (OpenCV uint8 bit-exact), bilinear_aa, area, "
+                            "bicubic (OpenCV) or bicubic_aa (Pillow)")
         q.add_argument("--crop-pct", type=float, default=None, help="fraction kept by center_crop, in (0, 1]")
         q.add_argument("--mean", type=float_list, default=None, help="per-channel mean in 0..1 units, e.g. 0.5,0.5,0.5")
         q.add_argument("--std", type=float_list, default=None, help="per-channel std in 0..1 units")

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["PreprocessConfig"]
 
 _RESIZE = ("stretch", "center_crop", "letterbox")
-_INTERP = {"nearest": 0, "bilinear": 1, "bilinear_aa": 2, "area": 3, "bicubic": 4, "bicubic_aa": 5}
+_INTERP = {"nearest": 0, "bilinear": 1, "bilinear_aa": 2, "area": 3, "bicubic": 4, "bicubic_aa": 5,
+           "bilinear_cv2": 6}
 _ORDERS = ("RGB", "BGR")
 _LAYOUTS = ("NCHW", "NHWC")
 _DTYPES = ("float32", "float16", "uint8")
@@ -49,7 +50,12 @@ class PreprocessConfig:
             ``size / crop_pct``, then centre crop) or ``"letterbox"`` (aspect-preserving fit,
             centred, padded with ``pad_value``).
         crop_pct: fraction kept by ``center_crop``, in (0, 1].
-        interpolation: ``"nearest"``, ``"bilinear"`` (OpenCV INTER_LINEAR), ``"bilinear_aa"``
+        interpolation: ``"nearest"``, ``"bilinear"`` (OpenCV INTER_LINEAR, computed in float32: within
+            one uint8 level of OpenCV's fixed-point uint8 result), ``"bilinear_cv2"`` (OpenCV
+            INTER_LINEAR bit-exact for uint8 images: the uint8 image ``cv2.resize(img, (w, h),
+            interpolation=cv2.INTER_LINEAR)`` returns, OpenCV's 11-bit integer weights, edge clamping
+            and exact-2x block mean included, then normalised; as Ultralytics' LetterBox resizes;
+            uint16 images take the float ``"bilinear"`` path), ``"bilinear_aa"``
             (Pillow BILINEAR with antialias, as torchvision / timm train), ``"area"`` (OpenCV
             INTER_AREA), ``"bicubic"`` (OpenCV INTER_CUBIC: a = -0.75, 4 taps, no antialias) or
             ``"bicubic_aa"`` (Pillow BICUBIC: a = -0.5, antialiased, as timm's eval transform of

@@ -12,8 +12,10 @@ What a model file says about itself, in order of precedence:
 * otherwise the layout is inferred from the output shape, and a warning says what was assumed.
 
 The preprocessing of a model without ``pyimgcls.preprocess`` is Ultralytics' default ``LetterBox``:
-aspect-preserving bilinear resize (OpenCV ``INTER_LINEAR``) to ``round(side * r)``, centred,
-padded with 114 (``round(pad / 2 - 0.1)`` before, the rest after), RGB, ``/ 255``, NCHW.
+aspect-preserving bilinear resize to ``round(side * r)`` with ``interpolation="bilinear_cv2"`` (the
+uint8 pixels OpenCV's ``cv2.resize(INTER_LINEAR)`` gives, bit for bit, as Ultralytics resizes), centred,
+padded with 114 (``round(pad / 2 - 0.1)`` before, the rest after), RGB, ``/ 255``, NCHW. The float
+``"bilinear"`` kernel (within one uint8 level, a little faster) stays available through ``preprocess=``.
 """
 
 from __future__ import annotations
@@ -277,7 +279,9 @@ class Detector(ModelTask):
         layout: ``"v5"``, ``"v8"`` or ``"end2end"`` to override what the file says or its shape
             suggests (``None``: from the file).
         preprocess: replaces the model's preprocessing (a ``PreprocessConfig`` or a dict of
-            fields to change).
+            fields to change). Without ``pyimgcls.preprocess`` in the file the default is
+            Ultralytics' letterbox with ``interpolation="bilinear_cv2"`` (OpenCV's uint8 pixels
+            exactly); ``preprocess={"interpolation": "bilinear"}`` takes the float kernel instead.
         **session_options: passed to ``Session`` (``device``, ``providers``, ``threads``, ...).
 
     Attributes:
@@ -369,12 +373,12 @@ class Detector(ModelTask):
                    "(pass preprocess={'size': ...} or store it with pyimgcls.annotate_model)")
         if info.size is not None and tuple(size) != tuple(info.size):
             raise ValueError(f"Ultralytics metadata imgsz {tuple(size)} disagrees with the model input size {info.size}")
-        cfg = PreprocessConfig(size=size, resize="letterbox", interpolation="bilinear", mean=(0.0,) * info.channels,
+        cfg = PreprocessConfig(size=size, resize="letterbox", interpolation="bilinear_cv2", mean=(0.0,) * info.channels,
                                std=(1.0,) * info.channels, pad_value=114.0, channel_order="RGB",
                                layout=info.layout, dtype=info.dtype, channels=info.channels)
         if not ul and msg is None:
             msg = (f"model has no pyimgcls.preprocess or Ultralytics metadata; assuming Ultralytics' letterbox "
-                   f"{size[0]}x{size[1]} (bilinear, pad 114, RGB, /255, {info.layout})")
+                   f"{size[0]}x{size[1]} (bilinear_cv2, pad 114, RGB, /255, {info.layout})")
         return cfg, msg
 
     def _check_classes(self, classes) -> tuple[int, ...] | None:

@@ -60,6 +60,11 @@ def axis_weights(mode: str, src: int, resized: int, offset: int, count: int, are
             s = math.floor(f)
             t = float(f) - s
             rows.append([(s, 1 - t), (s + 1, t)])
+        elif mode == "bilinear_cv2":  # float twin, used for uint16 sources: bilinear at OpenCV's scale pair
+            f = np.float32((d + 0.5) * (1 / (resized / src)) - 0.5)
+            s = math.floor(f)
+            t = float(f - np.float32(s))
+            rows.append([(s, 1 - t), (s + 1, t)])
         elif mode == "bilinear_aa":  # Pillow: triangle filter of support max(scale, 1)
             rows.append(_pillow_window(lambda x: max(0.0, 1 - abs(x)), 1.0, scale, d, src))
         elif mode == "bicubic_aa":  # Pillow BICUBIC: Keys a = -0.5 of support 2 * max(scale, 1)
@@ -95,6 +100,51 @@ def axis_weights(mode: str, src: int, resized: int, offset: int, count: int, are
     return _dense(rows, src)
 
 
+def _cv2_linear_axis(src: int, dst: int, clamp_edges: bool):
+    """OpenCV INTER_LINEAR's uint8 tables for one axis: source indices (i0, i1) and Q11 weights (w0, w1).
+
+    scale = 1 / (dst / src) in double; f = float32((d + 0.5) * scale - 0.5), s = floor(f), f -= s in
+    float32; weights round-half-even((1 - f) * 2048) and round-half-even(f * 2048), each on its own.
+    Horizontal axis (clamp_edges): s < 0 or s >= src - 1 is clamped and f set to 0. Vertical: only the
+    two indices are clamped, the weights are kept.
+    """
+    scale = 1.0 / (dst / src)
+    i0, i1, w0, w1 = [], [], [], []
+    for d in range(dst):
+        f = np.float32((d + 0.5) * scale - 0.5)
+        s = math.floor(f)
+        f = np.float32(f - np.float32(s))
+        if clamp_edges and (s < 0 or s >= src - 1):
+            s, f = min(max(s, 0), src - 1), np.float32(0)
+        w0.append(int(np.rint(np.float32(np.float32(1) - f) * np.float32(2048))))  # np.rint: half to even
+        w1.append(int(np.rint(f * np.float32(2048))))
+        i0.append(min(max(s, 0), src - 1))
+        i1.append(min(max(s + 1, 0), src - 1))
+    return np.array(i0), np.array(i1), np.array(w0, np.int64), np.array(w1, np.int64)
+
+
+def cv2_linear_resize_u8(img: np.ndarray, dh: int, dw: int) -> np.ndarray:
+    """``cv2.resize(img, (dw, dh), interpolation=cv2.INTER_LINEAR)`` of a uint8 (h, w) or (h, w, c)
+    image, as OpenCV computes it (established by testing cv2 5.0, not from its code):
+
+    * both axes shrink exactly 2x: 2x2 block means ``(a + b + c + d + 2) >> 2``;
+    * otherwise a horizontal pass in integers, ``hx = s[i0] * w0 + s[i1] * w1`` (Q11), then a vertical
+      pass ``((((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16) + 2) >> 2``, saturated to uint8.
+    """
+    s = (img if img.ndim == 3 else img[:, :, None]).astype(np.int64)
+    h, w = s.shape[:2]
+    if 2 * dh == h and 2 * dw == w:
+        out = (s[0::2, 0::2] + s[0::2, 1::2] + s[1::2, 0::2] + s[1::2, 1::2] + 2) >> 2
+    else:
+        x0, x1, a0, a1 = _cv2_linear_axis(w, dw, True)
+        y0, y1, b0, b1 = _cv2_linear_axis(h, dh, False)
+        hx = s[:, x0] * a0[None, :, None] + s[:, x1] * a1[None, :, None]  # (h, dw, c)
+        v = (((hx[y0] >> 4) * b0[:, None, None]) >> 16) + (((hx[y1] >> 4) * b1[:, None, None]) >> 16)
+        out = np.clip((v + 2) >> 2, 0, 255)
+    out = out.astype(np.uint8)
+    return out if img.ndim == 3 else out[:, :, 0]
+
+
 def preprocess_ref(image: np.ndarray, config, input_order: str = "RGB") -> np.ndarray:
     """One image -> its (C, H, W) or (H, W, C) model input, computed in float64."""
     img = image if image.ndim == 3 else image[:, :, None]
@@ -106,13 +156,18 @@ def preprocess_ref(image: np.ndarray, config, input_order: str = "RGB") -> np.nd
     wy = axis_weights(config.interpolation, h, rh, cy, ch, shrinks)
     wx = axis_weights(config.interpolation, w, rw, cx, cw, shrinks)
     src = img[:, :, :3].astype(np.float64)
-    mid = np.einsum("xs,ysc->yxc", wx, src)  # horizontal pass first
-    clip = config.interpolation == "bicubic_aa"  # Pillow's images after each pass are uint8: clipped
-    if clip:
-        mid = np.clip(mid, 0, maxval)
-    res = np.einsum("ys,sxc->yxc", wy, mid)  # (ch, cw, c)
-    if clip:
-        res = np.clip(res, 0, maxval)
+    if config.interpolation == "bilinear_cv2" and image.dtype == np.uint8:
+        # OpenCV's uint8 result of the whole resized image (all channels, as cv2 resizes them), cropped
+        full = cv2_linear_resize_u8(np.ascontiguousarray(img), rh, rw)
+        res = full[cy:cy + ch, cx:cx + cw, :3].astype(np.float64)
+    else:
+        mid = np.einsum("xs,ysc->yxc", wx, src)  # horizontal pass first
+        clip = config.interpolation == "bicubic_aa"  # Pillow's images after each pass are uint8: clipped
+        if clip:
+            mid = np.clip(mid, 0, maxval)
+        res = np.einsum("ys,sxc->yxc", wy, mid)  # (ch, cw, c)
+        if clip:
+            res = np.clip(res, 0, maxval)
     if res.shape[2] == 3:
         if config.channels == 1:
             g = (0.299, 0.587, 0.114) if input_order == "RGB" else (0.114, 0.587, 0.299)

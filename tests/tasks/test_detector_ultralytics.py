@@ -5,6 +5,7 @@ tools/make_yolo_reference.py. The weights are random: boxes and classes mean not
 arithmetic is what is compared.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -108,17 +109,21 @@ def test_classes_and_max_det_as_ultralytics_filters_them(ref, images):
 
 
 def test_letterbox_tensor_matches_ultralytics(det, ref, images):
-    """pyimgcls' native letterbox against the tensor Ultralytics made (stored as uint8 levels):
-    same geometry (the padding is equal everywhere), pixels within one level (OpenCV's uint8
-    INTER_LINEAR rounds its 11-bit fixed-point weights; pyimgcls interpolates in float32)."""
+    """pyimgcls' native letterbox against the tensor Ultralytics made (stored as uint8 levels): equal
+    everywhere. The default ``bilinear_cv2`` gives the uint8 pixels of OpenCV's fixed-point
+    ``cv2.resize(INTER_LINEAR)`` exactly; the float ``bilinear`` kernel is within one level."""
+    assert det.config.interpolation == "bilinear_cv2"
+    flt = dataclasses.replace(det.config, interpolation="bilinear")
     for name in ("astronaut", "coffee"):
         want = ref[f"v8/{name}/input_u8"].astype(np.int16)
         x, tfs = preprocess([images[name]], det.config)
         got = np.round(x[0] * 255).astype(np.int16)
-        assert np.abs(got - want).max() <= 1, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        np.testing.assert_allclose(x[0], want.astype(np.float32) / np.float32(255), rtol=2e-7, atol=0)
         top, left = int(tfs[0].offset[0]), int(tfs[0].offset[1])
-        assert (want[:, :top] == 114).all() and (got[:, :top] == 114).all()
-        assert (want[:, :, :left] == 114).all() and (got[:, :, :left] == 114).all()
+        assert (want[:, :top] == 114).all() and (want[:, :, :left] == 114).all()
+        xf, _ = preprocess([images[name]], flt)
+        assert np.abs(np.round(xf[0] * 255).astype(np.int16) - want).max() <= 1, name
 
 
 def _matched(got, want, wcls):
@@ -135,32 +140,38 @@ def _matched(got, want, wcls):
     return float(((iou >= 0.99) | (corners & same)).any(axis=1).mean())
 
 
-IDENTICAL_TENSORS = {"rocket", "china", "flower"}  # 427 x 640: letterboxed without a resize
-
-
 def test_end_to_end_from_the_same_images(det, ref, images):
-    """``Detector.predict`` from the same photos (arrays): boxes match Ultralytics' at IoU >= 0.99.
+    """``Detector.predict`` from the same photos (arrays): every box of Ultralytics' has a same-class box
+    of ours at IoU >= 0.99, on every image (all 1414).
 
-    The input tensors are equal where the photo is not resized (427 x 640 photos at 640) and
-    within one uint8 level elsewhere; those differences move some random-weight scores across
-    the threshold or past each other in NMS, so the check is: every box matched where the
-    tensors are equal, elsewhere the 10 best boxes of each image and at least 95% of all (seen:
-    95.8-98.1% on the resized images, 98.2% over all 1414 boxes; the rest are near ties)."""
+    The input tensors are equal (``bilinear_cv2``, test above). What is left differs in the runtime:
+    the reference ran Ultralytics' CPU onnxruntime (1.32), the tests run whichever onnxruntime is
+    installed, and this random network amplifies float rounding (raw boxes up to 0.26 px and scores
+    0.004 apart on equal tensors with onnxruntime-gpu 1.31's CPU provider; 1e-4 px with 1.32). So a few
+    near-threshold or near-tied boxes of ours have no counterpart: seen 98.8% of ours matched (1406
+    boxes), required 97%. With the float ``bilinear`` kernel 98.2% of Ultralytics' boxes were matched."""
     res = det.predict(list(images.values()), batch_size=4)
-    matched, count = 0.0, 0
+    ours_matched, ours = 0.0, 0
     for (name, img), r in zip(images.items(), res):
         assert r.ok and r.image_size == img.shape[:2], name
         key = f"v8/{name}"
         want, wcls = ref[f"{key}/xyxy"], ref[f"{key}/cls"]
         frac = _matched(r.detections, want, wcls)
-        head = _matched(r.detections, want[:10], wcls[:10])
-        assert head == 1.0, (name, head)
-        assert frac >= 0.95 or name in IDENTICAL_TENSORS and frac == 1.0, (name, frac)
-        if name in IDENTICAL_TENSORS:
-            assert frac == 1.0 and len(r.detections) == len(want), name
-        matched += frac * len(want)
-        count += len(want)
-    assert count > 1000 and matched / count >= 0.95, (count, matched / count)
+        assert frac == 1.0, (name, frac)
+        back = _matched(_Boxes(want, wcls), r.detections.xyxy, r.detections.class_id)
+        ours_matched += back * len(r.detections)
+        ours += len(r.detections)
+    assert ours > 1000 and ours_matched / ours >= 0.97, (ours, ours_matched / ours)
+
+
+@dataclasses.dataclass
+class _Boxes:
+    """Ultralytics' boxes in the shape ``_matched`` reads (``xyxy``, ``class_id``, ``len``)."""
+    xyxy: np.ndarray
+    class_id: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
 
 
 def test_v5_layout_of_the_same_network(ref, images, tmp_path):

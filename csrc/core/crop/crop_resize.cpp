@@ -166,7 +166,8 @@ struct Worker {
         const std::ptrdiff_t sc = src.sc;
         for (int j = 0; j < W; ++j) {
             float a[NC ? NC : 64];
-            for (int c = 0; c < C; ++c) a[c] = fw[j] * fill[c];
+            // NC ? NC : C (== C): lets GCC see every lane read below is set (-Wmaybe-uninitialized, -Werror)
+            for (int c = 0; c < (NC ? NC : C); ++c) a[c] = fw[j] * fill[c];
             for (int q = off[j]; q < off[j + 1]; ++q) {
                 const std::uint8_t* px = base + xo[q];
                 const float w = tw[q];

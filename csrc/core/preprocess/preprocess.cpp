@@ -344,6 +344,89 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
     }
 }
 
+// bilinear_cv2 on a uint8 source: cv2.resize(INTER_LINEAR)'s integer arithmetic, scalar. Horizontal
+// pass per source row into int32 (Q11: s[i0] * w0 + s[i1] * w1, every channel of the source, as cv2
+// resizes all of them), cached for the next output row; vertical pass as cv2 computes it (checked
+// against cv2 5.0, tests/preprocessing/test_bilinear_cv2.py): each row value is shifted right by 4,
+// multiplied by its Q11 row weight keeping the high 16 bits of the product, the two summed and
+// rounded by (sum + 2) >> 2 -- not the exact (a * b0 + c * b1 + 2^21) >> 22, which differs by one level
+// now and then. An exact 2x shrink of both axes is a 2x2 block mean (sum + 2) >> 2, as in cv2.
+template <typename Out, int CN>
+void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const TensorView& dst, int index,
+                     const ResizePlan& plan, const ImageTables& t, const PreprocessParams& p, int row_begin,
+                     int row_end) {
+    constexpr int cn = CN;  // the source's channels, a constant for the compiler (1, 3 or 4)
+    constexpr int used = CN < 3 ? CN : 3;
+    const int lanes = cn >= 3 ? 4 : 1;
+    const int n = plan.content_w;
+    const Cv2LinearAxis& xa = t.cv2_x;
+    const Cv2LinearAxis& ya = t.cv2_y;
+    const std::uint8_t* pixels = static_cast<const std::uint8_t*>(src.data);
+    std::vector<std::int32_t> cache(static_cast<std::size_t>(2) * n * cn);
+    int key[2] = {-1, -1};
+    std::vector<float> vals(static_cast<std::size_t>(n) * lanes, 0.f);
+    auto hrow = [&](int sy) -> const std::int32_t* {
+        const int slot = sy & 1;
+        std::int32_t* buf = cache.data() + static_cast<std::size_t>(slot) * n * cn;
+        if (key[slot] != sy) {
+            const std::uint8_t* row = pixels + static_cast<std::ptrdiff_t>(sy) * src.row_stride;
+            for (int x = 0; x < n; ++x) {
+                const std::uint8_t* a = row + static_cast<std::ptrdiff_t>(xa.i0[x]) * cn;
+                const std::uint8_t* b = row + static_cast<std::ptrdiff_t>(xa.i1[x]) * cn;
+                const std::int32_t w0 = xa.w0[x], w1 = xa.w1[x];
+                for (int k = 0; k < cn; ++k) buf[x * cn + k] = a[k] * w0 + b[k] * w1;
+            }
+            key[slot] = sy;
+        }
+        return buf;
+    };
+    for (int y = row_begin; y < row_end; ++y) {
+        const int oy = y - plan.out_y;
+        if (oy < 0 || oy >= plan.content_h) {
+            store_row<Out>(K, nullptr, lanes, dst, index, y, plan, p);
+            continue;
+        }
+        if (t.cv2_halve) {
+            const std::uint8_t* r0 = pixels + static_cast<std::ptrdiff_t>(ya.i0[oy]) * src.row_stride;
+            const std::uint8_t* r1 = pixels + static_cast<std::ptrdiff_t>(ya.i1[oy]) * src.row_stride;
+            for (int x = 0; x < n; ++x) {
+                const std::ptrdiff_t a = static_cast<std::ptrdiff_t>(xa.i0[x]) * cn;
+                const std::ptrdiff_t b = static_cast<std::ptrdiff_t>(xa.i1[x]) * cn;
+                for (int k = 0; k < used; ++k)
+                    vals[static_cast<std::size_t>(x) * lanes + k] =
+                        static_cast<float>((r0[a + k] + r0[b + k] + r1[a + k] + r1[b + k] + 2) >> 2);
+            }
+        } else {
+            const int sy0 = ya.i0[oy], sy1 = ya.i1[oy];
+            // two slots keyed by row parity: sy0 and sy1 differ by one or are equal (clamped edge)
+            const std::int32_t* h0 = hrow(sy0);
+            const std::int32_t* h1 = sy1 == sy0 ? h0 : hrow(sy1);
+            const std::int32_t b0 = ya.w0[oy], b1 = ya.w1[oy];
+            for (int x = 0; x < n; ++x) {
+                for (int k = 0; k < used; ++k) {
+                    const int i = x * cn + k;
+                    // (h >> 4) fits int16 (h <= 255 * 2049 < 2^19); the high half of a 16 x 16-bit product
+                    std::int32_t v = (((h0[i] >> 4) * b0) >> 16) + (((h1[i] >> 4) * b1) >> 16);
+                    v = (v + 2) >> 2;
+                    v = v < 0 ? 0 : (v > 255 ? 255 : v);
+                    vals[static_cast<std::size_t>(x) * lanes + k] = static_cast<float>(v);
+                }
+            }
+        }
+        store_row<Out>(K, vals.data(), lanes, dst, index, y, plan, p);
+    }
+}
+
+template <typename Out>
+void cv2_linear_channels(const PreprocessKernels& K, const ImageView& src, const TensorView& dst, int index,
+                         const ResizePlan& plan, const ImageTables& t, const PreprocessParams& p, int b, int e) {
+    switch (src.channels) {
+        case 1: rows_cv2_linear<Out, 1>(K, src, dst, index, plan, t, p, b, e); break;
+        case 3: rows_cv2_linear<Out, 3>(K, src, dst, index, plan, t, p, b, e); break;
+        default: rows_cv2_linear<Out, 4>(K, src, dst, index, plan, t, p, b, e); break;
+    }
+}
+
 template <typename Src>
 void dispatch_out(const PreprocessKernels& K, const ImageView& src, const TensorView& dst, int index,
                   const ResizePlan& plan, const ImageTables& t, const PreprocessParams& p, int b, int e) {
@@ -374,7 +457,13 @@ void normalize_rows(const PreprocessKernels& K, const ImageView& src, const Tens
     check_plan(src, dst, plan);
     ResizePlan pl = plan;
     if (tables.x.count == 0 || tables.y.count == 0) pl.content_h = 0;  // all padding
-    if (src.type == PixelType::u8)
+    if (tables.cv2_exact) {
+        switch (dst.dtype) {
+            case OutType::f32: cv2_linear_channels<float>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
+            case OutType::f16: cv2_linear_channels<std::uint16_t>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
+            case OutType::u8: cv2_linear_channels<std::uint8_t>(K, src, dst, index, pl, tables, p, row_begin, row_end); break;
+        }
+    } else if (src.type == PixelType::u8)
         dispatch_out<std::uint8_t>(K, src, dst, index, pl, tables, p, row_begin, row_end);
     else
         dispatch_out<std::uint16_t>(K, src, dst, index, pl, tables, p, row_begin, row_end);
@@ -386,6 +475,16 @@ ImageTables make_tables(const ImageView& src, const ResizePlan& plan, Interpolat
     const bool shrinks = src.width >= plan.resized_w && src.height >= plan.resized_h;
     ImageTables t;
     if (plan.content_h == 0 || plan.content_w == 0) return t;
+    if (mode == Interpolation::bilinear_cv2 && src.type == PixelType::u8) {
+        t.cv2_exact = true;
+        t.cv2_halve = 2 * plan.resized_w == src.width && 2 * plan.resized_h == src.height;
+        t.cv2_x = make_cv2_linear_axis(src.width, plan.resized_w, plan.crop_x, plan.content_w, true, t.cv2_halve);
+        t.cv2_y = make_cv2_linear_axis(src.height, plan.resized_h, plan.crop_y, plan.content_h, false, t.cv2_halve);
+        // the generic tables stay empty (count 0): normalize_rows only tests them for emptiness
+        t.x.count = t.cv2_x.count;
+        t.y.count = t.cv2_y.count;
+        return t;
+    }
     t.x = make_axis_table(mode, src.width, plan.resized_w, plan.crop_x, plan.content_w, shrinks);
     t.y = make_axis_table(mode, src.height, plan.resized_h, plan.crop_y, plan.content_h, shrinks);
     return t;

@@ -2,6 +2,10 @@
 // selection / reorder / gray conversion + normalisation + layout (NCHW / NHWC) + dtype, written
 // in one pass per output row straight into the batch tensor (no intermediate resized image).
 //
+// bilinear_cv2 on uint8 sources is integer arithmetic instead, bit-exact with cv2.resize(INTER_LINEAR)
+// (resample.h: Cv2LinearAxis): each output element is the uint8 cv2 computes, then normalised as
+// above (uint16 sources take the float bilinear path with cv2's scales).
+//
 // Indices: output row y / column x of image `index` in the batch; the content window of the
 // plan covers rows [out_y, out_y + content_h) and columns [out_x, out_x + content_w); the rest of
 // the output image is padding. Source pixels are interleaved (pixel stride == channels), rows
@@ -43,8 +47,12 @@ struct PreprocessParams {
 struct PreprocessKernels;  // kernels.h
 
 // Per-image resampling tables, built once and shared by the threads that split its rows.
+// bilinear_cv2 on a uint8 source fills cv2_x / cv2_y (integer path, `cv2_exact`) instead of x / y;
+// `cv2_halve`: an exact 2x shrink of both axes, which cv2 computes as 2x2 block means.
 struct ImageTables {
     AxisTable x, y;
+    bool cv2_exact = false, cv2_halve = false;
+    Cv2LinearAxis cv2_x, cv2_y;
 };
 
 ImageTables make_tables(const ImageView& src, const ResizePlan& plan, Interpolation mode);

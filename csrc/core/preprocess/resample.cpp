@@ -112,6 +112,16 @@ void antialias_taps(int src, double scale, int d, double (*filter)(double), doub
     if (t.size() == first) t.emplace_back(std::min(std::max(xmin, 0), src - 1), 1.0);
 }
 
+// cv2's saturate_cast<short>(float) (cvRound: to nearest, ties to even), written out so that it
+// does not depend on the floating-point environment
+int round_half_even(float v) {
+    const double r = std::floor(static_cast<double>(v));
+    const double diff = static_cast<double>(v) - r;
+    int i = static_cast<int>(r);
+    if (diff > 0.5 || (diff == 0.5 && (i & 1))) ++i;
+    return i;
+}
+
 }  // namespace
 
 AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, int count,
@@ -148,6 +158,7 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
                 pos += scale;
                 break;
             case Interpolation::bilinear: bilinear_taps(scale, d, flat); break;
+            case Interpolation::bilinear_cv2: bilinear_taps(area_scale, d, flat); break;
             case Interpolation::bilinear_aa: antialias_taps(src, scale, d, &triangle, 1.0, flat); break;
             case Interpolation::bicubic: cubic_taps(area_scale, d, flat); break;
             case Interpolation::bicubic_aa: antialias_taps(src, scale, d, &keys_cubic_half, 2.0, flat); break;
@@ -180,6 +191,39 @@ AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, 
             table.w[static_cast<std::size_t>(o) * taps + (flat[i].first - start)] += static_cast<float>(flat[i].second);
     }
     return table;
+}
+
+Cv2LinearAxis make_cv2_linear_axis(int src, int resized, int offset, int count, bool clamp_edges, bool halve) {
+    if (src <= 0 || resized <= 0 || count < 0 || offset < 0 || offset + count > resized)
+        throw std::invalid_argument("make_cv2_linear_axis: bad sizes src=" + std::to_string(src) +
+                                    " resized=" + std::to_string(resized) + " offset=" +
+                                    std::to_string(offset) + " count=" + std::to_string(count));
+    Cv2LinearAxis a;
+    a.count = count;
+    a.i0.resize(count);
+    a.i1.resize(count);
+    a.w0.assign(count, 0);
+    a.w1.assign(count, 0);
+    const double scale = 1.0 / (static_cast<double>(resized) / src);
+    for (int o = 0; o < count; ++o) {
+        const int d = o + offset;
+        if (halve) {
+            a.i0[o] = 2 * d;
+            a.i1[o] = std::min(2 * d + 1, src - 1);
+            continue;
+        }
+        float f = static_cast<float>((d + 0.5) * scale - 0.5);
+        int s = static_cast<int>(std::floor(f));
+        f -= static_cast<float>(s);
+        if (clamp_edges && s < 0) s = 0, f = 0.f;
+        if (clamp_edges && s >= src - 1) s = src - 1, f = 0.f;
+        const float c0 = 1.f - f;
+        a.w0[o] = round_half_even(c0 * 2048.f);  // the products by 2048 are exact
+        a.w1[o] = round_half_even(f * 2048.f);
+        a.i0[o] = std::min(std::max(s, 0), src - 1);
+        a.i1[o] = std::min(std::max(s + 1, 0), src - 1);
+    }
+    return a;
 }
 
 }  // namespace pyimgcls::core

@@ -17,6 +17,9 @@
 //   area        : cv2 INTER_AREA: box coverage when shrinking; cv2's area-mode bilinear when
 //                 either axis grows (the caller passes `area_shrinks` for the image as a whole);
 //                 scales as cv2 computes them: inv = dst / src, scale = 1 / inv (double)
+//   bilinear_cv2: cv2 INTER_LINEAR on uint8 images, bit-exact: integer weights and arithmetic
+//                 (Cv2LinearAxis below, used by the driver's own path); AxisTable gets the float
+//                 bilinear taps (at cv2's scale pair), used for uint16 sources
 // Cost: O(count * taps) to build.
 #pragma once
 
@@ -25,8 +28,10 @@
 
 namespace pyimgcls::core {
 
-enum class Interpolation : int { nearest = 0, bilinear = 1, bilinear_aa = 2, area = 3, bicubic = 4, bicubic_aa = 5 };
-constexpr int kInterpolationModes = 6;  // valid values: 0 .. kInterpolationModes - 1
+enum class Interpolation : int {
+    nearest = 0, bilinear = 1, bilinear_aa = 2, area = 3, bicubic = 4, bicubic_aa = 5, bilinear_cv2 = 6
+};
+constexpr int kInterpolationModes = 7;  // valid values: 0 .. kInterpolationModes - 1
 
 struct AxisTable {
     int count = 0;
@@ -39,5 +44,22 @@ struct AxisTable {
 // versus its area-mode bilinear (any axis grows). Throws std::invalid_argument on bad sizes.
 AxisTable make_axis_table(Interpolation mode, int src, int resized, int offset, int count,
                           bool area_shrinks);
+
+// bilinear_cv2, one axis, as OpenCV's cv::resize(INTER_LINEAR) computes it for uint8 images
+// (checked against cv2 by tests/preprocessing/test_bilinear_cv2.py, not taken from its code):
+// scale = 1 / (resized / src) (double); for output d, f = (float)((d + 0.5) * scale - 0.5),
+// s = floor(f), f -= s (float); weights w0 = round_half_even((1 - f) * 2048), w1 =
+// round_half_even(f * 2048), each on its own (their sum may be 2047 or 2049).
+// Horizontal axis (`clamp_edges`): where s < 0 or s >= src - 1, s is clamped and f set to 0
+// (weights 2048, 0). Vertical axis: the weights are kept and only the two row indices clamped.
+// Sources i0 = clamp(s), i1 = clamp(s + 1). `halve`: the axis of an exact 2x shrink in both axes,
+// where cv2 averages 2x2 blocks instead (i0 = 2d, i1 = 2d + 1, weights unused).
+struct Cv2LinearAxis {
+    int count = 0;
+    std::vector<int> i0, i1;  // count
+    std::vector<int> w0, w1;  // count, Q11 (2048 == 1)
+};
+
+Cv2LinearAxis make_cv2_linear_axis(int src, int resized, int offset, int count, bool clamp_edges, bool halve);
 
 }  // namespace pyimgcls::core

@@ -149,3 +149,46 @@ def test_calibration_histogram_sums_are_exact_under_any_split():
 
     b = np.searchsorted(whole.edges[1:-1], c, side="left")
     assert [math.fsum(c[b == k]) for k in range(15)] == whole.conf_sum.tolist()  # correctly rounded
+
+
+def test_single_label_states_merge_in_any_order_to_the_one_block_numbers():
+    """The workers' states, cut into blocks of any size and merged in any order, give the arrays,
+    the confusion matrix, the calibration sums, the AP and the kept mistakes of one block."""
+    from pyimgcls.jobs.eval import _SingleLabelStates
+
+    rng = np.random.default_rng(2)
+    n, C = 700, 12
+    logits = rng.normal(size=(n, C)) * 2
+    P = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    P[5] = P[6]  # ties between images
+    truth = rng.integers(0, C, n)
+    ok = rng.random(n) > 0.03
+    errors = [None if o else f"bad {i}" for i, o in enumerate(ok)]
+    cols = np.array([0, 2, 3, 5, 7, 8, 9, 11])
+
+    def run(cuts, order):
+        blocks = []
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, n]):
+            s = _SingleLabelStates(C, len(cols), 15, True)
+            s.add_block(np.arange(a, b), ok[a:b], P[a:b], errors[a:b], truth[a:b], cols, 5)
+            blocks.append(pickle.loads(pickle.dumps(s)))
+        m = blocks[order[0]]
+        for k in order[1:]:
+            m.merge(blocks[k])
+        arrays = [np.zeros(n, np.int64), np.zeros(n), np.zeros(n, bool), np.zeros((n, len(cols)), np.float32),
+                  np.zeros(n, bool)]
+        m.fill(*arrays)
+        return m, arrays
+
+    one, a1 = run(np.array([], int), [0])
+    cuts = np.sort(rng.choice(np.arange(1, n), 9, replace=False))
+    many, a2 = run(cuts, list(rng.permutation(10)))
+    for x, y in zip(a1, a2):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(one.cm.matrix, many.cm.matrix)
+    np.testing.assert_array_equal(one.cal.conf_sum, many.cal.conf_sum)
+    assert one.cal.ece() == many.cal.ece()
+    np.testing.assert_array_equal(one.ranking.average_precision(average=None),
+                                  many.ranking.average_precision(average=None))
+    assert one.mistakes == many.mistakes and one.errors == many.errors
+    assert one.indices() == set(range(n))

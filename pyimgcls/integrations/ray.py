@@ -38,6 +38,14 @@ How it works:
   the settings; a rerun with other settings is refused. Readers (pyarrow, pandas, Spark, Ray)
   skip names starting with ``_`` or ``.``.
 
+* Evaluation (``evaluate(..., engine="ray")``, ``pyimgcls eval --engine ray``): the same sources
+  and actors, but each actor call returns, instead of rows, the mergeable states of its block
+  (``jobs.eval._SingleLabelStates``: confusion matrix, calibration histogram with exact sums,
+  ranking state of the dataset classes' scores, a few numbers per image; ``jobs.eval_detect.
+  _DetectStates``: the COCO evaluator's per-image inputs and the kept detections), pickled in a
+  one-row table; the driver merges them (a block delivered twice is merged once) and ``evaluate``
+  makes the report from them with the code of a local run: the same numbers, bit for bit.
+
 Thread safety: ``score_dataset`` and ``score_to_dir`` may be called from any thread; each actor's
 model is used by one batch at a time.
 """
@@ -711,6 +719,8 @@ def eval_detect_pass(ds, *, readable: list[int], to_dataset: dict, model: Any, b
     ``model_options`` go to ``load_detector`` (``conf``, ``iou``, ``max_det``, ``device``)."""
     from ..jobs.eval_detect import _DetectStates
 
+    if not readable:  # nothing to run: the caller reports that no image could be evaluated
+        return _DetectStates(len(ds.classes), to_dataset)
     listing, index = _eval_source(ds.paths, readable)
     lookup = {"index": index, "paths": list(ds.paths), "boxes": list(ds.boxes), "class_ids": list(ds.class_ids),
               "iscrowd": list(ds.iscrowd)}

@@ -17,7 +17,9 @@ top-1 confidence) and the report says what is missing.
 Memory: the confusion matrix (C x C int64) and the calibration histogram are streaming, mergeable
 states; per image the truth, the prediction, the top-1 confidence and the top-k hit are kept
 (O(N), for the bootstrap), and, for the per-class curves and AP, the scores of the dataset's K
-classes (4 N K bytes; ``curves=False`` drops them).
+classes (4 N K bytes; ``curves=False`` drops them). The model pass fills these per batch
+(``_SingleLabelStates``); with ``engine="ray"`` Ray actors fill them per block and the driver merges
+them, and the rest (the report) is the same code for both engines.
 
 Numbers (``pyimgcls.metrics``, equal to scikit-learn): accuracy, balanced accuracy, macro /
 weighted precision, recall and F1, per-class report (over the classes present in the truth or

@@ -40,9 +40,9 @@ How it works:
 
 * Evaluation (``evaluate(..., engine="ray")``, ``pyimgcls eval --engine ray``): the same sources
   and actors, but each actor call returns, instead of rows, the mergeable states of its block
-  (``jobs.eval._SingleLabelStates``: confusion matrix, calibration histogram with exact sums,
+  (``jobs.eval.SingleLabelStates``: confusion matrix, calibration histogram with exact sums,
   ranking state of the dataset classes' scores, a few numbers per image; ``jobs.eval_detect.
-  _DetectStates``: the COCO evaluator's per-image inputs and the kept detections), pickled in a
+  DetectStates``: the COCO evaluator's per-image inputs and the kept detections), pickled in a
   one-row table; the driver merges them (a block delivered twice is merged once) and ``evaluate``
   makes the report from them with the code of a local run: the same numbers, bit for bit.
 
@@ -67,7 +67,7 @@ from ..jobs._writers import OutputExistsError, OutputLock, fsync_dir, parquet_sc
 from ..jobs.detect import detection_row, detection_settings, row_schema
 from ..jobs.score import ScoreInterrupted, result_row, score_settings
 
-__all__ = ["score_dataset", "score_to_dir", "RayScoreSummary", "TASKS"]
+__all__ = ["score_dataset", "score_to_dir", "RayScoreSummary", "TASKS", "eval_classify_pass", "eval_detect_pass"]
 
 TASKS = ("classify", "embed", "detect")
 MANIFEST = "_pyimgcls.json"
@@ -604,9 +604,9 @@ class _EvalScorer(_Scorer):
         items = self._items(batch)
         look, sp = self.lookup, self.spec
         if self.detect:
-            from ..jobs.eval_detect import _DetectStates
+            from ..jobs.eval_detect import DetectStates
 
-            states = _DetectStates(sp["num_classes"], sp["to_dataset"], threads=1)
+            states = DetectStates(sp["num_classes"], sp["to_dataset"], threads=1)
             results = self.model.predict_iter(None, items=iter(items), batch_size=self.batch_size,
                                               fast_decode=self.fast_decode, item_timeout=self.item_timeout)
             for item, r in zip(items, results):
@@ -614,9 +614,9 @@ class _EvalScorer(_Scorer):
                     states.add(i, self._name(item, r.error, look["paths"][i]), r.detections, look["boxes"][i],
                                look["class_ids"][i], look["iscrowd"][i])
         else:
-            from ..jobs.eval import _SingleLabelStates
+            from ..jobs.eval import SingleLabelStates
 
-            states = _SingleLabelStates(sp["num_classes"], len(sp["cols"]), sp["bins"], sp["keep_scores"])
+            states = SingleLabelStates(sp["num_classes"], len(sp["cols"]), sp["bins"], sp["keep_scores"])
             by_key = {it.source: it for it in items}
             for b in self.model.predict_batches(None, items=iter(items), batch_size=self.batch_size,
                                                 fast_decode=self.fast_decode, item_timeout=self.item_timeout):
@@ -686,19 +686,19 @@ def _run_eval(listing: _Listing, lookup: dict, spec: dict, *, task: str, model: 
 def eval_classify_pass(paths: list[str], truth: np.ndarray, *, num_classes: int, cols: np.ndarray, k_eff: int,
                        keep_scores: bool, bins: int, model: Any, batch_size: int, fast_decode: bool,
                        address: str | None = None, ray_options: dict | None = None, **model_options: Any):
-    """The model pass of a single-label ``evaluate(engine="ray")``: ``jobs.eval._SingleLabelStates``
+    """The model pass of a single-label ``evaluate(engine="ray")``: ``jobs.eval.SingleLabelStates``
     of every image, computed per block on Ray actors and merged on the driver.
 
     Args:
         paths: (N,) the dataset's image paths; ``truth``: (N,) int64 model class of each image.
-        num_classes, cols, k_eff, keep_scores, bins: as ``_SingleLabelStates`` and ``add_block``.
+        num_classes, cols, k_eff, keep_scores, bins: as ``SingleLabelStates`` and ``add_block``.
         model, batch_size, fast_decode, **model_options: as ``score_dataset`` (``task="classify"``).
         address: the Ray cluster to join (``"auto"``, ``"ray://head:10001"``); ``None``: the one
             ``ray.init`` connected to, else ``RAY_ADDRESS``, else a local one.
         ray_options: ``concurrency``, ``num_cpus``, ``num_gpus``, ``read_num_cpus``, ``item_timeout``
             (as ``score_dataset``).
     """
-    from ..jobs.eval import _SingleLabelStates
+    from ..jobs.eval import SingleLabelStates
 
     listing, index = _eval_source(paths, list(range(len(paths))))
     lookup = {"index": index, "paths": list(paths), "truth": np.asarray(truth, np.int64)}
@@ -708,19 +708,19 @@ def eval_classify_pass(paths: list[str], truth: np.ndarray, *, num_classes: int,
                              address=address, ray_options=ray_options, fast_decode=fast_decode, **model_options)
     if len(seen) != len(paths):
         raise RuntimeError(f"the Ray workers answered {len(seen)} of {len(paths)} images")  # pragma: no cover
-    return merged or _SingleLabelStates(num_classes, len(cols), bins, keep_scores)
+    return merged or SingleLabelStates(num_classes, len(cols), bins, keep_scores)
 
 
 def eval_detect_pass(ds, *, readable: list[int], to_dataset: dict, model: Any, batch_size: int,
                      address: str | None = None, ray_options: dict | None = None, **model_options: Any):
-    """The detector pass of ``evaluate_detection(engine="ray")``: ``jobs.eval_detect._DetectStates``
+    """The detector pass of ``evaluate_detection(engine="ray")``: ``jobs.eval_detect.DetectStates``
     of the images ``readable`` of the ``DetectionDataset`` ``ds`` (the COCO evaluator's per-image
     inputs and the kept detections), computed per block on Ray actors and merged on the driver.
     ``model_options`` go to ``load_detector`` (``conf``, ``iou``, ``max_det``, ``device``)."""
-    from ..jobs.eval_detect import _DetectStates
+    from ..jobs.eval_detect import DetectStates
 
     if not readable:  # nothing to run: the caller reports that no image could be evaluated
-        return _DetectStates(len(ds.classes), to_dataset)
+        return DetectStates(len(ds.classes), to_dataset)
     listing, index = _eval_source(ds.paths, readable)
     lookup = {"index": index, "paths": list(ds.paths), "boxes": list(ds.boxes), "class_ids": list(ds.class_ids),
               "iscrowd": list(ds.iscrowd)}
@@ -729,4 +729,4 @@ def eval_detect_pass(ds, *, readable: list[int], to_dataset: dict, model: Any, b
                              address=address, ray_options=ray_options, **model_options)
     if len(seen) != len(readable):
         raise RuntimeError(f"the Ray workers answered {len(seen)} of {len(readable)} images")  # pragma: no cover
-    return merged or _DetectStates(len(ds.classes), to_dataset)
+    return merged or DetectStates(len(ds.classes), to_dataset)

@@ -18,7 +18,7 @@ Memory: the confusion matrix (C x C int64) and the calibration histogram are str
 states; per image the truth, the prediction, the top-1 confidence and the top-k hit are kept
 (O(N), for the bootstrap), and, for the per-class curves and AP, the scores of the dataset's K
 classes (4 N K bytes; ``curves=False`` drops them). The model pass fills these per batch
-(``_SingleLabelStates``); with ``engine="ray"`` Ray actors fill them per block and the driver merges
+(``SingleLabelStates``); with ``engine="ray"`` Ray actors fill them per block and the driver merges
 them, and the rest (the report) is the same code for both engines.
 
 Numbers (``pyimgcls.metrics``, equal to scikit-learn): accuracy, balanced accuracy, macro /
@@ -50,7 +50,7 @@ from ..metrics import (ConfusionMatrix, MultilabelReport, RankingState, average_
 from ..metrics._common import UndefinedMetricWarning
 
 __all__ = ["evaluate", "EvalReport", "load_classification_dataset", "match_classes", "read_class_map",
-           "CalibrationHistogram"]
+           "CalibrationHistogram", "SingleLabelStates"]
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".txt", ".parquet")
 DEFAULT_BINS = 15
@@ -739,7 +739,7 @@ class _Worst:
             heapq.heapreplace(h, item)
 
 
-class _SingleLabelStates:
+class SingleLabelStates:
     """What the model pass of a single-label evaluation leaves, for one block of images or many:
     the mergeable states (confusion matrix, calibration histogram, ranking state of the dataset
     classes' scores) and the few numbers per image the report needs (prediction, top-1 confidence,
@@ -804,7 +804,7 @@ class _SingleLabelStates:
         """The dataset indices this state answers for (evaluated or unreadable)."""
         return {int(i) for a in self.idx for i in a} | {i for i, _ in self.errors}
 
-    def merge(self, other: "_SingleLabelStates") -> "_SingleLabelStates":
+    def merge(self, other: "SingleLabelStates") -> "SingleLabelStates":
         self.cm.merge(other.cm)
         self.cal.merge(other.cal)
         if self.ranking is not None:
@@ -873,8 +873,8 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
         states = engine_pass(truth_model, cols, k_eff, keep_scores, bins)
     elif pred_rows is None:
         # one ClassificationBatch of arrays per model call: the per-image work is NumPy on the batch,
-        # the same block code the Ray workers run (_SingleLabelStates.add_block)
-        states = _SingleLabelStates(C, len(cols), bins, keep_scores)
+        # the same block code the Ray workers run (SingleLabelStates.add_block)
+        states = SingleLabelStates(C, len(cols), bins, keep_scores)
         i0 = 0
         for b in clf.predict_batches(list(ds.paths), batch_size=batch_size, fast_decode=fast_decode):
             nb = len(b.sources)

@@ -23,7 +23,7 @@ from ..io.datasets import DetectionDataset, read_coco, read_yolo
 from ..metrics import STAT_NAMES, COCOEvaluator
 from .eval import EvalReport, _interval, _problem_counts, _progress_bar, match_classes, read_class_map
 
-__all__ = ["evaluate_detection", "load_detection_dataset"]
+__all__ = ["evaluate_detection", "load_detection_dataset", "DetectStates"]
 
 GT_COLOR = (0, 200, 0)
 
@@ -71,7 +71,7 @@ def _draw(image: np.ndarray, gt_boxes: np.ndarray, gt_names: list[str], dets, na
     return img
 
 
-class _DetectStates:
+class DetectStates:
     """What the detector pass leaves, for one block of images or many: the COCO evaluator's
     per-image inputs (mergeable), each evaluated image's kept detections ``(boxes, scores, dataset
     classes, Detections)`` (for the bootstrap and the drawings), the unreadable images and the
@@ -101,7 +101,7 @@ class _DetectStates:
         """The dataset indices this state answers for (evaluated or unreadable)."""
         return set(self.per_image) | {i for i, _ in self.errors}
 
-    def merge(self, other: "_DetectStates") -> "_DetectStates":
+    def merge(self, other: "DetectStates") -> "DetectStates":
         self.ev.merge(other.ev)
         self.per_image.update(other.per_image)
         self.errors += other.errors
@@ -171,7 +171,7 @@ def evaluate_detection(data: Any, *, model="faces", detector=None, images_dir=No
                                   to_dataset=to_dataset, model=model, batch_size=batch_size, address=address,
                                   ray_options=ray_options, **worker_kw)
     else:
-        states = _DetectStates(K, to_dataset, threads=threads)
+        states = DetectStates(K, to_dataset, threads=threads)
         bar = _progress_bar(progress, len(ds))
         readable = [i for i, p in enumerate(ds.paths) if os.path.isfile(p)]
         for i, r in zip(readable, det.predict_iter([ds.paths[i] for i in readable], batch_size=batch_size)):

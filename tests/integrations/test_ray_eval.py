@@ -154,7 +154,7 @@ def test_calibration_histogram_sums_are_exact_under_any_split():
 def test_single_label_states_merge_in_any_order_to_the_one_block_numbers():
     """The workers' states, cut into blocks of any size and merged in any order, give the arrays,
     the confusion matrix, the calibration sums, the AP and the kept mistakes of one block."""
-    from pyimgcls.jobs.eval import _SingleLabelStates
+    from pyimgcls.jobs.eval import SingleLabelStates
 
     rng = np.random.default_rng(2)
     n, C = 700, 12
@@ -169,7 +169,7 @@ def test_single_label_states_merge_in_any_order_to_the_one_block_numbers():
     def run(cuts, order):
         blocks = []
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, n]):
-            s = _SingleLabelStates(C, len(cols), 15, True)
+            s = SingleLabelStates(C, len(cols), 15, True)
             s.add_block(np.arange(a, b), ok[a:b], P[a:b], errors[a:b], truth[a:b], cols, 5)
             blocks.append(pickle.loads(pickle.dumps(s)))
         m = blocks[order[0]]

@@ -651,7 +651,7 @@ def _eval_source(paths: list[str], include: list[int]):
     return _Listing(readable, direct), index
 
 
-def _run_eval(listing: _Listing, lookup: dict, spec: dict, *, task: str, model: Any, batch_size: int,
+def _run_eval(listing: _Listing, lookup: dict, spec: dict, n: int, *, task: str, model: Any, batch_size: int,
               address: str | None, ray_options: dict | None, fast_decode: bool = False, **model_options: Any):
     """Maps ``_EvalScorer`` over the dataset's images and merges the states of the blocks on the
     driver, as they arrive (a block received twice, from a retried task, is merged once)."""
@@ -669,18 +669,18 @@ def _run_eval(listing: _Listing, lookup: dict, spec: dict, *, task: str, model: 
     ds = _map_source(listing, model=model, task=task, batch_size=batch_size, top_k=0, fast_decode=fast_decode,
                      actor_cls=_EvalScorer, actor_kwargs={"lookup": [ref], "spec": spec}, **opts, **model_options)
     merged = None
-    seen: set[int] = set()
+    seen = np.zeros(n, bool)  # dataset indices answered so far (a bool each: no Python set of N ints)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for blob in batch.column("state").to_pylist():
             st = pickle.loads(blob)
             got = st.indices()
-            if got and got <= seen:
+            if got.size and seen[got].all():
                 continue  # pragma: no cover - a retried block delivered twice
-            if got & seen:  # pragma: no cover
-                raise RuntimeError(f"images answered twice by the Ray workers: {sorted(got & seen)[:5]}")
-            seen |= got
+            if seen[got].any():  # pragma: no cover
+                raise RuntimeError(f"images answered twice by the Ray workers: {got[seen[got]][:5].tolist()}")
+            seen[got] = True
             merged = st if merged is None else merged.merge(st)
-    return merged, seen
+    return merged, int(seen.sum())
 
 
 def eval_classify_pass(paths: list[str], truth: np.ndarray, *, num_classes: int, cols: np.ndarray, k_eff: int,
@@ -704,10 +704,10 @@ def eval_classify_pass(paths: list[str], truth: np.ndarray, *, num_classes: int,
     lookup = {"index": index, "paths": list(paths), "truth": np.asarray(truth, np.int64)}
     spec = {"num_classes": num_classes, "cols": np.asarray(cols, np.int64), "k_eff": int(k_eff),
             "keep_scores": bool(keep_scores), "bins": int(bins)}
-    merged, seen = _run_eval(listing, lookup, spec, task="classify", model=model, batch_size=batch_size,
+    merged, seen = _run_eval(listing, lookup, spec, len(paths), task="classify", model=model, batch_size=batch_size,
                              address=address, ray_options=ray_options, fast_decode=fast_decode, **model_options)
-    if len(seen) != len(paths):
-        raise RuntimeError(f"the Ray workers answered {len(seen)} of {len(paths)} images")  # pragma: no cover
+    if seen != len(paths):
+        raise RuntimeError(f"the Ray workers answered {seen} of {len(paths)} images")  # pragma: no cover
     return merged or SingleLabelStates(num_classes, len(cols), bins, keep_scores)
 
 
@@ -725,8 +725,8 @@ def eval_detect_pass(ds, *, readable: list[int], to_dataset: dict, model: Any, b
     lookup = {"index": index, "paths": list(ds.paths), "boxes": list(ds.boxes), "class_ids": list(ds.class_ids),
               "iscrowd": list(ds.iscrowd)}
     spec = {"num_classes": len(ds.classes), "to_dataset": dict(to_dataset)}
-    merged, seen = _run_eval(listing, lookup, spec, task="detect", model=model, batch_size=batch_size,
+    merged, seen = _run_eval(listing, lookup, spec, len(ds.paths), task="detect", model=model, batch_size=batch_size,
                              address=address, ray_options=ray_options, **model_options)
-    if len(seen) != len(readable):
-        raise RuntimeError(f"the Ray workers answered {len(seen)} of {len(readable)} images")  # pragma: no cover
+    if seen != len(readable):
+        raise RuntimeError(f"the Ray workers answered {seen} of {len(readable)} images")  # pragma: no cover
     return merged or DetectStates(len(ds.classes), to_dataset)

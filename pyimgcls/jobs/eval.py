@@ -800,9 +800,9 @@ class SingleLabelStates:
         self.mistakes = sorted((m for v in by_pair.values() for m in sorted(v, key=lambda m: (-m[3], m[0]))
                                 [:self.per_pair]), key=lambda m: m[0])
 
-    def indices(self) -> set[int]:
-        """The dataset indices this state answers for (evaluated or unreadable)."""
-        return {int(i) for a in self.idx for i in a} | {i for i, _ in self.errors}
+    def indices(self) -> np.ndarray:
+        """(n,) int64: the dataset indices this state answers for (evaluated or unreadable)."""
+        return np.concatenate(self.idx + [np.asarray([i for i, _ in self.errors], np.int64)])
 
     def merge(self, other: "SingleLabelStates") -> "SingleLabelStates":
         self.cm.merge(other.cm)

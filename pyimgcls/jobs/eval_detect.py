@@ -97,9 +97,9 @@ class DetectStates:
         self.per_image[int(i)] = (boxes, scores, cls, d)
         self.ev.update(int(i), (boxes, scores, cls), gt_boxes, gt_classes, gt_iscrowd=gt_iscrowd)
 
-    def indices(self) -> set[int]:
-        """The dataset indices this state answers for (evaluated or unreadable)."""
-        return set(self.per_image) | {i for i, _ in self.errors}
+    def indices(self) -> np.ndarray:
+        """(n,) int64: the dataset indices this state answers for (evaluated or unreadable)."""
+        return np.asarray(list(self.per_image) + [i for i, _ in self.errors], np.int64)
 
     def merge(self, other: "DetectStates") -> "DetectStates":
         self.ev.merge(other.ev)

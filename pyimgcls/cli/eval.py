@@ -70,6 +70,16 @@ def register(sub: argparse._SubParsersAction, parents: list) -> None:
     m.add_argument("--batch-size", type=positive_int, default=32, help="images per model call")
     m.add_argument("--fast-decode", action="store_true",
                    help="decode JPEGs at a reduced DCT scale (faster, answers may change; see README)")
+    r = s.add_argument_group("engine (--engine ray: pip install \"pyimgcls[ray]\"; see README, 'Scoring on a Ray cluster')")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: the model runs on Ray Data actors, the metric states are computed "
+                        "on the workers and merged here (the same numbers)")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster to join (auto, ray://HEAD:10001); default: RAY_ADDRESS, else a local Ray")
+    r.add_argument("--concurrency", type=positive_int, default=None,
+                   help="Ray actors (default: as many as the cluster's CPUs hold, leaving room for reads)")
+    r.add_argument("--actor-cpus", type=float, default=1.0,
+                   help="CPUs per Ray actor; also its thread budget (--threads does not apply)")
     s.set_defaults(func=run)
 
 
@@ -90,6 +100,23 @@ def run(args: argparse.Namespace) -> int:
                     ("class map", args.class_map)):
         if p is not None and not os.path.exists(p):
             raise UsageError(f"{what} not found: {p}")
+    engine = {}
+    if args.engine == "ray":
+        for opt, given in (("--threads", args.threads != 0), ("--predictions", args.predictions is not None)):
+            if given:
+                raise UsageError(f"{opt} does not apply with --engine ray (the model runs on Ray actors; each "
+                                 "actor's thread budget is --actor-cpus)")
+        if not math.isfinite(args.actor_cpus) or args.actor_cpus <= 0:
+            raise UsageError(f"--actor-cpus must be a positive number, got {args.actor_cpus}")
+        opts = {"num_cpus": args.actor_cpus}
+        if args.concurrency is not None:
+            opts["concurrency"] = args.concurrency
+        engine = {"engine": "ray", "address": args.address, "ray_options": opts}
+    else:
+        for opt, given in (("--address", args.address is not None), ("--concurrency", args.concurrency is not None),
+                           ("--actor-cpus", args.actor_cpus != 1.0)):
+            if given:
+                raise UsageError(f"{opt} applies to --engine ray")
     t = args.threshold or (0.5,)
     thr = t[0] if len(t) == 1 else list(t)
     if args.task == "detect":
@@ -101,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                                  conf=args.conf, iou=args.iou, batch_size=args.batch_size, threads=args.threads,
                                  device=None if args.device == "auto" else args.device,
                                  bootstrap=min(args.bootstrap, 200), seed=args.seed, out=args.out,
-                                 plots=not args.no_plots, html=not args.no_html, progress=not args.quiet)
+                                 plots=not args.no_plots, html=not args.no_html, progress=not args.quiet, **engine)
         if not args.quiet:
             print(rep)
         return 0
@@ -109,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                    threshold=thr, class_map=args.class_map, batch_size=args.batch_size, threads=args.threads,
                    device=None if args.device == "auto" else args.device, fast_decode=args.fast_decode,
                    bootstrap=args.bootstrap, seed=args.seed, target_precision=args.target_precision,
-                   plots=not args.no_plots, html=not args.no_html, progress=not args.quiet)
+                   plots=not args.no_plots, html=not args.no_html, progress=not args.quiet, **engine)
     if not args.quiet:
         print(rep)
     return 0

@@ -38,6 +38,14 @@ How it works:
   the settings; a rerun with other settings is refused. Readers (pyarrow, pandas, Spark, Ray)
   skip names starting with ``_`` or ``.``.
 
+* Evaluation (``evaluate(..., engine="ray")``, ``pyimgcls eval --engine ray``): the same sources
+  and actors, but each actor call returns, instead of rows, the mergeable states of its block
+  (``jobs.eval.SingleLabelStates``: confusion matrix, calibration histogram with exact sums,
+  ranking state of the dataset classes' scores, a few numbers per image; ``jobs.eval_detect.
+  DetectStates``: the COCO evaluator's per-image inputs and the kept detections), pickled in a
+  one-row table; the driver merges them (a block delivered twice is merged once) and ``evaluate``
+  makes the report from them with the code of a local run: the same numbers, bit for bit.
+
 Thread safety: ``score_dataset`` and ``score_to_dir`` may be called from any thread; each actor's
 model is used by one batch at a time.
 """
@@ -59,7 +67,7 @@ from ..jobs._writers import OutputExistsError, OutputLock, fsync_dir, parquet_sc
 from ..jobs.detect import detection_row, detection_settings, row_schema
 from ..jobs.score import ScoreInterrupted, result_row, score_settings
 
-__all__ = ["score_dataset", "score_to_dir", "RayScoreSummary", "TASKS"]
+__all__ = ["score_dataset", "score_to_dir", "RayScoreSummary", "TASKS", "eval_classify_pass", "eval_detect_pass"]
 
 TASKS = ("classify", "embed", "detect")
 MANIFEST = "_pyimgcls.json"
@@ -110,9 +118,8 @@ class _Scorer:
             p = os.path.join(self.base, p)
         return os.path.abspath(p) if self.base is not None else p
 
-    def __call__(self, batch: dict) -> Any:
-        import pyarrow as pa
-
+    def _items(self, batch: dict) -> list[Item]:
+        """The batch's inputs (those not to skip), keyed by their absolute path."""
         keys = batch[self.key]
         payloads = batch[self.payload] if self.payload != self.key else keys
         items: list[Item] = []
@@ -129,6 +136,12 @@ class _Scorer:
                 items.append(Item(key, bytes(p)))
             else:
                 items.append(Item(key, np.asarray(p)))
+        return items
+
+    def __call__(self, batch: dict) -> Any:
+        import pyarrow as pa
+
+        items = self._items(batch)
         rows = []
         if self.detect:
             results = self.model.predict_iter(None, items=iter(items), batch_size=self.batch_size,
@@ -234,6 +247,18 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
         ValueError: a bad option, a source without a ``path`` column, or an actor pool that leaves
             no CPU for the read tasks.
     """
+    return _map_source(source, model=model, task=task, batch_size=batch_size, concurrency=concurrency,
+                       num_cpus=num_cpus, num_gpus=num_gpus, top_k=top_k, probabilities=probabilities,
+                       fast_decode=fast_decode, item_timeout=item_timeout, include_hidden=include_hidden,
+                       read_num_cpus=read_num_cpus, skip_paths=skip_paths, **model_options)
+
+
+def _map_source(source: Any, *, model=None, task: str = "classify", batch_size: int = 64,
+                concurrency: int | None = None, num_cpus: float = 1, num_gpus: float = 0, top_k: int = 5,
+                probabilities: bool = False, fast_decode: bool = False, item_timeout: float | None = None,
+                include_hidden: bool = False, read_num_cpus: float = DEFAULT_READ_NUM_CPUS,
+                skip_paths: set[str] | frozenset[str] | None = None, actor_cls: type | None = None,
+                actor_kwargs: dict | None = None, **model_options: Any):
     ray = _import_ray()
     import pyarrow as pa
 
@@ -313,7 +338,9 @@ def score_dataset(source: Any, *, model=None, task: str = "classify", batch_size
     ctor = dict(task=task, model=model, model_options=model_options, threads=max(1, int(round(num_cpus))),
                 top_k=top_k, probabilities=probabilities, fast_decode=fast_decode, item_timeout=item_timeout,
                 batch_size=batch_size, key=key, payload=payload, base=base, skip=skip_ref)
-    return ds.map_batches(_Scorer, fn_constructor_kwargs=ctor, batch_size=batch_size, batch_format="numpy",
+    if actor_kwargs:
+        ctor.update(actor_kwargs)
+    return ds.map_batches(actor_cls or _Scorer, fn_constructor_kwargs=ctor, batch_size=batch_size, batch_format="numpy",
                           compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus,
                           num_gpus=num_gpus or None)
 
@@ -547,3 +574,159 @@ def score_to_dir(source: Any, *, out: str, model=None, task: str = "classify", b
     dt = time.perf_counter() - t0
     return RayScoreSummary(out=out, images=n, errors=errors, skipped=skipped, seconds=dt,
                            images_per_second=n / dt if dt > 0 else 0.0)
+
+
+# ----------------------------------------------------------------------------- evaluation (eval --engine ray)
+class _EvalScorer(_Scorer):
+    """The callable class of ``eval --engine ray``: ``_Scorer``'s model and inputs, and per block,
+    instead of rows, the mergeable states of ``jobs.eval`` / ``jobs.eval_detect`` (pickled in a
+    one-row table): the model runs and the metric states are computed on the workers."""
+
+    def __init__(self, *, lookup: list, spec: dict, **kw: Any) -> None:
+        import ray
+
+        super().__init__(**kw)
+        # one copy in the object store: row key -> dataset indices, and what the states need per image
+        self.lookup = ray.get(lookup[0])
+        self.spec = spec
+
+    def _name(self, item: Item, error: str | None, path: str) -> str | None:
+        """The decoder names bytes ``<N bytes>``: name the dataset's path instead, as the local run does."""
+        if error is not None and isinstance(item.payload, bytes):
+            error = error.replace(f"<{len(item.payload)} bytes>", path, 1)
+        return error
+
+    def __call__(self, batch: dict) -> Any:
+        import pickle
+
+        import pyarrow as pa
+
+        items = self._items(batch)
+        look, sp = self.lookup, self.spec
+        if self.detect:
+            from ..jobs.eval_detect import DetectStates
+
+            states = DetectStates(sp["num_classes"], sp["to_dataset"], threads=1)
+            results = self.model.predict_iter(None, items=iter(items), batch_size=self.batch_size,
+                                              fast_decode=self.fast_decode, item_timeout=self.item_timeout)
+            for item, r in zip(items, results):
+                for i in look["index"][item.source]:
+                    states.add(i, self._name(item, r.error, look["paths"][i]), r.detections, look["boxes"][i],
+                               look["class_ids"][i], look["iscrowd"][i])
+        else:
+            from ..jobs.eval import SingleLabelStates
+
+            states = SingleLabelStates(sp["num_classes"], len(sp["cols"]), sp["bins"], sp["keep_scores"])
+            by_key = {it.source: it for it in items}
+            for b in self.model.predict_batches(None, items=iter(items), batch_size=self.batch_size,
+                                                fast_decode=self.fast_decode, item_timeout=self.item_timeout):
+                gi, rows, errs = [], [], []
+                for j, src in enumerate(b.sources):
+                    for i in look["index"][src]:
+                        gi.append(i)
+                        rows.append(j)
+                        errs.append(self._name(by_key[src], b.errors[j], look["paths"][i]))
+                gi_a, rows_a = np.asarray(gi, np.int64), np.asarray(rows, np.int64)
+                states.add_block(gi_a, b.ok[rows_a], b.probabilities[rows_a], errs, look["truth"][gi_a],
+                                 sp["cols"], sp["k_eff"])
+        return pa.table({"state": pa.array([pickle.dumps(states, protocol=5)], pa.binary())})
+
+
+def _eval_source(paths: list[str], include: list[int]):
+    """The listing of the dataset's images for the read tasks, and row key -> dataset indices (a
+    path listed twice is read once and answers for both)."""
+    from ..jobs._writers import path_text as pt
+
+    index: dict[str, list[int]] = {}
+    order: list[str] = []
+    for i in include:
+        p = os.path.abspath(paths[i])
+        k = pt(p)
+        if k not in index:
+            index[k] = []
+            order.append(p)
+        index[k].append(i)
+    readable = [p for p in order if os.path.isfile(p) and os.access(p, os.R_OK)]
+    direct = [p for p in order if not (os.path.isfile(p) and os.access(p, os.R_OK))]
+    return _Listing(readable, direct), index
+
+
+def _run_eval(listing: _Listing, lookup: dict, spec: dict, n: int, *, task: str, model: Any, batch_size: int,
+              address: str | None, ray_options: dict | None, fast_decode: bool = False, **model_options: Any):
+    """Maps ``_EvalScorer`` over the dataset's images and merges the states of the blocks on the
+    driver, as they arrive (a block received twice, from a retried task, is merged once)."""
+    import pickle
+
+    ray = _import_ray()
+    opts = dict(ray_options or {})
+    bad = set(opts) - {"concurrency", "num_cpus", "num_gpus", "read_num_cpus", "item_timeout"}
+    if bad:
+        raise ValueError(f"ray_options: unknown keys {sorted(bad)} (concurrency, num_cpus, num_gpus, read_num_cpus, "
+                         "item_timeout)")
+    if address is not None and not ray.is_initialized():
+        ray.init(address=address)
+    ref = ray.put(lookup)
+    ds = _map_source(listing, model=model, task=task, batch_size=batch_size, top_k=0, fast_decode=fast_decode,
+                     actor_cls=_EvalScorer, actor_kwargs={"lookup": [ref], "spec": spec}, **opts, **model_options)
+    merged = None
+    seen = np.zeros(n, bool)  # dataset indices answered so far (a bool each: no Python set of N ints)
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for blob in batch.column("state").to_pylist():
+            st = pickle.loads(blob)
+            got = st.indices()
+            if got.size and seen[got].all():
+                continue  # pragma: no cover - a retried block delivered twice
+            if seen[got].any():  # pragma: no cover
+                raise RuntimeError(f"images answered twice by the Ray workers: {got[seen[got]][:5].tolist()}")
+            seen[got] = True
+            merged = st if merged is None else merged.merge(st)
+    return merged, int(seen.sum())
+
+
+def eval_classify_pass(paths: list[str], truth: np.ndarray, *, num_classes: int, cols: np.ndarray, k_eff: int,
+                       keep_scores: bool, bins: int, model: Any, batch_size: int, fast_decode: bool,
+                       address: str | None = None, ray_options: dict | None = None, **model_options: Any):
+    """The model pass of a single-label ``evaluate(engine="ray")``: ``jobs.eval.SingleLabelStates``
+    of every image, computed per block on Ray actors and merged on the driver.
+
+    Args:
+        paths: (N,) the dataset's image paths; ``truth``: (N,) int64 model class of each image.
+        num_classes, cols, k_eff, keep_scores, bins: as ``SingleLabelStates`` and ``add_block``.
+        model, batch_size, fast_decode, **model_options: as ``score_dataset`` (``task="classify"``).
+        address: the Ray cluster to join (``"auto"``, ``"ray://head:10001"``); ``None``: the one
+            ``ray.init`` connected to, else ``RAY_ADDRESS``, else a local one.
+        ray_options: ``concurrency``, ``num_cpus``, ``num_gpus``, ``read_num_cpus``, ``item_timeout``
+            (as ``score_dataset``).
+    """
+    from ..jobs.eval import SingleLabelStates
+
+    listing, index = _eval_source(paths, list(range(len(paths))))
+    lookup = {"index": index, "paths": list(paths), "truth": np.asarray(truth, np.int64)}
+    spec = {"num_classes": num_classes, "cols": np.asarray(cols, np.int64), "k_eff": int(k_eff),
+            "keep_scores": bool(keep_scores), "bins": int(bins)}
+    merged, seen = _run_eval(listing, lookup, spec, len(paths), task="classify", model=model, batch_size=batch_size,
+                             address=address, ray_options=ray_options, fast_decode=fast_decode, **model_options)
+    if seen != len(paths):
+        raise RuntimeError(f"the Ray workers answered {seen} of {len(paths)} images")  # pragma: no cover
+    return merged or SingleLabelStates(num_classes, len(cols), bins, keep_scores)
+
+
+def eval_detect_pass(ds, *, readable: list[int], to_dataset: dict, model: Any, batch_size: int,
+                     address: str | None = None, ray_options: dict | None = None, **model_options: Any):
+    """The detector pass of ``evaluate_detection(engine="ray")``: ``jobs.eval_detect.DetectStates``
+    of the images ``readable`` of the ``DetectionDataset`` ``ds`` (the COCO evaluator's per-image
+    inputs and the kept detections), computed per block on Ray actors and merged on the driver.
+    ``model_options`` go to ``load_detector`` (``conf``, ``iou``, ``max_det``, ``device``)."""
+    from ..jobs.eval_detect import DetectStates
+
+    if not readable:  # nothing to run: the caller reports that no image could be evaluated
+        return DetectStates(len(ds.classes), to_dataset)
+    listing, index = _eval_source(ds.paths, readable)
+    lookup = {"index": index, "paths": list(ds.paths), "boxes": list(ds.boxes), "class_ids": list(ds.class_ids),
+              "iscrowd": list(ds.iscrowd)}
+    spec = {"num_classes": len(ds.classes), "to_dataset": dict(to_dataset)}
+    merged, seen = _run_eval(listing, lookup, spec, len(ds.paths), task="detect", model=model, batch_size=batch_size,
+                             address=address, ray_options=ray_options, **model_options)
+    if seen != len(readable):
+        raise RuntimeError(f"the Ray workers answered {seen} of {len(readable)} images")  # pragma: no cover
+    return merged or DetectStates(len(ds.classes), to_dataset)

@@ -17,7 +17,9 @@ top-1 confidence) and the report says what is missing.
 Memory: the confusion matrix (C x C int64) and the calibration histogram are streaming, mergeable
 states; per image the truth, the prediction, the top-1 confidence and the top-k hit are kept
 (O(N), for the bootstrap), and, for the per-class curves and AP, the scores of the dataset's K
-classes (4 N K bytes; ``curves=False`` drops them).
+classes (4 N K bytes; ``curves=False`` drops them). The model pass fills these per batch
+(``SingleLabelStates``); with ``engine="ray"`` Ray actors fill them per block and the driver merges
+them, and the rest (the report) is the same code for both engines.
 
 Numbers (``pyimgcls.metrics``, equal to scikit-learn): accuracy, balanced accuracy, macro /
 weighted precision, recall and F1, per-class report (over the classes present in the truth or
@@ -43,11 +45,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io.datasets import ClassificationDataset, read_image_folder, read_label_table
-from ..metrics import (ConfusionMatrix, MultilabelReport, average_precision, precision_recall_curve, roc_auc)
+from ..metrics import (ConfusionMatrix, MultilabelReport, RankingState, average_precision, precision_recall_curve,
+                       roc_auc)
 from ..metrics._common import UndefinedMetricWarning
 
 __all__ = ["evaluate", "EvalReport", "load_classification_dataset", "match_classes", "read_class_map",
-           "CalibrationHistogram"]
+           "CalibrationHistogram", "SingleLabelStates"]
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".txt", ".parquet")
 DEFAULT_BINS = 15
@@ -154,6 +157,32 @@ def load_classification_dataset(data: Any) -> ClassificationDataset:
 
 
 # ============================================================================ streaming states
+_UNIT = 1126  # every finite float64 in [0, 1] is an integer multiple of 2**-1126 (mantissa 2**53, exponent >= -1073)
+
+
+def _exact_sums(c: np.ndarray, group: np.ndarray, n: int) -> list[int]:
+    """The exact sum of the float64 values ``c`` >= 0 in each of ``n`` groups, as Python ints in
+    units of ``2**-_UNIT``. Each value is ``m * 2**(e - 53)`` with an integer ``m < 2**53``; the
+    mantissas are summed in int64 per (group, exponent) in two 27-bit halves (exact for up to
+    2**36 values), then shifted into place."""
+    out = [0] * n
+    if not c.size:
+        return out
+    m, e = np.frexp(c)
+    mi = (m * float(1 << 53)).astype(np.int64)       # exact: m has 53 significant bits
+    key = group.astype(np.int64) * 2200 + (e.astype(np.int64) + 1100)
+    order = np.argsort(key, kind="stable")
+    key, mi = key[order], mi[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    hi = np.add.reduceat(mi >> 27, starts)
+    lo = np.add.reduceat(mi & ((1 << 27) - 1), starts)
+    for k, h, l in zip(key[starts].tolist(), hi.tolist(), lo.tolist()):
+        g, ex = divmod(k, 2200)
+        ex -= 1100
+        out[g] += ((h << 27) + l) << (ex + 1073)
+    return out
+
+
 class CalibrationHistogram:
     """Streaming reliability histogram: per equal-width confidence bin, the count, the sum of
     confidences and the sum of hits. Mergeable (``merge``) across workers.
@@ -167,8 +196,20 @@ class CalibrationHistogram:
             raise ValueError(f"bins must be a positive int, got {bins!r}")
         self.edges = np.linspace(0.0, 1.0, int(bins) + 1)
         self.count = np.zeros(int(bins), np.int64)
-        self.conf_sum = np.zeros(int(bins), np.float64)
+        self._conf_exact = [0] * int(bins)  # per bin: the exact sum, an int in units of 2**-_UNIT
         self.hit_sum = np.zeros(int(bins), np.float64)
+
+    @property
+    def conf_sum(self) -> np.ndarray:
+        """(bins,) float64: the sum of the confidences in each bin, correctly rounded from the exact
+        sum (so states merged in any order, or split in any way, give the same bits)."""
+        return np.asarray([v / (1 << _UNIT) for v in self._conf_exact], np.float64)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled with arrays of its own (Ray hands NumPy arrays back read-only)."""
+        self.__dict__.update(state)
+        self.count = np.array(self.count, np.int64, copy=True)
+        self.hit_sum = np.array(self.hit_sum, np.float64, copy=True)
 
     def update(self, confidence, hit) -> "CalibrationHistogram":
         """Adds ``(N,)`` confidences in [0, 1] and ``(N,)`` 0/1 outcomes."""
@@ -181,15 +222,16 @@ class CalibrationHistogram:
         b = np.searchsorted(self.edges[1:-1], c, side="left")
         n = len(self.count)
         self.count += np.bincount(b, minlength=n)
-        self.conf_sum += np.bincount(b, weights=c, minlength=n)
-        self.hit_sum += np.bincount(b, weights=h, minlength=n)
+        for k, v in enumerate(_exact_sums(c, b, n)):
+            self._conf_exact[k] += v
+        self.hit_sum += np.bincount(b, weights=h, minlength=n)  # 0/1 sums: exact in float64 below 2**53
         return self
 
     def merge(self, other: "CalibrationHistogram") -> "CalibrationHistogram":
         if not isinstance(other, CalibrationHistogram) or other.count.shape != self.count.shape:
             raise ValueError("can only merge a CalibrationHistogram with the same bins")
         self.count += other.count
-        self.conf_sum += other.conf_sum
+        self._conf_exact = [a + b for a, b in zip(self._conf_exact, other._conf_exact)]
         self.hit_sum += other.hit_sum
         return self
 
@@ -497,7 +539,8 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
              batch_size: int = 32, threads: int = 0, device: str | None = None, fast_decode: bool = False,
              bootstrap: int = 1000, seed: int = 0, target_precision: float = 0.9, bins: int = DEFAULT_BINS,
              curves: bool = True, plots: bool = True, html: bool = True, gallery: int = 6,
-             progress: bool = False) -> EvalReport:
+             progress: bool = False, engine: str = "local", address: str | None = None,
+             ray_options: dict | None = None) -> EvalReport:
     """Evaluates a classifier on a labelled dataset.
 
     Args:
@@ -523,6 +566,17 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
         plots, html: with ``out``, draw the plots (matplotlib) and write report.html.
         gallery: worst confusion pairs shown with thumbnails in the HTML report.
         progress: a progress bar / log lines while the model runs.
+        engine: ``"local"`` (this process) or ``"ray"``: the model runs on Ray actors
+            (``pyimgcls.integrations.ray``, the actors of ``score_dataset``) and the metric states
+            (confusion matrix, calibration histogram, ranking state of the scores; COCO per-image
+            inputs for detection) are computed per block on the workers and merged here: the same
+            numbers as ``"local"``, bit for bit. Needs ``model`` as a path readable on every node
+            (not ``classifier``), single-label data, no ``predictions``; ``threads`` does not apply
+            (each actor's thread budget is its ``num_cpus``).
+        address: with ``engine="ray"``, the cluster to join (``"auto"``, ``"ray://head:10001"``);
+            ``None``: the one ``ray.init`` connected to, else ``RAY_ADDRESS``, else a local one.
+        ray_options: with ``engine="ray"``: ``concurrency``, ``num_cpus``, ``num_gpus``,
+            ``read_num_cpus``, ``item_timeout`` (as ``integrations.ray.score_dataset``).
 
     Returns:
         ``EvalReport``.
@@ -534,12 +588,26 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
     threads at once, sharing one ``classifier`` if given (its batch path is thread-safe); an
     ``EvalReport`` is a plain object, to be written by one thread at a time.
     """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        if classifier is not None:
+            raise ValueError("engine='ray' builds the model in each Ray actor: give model (a path readable on every "
+                             "node), not classifier")
+        if predictions is not None:
+            raise ValueError("engine='ray' runs the model; predictions from a file are evaluated with engine='local'")
+        if threads:
+            raise ValueError("threads does not apply with engine='ray' (each actor's thread budget is its num_cpus: "
+                             "ray_options={'num_cpus': ...})")
+    elif address is not None or ray_options:
+        raise ValueError("address and ray_options apply to engine='ray'")
     if task == "detect":
         from .eval_detect import evaluate_detection
 
         kw = {"model": "faces" if model is None else model, "class_map": class_map, "batch_size": batch_size,
               "threads": threads, "device": device, "bootstrap": min(bootstrap, 200), "seed": seed, "out": out,
-              "plots": plots, "html": html, "progress": progress}
+              "plots": plots, "html": html, "progress": progress, "engine": engine, "address": address,
+              "ray_options": ray_options}
         if classifier is not None:
             kw["detector"] = classifier
         return evaluate_detection(data, **kw)
@@ -592,6 +660,8 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
             kw: dict[str, Any] = {"threads": threads}
             if device is not None:
                 kw["device"] = device
+            if engine == "ray":  # on the driver for the class names (and to check the model) only
+                kw = {"threads": 1, "device": "cpu"}
             clf = Classifier(model, **kw)
         labels, class_ids = clf.labels, clf.class_ids
         model_desc = str(clf.model_path) if model is not None or classifier is not None else "embedded EfficientNet-Lite0"
@@ -601,13 +671,27 @@ def evaluate(data: Any, *, model=None, classifier=None, predictions: str | os.Pa
                 "calibration_bins": bins, "batch_size": batch_size, "fast_decode": bool(fast_decode),
                 "class_mapping": {d: labels[m] for d, m in zip(ds.classes, mapping)}}
 
+    settings["engine"] = engine
+    engine_pass = None
+    if engine == "ray":
+        if ds.multi_label:
+            raise ValueError("engine='ray' evaluates single-label datasets; evaluate this multi-label one with "
+                             "engine='local'")
+
+        def engine_pass(truth_model, cols, k_eff, keep_scores, bins_):
+            from ..integrations.ray import eval_classify_pass
+
+            return eval_classify_pass(list(ds.paths), truth_model, num_classes=num_classes, cols=cols, k_eff=k_eff,
+                                      keep_scores=keep_scores, bins=bins_, model=model, batch_size=batch_size,
+                                      fast_decode=fast_decode, address=address, ray_options=ray_options,
+                                      **({} if device is None else {"device": device}))
     if ds.multi_label:
         rep = _evaluate_multilabel(ds, clf, labels, mapping, threshold, batch_size, fast_decode, bootstrap, seed,
                                    float(target_precision), bins, progress, notes, settings)
     else:
         rep = _evaluate_single(ds, clf, pred_rows, has_probs, labels, num_classes, mapping, top_k, batch_size,
                                fast_decode, bootstrap, seed, float(target_precision), bins, curves, gallery, progress,
-                               notes, settings, predictions_path=predictions)
+                               notes, settings, predictions_path=predictions, engine_pass=engine_pass)
     rep.model, rep.data = model_desc, data_desc
     rep.seconds["evaluate"] = time.perf_counter() - t_start
     if out is not None:
@@ -655,9 +739,103 @@ class _Worst:
             heapq.heapreplace(h, item)
 
 
+class SingleLabelStates:
+    """What the model pass of a single-label evaluation leaves, for one block of images or many:
+    the mergeable states (confusion matrix, calibration histogram, ranking state of the dataset
+    classes' scores) and the few numbers per image the report needs (prediction, top-1 confidence,
+    top-k hit; the dataset classes' scores are the ranking state's rows), plus the unreadable
+    images and the most confident mistakes of each (true, predicted) pair. Picklable; ``merge``
+    adds another block's (a Ray worker's). Not thread-safe."""
+
+    def __init__(self, num_classes: int, num_cols: int, bins: int, keep_scores: bool, per_pair: int = 6) -> None:
+        self.cm = ConfusionMatrix(num_classes)
+        self.cal = CalibrationHistogram(bins)
+        self.ranking = RankingState(num_cols) if keep_scores else None
+        self.per_pair = per_pair
+        self.idx: list[np.ndarray] = []      # dataset indices of the evaluated images, block by block
+        self.pred: list[np.ndarray] = []
+        self.conf: list[np.ndarray] = []
+        self.hit: list[np.ndarray] = []
+        self.errors: list[tuple[int, str]] = []
+        self.mistakes: list[tuple] = []      # (index, true, predicted, confidence, [(class, score)] * 3)
+
+    def add_block(self, gi: np.ndarray, ok: np.ndarray, probabilities: np.ndarray, errors, truth: np.ndarray,
+                  cols: np.ndarray, k_eff: int) -> None:
+        """One block: ``gi`` (n,) dataset indices, ``ok`` (n,) bool, ``probabilities`` (n, C)
+        float32 (rows of failed images ignored), ``errors`` (n,) messages, ``truth`` (n,) model
+        class of each image, ``cols`` the dataset's model classes."""
+        for j in np.flatnonzero(~np.asarray(ok, bool)):
+            self.errors.append((int(gi[j]), errors[j]))
+        rows = np.flatnonzero(ok)
+        if not rows.size:
+            return
+        P = probabilities[rows]
+        C = P.shape[1]
+        kk = min(max(k_eff, 3), C)
+        order = np.argsort(-P, axis=1, kind="stable")[:, :kk]  # ties: the lower class id first
+        g, t = np.asarray(gi)[rows], np.asarray(truth)[rows]
+        pred = order[:, 0]
+        conf = P[np.arange(len(rows)), pred].astype(np.float64)
+        hit = (order[:, :k_eff] == t[:, None]).any(axis=1)
+        self.idx.append(g.astype(np.int64))
+        self.pred.append(pred.astype(np.int64))
+        self.conf.append(conf)
+        self.hit.append(hit)
+        self.cm.update(t, pred)
+        self.cal.update(np.clip(conf, 0.0, 1.0), t == pred)
+        if self.ranking is not None:
+            self.ranking.update((t[:, None] == cols[None, :]).astype(np.uint8), P[:, cols])
+        wrong = np.flatnonzero(pred != t)
+        if wrong.size:
+            self.mistakes += [(int(g[r]), int(t[r]), int(pred[r]), float(conf[r]),
+                               [(int(j), float(P[r, j])) for j in order[r, :3]]) for r in wrong]
+            self._prune()
+
+    def _prune(self) -> None:
+        """Keeps the ``per_pair`` most confident mistakes of each pair (ties: the lower index), which
+        hold the top ``per_pair`` of any union of blocks, as ``_Worst`` ranks them."""
+        by_pair: dict = {}
+        for m in self.mistakes:
+            by_pair.setdefault((m[1], m[2]), []).append(m)
+        self.mistakes = sorted((m for v in by_pair.values() for m in sorted(v, key=lambda m: (-m[3], m[0]))
+                                [:self.per_pair]), key=lambda m: m[0])
+
+    def indices(self) -> np.ndarray:
+        """(n,) int64: the dataset indices this state answers for (evaluated or unreadable)."""
+        return np.concatenate(self.idx + [np.asarray([i for i, _ in self.errors], np.int64)])
+
+    def merge(self, other: "SingleLabelStates") -> "SingleLabelStates":
+        self.cm.merge(other.cm)
+        self.cal.merge(other.cal)
+        if self.ranking is not None:
+            self.ranking.merge(other.ranking)
+        self.idx += other.idx
+        self.pred += other.pred
+        self.conf += other.conf
+        self.hit += other.hit
+        self.errors = sorted(self.errors + other.errors)
+        self.mistakes += other.mistakes
+        self._prune()
+        return self
+
+    def fill(self, y_pred, conf, hit_k, scores, ok) -> None:
+        """Writes the per-image numbers into the dataset-ordered arrays."""
+        if not self.idx:
+            return
+        g = np.concatenate(self.idx)
+        if len(np.unique(g)) != len(g):
+            raise RuntimeError("an image was answered twice")  # pragma: no cover - the engines dedupe
+        y_pred[g] = np.concatenate(self.pred)
+        conf[g] = np.concatenate(self.conf)
+        hit_k[g] = np.concatenate(self.hit)
+        ok[g] = True
+        if scores is not None:
+            scores[g] = self.ranking.arrays()[1]  # the ranking state's rows, in the same block order
+
+
 def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, batch_size, fast_decode, bootstrap,
                      seed, target_precision, bins, keep_curves, gallery, progress, notes, settings,
-                     predictions_path=None) -> EvalReport:
+                     predictions_path=None, engine_pass=None) -> EvalReport:
     n = len(ds)
     truth_model = np.asarray(mapping, np.int64)[ds.labels]       # (N,) model class of each image
     cols = np.asarray(sorted(set(mapping)), np.int64)              # the dataset's K model classes
@@ -689,36 +867,33 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
                        zip(list(top_ids)[:3], list(top_scores)[:3])])
 
     bar = _progress_bar(progress, n)
-    if pred_rows is None:
-        # one ClassificationBatch of arrays per model call: the per-image work is NumPy on the batch
+    states = None
+    if pred_rows is None and engine_pass is not None:
+        # another engine (Ray) ran the model and built the states; merged here, in dataset order
+        states = engine_pass(truth_model, cols, k_eff, keep_scores, bins)
+    elif pred_rows is None:
+        # one ClassificationBatch of arrays per model call: the per-image work is NumPy on the batch,
+        # the same block code the Ray workers run (SingleLabelStates.add_block)
+        states = SingleLabelStates(C, len(cols), bins, keep_scores)
         i0 = 0
-        kk = min(max(k_eff, 3), C)
         for b in clf.predict_batches(list(ds.paths), batch_size=batch_size, fast_decode=fast_decode):
             nb = len(b.sources)
-            for j in np.flatnonzero(~b.ok):
-                problems.append(("unreadable_image", f"{ds.paths[i0 + j]}: {b.errors[j]}"))
-            rows = np.flatnonzero(b.ok)
-            if rows.size:
-                P = b.probabilities[rows]
-                order = np.argsort(-P, axis=1, kind="stable")[:, :kk]  # ties: the lower class id first
-                gi = i0 + rows
-                pred = order[:, 0]
-                y_pred[gi] = pred
-                conf[gi] = P[np.arange(len(rows)), pred]
-                hit_k[gi] = (order[:, :k_eff] == truth_model[gi][:, None]).any(axis=1)
-                ok[gi] = True
-                if keep_scores:
-                    scores[gi] = P[:, cols]
-                for r in np.flatnonzero(pred != truth_model[gi]):
-                    i = int(gi[r])
-                    worst.add(int(truth_model[i]), int(pred[r]), float(conf[i]), ds.paths[i],
-                              [(labels[j], float(P[r, j])) for j in order[r, :3]])
+            states.add_block(np.arange(i0, i0 + nb), b.ok, b.probabilities, b.errors, truth_model[i0:i0 + nb],
+                             cols, k_eff)
             i0 += nb
             if bar is not None:
                 bar.update(nb)
         if i0 != n:  # pragma: no cover - the pipeline gives one answer per input
             raise RuntimeError(f"the classifier answered {i0} of {n} inputs")
+    if states is not None:
+        cm, cal, ranking = states.cm, states.cal, states.ranking
+        states.fill(y_pred, conf, hit_k, scores, ok)
+        for i, err in states.errors:
+            problems.append(("unreadable_image", f"{ds.paths[i]}: {err}"))
+        for i, t_, p_, c_, top in states.mistakes:
+            worst.add(t_, p_, c_, ds.paths[i], [(labels[j], s_) for j, s_ in top])
     else:
+        ranking = None
         used = set()
         for i, p in enumerate(ds.paths):
             key = _abs_key(p)
@@ -766,9 +941,12 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
         scores = scores[idx]
     if len(idx) == 0:
         raise ValueError(f"none of the {n} images could be evaluated (problems: {_problem_counts(problems)})")
-    cm.update(t, p)
     correct = t == p
-    cal.update(np.clip(c, 0.0, 1.0), correct)
+    if states is None:  # predictions from a file: the states from the arrays
+        cm.update(t, p)
+        cal.update(np.clip(c, 0.0, 1.0), correct)
+        if scores is not None:
+            ranking = RankingState(len(cols)).update((t[:, None] == cols[None, :]).astype(np.uint8), scores)
 
     present = np.flatnonzero(cm.matrix.sum(axis=0) + cm.matrix.sum(axis=1))
     sub = ConfusionMatrix(len(present), labels=[labels[i] for i in present])
@@ -805,7 +983,8 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
         onehot = (t[:, None] == cols[None, :]).astype(np.uint8)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
-            ap = np.asarray(average_precision(onehot, scores, average=None), np.float64)
+            # from the merged ranking state: AP depends only on the (truth, score) pairs, not their order
+            ap = np.asarray(ranking.average_precision(average=None), np.float64)
         has_pos = onehot.any(axis=0)
         has_neg = (~onehot.astype(bool)).any(axis=0)
         ap[~has_pos] = np.nan

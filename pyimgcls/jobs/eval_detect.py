@@ -23,7 +23,7 @@ from ..io.datasets import DetectionDataset, read_coco, read_yolo
 from ..metrics import STAT_NAMES, COCOEvaluator
 from .eval import EvalReport, _interval, _problem_counts, _progress_bar, match_classes, read_class_map
 
-__all__ = ["evaluate_detection", "load_detection_dataset"]
+__all__ = ["evaluate_detection", "load_detection_dataset", "DetectStates"]
 
 GT_COLOR = (0, 200, 0)
 
@@ -71,11 +71,50 @@ def _draw(image: np.ndarray, gt_boxes: np.ndarray, gt_names: list[str], dets, na
     return img
 
 
+class DetectStates:
+    """What the detector pass leaves, for one block of images or many: the COCO evaluator's
+    per-image inputs (mergeable), each evaluated image's kept detections ``(boxes, scores, dataset
+    classes, Detections)`` (for the bootstrap and the drawings), the unreadable images and the
+    count of detections of classes not in the dataset. Picklable; ``merge`` adds another block's."""
+
+    def __init__(self, num_classes: int, to_dataset: dict, threads: int = 0) -> None:
+        self.ev = COCOEvaluator(category_ids=list(range(num_classes)), threads=threads)
+        self.to_dataset = dict(to_dataset)
+        self.per_image: dict[int, tuple] = {}
+        self.errors: list[tuple[int, str]] = []
+        self.dropped = 0
+
+    def add(self, i: int, error, d, gt_boxes, gt_classes, gt_iscrowd) -> None:
+        """Image ``i``'s answer: ``error`` (a message or None) or ``d`` (``Detections``)."""
+        if error is not None:
+            self.errors.append((int(i), str(error)))
+            return
+        keep = np.asarray([int(c) in self.to_dataset for c in d.class_id], bool)
+        self.dropped += int((~keep).sum())
+        boxes = d.xyxy[keep].astype(np.float64)
+        scores = d.confidence[keep].astype(np.float64)
+        cls = np.asarray([self.to_dataset[int(c)] for c in d.class_id[keep]], np.int64)
+        self.per_image[int(i)] = (boxes, scores, cls, d)
+        self.ev.update(int(i), (boxes, scores, cls), gt_boxes, gt_classes, gt_iscrowd=gt_iscrowd)
+
+    def indices(self) -> np.ndarray:
+        """(n,) int64: the dataset indices this state answers for (evaluated or unreadable)."""
+        return np.asarray(list(self.per_image) + [i for i, _ in self.errors], np.int64)
+
+    def merge(self, other: "DetectStates") -> "DetectStates":
+        self.ev.merge(other.ev)
+        self.per_image.update(other.per_image)
+        self.errors += other.errors
+        self.dropped += other.dropped
+        return self
+
+
 def evaluate_detection(data: Any, *, model="faces", detector=None, images_dir=None, split: str | None = None,
                        class_map=None, conf: float = 0.001, iou: float = 0.7, max_det: int = 300,
                        batch_size: int = 16, threads: int = 0, device: str | None = None, bootstrap: int = 200,
                        seed: int = 0, out=None, plots: bool = True, html: bool = True, draw: int = 8,
-                       draw_conf: float = 0.25, progress: bool = False) -> EvalReport:
+                       draw_conf: float = 0.25, progress: bool = False, engine: str = "local",
+                       address: str | None = None, ray_options: dict | None = None) -> EvalReport:
     """Evaluates a detector on COCO JSON or YOLO-layout ground truth.
 
     Args:
@@ -87,10 +126,17 @@ def evaluate_detection(data: Any, *, model="faces", detector=None, images_dir=No
         conf, iou, max_det: the detector's thresholds (``conf=0.001`` as Ultralytics' val).
         bootstrap: resamples of the images for the mAP interval (0: none).
         draw: images drawn with ground truth and predictions (``draw_conf`` and above) in the report.
+        engine: ``"local"``, or ``"ray"``: the detector runs on Ray actors and the COCO evaluator's
+            per-image inputs are built per block on the workers and merged here (the same numbers);
+            ``address``, ``ray_options``: as ``jobs.eval.evaluate``.
 
     Returns:
         ``EvalReport`` with ``task="detect"``; ``metrics`` holds the 12 COCO stats by name.
     """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "local" and (address is not None or ray_options):
+        raise ValueError("address and ray_options apply to engine='ray'")
     t_start = time.perf_counter()
     ds = load_detection_dataset(data, images_dir=images_dir, split=split)
     data_desc = os.fspath(data) if isinstance(data, (str, os.PathLike)) else f"<dataset of {len(ds)} images>"
@@ -106,42 +152,40 @@ def evaluate_detection(data: Any, *, model="faces", detector=None, images_dir=No
             kw["iou"] = iou
         if device is not None:
             kw["device"] = device
+        worker_kw = {k: v for k, v in kw.items() if k != "threads"}
+        if engine == "ray":  # on the driver for the class names (and to check the model) only
+            kw = dict(worker_kw, threads=1, device="cpu")
         det = load_detector(model, **kw)
+    elif engine == "ray":
+        raise ValueError("engine='ray' builds the detector in each Ray actor: give model, not detector")
     names = list(det.names)
     mapping = match_classes(ds.classes, names, class_map=cmap)
     to_dataset = {m: k for k, m in enumerate(mapping)}
     K = len(ds.classes)
-    ev = COCOEvaluator(category_ids=list(range(K)), threads=threads)
     problems = list(ds.problems)
     notes: list[str] = []
-    per_image: list[tuple | None] = []
-    dropped = 0
-    bar = _progress_bar(progress, len(ds))
-    readable = [i for i, p in enumerate(ds.paths) if os.path.isfile(p)]
-    results = {}
-    for i, r in zip(readable, det.predict_iter([ds.paths[i] for i in readable], batch_size=batch_size)):
-        results[i] = r
+    if engine == "ray":
+        from ..integrations.ray import eval_detect_pass
+
+        states = eval_detect_pass(ds, readable=[i for i, p in enumerate(ds.paths) if os.path.isfile(p)],
+                                  to_dataset=to_dataset, model=model, batch_size=batch_size, address=address,
+                                  ray_options=ray_options, **worker_kw)
+    else:
+        states = DetectStates(K, to_dataset, threads=threads)
+        bar = _progress_bar(progress, len(ds))
+        readable = [i for i, p in enumerate(ds.paths) if os.path.isfile(p)]
+        for i, r in zip(readable, det.predict_iter([ds.paths[i] for i in readable], batch_size=batch_size)):
+            states.add(i, r.error, r.detections, ds.boxes[i], ds.class_ids[i], ds.iscrowd[i])
+            if bar is not None:
+                bar.update(1)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    for i in range(len(ds)):
-        r = results.get(i)
-        if r is None:
-            per_image.append(None)  # a missing file: listed by the dataset reader
-            continue
-        if r.error is not None:
-            problems.append(("unreadable_image", f"{ds.paths[i]}: {r.error}"))
-            per_image.append(None)
-            continue
-        d = r.detections
-        keep = np.asarray([int(c) in to_dataset for c in d.class_id], bool)
-        dropped += int((~keep).sum())
-        boxes = d.xyxy[keep].astype(np.float64)
-        scores = d.confidence[keep].astype(np.float64)
-        cls = np.asarray([to_dataset[int(c)] for c in d.class_id[keep]], np.int64)
-        per_image.append((boxes, scores, cls, d))
-        ev.update(i, (boxes, scores, cls), ds.boxes[i], ds.class_ids[i], gt_iscrowd=ds.iscrowd[i])
+            bar.close()
+    ev, dropped = states.ev, states.dropped
+    ev.threads = threads
+    for i, err in sorted(states.errors):
+        problems.append(("unreadable_image", f"{ds.paths[i]}: {err}"))
+    # a missing file (listed by the dataset reader) or an unreadable one: None
+    per_image: list[tuple | None] = [states.per_image.get(i) for i in range(len(ds))]
     evaluated = [i for i, x in enumerate(per_image) if x is not None]
     if not evaluated:
         raise ValueError(f"none of the {len(ds)} images could be evaluated (problems: {_problem_counts(problems)})")
@@ -192,7 +236,7 @@ def evaluate_detection(data: Any, *, model="faces", detector=None, images_dir=No
                         "count": len(ex), "examples": ex})
     counts = {"labelled": len(ds), "evaluated": len(evaluated), "failed": len(ds) - len(evaluated),
               "problems": _problem_counts(problems)}
-    settings = {"conf": conf, "iou": iou, "max_det": max_det, "bootstrap": bootstrap, "seed": seed,
+    settings = {"conf": conf, "iou": iou, "max_det": max_det, "bootstrap": bootstrap, "seed": seed, "engine": engine,
                 "draw_conf": draw_conf, "class_mapping": {d: names[m] for d, m in zip(ds.classes, mapping)}}
     rep = EvalReport(task="detect", multi_label=False, model=str(model) if detector is None else repr(det),
                      data=data_desc, metrics=metrics, intervals=intervals, per_class=per_class, counts=counts,

@@ -14,12 +14,12 @@ import logging
 import sys
 from typing import Sequence
 
-from . import bench, classify, info, score
+from . import autolabel, bench, classify, cluster, info, score
 from ._args import HelpFormatter, UsageError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (classify, score, bench, info)
+COMMANDS = (classify, score, bench, info, cluster, autolabel)
 EPILOG = ("exit status: 0 all good, 1 some inputs failed or the run failed, 2 usage error, 130 interrupted. "
           "See README.md for the output formats and limits.")
 

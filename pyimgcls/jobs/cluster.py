@@ -198,7 +198,7 @@ def _kmeans(f: _Features, k: int, seed: int):
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if f.data is not None and f.n <= 200_000:
-        km = KMeans(k, n_init=4, random_state=seed).fit(f.data)
+        km = KMeans(k, n_init=3, random_state=seed).fit(f.data)
         return km.cluster_centers_.astype(np.float32), None
     mb = MiniBatchKMeans(k, batch_size=4096, random_state=seed, n_init=3)
     for _ in range(EPOCHS):
@@ -209,7 +209,7 @@ def _kmeans(f: _Features, k: int, seed: int):
 
 
 def _auto_threshold(f: _Features, seed: int) -> float:
-    """BIRCH radius from the data: half the median nearest-neighbour distance in a sample."""
+    """BIRCH radius from the data: the median nearest-neighbour distance in a sample."""
     from sklearn.metrics import pairwise_distances
 
     rng = np.random.default_rng(seed)
@@ -217,7 +217,7 @@ def _auto_threshold(f: _Features, seed: int) -> float:
     x = f.rows(take)
     d = pairwise_distances(x)
     np.fill_diagonal(d, np.inf)
-    return float(np.median(d.min(axis=1))) * 0.5
+    return float(np.median(d.min(axis=1)))
 
 
 def _birch(f: _Features, k: int, seed: int, threshold: float | None):
@@ -390,7 +390,7 @@ def cluster(data: Any, *, method: str = "kmeans", k: int | str = 10, pca: int | 
         model / classifier: what embeds images (default: the embedded EfficientNet-Lite0).
         cache: folder of the embedding cache (default: beside ``out``; none without ``out``).
         seed: seed of every random choice (samples, K-Means initialisation).
-        birch_threshold: BIRCH subcluster radius in the normalised space (default: half the
+        birch_threshold: BIRCH subcluster radius in the normalised space (default: the
             median nearest-neighbour distance in a 2,000-row sample).
         max_memory: bytes the agglomerative distance matrix may take.
 

@@ -746,6 +746,10 @@ class AutoLabeler:
                  helper.make_node("Add", [prefix + "mm", prefix + "b"], [prefix + "logits"], name=prefix + "add"),
                  helper.make_node("Sigmoid" if self.multi_label else "Softmax", [prefix + "logits"], ["probabilities"],
                                   name=prefix + "out", **({} if self.multi_label else {"axis": 1}))]
+        src = {p.key: p.value for p in m.metadata_props}
+        del m.metadata_props[:]  # the backbone's class names and ids are not the head's
+        if "pyimgcls.source" in src:
+            m.metadata_props.add(key="pyimgcls.backbone", value=src["pyimgcls.source"])
         m.graph.node.extend(nodes)
         m.graph.initializer.extend(inits)
         del m.graph.output[:]

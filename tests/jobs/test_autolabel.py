@@ -195,12 +195,15 @@ def fashion_set(tmp_path_factory):
     lab = [i for i in range(len(paths)) if i % 12 < 6]
     with open(folder / "labels.csv", "w") as f:
         f.write("path,label\n" + "".join(f"{paths[i]},{fashion.CLASSES[int(y[keep][i])]}\n" for i in lab))
-    with open(folder / "truth.csv", "w") as f:
-        f.write("path,label\n" + "".join(f"{p},{fashion.CLASSES[int(v)]}\n" for p, v in zip(paths, y[keep])))
     os.makedirs(folder / "pool")
+    pool = {}
     for i in range(len(paths)):
         if i % 12 >= 6:
-            os.link(paths[i], folder / "pool" / os.path.basename(paths[i]))
+            pool[i] = str(folder / "pool" / os.path.basename(paths[i]))
+            os.link(paths[i], pool[i])
+    with open(folder / "truth.csv", "w") as f:  # both the originals and the pool's copies
+        f.write("path,label\n" + "".join(f"{p},{fashion.CLASSES[int(v)]}\n" for p, v in zip(paths, y[keep]))
+                + "".join(f"{p},{fashion.CLASSES[int(y[keep][i])]}\n" for i, p in pool.items()))
     return folder
 
 

@@ -30,7 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["EmbeddingSet", "EmbeddingCache", "load_embeddings", "is_embeddings_file", "l2_normalize"]
+__all__ = ["EmbeddingSet", "EmbeddingCache", "load_embeddings", "is_embeddings_file", "l2_normalize",
+           "require_sklearn"]
 
 log = logging.getLogger("pyimgcls")
 
@@ -58,6 +59,14 @@ class EmbeddingSet:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+
+def require_sklearn(what: str) -> None:
+    """ImportError with the install line when scikit-learn (the ``label`` extra) is missing."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ImportError(f"{what} needs scikit-learn: pip install \"pyimgcls[label]\"") from None
 
 
 def l2_normalize(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

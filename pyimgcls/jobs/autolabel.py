@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._embeddings import EmbeddingSet, l2_normalize, load_embeddings
+from ._embeddings import EmbeddingSet, l2_normalize, load_embeddings, require_sklearn
 
 __all__ = ["AutoLabeler", "AutoLabelResult", "ReviewQueue", "expected_calibration_error", "precision_threshold",
            "clopper_pearson_lower"]
@@ -362,6 +362,7 @@ class AutoLabeler:
     def __init__(self, model=None, *, target_precision: float = 0.9, classifier=None, cache: str | None = None,
                  seed: int = 0, folds: int = 5, Cs: Sequence[float] = DEFAULT_CS, alpha: float = 0.05,
                  own_threshold_labels: int = 30, batch_size: int = 32, threads: int = 0) -> None:
+        require_sklearn("pyimgcls.AutoLabeler")
         if not 0 < float(target_precision) < 1:
             raise ValueError(f"target_precision must be in (0, 1), got {target_precision!r}")
         if not 0 < float(alpha) < 0.5:

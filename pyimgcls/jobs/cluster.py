@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._embeddings import EmbeddingSet, l2_normalize, load_embeddings
+from ._embeddings import EmbeddingSet, l2_normalize, load_embeddings, require_sklearn
 
 __all__ = ["Clustering", "cluster", "cluster_quality", "METHODS", "LINKAGES"]
 
@@ -401,6 +401,7 @@ def cluster(data: Any, *, method: str = "kmeans", k: int | str = 10, pca: int | 
         ValueError: an unknown method / linkage, bad ``k``, an empty set.
         MemoryError: agglomerative clustering that would need more than ``max_memory``.
     """
+    require_sklearn("pyimgcls.cluster")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if linkage not in LINKAGES:

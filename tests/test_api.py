@@ -16,7 +16,8 @@ PUBLIC = [
     ("pyimgcls", n) for n in (
         "Classification", "Classifier", "ModelInfo", "Session", "annotate_model", "default_model_path", "Detections",
         "metrics", "ops", "ImageDecodeError", "ImageTransform", "PreprocessConfig", "Transforms", "image_size",
-        "preprocess", "read_image", "ScoreSummary", "score", "__version__")
+        "preprocess", "read_image", "ScoreSummary", "score", "AutoLabeler", "AutoLabelResult", "ReviewQueue",
+        "Clustering", "cluster", "__version__")
 ] + [
     ("pyimgcls.ops", n) for n in ("nms", "batched_nms", "soft_nms", "box_iou", "box_convert", "decode_yolo")
 ] + [

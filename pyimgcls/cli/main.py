@@ -1,5 +1,5 @@
 """The ``pyimgcls`` command line: the parser and the entry point; one module per command
-(``classify``, ``score``, ``bench``, ``info``), each with ``register(subparsers, parents)`` and
+(``classify``, ``score``, ``bench``, ``info``, ``cluster``, ``autolabel``), each with ``register(subparsers, parents)`` and
 ``run(args)``.
 
 Exit status: 0 all good; 1 some inputs failed (``classify``, ``score``) or the run failed (disk

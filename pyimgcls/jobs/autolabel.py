@@ -668,7 +668,7 @@ class AutoLabeler:
             log.warning("truth names classes the labels do not have (counted as wrong): %s", ", ".join(unknown[:10]))
         return np.asarray([-1 if v is None else index.get(str(v), len(self.classes)) for v in vals], np.int64)
 
-    def review_queue(self, n: int, result: AutoLabelResult | None = None, *, pool_factor: int = 5) -> ReviewQueue:
+    def review_queue(self, n: int, result: AutoLabelResult | None = None, *, pool_factor: int = 10) -> ReviewQueue:
         """The ``n`` images to review next (see the module's notes), most uncertain first.
 
         Args:

@@ -17,10 +17,10 @@ uncertain ones queued for review.
    predictions when its bound can reach the target.
 5. Label: every image gets the head's label, its calibrated confidence, ``accepted`` (at or
    above its class threshold) and the estimated precision of its class at that threshold.
-6. Review queue: the ``n`` images whose labels would teach the head most: the most uncertain
-   (smallest margin between the two best calibrated probabilities), spread over the embedding
-   space by K-Means on the ``pool_factor * n`` most uncertain candidates (one image per
-   cluster, the most uncertain of it), so the ``n`` are not near-duplicates.
+6. Review queue: the ``n`` images whose labels would teach the head most: K-Means groups the
+   candidates (every image, or the ``max_candidates`` most uncertain) into ``n`` clusters of the
+   embedding space and each cluster gives its most uncertain image (smallest margin between the
+   two best calibrated probabilities), so the ``n`` are uncertain and not near-duplicates.
 7. Starting labels that the out-of-fold predictions confidently contradict are listed as likely
    mistakes, by the confident-learning rule (Northcutt et al. 2021, the method of cleanlab): an
    image labelled ``i`` whose calibrated probability of another class ``j`` reaches the mean
@@ -668,13 +668,17 @@ class AutoLabeler:
             log.warning("truth names classes the labels do not have (counted as wrong): %s", ", ".join(unknown[:10]))
         return np.asarray([-1 if v is None else index.get(str(v), len(self.classes)) for v in vals], np.int64)
 
-    def review_queue(self, n: int, result: AutoLabelResult | None = None, *, pool_factor: int = 10) -> ReviewQueue:
+    def review_queue(self, n: int, result: AutoLabelResult | None = None, *, pool_factor: int | None = None,
+                     max_candidates: int = 20000) -> ReviewQueue:
         """The ``n`` images to review next (see the module's notes), most uncertain first.
 
         Args:
             n: queue length.
             result: the ``label`` result to pick from (default: the last one).
-            pool_factor: candidates considered per queued image.
+            pool_factor: candidates considered per queued image (the most uncertain ones);
+                ``None``: every image, up to ``max_candidates`` (the most uncertain beyond that).
+                Measured on Fashion-MNIST (README): spreading over the whole pool gained most.
+            max_candidates: bound on the candidates K-Means groups.
         """
         from sklearn.cluster import KMeans
 
@@ -685,7 +689,8 @@ class AutoLabeler:
             raise ValueError(f"n must be a positive int, got {n!r}")
         n = min(int(n), len(res))
         order = np.argsort(res.margin, kind="stable")
-        cand = order[:min(len(res), max(n, pool_factor * n))]
+        limit = max_candidates if pool_factor is None else min(max_candidates, pool_factor * n)
+        cand = order[:min(len(res), max(n, limit))]
         if len(cand) > n and res.embeddings is not None:
             x = l2_normalize(res.embeddings[cand])
             km = KMeans(n, n_init=1, random_state=self.seed).fit(x)

@@ -132,7 +132,18 @@ def test_review_queue_is_uncertain_and_spread(digits):
     q = al.review_queue(20)
     assert len(q) == 20 and len(set(q.rows.tolist())) == 20
     assert np.all(np.diff(q.margin) >= 0)  # most uncertain first
-    assert q.margin.max() <= np.sort(r.margin)[200]  # from the 200 most uncertain
+    # each pick is the most uncertain image of its K-Means cluster
+    from sklearn.cluster import KMeans
+
+    cand = np.argsort(r.margin, kind="stable")  # the candidates, in the order the queue clusters them
+    km = KMeans(20, n_init=1, random_state=al.seed).fit(l2_normalize(x[rest][cand]))
+    group = np.empty(len(cand), int)
+    group[cand] = km.labels_
+    for i in q.rows:
+        assert r.margin[i] == r.margin[group == group[i]].min()
+    assert np.median(q.margin) < np.median(r.margin)
+    narrow = al.review_queue(20, pool_factor=5)
+    assert narrow.margin.max() <= np.sort(r.margin)[100]  # from the 100 most uncertain
     # spread: fewer near-duplicates than the 20 most uncertain taken as they come
     def min_dist(rows):
         f = l2_normalize(x[rest][rows])

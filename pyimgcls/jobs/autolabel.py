@@ -485,7 +485,7 @@ class AutoLabeler:
             self.C_ = min(self.Cs, key=lambda c: scores[c][0])
             self.cv_log_loss_ = {c: scores[c][0] for c in self.Cs}
             self.temperature_ = scores[self.C_][1]
-            # the final head starts from a fold's solution at the chosen C (fewer iterations, same optimum)
+            # held-out mode: the final head starts from the fold's last solution (fewer iterations, same convex optimum)
             self._head = self._fit_head(f, y, self.C_, warm=fold_models[self.C_] if len(splits) == 1 else None)
         y = yk
         paths = [paths[i] for i in keep]

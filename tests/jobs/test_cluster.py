@@ -185,7 +185,11 @@ def test_images_cluster_cache_and_sheets(fashion_pngs, tmp_path, caplog):
     assert es.embedded == 1 and es.from_cache == len(paths) - 1
 
 
-def test_cache_survives_partial_and_stale_files(fashion_pngs, tmp_path, caplog):
+def test_cache_survives_partial_and_stale_files(fashion_pngs, tmp_path, caplog, monkeypatch):
+    import logging
+
+    # the command line's logging setup (run in-process by other tests) stops propagation to caplog's root handler
+    monkeypatch.setattr(logging.getLogger("pyimgcls"), "propagate", True)
     folder, paths, _ = fashion_pngs
     clf = pyimgcls.Classifier()
     cache = str(tmp_path / "cache")

@@ -5,7 +5,8 @@ classes), from Debian's ``dataset-fashion-mnist``. The claim: fitting and calibr
 (``AutoLabeler.fit`` on the embeddings: C by cross-validation or a held-out fold, temperature,
 thresholds) takes at most a tenth of the time that embedding the images takes, measured in the
 same run. Equality first: the fitted head gives scikit-learn's ``LogisticRegression`` answer at
-the chosen C (to 1e-2: the two stop lbfgs at different tolerances). Clustering is timed against scikit-learn's KMeans on the same normalised rows.
+the chosen C (to 1e-2: the two stop lbfgs at different tolerances). Clustering is timed against
+scikit-learn's KMeans on the same normalised rows.
 Threads: ONNX Runtime and the pipeline on all usable cores; scikit-learn's BLAS as configured.
 """
 

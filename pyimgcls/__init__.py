@@ -16,6 +16,8 @@ except ImportError:  # a source checkout without a build: say what to do, not a 
 
 from . import metrics, ops
 from .io.images import ImageDecodeError, image_size, read_image
+from .jobs.autolabel import AutoLabeler, AutoLabelResult, ReviewQueue
+from .jobs.cluster import Clustering, cluster
 from .jobs.eval import EvalReport, evaluate
 from .jobs.quantize import QuantizeReport, quantize
 from .jobs.score import ScoreSummary, score
@@ -46,6 +48,11 @@ __all__ = [
     "image_size",
     "preprocess",
     "read_image",
+    "AutoLabeler",
+    "AutoLabelResult",
+    "ReviewQueue",
+    "Clustering",
+    "cluster",
     "ScoreSummary",
     "score",
     "EvalReport",

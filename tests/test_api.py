@@ -17,7 +17,8 @@ PUBLIC = [
         "Classification", "Classifier", "ModelInfo", "Session", "annotate_model", "default_model_path", "Detections",
         "DetectionResult", "Detector", "metrics", "ops", "ImageDecodeError", "ImageTransform", "PreprocessConfig",
         "Transforms", "image_size",
-        "preprocess", "read_image", "ScoreSummary", "score", "__version__", "FaceDetector", "EvalReport", "evaluate", "QuantizeReport", "quantize")
+        "preprocess", "read_image", "ScoreSummary", "score", "__version__", "FaceDetector", "EvalReport", "evaluate", "QuantizeReport", "quantize", "AutoLabeler", "AutoLabelResult", "ReviewQueue",
+        "Clustering", "cluster")
 ] + [
     ("pyimgcls.ops", n) for n in ("nms", "batched_nms", "soft_nms", "box_iou", "box_convert", "decode_yolo", "crop_resize")
 ] + [

@@ -1,5 +1,5 @@
 """The ``pyimgcls`` command line: the parser and the entry point; one module per command
-(``classify``, ``detect``, ``score``, ``bench``, ``info``), each with ``register(subparsers, parents)`` and
+(``classify``, ``detect``, ``score``, ``bench``, ``info``, ``eval``, ``quantize``, ``cluster``, ``autolabel``), each with ``register(subparsers, parents)`` and
 ``run(args)``.
 
 Exit status: 0 all good; 1 some inputs failed (``classify``, ``detect``, ``score``) or the run failed (disk
@@ -14,13 +14,13 @@ import logging
 import sys
 from typing import Sequence
 
-from . import bench, classify, detect, info, quantize, score
+from . import autolabel, bench, classify, cluster, detect, info, quantize, score
 from . import eval as eval_cmd
 from ._args import HelpFormatter, UsageError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (classify, detect, score, bench, info, eval_cmd, quantize)
+COMMANDS = (classify, detect, score, bench, info, eval_cmd, quantize, cluster, autolabel)
 EPILOG = ("exit status: 0 all good, 1 some inputs failed or the run failed, 2 usage error, 130 interrupted. "
           "See README.md for the output formats and limits.")
 

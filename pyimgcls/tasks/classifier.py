@@ -351,6 +351,11 @@ class Classifier(ModelTask):
         self._embed_session, self._embed_output = s, name
         return s
 
+    def embedding_output(self, output: str | None = None) -> str:
+        """Name of the graph tensor that ``embed`` returns (found as ``embed`` finds it, or ``output``)."""
+        self._embedding_session(output)
+        return self._embed_output  # type: ignore[return-value]
+
     def embedding_dim(self, output: str | None = None) -> int | None:
         """Length of the embedding vectors, when the model declares it (``None`` otherwise)."""
         declared = self._embedding_session(output).session.get_outputs()[-1].shape

@@ -33,11 +33,29 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def load(split: str = "t10k", n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images (N, 28, 28) uint8 and labels (N,) int64 of ``split`` (``"train"`` or ``"t10k"``)."""
+    x = read_idx(os.path.join(DATA, f"{split}-images-idx3-ubyte.gz"))
+    y = read_idx(os.path.join(DATA, f"{split}-labels-idx1-ubyte.gz")).astype(np.int64)
+    return (x, y) if n is None else (x[:n], y[:n])
+
+
 def load_test_split(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` test images (N, 28, 28) uint8 and labels (N,) int64."""
-    x = read_idx(os.path.join(DATA, "t10k-images-idx3-ubyte.gz"))
-    y = read_idx(os.path.join(DATA, "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
-    return (x, y) if n is None else (x[:n], y[:n])
+    return load("t10k", n)
+
+
+def write_pngs(folder: str, images: np.ndarray, labels: np.ndarray, start: int = 0) -> list[str]:
+    """Writes ``folder/<class index>_<i>.png`` for each image (a flat folder, no class folders); returns the paths."""
+    import cv2
+
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i, (im, y) in enumerate(zip(images, labels)):
+        p = os.path.join(folder, f"{int(y)}_{start + i:05d}.png")
+        cv2.imwrite(p, im)
+        paths.append(p)
+    return paths
 
 
 def write_image_folder(root, n: int | None = None) -> tuple[list[str], np.ndarray, str]:

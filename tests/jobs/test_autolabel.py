@@ -1,0 +1,275 @@
+"""pyimgcls.AutoLabeler: the calibrated head, the precision-bound threshold, the review queue,
+suspect labels, bad input, and the ONNX export against the head."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import pyimgcls
+from pyimgcls.jobs import autolabel as al_mod
+from pyimgcls.jobs._embeddings import l2_normalize
+
+pytest.importorskip("sklearn")
+from scipy import stats  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return x.astype(np.float32), np.asarray([f"d{v}" for v in y])
+
+
+def _pick(y, per_class, seed):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)])
+
+
+# ----------------------------------------------------------------------------- numerics against twins
+def test_clopper_pearson_equals_scipy_exact_interval():
+    for k, n in [(10, 10), (45, 50), (0, 5), (3, 7), (99, 100)]:
+        lo = al_mod.clopper_pearson_lower(np.array([k]), np.array([n]), 0.05)[0]
+        # scipy's two-sided exact interval at 90% has the one-sided 95% lower bound
+        ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.90, method="exact").low
+        assert lo == pytest.approx(ref, abs=1e-9), (k, n)
+    # the issue's example: 10 of 10 correct bounds precision only above 0.74
+    assert al_mod.clopper_pearson_lower(np.array([10]), np.array([10]), 0.05)[0] == pytest.approx(0.741, abs=1e-3)
+
+
+def _threshold_twin(conf, correct, target, alpha):
+    best = float("inf")
+    for t in sorted(set(conf.tolist())):
+        a = conf >= t
+        k, n = int(correct[a].sum()), int(a.sum())
+        lo = stats.binomtest(k, n).proportion_ci(confidence_level=1 - 2 * alpha, method="exact").low if k else 0.0
+        if lo >= target:
+            best = min(best, t)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_precision_threshold_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 200))
+    conf = np.round(rng.uniform(0.2, 1.0, n), 2)  # ties included
+    correct = rng.uniform(size=n) < conf ** 0.3
+    for target in (0.7, 0.9):
+        got = al_mod.precision_threshold(conf, correct, target, 0.05)
+        ref = _threshold_twin(conf, correct, target, 0.05)
+        assert got == ref or (got == pytest.approx(ref)), (target, got, ref)
+
+
+def test_ece_and_temperature_against_plain_definitions():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.1, 1, 500)
+    correct = rng.uniform(size=500) < conf
+    ref = 0.0
+    for lo in np.arange(15) / 15:
+        m = (conf > lo) & (conf <= lo + 1 / 15)
+        if m.any():
+            ref += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    assert al_mod.expected_calibration_error(conf, correct) == pytest.approx(ref, abs=1e-9)
+    z = rng.normal(size=(300, 4)) * 3
+    y = np.array([rng.choice(4, p=np.exp(r / 2) / np.exp(r / 2).sum()) for r in z])  # true temperature 2
+    t = al_mod.fit_temperature(z, y)
+    grid = np.linspace(0.5, 6, 2000)
+    best = grid[np.argmin([al_mod._nll(z / g, y, False) for g in grid])]
+    assert t == pytest.approx(best, abs=5e-3)
+
+
+# ----------------------------------------------------------------------------- the loop on real digits
+def test_fit_label_report_on_digits(digits):
+    x, y = digits
+    lab = _pick(y, 10, 0)
+    rest = np.setdiff1d(np.arange(len(y)), lab)
+    al = pyimgcls.AutoLabeler(target_precision=0.9).fit((x[lab], list(y[lab])))
+    assert al.C_ in al.Cs and 0.05 < al.temperature_ < 20
+    assert al.ece_after_ <= al.ece_before_ + 1e-9
+    r = al.label(x[rest], truth=list(y[rest]))
+    assert r.probabilities.shape == (len(rest), 10)
+    np.testing.assert_allclose(r.probabilities.sum(axis=1), 1, rtol=1e-5)
+    assert r.measured["accuracy"] > 0.85
+    assert r.coverage > 0.3 and r.measured["precision"] >= 0.9  # digits are easy: the bound holds
+    assert len(r.classes_report) == 10 and {"est_precision", "precision", "recall"} <= set(r.classes_report[0])
+    np.testing.assert_array_equal(r.accepted, r.confidence >= al.class_thresholds_[r.label])
+    assert "measured on" in r.report_text()
+
+
+def test_per_class_thresholds_only_with_enough_labels(digits):
+    x, y = digits
+    lab = np.concatenate([_pick(y[y != "d3"], 8, 1), np.flatnonzero(y == "d3")[:60]])
+    lab = np.sort(lab)
+    al = pyimgcls.AutoLabeler(target_precision=0.9, own_threshold_labels=30).fit((x[lab], list(y[lab])))
+    j = al.classes.index("d3")
+    assert set(al.threshold_from_[:j] + al.threshold_from_[j + 1:]) == {"pooled"}
+    assert al.threshold_from_[j] in ("class", "pooled")
+    if al.threshold_from_[j] == "class":
+        assert al.class_thresholds_[j] != al.threshold_
+
+
+def test_suspect_labels_found(digits):
+    x, y = digits
+    lab = _pick(y, 15, 2)
+    y2 = y[lab].copy()
+    flipped = [3, 40, 77, 120]
+    for i in flipped:
+        y2[i] = "d0" if y2[i] != "d0" else "d1"
+    al = pyimgcls.AutoLabeler().fit((x[lab], list(y2)))
+    found = {int(s["path"].split()[1]) for s in al.suspects_}
+    assert len(found & set(flipped)) >= 3, al.suspects_
+    assert len(found) <= 12
+
+
+def test_review_queue_is_uncertain_and_spread(digits):
+    x, y = digits
+    lab = _pick(y, 5, 3)
+    rest = np.setdiff1d(np.arange(len(y)), lab)
+    al = pyimgcls.AutoLabeler().fit((x[lab], list(y[lab])))
+    r = al.label(x[rest])
+    q = al.review_queue(20)
+    assert len(q) == 20 and len(set(q.rows.tolist())) == 20
+    assert np.all(np.diff(q.margin) >= 0)  # most uncertain first
+    # each pick is the most uncertain image of its K-Means cluster
+    from sklearn.cluster import KMeans
+
+    cand = np.argsort(r.margin, kind="stable")  # the candidates, in the order the queue clusters them
+    km = KMeans(20, n_init=1, random_state=al.seed).fit(l2_normalize(x[rest][cand]))
+    group = np.empty(len(cand), int)
+    group[cand] = km.labels_
+    for i in q.rows:
+        assert r.margin[i] == r.margin[group == group[i]].min()
+    assert np.median(q.margin) < np.median(r.margin)
+    narrow = al.review_queue(20, pool_factor=5)
+    assert narrow.margin.max() <= np.sort(r.margin)[100]  # from the 100 most uncertain
+    # spread: fewer near-duplicates than the 20 most uncertain taken as they come
+    def min_dist(rows):
+        f = l2_normalize(x[rest][rows])
+        d = np.linalg.norm(f[:, None] - f[None], axis=2) + np.eye(len(rows)) * 9
+        return d.min(axis=1).mean()
+    assert min_dist(q.rows) > min_dist(np.argsort(r.margin)[:20])
+    with pytest.raises(ValueError, match="n must be"):
+        al.review_queue(0)
+
+
+def test_multi_label(digits):
+    x, y = digits
+    lab = _pick(y, 12, 4)
+    names = [["even" if int(v[1]) % 2 == 0 else "odd", "big" if int(v[1]) >= 5 else "small"] for v in y[lab]]
+    al = pyimgcls.AutoLabeler().fit((x[lab], names))
+    assert al.multi_label and al.classes == ["big", "even", "odd", "small"]
+    r = al.label(x[:200])
+    assert r.probabilities.shape == (200, 4) and r.labels is not None
+    truth = [{"even" if int(v[1]) % 2 == 0 else "odd", "big" if int(v[1]) >= 5 else "small"} for v in y[:200]]
+    acc = np.mean([set(a) == t for a, t in zip(r.labels, truth)])
+    assert acc > 0.6
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_is_named(digits, tmp_path):
+    x, y = digits
+    with pytest.raises(ValueError, match=r"'d7' \(1\)"):
+        pyimgcls.AutoLabeler().fit((x[:30], list(y[:29]) + ["d7"]) if "d7" not in y[:29] else
+                                   (np.concatenate([x[y == "d1"][:5], x[y == "d2"][:5], x[y == "d7"][:1]]),
+                                    ["d1"] * 5 + ["d2"] * 5 + ["d7"]))
+    with pytest.raises(ValueError, match="at least two classes"):
+        pyimgcls.AutoLabeler().fit((x[:5], ["a"] * 5))
+    with pytest.raises(ValueError, match="no labelled images"):
+        pyimgcls.AutoLabeler().fit((x[:0], []))
+    (tmp_path / "l.csv").write_text("path,label\nnothere.png,cat\n")
+    with pytest.raises(FileNotFoundError, match="nothere.png"):
+        pyimgcls.AutoLabeler().fit(str(tmp_path / "l.csv"))
+    al = pyimgcls.AutoLabeler().fit((x[:60], list(y[:60])))
+    with pytest.raises(ValueError, match="no images to label"):
+        al.label(np.zeros((0, 64), np.float32))
+    with pytest.raises(ValueError, match=r"embeddings must be \(N, 64\)"):
+        al.label(np.zeros((3, 10), np.float32))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        pyimgcls.AutoLabeler().label(x[:3])
+    with pytest.raises(ValueError, match="target_precision"):
+        pyimgcls.AutoLabeler(target_precision=1.5)
+
+
+# ----------------------------------------------------------------------------- real images, export
+@pytest.fixture(scope="module")
+def fashion_set(tmp_path_factory):
+    from _helpers import fashion
+
+    if not fashion.available():
+        pytest.skip("Fashion-MNIST not installed (apt-get install -y dataset-fashion-mnist)")
+    x, y = fashion.load("train", 600)
+    keep = np.concatenate([np.flatnonzero(y == c)[:12] for c in (0, 1, 7, 8)])  # T-shirt, trouser, sneaker, bag
+    folder = tmp_path_factory.mktemp("fm")
+    paths = fashion.write_pngs(str(folder / "img"), x[keep], y[keep])
+    lab = [i for i in range(len(paths)) if i % 12 < 6]
+    with open(folder / "labels.csv", "w") as f:
+        f.write("path,label\n" + "".join(f"{paths[i]},{fashion.CLASSES[int(y[keep][i])]}\n" for i in lab))
+    os.makedirs(folder / "pool")
+    pool = {}
+    for i in range(len(paths)):
+        if i % 12 >= 6:
+            pool[i] = str(folder / "pool" / os.path.basename(paths[i]))
+            os.link(paths[i], pool[i])
+    with open(folder / "truth.csv", "w") as f:  # both the originals and the pool's copies
+        f.write("path,label\n" + "".join(f"{p},{fashion.CLASSES[int(v)]}\n" for p, v in zip(paths, y[keep]))
+                + "".join(f"{p},{fashion.CLASSES[int(y[keep][i])]}\n" for i, p in pool.items()))
+    return folder
+
+
+def test_images_end_to_end_and_export_equals_head(fashion_set, tmp_path):
+    clf = pyimgcls.Classifier()
+    al = pyimgcls.AutoLabeler(classifier=clf, cache=str(tmp_path / "cache"), target_precision=0.9)
+    al.fit(str(fashion_set / "labels.csv"))
+    r = al.label(str(fashion_set / "pool"), truth=str(fashion_set / "truth.csv"))
+    assert len(r) == 24 and r.measured["images"] == 24 and r.measured["accuracy"] >= 0.9
+    r.write(tmp_path / "out.csv")
+    q = al.review_queue(5)
+    q.write_csv(tmp_path / "q.csv")
+    q.write_html(tmp_path / "q.html")
+    assert (tmp_path / "q.html").read_text().count("data:image/png;base64,") == 5
+    # export: backbone + head in one graph; Classifier runs it; probabilities equal the head's
+    onnx_path = al.export(tmp_path / "head.onnx")
+    c2 = pyimgcls.Classifier(onnx_path)
+    assert c2.labels == al.classes and c2.session.info.output_kind == "probabilities"
+    emb = clf.embed(r.paths)
+    ref = al.predict_proba(emb)
+    got = np.stack([res.probabilities for res in c2.predict(r.paths, probabilities=True)])
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    # the reviewed queue goes back in as labels (rows left empty are skipped, with a warning)
+    rows = (tmp_path / "q.csv").read_text().splitlines()
+    truth = dict(line.split(",") for line in (fashion_set / "truth.csv").read_text().splitlines()[1:])
+    filled = [rows[0]] + [",".join([ln.split(",")[0], truth[ln.split(",")[0]]] + ln.split(",")[2:]) for ln in rows[1:4]] \
+        + rows[4:]
+    (tmp_path / "q.csv").write_text("\n".join(filled) + "\n")
+    al2 = pyimgcls.AutoLabeler(classifier=clf, cache=str(tmp_path / "cache"))
+    al2.fit([str(fashion_set / "labels.csv"), str(tmp_path / "q.csv")])
+    assert int(al2.label_counts_.sum()) == 24 + 3
+
+
+def test_cli_cluster_and_autolabel(fashion_set, tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.run([sys.executable, "-m", "pyimgcls", "cluster", str(fashion_set / "img"), "--k", "4", "--out",
+                        "c.csv", "--labels", str(fashion_set / "truth.csv"), "--sheets", "sheets"],
+                       cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "ARI" in p.stdout and (tmp_path / "sheets" / "index.html").exists() and (tmp_path / "c.csv").exists()
+    p = subprocess.run([sys.executable, "-m", "pyimgcls", "autolabel", "--labeled", str(fashion_set / "labels.csv"),
+                        "--images", str(fashion_set / "pool"), "--target-precision", "0.9", "--review", "4",
+                        "--out", "a.csv", "--truth", str(fashion_set / "truth.csv"), "--export", "m.onnx"],
+                       cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "ECE" in p.stdout and "measured on 24 images" in p.stdout
+    for f in ("a.csv", "a.review.csv", "a.review.html", "m.onnx"):
+        assert (tmp_path / f).exists(), f
+    p = subprocess.run([sys.executable, "-m", "pyimgcls", "cluster", "nothere", "--k", "2"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and "nothere" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "pyimgcls", "cluster", str(fashion_set / "img"), "--k", "4",
+                        "--method", "agglomerative", "--max-memory-gib", "0.0000001"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and "birch" in p.stderr

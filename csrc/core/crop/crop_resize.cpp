@@ -174,7 +174,8 @@ struct Worker {
         const std::ptrdiff_t sc = src.sc;
         for (int j = 0; j < W; ++j) {
             float a[NC ? NC : 64];
-            for (int c = 0; c < C; ++c) a[c] = fw[j] * fill[c];
+            const int nc = NC ? NC : C;  // (a constant where NC is: every a[c] read below is set here)
+            for (int c = 0; c < nc; ++c) a[c] = fw[j] * fill[c];
             for (int q = off[j]; q < off[j + 1]; ++q) {
                 const std::uint8_t* px = base + xo[q];
                 const float w = tw[q];
@@ -185,7 +186,7 @@ struct Worker {
                 }
             }
             float* hj = h + static_cast<std::size_t>(j) * C;
-            for (int c = 0; c < C; ++c) hj[c] = a[c];
+            for (int c = 0; c < nc; ++c) hj[c] = a[c];
         }
         return h;
     }

@@ -31,6 +31,7 @@ from _helpers.reference import MTCNNRef, iou_ref
 def crop_case():
     from skimage import data
 
+    cv2.setNumThreads(1)  # the loop's resizes on one thread (48x48 outputs stay on one anyway)
     img = np.ascontiguousarray(cv2.resize(data.astronaut(), (640, 480), interpolation=cv2.INTER_AREA))
     rng = np.random.default_rng(0)
     s = rng.integers(20, 121, 256)
@@ -66,6 +67,15 @@ def test_crop_resize_pyimgcls_uint8(benchmark, crop_case):
     ours = ops.crop_resize(img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
     assert np.abs(ours.astype(int) - np.stack(_cv2_loop(img, boxes.astype(int)))).max() <= 1
     benchmark(ops.crop_resize, img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
+
+
+def test_crop_resize_pyimgcls_2_threads(benchmark, crop_case):
+    """Scaling: the same call on 2 threads (against the same one-thread loop)."""
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    ours = ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=2)
+    np.testing.assert_array_equal(ours, ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1))
+    benchmark(ops.crop_resize, img, boxes, 48, mean=127.5, std=128, threads=2)
 
 
 def test_crop_resize_cv2_loop(benchmark, crop_case):

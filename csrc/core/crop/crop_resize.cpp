@@ -3,6 +3,9 @@
 // one fill weight), then a separable pass: each source row the box needs is resampled horizontally
 // once (a two-row cache serves neighbouring output rows), and output rows blend those rows.
 // Work is split over (box, block of output rows) units, so one large crop still uses every thread.
+// Two faster paths take the common boxes: bilinear boxes whose taps lie inside the image, with
+// contiguous 1- or 3-channel pixels (BilinearPath: vertical blend first, SSE2 for 3 channels), and area
+// boxes with integer corners inside the image (the preprocessing engine's resize of the sub-image).
 // Cost: O(out_h * out_w * C * taps) per box plus O(min(box, image) + out) for the tables.
 #include "core/crop/crop_resize.h"
 

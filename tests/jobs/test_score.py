@@ -402,3 +402,29 @@ def test_a_folder_that_cannot_be_listed_is_reported(tiny, tmp_path, photos, monk
     row = df[df["error"] != ""].iloc[0]
     assert row["path"] == str(d / "locked") and "cannot list folder" in row["error"]
     assert "Permission denied" in row["error"]
+
+
+def test_parquet_part_temporaries_are_hidden_and_stale_ones_removed(image_dir, tmp_path, monkeypatch):
+    """A part file killed mid-write is a hidden ``.NAME.tmp-PID`` (pyarrow reading the ``.parts``
+    folder as a dataset skips it); a later run removes it once its process is gone."""
+    from pyimgcls.jobs import _writers
+
+    out = str(tmp_path / "p.parquet")
+    score(str(image_dir / "a"), out=out, batch_size=2, chunk_size=1, progress=False)  # finished: no parts
+    os.makedirs(out + ".parts")
+    # a finished part, and a half-written temporary of a process that no longer exists
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(proc.stdout)
+    pq.write_table(pq.read_table(out).slice(0, 1), out + ".parts/part-000000-1.parquet")
+    stale = os.path.join(out + ".parts", f".part-000001-2.parquet.tmp-{dead}")
+    open(stale, "wb").close()
+    assert len(pq.read_table(out + ".parts")) == 1  # the 0-byte temporary is not read as a part
+    seen = []
+    real = _writers.atomic_write
+    monkeypatch.setattr(_writers, "atomic_write", lambda p, d, **kw: (seen.append((p, kw)), real(p, d, **kw))[1])
+    _writers.remove_stale_temporaries(out)
+    assert not os.path.exists(stale)
+    os.remove(out + ".parts/part-000000-1.parquet")
+    out2 = str(tmp_path / "q.parquet")
+    score(str(image_dir / "a"), out=out2, batch_size=2, chunk_size=1, progress=False)
+    assert any(p.startswith(out2 + ".parts") and kw.get("hidden_tmp") for p, kw in seen)

@@ -162,7 +162,7 @@ def pool_precision_threshold(confidence: np.ndarray, target: float) -> tuple[flo
     s = np.sort(conf)[::-1]
     mean = np.cumsum(s) / np.arange(1, len(s) + 1)
     cut = np.r_[s[1:] < s[:-1], True]  # a threshold accepts every tie
-    ok = np.flatnonzero((mean >= target) & cut)
+    ok = np.flatnonzero((mean >= target - 1e-12) & cut)  # 1e-12: the running sum's rounding
     return (float(s[ok[-1]]), float(mean[ok[-1]])) if len(ok) else (float("inf"), float("nan"))
 
 

@@ -60,7 +60,8 @@ def autolabel(xp, yp, xt, yt, seeds, per_class, review, target):
             a2 = AutoLabeler(target_precision=target, seed=seed).fit((xp[idx], [names[i] for i in idx]))
             accs[what] = a2.label(xt, truth=[fashion.CLASSES[i] for i in yt]).measured["accuracy"]
         rows.append(dict(seed=seed, precision=r.measured["precision"], coverage=r.measured["coverage"],
-                         accuracy=base_acc, threshold=al.threshold_, C=al.C_, T=al.temperature_,
+                         accuracy=base_acc, threshold=r.classes_report[0]["threshold"],
+                         source=r.classes_report[0]["threshold_from"], C=al.C_, T=al.temperature_,
                          ece_before=al.ece_before_, ece_after=al.ece_after_, suspects=len(al.suspects_),
                          queue=accs["queue"], random=accs["random"]))
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),

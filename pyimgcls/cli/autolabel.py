@@ -4,6 +4,7 @@ uncertain ones for review."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -71,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"head: C={al.C_:g}, temperature {al.temperature_:.3f}, out-of-fold accuracy {al.oof_accuracy_:.3f}, "
               f"ECE {al.ece_before_:.3f} -> {al.ece_after_:.3f} calibrated; pooled threshold {al.threshold_:.3f} for "
-              f"precision >= {al.target_precision:g} (bound at 95%)")
+              f"precision >= {al.target_precision:g} (bound at {1 - al.alpha:.0%})"
+              + ("" if math.isfinite(al.threshold_) or "pool" not in {r["threshold_from"] for r in res.classes_report}
+                 else "; from the labelled images' calibrated confidences instead (threshold_from 'pool')"))
         print(res.report_text())
         if al.suspects_:
             print(f"{len(al.suspects_)} starting labels look wrong (out-of-fold prediction confidently disagrees):")

@@ -15,6 +15,13 @@ uncertain ones queued for review.
    ``target_precision`` (a conservative choice: with ~100 labels the point estimate is noisy).
    A class with at least ``own_threshold_labels`` labels gets its own threshold from its own
    predictions when its bound can reach the target.
+   When no threshold's bound reaches the target (unlucky or hard labels: with 100 labels,
+   about 69 of 100 correct out-of-fold already rules out every threshold at 0.90), ``label``
+   falls back to the images it labels (single-label heads, ``pool_fallback``): after temperature
+   scaling, the expected precision of accepting every image with calibrated confidence >= t is
+   the mean calibrated confidence of those images, and the threshold is the lowest t at which
+   that mean reaches ``target_precision`` (``pool_precision_threshold``). This estimate rests on
+   the calibration alone (the temperature fitted to the out-of-fold predictions), not on a bound.
 5. Label: every image gets the head's label, its calibrated confidence, ``accepted`` (at or
    above its class threshold) and the estimated precision of its class at that threshold.
 6. Review queue: the ``n`` images whose labels would teach the head most: K-Means groups the
@@ -46,7 +53,7 @@ import numpy as np
 from ._embeddings import EmbeddingSet, l2_normalize, load_embeddings, require_sklearn
 
 __all__ = ["AutoLabeler", "AutoLabelResult", "ReviewQueue", "expected_calibration_error", "precision_threshold",
-           "clopper_pearson_lower"]
+           "clopper_pearson_lower", "pool_precision_threshold"]
 
 log = logging.getLogger("pyimgcls")
 
@@ -142,6 +149,23 @@ def precision_threshold(confidence: np.ndarray, correct: np.ndarray, target: flo
     return float(s[ok[-1]]) if len(ok) else float("inf")
 
 
+def pool_precision_threshold(confidence: np.ndarray, target: float) -> tuple[float, float]:
+    """``(threshold, estimated precision)``: the lowest confidence threshold at which the mean
+    calibrated confidence of the images at or above it (their expected precision, if the
+    confidences are calibrated) reaches ``target``, and that mean; ``(inf, nan)`` when none does.
+
+    ``confidence``: (N,) calibrated top-1 confidences of unlabelled images.
+    """
+    conf = np.asarray(confidence, np.float64)
+    if len(conf) == 0:
+        return float("inf"), float("nan")
+    s = np.sort(conf)[::-1]
+    mean = np.cumsum(s) / np.arange(1, len(s) + 1)
+    cut = np.r_[s[1:] < s[:-1], True]  # a threshold accepts every tie
+    ok = np.flatnonzero((mean >= target - 1e-12) & cut)  # 1e-12: the running sum's rounding
+    return (float(s[ok[-1]]), float(mean[ok[-1]])) if len(ok) else (float("inf"), float("nan"))
+
+
 # ----------------------------------------------------------------------------- results
 @dataclass
 class AutoLabelResult:
@@ -155,13 +179,18 @@ class AutoLabelResult:
         confidence: ``(N,)`` float64 calibrated probability of the label (multi-label: the least
             certain of the label decisions, ``min(max(p, 1 - p))``).
         accepted: ``(N,)`` bool, confidence at or above the label's class threshold.
-        est_precision: ``(N,)`` float64 estimated precision of the label's class at its threshold.
+        est_precision: ``(N,)`` float64 estimated precision of the label's class at its threshold:
+            from the out-of-fold predictions (``threshold_from`` ``"pooled"`` / ``"class"``), or,
+            for ``"pool"``, the mean calibrated confidence of this result's accepted images of
+            that class (the expected fraction of them that is right if the calibration holds;
+            the mean over all accepted images where the class has none).
         probabilities: ``(N, K)`` float32 calibrated probabilities.
         margin: ``(N,)`` float64 gap between the two best probabilities (multi-label: ``2 *
             confidence - 1``).
         classes_report: per class: ``class``, ``threshold``, ``threshold_from`` (``"pooled"`` or
-            ``"class"``), ``est_precision``, ``est_recall`` (both from the out-of-fold
-            predictions), ``predicted`` and ``accepted`` (counts here), ``coverage`` (accepted /
+            ``"class"`` from the out-of-fold predictions; ``"pool"``: from the images labelled, see
+            the module notes), ``est_precision``, ``est_recall`` (from the out-of-fold predictions;
+            ``nan`` for ``"pool"`` classes, which the labels could not certify), ``predicted`` and ``accepted`` (counts here), ``coverage`` (accepted /
             predicted); with truth also ``precision``, ``recall`` (of the accepted labels) and
             ``truth`` (images of the class).
         errors: ``{input: reason}`` for inputs that could not be embedded.
@@ -352,16 +381,22 @@ class AutoLabeler:
         alpha: the precision bound is one-sided at level ``1 - alpha``.
         own_threshold_labels: labels a class needs before it gets its own threshold.
         batch_size / threads: for embedding.
+        pool_fallback: single-label heads only: where the out-of-fold bound sets no pooled
+            threshold (``threshold_`` is ``inf``), ``label`` takes it from the calibrated
+            confidences of the images it labels (``pool_precision_threshold``) instead of
+            accepting nothing; the result's ``classes_report`` says ``"pool"`` for those classes.
 
     Attributes (after ``fit``): ``classes``, ``multi_label``, ``C_``, ``temperature_``,
-    ``ece_before_``, ``ece_after_`` (out-of-fold), ``threshold_`` (pooled), ``class_thresholds_``,
+    ``ece_before_``, ``ece_after_`` (out-of-fold), ``threshold_`` (pooled; ``inf`` when the
+    bound reaches the target nowhere), ``class_thresholds_`` (the fitted ones, before any pool fallback),
     ``threshold_from_``, ``oof_probabilities_``, ``suspects_`` (likely mislabelled starting
     labels: ``path, given, suggested, confidence``), ``fit_seconds_``.
     """
 
     def __init__(self, model=None, *, target_precision: float = 0.9, classifier=None, cache: str | None = None,
                  seed: int = 0, folds: int = 5, Cs: Sequence[float] = DEFAULT_CS, alpha: float = 0.05,
-                 own_threshold_labels: int = 30, batch_size: int = 32, threads: int = 0) -> None:
+                 own_threshold_labels: int = 30, batch_size: int = 32, threads: int = 0,
+                 pool_fallback: bool = True) -> None:
         require_sklearn("pyimgcls.AutoLabeler")
         if not 0 < float(target_precision) < 1:
             raise ValueError(f"target_precision must be in (0, 1), got {target_precision!r}")
@@ -375,6 +410,7 @@ class AutoLabeler:
         self.target_precision, self.alpha = float(target_precision), float(alpha)
         self.seed, self.folds, self.Cs = int(seed), int(folds), sorted(float(c) for c in Cs)
         self.own_threshold_labels = int(own_threshold_labels)
+        self.pool_fallback = bool(pool_fallback)
         self.batch_size, self.threads = batch_size, threads
         self.fitted = False
         self._last: AutoLabelResult | None = None
@@ -542,8 +578,10 @@ class AutoLabeler:
         self.threshold_ = precision_threshold(conf, correct, self.target_precision, self.alpha)
         if not math.isfinite(self.threshold_):
             log.warning("no confidence threshold reaches a precision bound of %.2f on the %d out-of-fold predictions "
-                        "(accuracy %.2f): nothing will be accepted; label more images", self.target_precision,
-                        len(conf), float(np.mean(correct)))
+                        "(accuracy %.2f): %s; label more images", self.target_precision, len(conf),
+                        float(np.mean(correct)),
+                        "the threshold will come from the calibrated confidences of the images labelled"
+                        if self.pool_fallback and not self.multi_label else "nothing will be accepted")
         self.class_thresholds_ = np.full(k, self.threshold_)
         self.threshold_from_ = ["pooled"] * k
         for j in range(k):
@@ -613,7 +651,8 @@ class AutoLabeler:
         x = np.asarray(es.vectors, np.float32)
         p = self.predict_proba(x)
         conf, _, pred = self._decisions(p, None)
-        accepted = conf >= self.class_thresholds_[pred]
+        thr, src, est = self._label_thresholds(conf, pred)
+        accepted = conf >= thr[pred]
         if self.multi_label:
             margin = 2 * conf - 1
             labels = [[self.classes[j] for j in np.flatnonzero(r >= 0.5)] for r in p]
@@ -622,14 +661,36 @@ class AutoLabeler:
             margin = s[:, -1] - s[:, -2]
             labels = None
         res = AutoLabelResult(paths=list(es.paths), classes=self.classes, label=pred.astype(np.int64),
-                              confidence=conf, accepted=accepted, est_precision=self.class_est_precision_[pred],
+                              confidence=conf, accepted=accepted, est_precision=est[pred],
                               probabilities=p.astype(np.float32), margin=margin, labels=labels,
                               errors=dict(es.errors), embeddings=x)
-        res.classes_report = self._class_report(res, truth)
+        res.classes_report = self._class_report(res, truth, thr, src, est)
         self._last = res
         return res
 
-    def _class_report(self, res: AutoLabelResult, truth: Any) -> list[dict]:
+    def _label_thresholds(self, conf: np.ndarray, pred: np.ndarray):
+        """``(thresholds (K,), sources, est. precision (K,))`` for these images: the fitted ones,
+        except that classes on a pooled threshold no out-of-fold bound could set (``inf``) get
+        the threshold of ``pool_precision_threshold`` over these images' confidences."""
+        thr = self.class_thresholds_.copy()
+        src = list(self.threshold_from_)
+        est = self.class_est_precision_.copy()
+        use = np.array([s == "pooled" and not math.isfinite(t) for s, t in zip(src, thr)])
+        m = use[pred]
+        if self.multi_label or not self.pool_fallback or not m.any():
+            return thr, src, est
+        t, pooled = pool_precision_threshold(conf[m], self.target_precision)
+        acc = m & (conf >= t)
+        for j in np.flatnonzero(use):
+            thr[j], src[j] = t, "pool"
+            aj = acc & (pred == j)
+            if aj.any():
+                est[j] = float(conf[aj].mean())
+            elif math.isfinite(pooled):
+                est[j] = pooled
+        return thr, src, est
+
+    def _class_report(self, res: AutoLabelResult, truth: Any, thr, src, est) -> list[dict]:
         k = len(self.classes)
         rows = []
         t = None
@@ -638,8 +699,8 @@ class AutoLabeler:
         for j in range(k):
             pj = res.label == j
             r = {"class": self.classes[j], "labels": int(self.label_counts_[j]),
-                 "threshold": float(self.class_thresholds_[j]), "threshold_from": self.threshold_from_[j],
-                 "est_precision": float(self.class_est_precision_[j]), "est_recall": float(self.class_est_recall_[j]),
+                 "threshold": float(thr[j]), "threshold_from": src[j], "est_precision": float(est[j]),
+                 "est_recall": float(self.class_est_recall_[j]) if src[j] != "pool" else float("nan"),
                  "predicted": int(pj.sum()), "accepted": int((pj & res.accepted).sum()),
                  "coverage": float((pj & res.accepted).sum() / max(1, pj.sum()))}
             if t is not None:

@@ -62,6 +62,21 @@ def test_precision_threshold_equals_brute_force(seed):
         assert got == ref or (got == pytest.approx(ref)), (target, got, ref)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_pool_precision_threshold_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    conf = np.round(rng.uniform(0.3, 1.0, int(rng.integers(1, 300))), 2)  # ties included
+    for target in (0.6, 0.8, 0.9, 0.99):
+        best, est = float("inf"), float("nan")
+        for t in sorted(set(conf.tolist()), reverse=True):
+            if conf[conf >= t].mean() >= target - 1e-12:
+                best, est = t, conf[conf >= t].mean()
+        got = al_mod.pool_precision_threshold(conf, target)
+        assert got[0] == best and (got[1] == pytest.approx(est) or np.isnan(est) and np.isnan(got[1])), (target, got)
+    assert al_mod.pool_precision_threshold(np.array([0.5, 0.7]), 0.9)[0] == float("inf")
+    assert al_mod.pool_precision_threshold(np.zeros(0), 0.9)[0] == float("inf")
+
+
 def test_ece_and_temperature_against_plain_definitions():
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.1, 1, 500)
@@ -108,6 +123,32 @@ def test_per_class_thresholds_only_with_enough_labels(digits):
     assert al.threshold_from_[j] in ("class", "pooled")
     if al.threshold_from_[j] == "class":
         assert al.class_thresholds_[j] != al.threshold_
+
+
+def test_pool_fallback_where_the_bound_sets_no_threshold(digits):
+    x, y = digits
+    lab = _pick(y, 5, 5)
+    rest = np.setdiff1d(np.arange(len(y)), lab)
+    # 50 out-of-fold predictions cannot bound precision above 0.99 (50 of 50 right: 0.94)
+    al = pyimgcls.AutoLabeler(target_precision=0.99).fit((x[lab], list(y[lab])))
+    assert al.threshold_ == float("inf") and set(al.threshold_from_) == {"pooled"}
+    r = al.label(x[rest], truth=list(y[rest]))
+    t, est = al_mod.pool_precision_threshold(r.confidence, 0.99)
+    assert 0 < t < 1
+    assert {c["threshold_from"] for c in r.classes_report} == {"pool"}
+    assert all(c["threshold"] == t and np.isnan(c["est_recall"]) for c in r.classes_report)
+    np.testing.assert_array_equal(r.accepted, r.confidence >= t)
+    assert r.confidence[r.accepted].mean() == pytest.approx(est)
+    for j in range(10):  # each class's estimate: the mean confidence of its accepted images
+        a = r.accepted & (r.label == j)
+        assert r.classes_report[j]["est_precision"] == pytest.approx(r.confidence[a].mean() if a.any() else est)
+        np.testing.assert_allclose(r.est_precision[r.label == j], r.classes_report[j]["est_precision"])
+    assert r.coverage > 0.2 and r.measured["precision"] >= 0.97
+    # the fitted thresholds are left alone; without the fallback nothing is accepted
+    assert al.threshold_ == float("inf") and np.all(np.isinf(al.class_thresholds_))
+    off = pyimgcls.AutoLabeler(target_precision=0.99, pool_fallback=False).fit((x[lab], list(y[lab])))
+    r2 = off.label(x[rest])
+    assert not r2.accepted.any() and {c["threshold_from"] for c in r2.classes_report} == {"pooled"}
 
 
 def test_suspect_labels_found(digits):

@@ -49,7 +49,6 @@ log = logging.getLogger("pyimgcls")
 
 ROW_COLUMNS = ["path", "width", "height", "stored_width", "stored_height", "count", "boxes", "scores", "class_ids",
                "class_names", "keypoints", "error"]
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
 def row_schema(metadata: dict | None = None):
@@ -370,20 +369,9 @@ def score_detections(inputs: Any, *, out: str, detector=None, model: str = "face
         ``ScoreSummary``.
     """
     from .. import __version__
-    from .score import run_rows
+    from .score import check_job_args, run_rows
 
-    out = os.fspath(out)
-    ext = os.path.splitext(out)[1].lower()
-    if ext not in FORMATS:
-        raise ValueError(f"out must end with one of {sorted(FORMATS)}, got {out!r}")
-    fmt = FORMATS[ext]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if shard is not None:
-        i, n = (int(v) for v in shard)
-        if n < 1 or not 0 <= i < n:
-            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
-        shard = (i, n)
+    out, fmt, shard = check_job_args(out, batch_size, shard)
     if detector is None:
         from ..tasks import load_detector
 

@@ -32,7 +32,7 @@ from ..io.sources import FolderListingError, Item, iter_items
 from ._writers import (AppendWriter, OutputExistsError, OutputLock, OutputLockedError, ParquetWriter, check_manifest,
                        path_text, remove_stale_temporaries, text, write_manifest)
 
-__all__ = ["score", "ScoreSummary", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of", "run_rows"]
+__all__ = ["score", "ScoreSummary", "ScoreInterrupted", "OutputExistsError", "OutputLockedError", "shard_of", "run_rows", "check_job_args"]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 log = logging.getLogger("pyimgcls.progress")
@@ -309,18 +309,7 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
         raise ValueError(f"task must be 'classify' or 'detect', got {task!r}")
     if detector is not None:
         raise ValueError("detector= applies to task='detect'")
-    out = os.fspath(out)
-    ext = os.path.splitext(out)[1].lower()
-    if ext not in FORMATS:
-        raise ValueError(f"out must end with one of {sorted(FORMATS)}, got {out!r}")
-    fmt = FORMATS[ext]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if shard is not None:
-        i, n = (int(v) for v in shard)
-        if n < 1 or not 0 <= i < n:
-            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
-        shard = (i, n)
+    out, fmt, shard = check_job_args(out, batch_size, shard)
     if classifier is None:
         kw = {"threads": threads, "preprocess": preprocess}
         if device is not None:
@@ -354,6 +343,23 @@ def score(inputs: Any, *, model=None, out: str, batch_size: int = 64, resume: bo
                         lambda r: _row(r, embeddings, probabilities),
                         batch_size=batch_size, resume=resume, progress=progress, chunk_size=chunk_size, ids=ids,
                         shard=shard, include_hidden=include_hidden)
+
+
+def check_job_args(out, batch_size, shard) -> tuple[str, str, tuple[int, int] | None]:
+    """The arguments every batch job checks first: ``out``'s format from its suffix, a positive
+    ``batch_size``, ``shard`` as ``(i, n)`` with ``0 <= i < n``. Returns ``(out, format, shard)``."""
+    out = os.fspath(out)
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(f"out must end with one of {sorted(FORMATS)}, got {out!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if shard is not None:
+        i, n = (int(v) for v in shard)
+        if n < 1 or not 0 <= i < n:
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+        shard = (i, n)
+    return out, FORMATS[ext], shard
 
 
 def run_rows(inputs, out: str, writer, predict, row, *, batch_size: int, resume: bool, progress: bool,

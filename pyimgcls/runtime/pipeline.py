@@ -91,7 +91,13 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
 
     def load_all(pool: ThreadPoolExecutor, chunk: list[Item]):
         if item_timeout is None:
-            return (list(pool.map(load, chunk)) if len(chunk) > 1 else [load(chunk[0])]), False
+            if len(chunk) == 1:
+                return [load(chunk[0])], False
+            # a few runs of items per worker, not one task per item: for small images the
+            # per-task hand-offs (and the GIL passed back and forth) cost more than the decode
+            step = -(-len(chunk) // (4 * max(1, threads)))
+            runs = pool.map(lambda run: [load(it) for it in run], [chunk[i:i + step] for i in range(0, len(chunk), step)])
+            return [r for run in runs for r in run], False
         futures = [pool.submit(load, it) for it in chunk]
         results, stuck = [], False
         for it, fut in zip(chunk, futures):

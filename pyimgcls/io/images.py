@@ -71,6 +71,22 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _read_fd(fd: int, limit: int | None, expected: int) -> bytes:
+    """Up to ``limit`` bytes (``None``: all) from ``fd``, asking for the ``expected`` size (+1, to
+    see the end in the same call) first: no buffer larger than the file is allocated."""
+    chunks, total = [], 0
+    want = max(1, expected + 1)
+    while limit is None or total < limit:
+        n = want if limit is None else min(want, limit - total)
+        b = os.read(fd, n)
+        if not b:
+            break
+        chunks.append(b)
+        total += len(b)
+        want = 1 << 16  # the file is longer than its size said (it grew): go on in 64 KiB steps
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def _read_path(path: str, name: str, max_bytes: int | None, max_pixels: int | None) -> bytes:
     """A regular file's bytes, its size checked before reading (a FIFO or a device named *.jpg
     never blocks or streams forever) and, for a large file, its header before the rest."""
@@ -84,16 +100,19 @@ def _read_path(path: str, name: str, max_bytes: int | None, max_pixels: int | No
             raise ImageDecodeError(f"{name}: {_kind(st.st_mode)}, not an image file")
         if max_bytes is not None and st.st_size > max_bytes:
             raise ImageDecodeError(f"{name}: {st.st_size:,} bytes, more than max_bytes={max_bytes:,}")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            head = f.read(_HEAD)
-            if len(head) == _HEAD and max_pixels is not None:
+        limit = max_bytes + 1 if max_bytes is not None else None  # one byte more shows a file that grew
+        if max_pixels is not None and st.st_size > _HEAD:
+            head = _read_fd(fd, _HEAD, _HEAD)
+            if len(head) == _HEAD:
                 _check_header(head, name, max_pixels, partial=True)
-            rest = f.read(max_bytes + 1 - len(head) if max_bytes is not None else -1)
+            rest = _read_fd(fd, None if limit is None else limit - len(head), st.st_size - len(head))
+            data = head + rest
+        else:
+            data = _read_fd(fd, limit, st.st_size)
     except OSError as e:
         raise ImageDecodeError(f"{name}: cannot read file: {e.strerror or e}") from e
     finally:
         os.close(fd)
-    data = head + rest
     if max_bytes is not None and len(data) > max_bytes:  # grew while being read
         raise ImageDecodeError(f"{name}: more than max_bytes={max_bytes:,} bytes")
     return data

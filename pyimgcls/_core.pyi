@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_yolo', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'soft_nms', 'top_k_hits', 'usable_cores']
+__all__: list[str] = ['HAVE_NATIVE_PNG', 'ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'soft_nms', 'top_k_hits', 'usable_cores']
 @typing.overload
 def ap_auc_columns(scores: numpy.typing.NDArray[numpy.float32], truth: numpy.typing.NDArray[numpy.uint8], threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -38,6 +38,10 @@ def confusion_update(y_true: numpy.typing.NDArray[numpy.int64], y_pred: numpy.ty
 def crop_resize(image: numpy.ndarray, boxes: numpy.typing.NDArray[numpy.float64], out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, interpolation: typing.SupportsInt | typing.SupportsIndex, layout: typing.SupportsInt | typing.SupportsIndex, fill: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], scale: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], bias: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], threads: typing.SupportsInt | typing.SupportsIndex, out_uint8: bool = False) -> numpy.ndarray:
     """
     Box crops of a uint8 image (any strides) resampled to out_h x out_w, out = value * scale + bias, layout 0 NCHW / 1 NHWC / 2 NWHC; float32, or uint8 (rounded, saturated) with out_uint8 (see csrc/core/crop/crop_resize.h).
+    """
+def decode_png(data: bytes, out: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+    """
+    Decodes a clean 8-bit, non-interlaced gray / gray+alpha / RGB / RGBA PNG into a uint8 array: out 0 (H, W, 3) RGB, 1 (H, W, 3) BGR (alpha dropped, gray replicated), 2 (H, W) gray (gray files only), 3 the stored channels (not gray+alpha). Returns None for every other file (palette, 16-bit, interlaced, transparency chunk, any CRC / zlib / structure error, a header too large to allocate): decode those with a full decoder, which gives its answer or its error. Releases the GIL.
     """
 def decode_yolo(output: numpy.typing.NDArray[numpy.float32], layout: typing.SupportsInt | typing.SupportsIndex, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, iou_threshold: typing.SupportsFloat | typing.SupportsIndex, max_det: typing.SupportsInt | typing.SupportsIndex, max_candidates: typing.SupportsInt | typing.SupportsIndex, class_agnostic: bool, multi_label: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> list:
     ...
@@ -71,3 +75,4 @@ def usable_cores() -> int:
     """
     Cores this process may use: the CPU affinity mask, limited by the cgroup CPU quota (what threads=0 means in every kernel).
     """
+HAVE_NATIVE_PNG: bool = True

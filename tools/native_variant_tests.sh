@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 variant=${1:?nosimd or sanitize}
 target=$(mktemp -d)
 trap 'rm -rf "$target"' EXIT
-tests=(tests/preprocessing tests/ops tests/metrics tests/runtime/test_threads.py tests/test_native_boundary.py)
+tests=(tests/preprocessing tests/ops tests/metrics tests/runtime/test_threads.py tests/io/test_png_native.py tests/test_native_boundary.py)
 case "$variant" in
   nosimd)
     pip install --no-deps -q . --target "$target" \

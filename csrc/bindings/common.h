@@ -66,5 +66,6 @@ void register_preprocess(py::module_& m);
 void register_boxes(py::module_& m);
 void register_metrics(py::module_& m);
 void register_crop(py::module_& m);
+void register_decode(py::module_& m);  // empty without zlib
 
 }  // namespace pyimgcls::bindings

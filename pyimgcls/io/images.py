@@ -1,7 +1,10 @@
 """Image decoding: any common format into a NumPy array, with EXIF orientation applied.
 
-JPEG goes through libjpeg-turbo (``simplejpeg``), optionally at a reduced DCT scale; PNG, WebP,
-TIFF and BMP (and 16-bit images) go through OpenCV. Image sizes are read from the header and
+JPEG goes through libjpeg-turbo (``simplejpeg``), optionally at a reduced DCT scale; a clean 8-bit
+non-interlaced gray / RGB(A) PNG through pyimgcls' native decoder (``_core.decode_png``: zlib, no
+libpng set-up, so a 28x28 PNG decodes in a few microseconds; it declines every other PNG, and every
+malformed one, which then go to OpenCV with the rest); other PNGs, WebP, TIFF and BMP (and 16-bit
+images) go through OpenCV. Image sizes are read from the header and
 checked against ``max_pixels`` before any pixel buffer is allocated.
 """
 
@@ -17,6 +20,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
+from .. import _core
 from ..limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_JPEG_SCANS
 
 __all__ = ["DecodeInfo", "ImageDecodeError", "read_image", "image_size", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS"]
@@ -26,6 +30,9 @@ __all__ = ["DecodeInfo", "ImageDecodeError", "read_image", "image_size", "DEFAUL
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
 _COLORS = ("rgb", "bgr", "gray", "unchanged")
+# the native PNG decoder (None where the module was built without zlib) and its output codes
+_NATIVE_PNG = getattr(_core, "decode_png", None)
+_PNG_OUT = {"rgb": 0, "bgr": 1, "gray": 2, "unchanged": 3}
 # Only the DCT scales that libjpeg-turbo accelerates with SIMD (others were slower than a full decode).
 _JPEG_FACTORS = (8, 4, 2)
 
@@ -447,6 +454,22 @@ def _check_header(data: bytes, name: str, max_pixels: int | None, partial: bool 
     return fmt, h, w
 
 
+def _png_chunks_fit(d: bytes) -> None:
+    """Refuses a PNG whose chunks before the image data claim more bytes than the file holds (or
+    more than PNG's 2**31 - 1 limit). libpng refuses such a file too, but OpenCV first spends
+    seconds (and gigabytes) on a 200-byte file whose chunk length was corrupted."""
+    p, n = 8, len(d)
+    while p + 8 <= n:
+        (length,) = struct.unpack(">I", d[p:p + 4])
+        typ = d[p + 4:p + 8]
+        if length > 0x7FFFFFFF or p + 12 + length > n:
+            raise ValueError(f"truncated or corrupt PNG: chunk {typ!r} at byte {p} claims {length:,} bytes, "
+                             f"the file has {n - p - 12:,} left")
+        if typ in (b"IDAT", b"IEND"):
+            return
+        p += 12 + length
+
+
 def _reason(e: BaseException, data: bytes, fmt: str) -> str:
     """A decoder's exception as one clear line."""
     if fmt == "tiff":
@@ -526,7 +549,11 @@ def read_image(
         if fmt == "jpeg":
             _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
             a, f = _decode_jpeg(data, color, min_size, orientation if exif else 1, h, w, colorspace)
+        elif fmt == "png" and _NATIVE_PNG is not None:
+            a = _NATIVE_PNG(data, _PNG_OUT[color])  # None: a PNG it declines (OpenCV's below)
         if a is None:
+            if fmt == "png":
+                _png_chunks_fit(data)
             a = _decode_cv2(data, color)
     except Exception as e:  # noqa: BLE001 - every decoder failure (cv2.error too) names the source
         raise ImageDecodeError(f"{name}: cannot decode {fmt}: {_reason(e, data, fmt)}") from None

@@ -49,6 +49,10 @@ def decode_min_size(cfg: PreprocessConfig) -> tuple[int, int]:
     return (H, W)
 
 
+SERIAL_DECODE_S = 100e-6  # per item: below this mean decode time, decode in the producer thread
+SERIAL_MIN_ITEMS = 8      # a chunk this large or larger sets the mode for the next one
+
+
 def _chunks(it: Iterator[Item], n: int) -> Iterator[list[Item]]:
     chunk: list[Item] = []
     for x in it:
@@ -89,15 +93,25 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
     def new_pool() -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pyimgcls-decode")
 
+    # Small images (a 28x28 PNG decodes in ~15 us) are decoded in the producer thread itself: a
+    # pool's workers would hand the GIL back and forth around every short native call and run
+    # slower than one thread. Each chunk's mean decode time (thread CPU seconds per item) decides
+    # the next chunk: below SERIAL_DECODE_S per item, serial; above, the pool.
+    serial = [False]
+
     def load_all(pool: ThreadPoolExecutor, chunk: list[Item]):
         if item_timeout is None:
-            if len(chunk) == 1:
-                return [load(chunk[0])], False
-            # a few runs of items per worker, not one task per item: for small images the
-            # per-task hand-offs (and the GIL passed back and forth) cost more than the decode
-            step = -(-len(chunk) // (4 * max(1, threads)))
-            runs = pool.map(lambda run: [load(it) for it in run], [chunk[i:i + step] for i in range(0, len(chunk), step)])
-            return [r for run in runs for r in run], False
+            if len(chunk) == 1 or serial[0] or threads <= 1:
+                results = [load(it) for it in chunk]
+            else:
+                # a few runs of items per worker, not one task per item (fewer hand-offs)
+                step = -(-len(chunk) // (4 * max(1, threads)))
+                runs = pool.map(lambda run: [load(it) for it in run],
+                                [chunk[i:i + step] for i in range(0, len(chunk), step)])
+                results = [r for run in runs for r in run]
+            if len(chunk) >= SERIAL_MIN_ITEMS:
+                serial[0] = sum(r[2] for r in results) < SERIAL_DECODE_S * len(chunk)
+            return results, False
         futures = [pool.submit(load, it) for it in chunk]
         results, stuck = [], False
         for it, fut in zip(chunk, futures):

@@ -651,3 +651,70 @@ class MTCNNRef:
         xyxy = np.stack([boxes[:, 0] - 1, boxes[:, 1] - 1, boxes[:, 2], boxes[:, 3]], 1)
         xyxy = np.clip(xyxy, 0, [W, H, W, H])
         return xyxy, sc, kp
+
+
+# ------------------------------------------------------------------ PNG (twin of _core.decode_png)
+def png_unfilter_ref(raw: np.ndarray, h: int, w: int, bpp: int) -> np.ndarray:
+    """Undoes PNG's per-row filters (PNG spec section 9) on the inflated bytes -> (h, w * bpp) uint8."""
+    rows = raw.reshape(h, 1 + w * bpp)
+    out = np.zeros((h, w * bpp), np.int64)
+    prior = np.zeros(w * bpp, np.int64)
+    for y in range(h):
+        ftype, line = int(rows[y, 0]), rows[y, 1:].astype(np.int64)
+        if ftype == 0:
+            cur = line
+        elif ftype == 1:  # Sub: a running sum per channel
+            cur = (np.cumsum(line.reshape(w, bpp), axis=0) % 256).reshape(-1)
+        elif ftype == 2:  # Up
+            cur = (line + prior) % 256
+        elif ftype in (3, 4):
+            cur = np.zeros_like(line)
+            for i in range(w * bpp):
+                a = cur[i - bpp] if i >= bpp else 0
+                b = prior[i]
+                c = prior[i - bpp] if i >= bpp else 0
+                if ftype == 3:
+                    pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
+                cur[i] = (line[i] + pred) % 256
+        else:
+            raise ValueError(f"filter type {ftype}")
+        out[y] = cur
+        prior = cur
+    return out.astype(np.uint8)
+
+
+def png_decode_ref(data: bytes, color: str = "rgb") -> np.ndarray:
+    """Plain-Python decode of an 8-bit non-interlaced gray / gray+alpha / RGB / RGBA PNG (Python's
+    zlib + png_unfilter_ref), converted as read_image's ``color`` asks: rgb / bgr (alpha dropped,
+    gray replicated), gray (gray files), unchanged (the stored channels)."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    p, idat, hdr = 8, b"", None
+    while p + 8 <= len(data):
+        (n,) = struct.unpack(">I", data[p:p + 4])
+        t = data[p + 4:p + 8]
+        if t == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", data[p + 8:p + 21])
+        elif t == b"IDAT":
+            idat += data[p + 8:p + 8 + n]
+        elif t == b"IEND":
+            break
+        p += 12 + n
+    w, h, depth, ctype, _, _, interlace = hdr
+    assert depth == 8 and interlace == 0
+    bpp = {0: 1, 2: 3, 4: 2, 6: 4}[ctype]
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8)
+    px = png_unfilter_ref(raw, h, w, bpp).reshape(h, w, bpp)
+    if color == "unchanged":
+        return px[:, :, 0] if bpp == 1 else px
+    if color == "gray":
+        assert bpp <= 2
+        return np.ascontiguousarray(px[:, :, 0])
+    rgb = np.repeat(px[:, :, :1], 3, axis=2) if bpp <= 2 else px[:, :, :3]
+    return np.ascontiguousarray(rgb[:, :, ::-1] if color == "bgr" else rgb)

@@ -77,3 +77,47 @@ def test_pipeline_transforms_are_in_full_resolution_pixels(photos, fast_decode):
 def test_arrays_report_scale_one(photos):
     (p,) = list(prepare_batches(iter_items([photos["coffee"]]), CFG, batch_size=1, threads=1, fast_decode=True))
     assert p.transforms[0].original_size == photos["coffee"].shape[:2]
+
+
+@pytest.mark.parametrize("threshold, where", [(1.0, "pyimgcls-prepare"), (0.0, "pyimgcls-decode")])
+def test_small_images_decode_in_the_producer_and_large_ones_in_the_pool(tmp_path, monkeypatch, threshold, where):
+    """Each chunk's mean decode time picks where the next chunk decodes (the producer thread for
+    small images, the pool for large ones); the batches are the same either way."""
+    import cv2
+    import threading
+
+    from pyimgcls.runtime import pipeline
+
+    rng = np.random.default_rng(0)
+    srcs = []
+    for i in range(40):
+        p = tmp_path / f"{i:02d}.png"
+        if i == 17:
+            p.write_bytes(b"not an image")
+        else:
+            cv2.imwrite(str(p), rng.integers(0, 256, (28, 28, 3), dtype=np.uint8))
+        srcs.append(str(p))
+    cfg = PreprocessConfig(size=(28, 28), resize="stretch", mean=(0, 0, 0), std=(1, 1, 1))
+    seen: list[tuple[int, str]] = []
+    real = pipeline.load_item
+
+    def spy(item, **kw):
+        seen.append((len(seen), threading.current_thread().name))
+        return real(item, **kw)
+
+    monkeypatch.setattr(pipeline, "load_item", spy)
+    monkeypatch.setattr(pipeline, "SERIAL_DECODE_S", threshold)
+    got = list(prepare_batches(iter_items(srcs), cfg, batch_size=8, threads=2))
+    names = [n for _, n in seen]
+    assert all(n.startswith("pyimgcls-decode") for n in names[:8])  # the first chunk: the pool
+    assert all(n.startswith(where) for n in names[8:]), names[8:]
+    want = [read_image(s) if i != 17 else None for i, s in enumerate(srcs)]
+    flat = [(p, j) for p in got for j in range(len(p.items))]
+    assert len(flat) == 40
+    for k, (p, j) in enumerate(flat):
+        if k == 17:
+            assert j in p.errors and "not a supported image format" in str(p.errors[j])
+        else:
+            row = p.ok.index(j)
+            ref, _ = preprocess([want[k]], cfg)
+            np.testing.assert_array_equal(p.batch[row], ref[0])

@@ -1,0 +1,245 @@
+#include "core/decode/png.h"
+
+#include <zlib.h>
+
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace pyimgcls::core {
+namespace {
+
+constexpr std::uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+constexpr std::uint32_t kMaxLength = 0x7FFFFFFFu;  // the PNG limit for chunk lengths and sides
+
+std::uint32_t be32(const std::uint8_t* p) {
+    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]);
+}
+
+bool is_type(const std::uint8_t* t, const char* name) { return std::memcmp(t, name, 4) == 0; }
+
+// A valid chunk name: four ASCII letters, the third upper case (its "reserved" bit clear); libpng
+// refuses the file otherwise.
+bool valid_name(const std::uint8_t* t) {
+    for (int i = 0; i < 4; ++i) {
+        const bool upper = t[i] >= 'A' && t[i] <= 'Z', lower = t[i] >= 'a' && t[i] <= 'z';
+        if (!upper && !lower) return false;
+    }
+    return (t[2] & 0x20) == 0;
+}
+
+// The chunk's CRC covers its type and data (p points at the type; n = data length).
+bool crc_ok(const std::uint8_t* p, std::uint32_t n) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const std::uint8_t* q = p;
+    std::size_t left = std::size_t(n) + 4;
+    while (left > 0) {  // crc32 takes uInt lengths
+        const uInt step = left > 0x40000000u ? 0x40000000u : static_cast<uInt>(left);
+        crc = crc32(crc, q, step);
+        q += step;
+        left -= step;
+    }
+    return static_cast<std::uint32_t>(crc) == be32(p + 4 + n);
+}
+
+int paeth(int a, int b, int c) {
+    const int p = a + b - c;
+    const int pa = p > a ? p - a : a - p, pb = p > b ? p - b : b - p, pc = p > c ? p - c : c - p;
+    if (pa <= pb && pa <= pc) return a;
+    return pb <= pc ? b : c;
+}
+
+// Undoes one row's filter in place; prior is the previous unfiltered row (zeros for the first).
+bool unfilter(int type, std::uint8_t* row, const std::uint8_t* prior, std::size_t n, int bpp) {
+    const std::size_t b = static_cast<std::size_t>(bpp);
+    switch (type) {
+        case 0:
+            return true;
+        case 1:
+            for (std::size_t i = b; i < n; ++i) row[i] = static_cast<std::uint8_t>(row[i] + row[i - b]);
+            return true;
+        case 2:
+            for (std::size_t i = 0; i < n; ++i) row[i] = static_cast<std::uint8_t>(row[i] + prior[i]);
+            return true;
+        case 3:
+            for (std::size_t i = 0; i < n; ++i) {
+                const unsigned left = i >= b ? row[i - b] : 0u;
+                row[i] = static_cast<std::uint8_t>(row[i] + ((left + prior[i]) >> 1));
+            }
+            return true;
+        case 4:
+            for (std::size_t i = 0; i < n; ++i) {
+                const int a = i >= b ? row[i - b] : 0, c = i >= b ? prior[i - b] : 0;
+                row[i] = static_cast<std::uint8_t>(row[i] + paeth(a, prior[i], c));
+            }
+            return true;
+        default:
+            return false;  // libpng refuses unknown filter types
+    }
+}
+
+void convert_row(const std::uint8_t* s, std::uint8_t* d, std::uint32_t w, int in_c, PngOut out) {
+    switch (out) {
+        case PngOut::Rgb:
+        case PngOut::Bgr: {
+            const bool swap = out == PngOut::Bgr;
+            for (std::uint32_t x = 0; x < w; ++x, s += in_c, d += 3) {
+                if (in_c <= 2) {
+                    d[0] = d[1] = d[2] = s[0];
+                } else {
+                    d[0] = s[swap ? 2 : 0];
+                    d[1] = s[1];
+                    d[2] = s[swap ? 0 : 2];
+                }
+            }
+            return;
+        }
+        case PngOut::Gray:
+            for (std::uint32_t x = 0; x < w; ++x, s += in_c) *d++ = s[0];
+            return;
+        case PngOut::Unchanged:
+            std::memcpy(d, s, std::size_t(w) * std::size_t(in_c));
+            return;
+    }
+}
+
+struct Inflater {
+    z_stream z{};
+    bool ready = false;
+    Inflater() { ready = inflateInit(&z) == Z_OK; }
+    ~Inflater() {
+        if (ready) inflateEnd(&z);
+    }
+    Inflater(const Inflater&) = delete;
+    Inflater& operator=(const Inflater&) = delete;
+};
+
+}  // namespace
+
+bool png_parse_header(const std::uint8_t* data, std::size_t size, PngHeader& header) {
+    if (size < 8 + 25 || std::memcmp(data, kSignature, 8) != 0) return false;
+    const std::uint8_t* c = data + 8;
+    if (be32(c) != 13 || !is_type(c + 4, "IHDR") || !crc_ok(c + 4, 13)) return false;
+    const std::uint8_t* h = c + 8;
+    const std::uint32_t w = be32(h), hh = be32(h + 4);
+    const int depth = h[8], color = h[9], compression = h[10], filter = h[11], interlace = h[12];
+    if (w == 0 || hh == 0 || w > kMaxLength || hh > kMaxLength) return false;
+    if (depth != 8 || compression != 0 || filter != 0 || interlace != 0) return false;
+    int ch = 0;
+    switch (color) {
+        case 0: ch = 1; break;
+        case 2: ch = 3; break;
+        case 4: ch = 2; break;
+        case 6: ch = 4; break;
+        default: return false;  // palette (3) and invalid types
+    }
+    header.width = w;
+    header.height = hh;
+    header.channels = ch;
+    return true;
+}
+
+bool png_size_plausible(const std::uint8_t* data, std::size_t size, const PngHeader& hd) {
+    std::uint64_t idat = 0;
+    for (std::size_t pos = 8 + 25; pos <= size && size - pos >= 12;) {
+        const std::uint32_t n = be32(data + pos);
+        if (n > kMaxLength || size - pos - 12 < n) break;
+        if (is_type(data + pos + 4, "IDAT")) idat += n;
+        pos += 12 + std::size_t(n);
+    }
+    const std::uint64_t raw = std::uint64_t(hd.height) * (std::uint64_t(hd.width) * std::uint64_t(hd.channels) + 1);
+    return raw <= idat * 1032 + 1024;
+}
+
+int png_out_channels(int stored, PngOut out) {
+    switch (out) {
+        case PngOut::Rgb:
+        case PngOut::Bgr:
+            return 3;
+        case PngOut::Gray:
+            return stored <= 2 ? 1 : 0;  // RGB -> gray is libpng's own weighting: declined
+        case PngOut::Unchanged:
+            return stored == 2 ? 0 : stored;  // OpenCV returns gray + alpha as 4 channels: declined
+    }
+    return 0;
+}
+
+bool png_decode(const std::uint8_t* data, std::size_t size, const PngHeader& hd, PngOut out, std::uint8_t* dst) {
+    const int out_c = png_out_channels(hd.channels, out);
+    if (out_c == 0) return false;
+    const std::uint64_t rowbytes = std::uint64_t(hd.width) * std::uint64_t(hd.channels);
+    const std::uint64_t total = std::uint64_t(hd.height) * (rowbytes + 1);
+    if (total > std::uint64_t(std::numeric_limits<std::size_t>::max() / 2) || total > (std::uint64_t(1) << 40))
+        return false;
+    std::vector<std::uint8_t> raw;
+    try {
+        raw.resize(static_cast<std::size_t>(total));
+    } catch (const std::bad_alloc&) {
+        return false;  // the full decoder reports it
+    }
+    Inflater inf;
+    if (!inf.ready) return false;
+    std::size_t produced = 0;
+    bool ended = false, in_idat = false, idat_done = false;
+    std::size_t pos = 8 + 25;
+    for (;;) {
+        if (pos > size || size - pos < 12) return false;  // truncated: no IEND
+        const std::uint32_t n = be32(data + pos);
+        const std::uint8_t* t = data + pos + 4;
+        if (n > kMaxLength || size - pos - 12 < n || !valid_name(t)) return false;
+        const std::uint8_t* body = t + 4;
+        if (is_type(t, "IDAT")) {
+            if (idat_done || !crc_ok(t, n)) return false;
+            in_idat = true;
+            if (n > 0) {
+                if (ended) return false;  // compressed data after the stream's end
+                std::size_t left = n;
+                const std::uint8_t* p = body;
+                while (left > 0 && !ended) {
+                    const uInt in_step = left > 0x40000000u ? 0x40000000u : static_cast<uInt>(left);
+                    const std::size_t room = raw.size() - produced;
+                    const uInt out_step = room > 0x40000000u ? 0x40000000u : static_cast<uInt>(room);
+                    inf.z.next_in = const_cast<Bytef*>(p);
+                    inf.z.avail_in = in_step;
+                    inf.z.next_out = raw.data() + produced;
+                    inf.z.avail_out = out_step;
+                    const int r = inflate(&inf.z, Z_NO_FLUSH);
+                    const std::size_t used = in_step - inf.z.avail_in;
+                    produced += out_step - inf.z.avail_out;
+                    p += used;
+                    left -= used;
+                    if (r == Z_STREAM_END) {
+                        ended = true;
+                    } else if (r != Z_OK) {
+                        return false;  // corrupt stream, bad checksum, or more data than the image holds
+                    } else if (used == 0 && out_step == inf.z.avail_out) {
+                        return false;  // no progress: output full before the stream's end
+                    }
+                }
+                if (left > 0) return false;  // bytes after the end of the zlib stream
+            }
+        } else {
+            if (in_idat) idat_done = true;
+            if (is_type(t, "IEND")) {
+                if (n != 0 || !crc_ok(t, 0) || !ended || produced != raw.size()) return false;
+                break;
+            }
+            const bool critical = (t[0] & 0x20) == 0;
+            if (critical || is_type(t, "tRNS")) return false;  // IHDR twice, PLTE, unknown critical; transparency
+        }
+        pos += 12 + std::size_t(n);
+    }
+    const std::size_t rb = static_cast<std::size_t>(rowbytes);
+    const std::vector<std::uint8_t> zeros(rb, 0);
+    const std::uint8_t* prior = zeros.data();
+    const std::size_t out_row = std::size_t(hd.width) * std::size_t(out_c);
+    for (std::uint32_t y = 0; y < hd.height; ++y) {
+        std::uint8_t* line = raw.data() + std::size_t(y) * (rb + 1);
+        if (!unfilter(line[0], line + 1, prior, rb, hd.channels)) return false;
+        convert_row(line + 1, dst + std::size_t(y) * out_row, hd.width, hd.channels, out);
+        prior = line + 1;
+    }
+    return true;
+}
+
+}  // namespace pyimgcls::core

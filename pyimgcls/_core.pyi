@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['HAVE_NATIVE_PNG', 'ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'soft_nms', 'top_k_hits', 'usable_cores']
+__all__: list[str] = ['HAVE_NATIVE_PNG', 'ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'top_k_hits', 'usable_cores']
 @typing.overload
 def ap_auc_columns(scores: numpy.typing.NDArray[numpy.float32], truth: numpy.typing.NDArray[numpy.uint8], threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -58,6 +58,10 @@ def preprocess_batch(images: list, plans: typing.Annotated[numpy.typing.ArrayLik
 def preprocess_kernel_sets() -> list[str]:
     """
     Names of the preprocessing kernel sets this build and this CPU offer ('scalar', then 'sse2', 'sse41').
+    """
+def read_small_file(path: bytes, max_size: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+    """
+    The bytes of a regular file of at most max_size bytes (path: os.fsencode()'d), read in one call with the GIL released (O_NONBLOCK: a FIFO never blocks). None for anything else (not a regular file, larger than max_size, no POSIX files here): read those another way. OSError (errno, path) if open / fstat / read fails.
     """
 @typing.overload
 def soft_nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], method: typing.SupportsInt | typing.SupportsIndex, sigma: typing.SupportsFloat | typing.SupportsIndex, iou_threshold: typing.SupportsFloat | typing.SupportsIndex, score_threshold: typing.SupportsFloat | typing.SupportsIndex) -> tuple:

@@ -1,13 +1,48 @@
-// pyimgcls._core: decode_png (glue only: read the header, allocate, release the GIL, call core/decode).
+// pyimgcls._core: decode_png, read_small_file (glue only: check, release the GIL, call core/decode
+// and core/io).
+#include <cerrno>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "bindings/common.h"
+#include "core/io/file.h"
 #ifdef PYIMGCLS_HAVE_ZLIB
 #include "core/decode/png.h"
 #endif
 
 namespace pyimgcls::bindings {
+namespace {
+
+py::object read_small_file(const py::bytes& path, std::size_t max_size) {
+    std::string p = path;  // os.fsencode()'d by the caller
+    if (p.empty() || p.find('\0') != std::string::npos) throw py::value_error("path must be non-empty, without NUL bytes");
+    std::vector<std::uint8_t> buf;
+    int err = 0;
+    core::ReadStatus st;
+    {
+        py::gil_scoped_release release;
+        st = core::read_small_file(p, max_size, buf, err);
+    }
+    if (st == core::ReadStatus::Error) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path.ptr());
+        throw py::error_already_set();
+    }
+    if (st != core::ReadStatus::Ok) return py::none();
+    return py::bytes(reinterpret_cast<const char*>(buf.data()), buf.size());
+}
+
+}  // namespace
+
+static void register_read(py::module_& m) {
+    m.def("read_small_file", &read_small_file, py::arg("path"), py::arg("max_size"),
+          "The bytes of a regular file of at most max_size bytes (path: os.fsencode()'d), read in one call with "
+          "the GIL released (O_NONBLOCK: a FIFO never blocks). None for anything else (not a regular file, "
+          "larger than max_size, no POSIX files here): read those another way. OSError (errno, path) if "
+          "open / fstat / read fails.");
+}
+
 #ifdef PYIMGCLS_HAVE_ZLIB
 namespace {
 
@@ -37,7 +72,9 @@ py::object decode_png(const py::bytes& data, int out) {
 
 }  // namespace
 
+
 void register_decode(py::module_& m) {
+    register_read(m);
     m.attr("HAVE_NATIVE_PNG") = true;
     m.def("decode_png", &decode_png, py::arg("data"), py::arg("out"),
           "Decodes a clean 8-bit, non-interlaced gray / gray+alpha / RGB / RGBA PNG into a uint8 array: "
@@ -47,7 +84,10 @@ void register_decode(py::module_& m) {
           "decode those with a full decoder, which gives its answer or its error. Releases the GIL.");
 }
 #else
-void register_decode(py::module_& m) { m.attr("HAVE_NATIVE_PNG") = false; }
+void register_decode(py::module_& m) {
+    register_read(m);
+    m.attr("HAVE_NATIVE_PNG") = false;
+}
 #endif
 
 }  // namespace pyimgcls::bindings

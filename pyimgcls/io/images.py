@@ -94,9 +94,23 @@ def _read_fd(fd: int, limit: int | None, expected: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+_READ_SMALL = getattr(_core, "read_small_file", None)
+
+
 def _read_path(path: str, name: str, max_bytes: int | None, max_pixels: int | None) -> bytes:
     """A regular file's bytes, its size checked before reading (a FIFO or a device named *.jpg
     never blocks or streams forever) and, for a large file, its header before the rest."""
+    if _READ_SMALL is not None:
+        # a regular file of up to 1 MiB (and max_bytes): one native call; anything else below
+        limit = _HEAD if max_bytes is None else min(_HEAD, max_bytes)
+        try:
+            data = _READ_SMALL(os.fsencode(path), limit)
+        except OSError as e:
+            raise ImageDecodeError(f"{name}: cannot read file: {e.strerror or e}") from e
+        except ValueError:  # a NUL byte in the path: the call below raises the error Python gives
+            data = None
+        if data is not None:
+            return data
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:

@@ -56,3 +56,36 @@ def test_a_large_png_is_read_whole_and_its_header_checked_first(tmp_path):
     assert np.array_equal(read_image(str(p)), a)
     with pytest.raises(ImageDecodeError, match="noise.png"):
         read_image(str(p), max_pixels=1000)
+
+
+def test_native_small_file_reader(tmp_path):
+    from pyimgcls import _core
+
+    read = _core.read_small_file
+    p = tmp_path / "a.bin"
+    p.write_bytes(b"x" * 100)
+    assert read(os.fsencode(p), 100) == b"x" * 100
+    assert read(os.fsencode(p), 99) is None  # larger than max_size: the caller reads it its own way
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert read(os.fsencode(empty), 10) == b""
+    assert read(os.fsencode(tmp_path), 10) is None  # a folder
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    assert read(os.fsencode(fifo), 10) is None  # never blocks on a FIFO
+    odd = os.fsencode(str(tmp_path)) + b"/\xff\xfe.png"  # not UTF-8: bytes paths go through as they are
+    with open(odd, "wb") as f:
+        f.write(b"odd")
+    assert read(odd, 10) == b"odd"
+    with pytest.raises(FileNotFoundError) as e:
+        read(os.fsencode(tmp_path / "missing.png"), 10)
+    assert e.value.filename == os.fsencode(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="NUL"):
+        read(b"a\x00b", 10)
+    # read_image's messages are the same whichever reader ran
+    with pytest.raises(ImageDecodeError, match="missing.png: cannot read file: No such file or directory"):
+        read_image(str(tmp_path / "missing.png"))
+    with pytest.raises(ImageDecodeError, match=r"pipe.png: a FIFO \(named pipe\), not an image file"):
+        read_image(str(fifo))
+    with pytest.raises(ImageDecodeError, match=r"a.bin: 100 bytes, more than max_bytes=50"):
+        read_image(str(p), max_bytes=50)

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['HAVE_NATIVE_PNG', 'ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'top_k_hits', 'usable_cores']
+__all__: list[str] = ['HAVE_NATIVE_PNG', 'ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'load_pngs', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'top_k_hits', 'usable_cores']
 @typing.overload
 def ap_auc_columns(scores: numpy.typing.NDArray[numpy.float32], truth: numpy.typing.NDArray[numpy.uint8], threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -45,6 +45,10 @@ def decode_png(data: bytes, out: typing.SupportsInt | typing.SupportsIndex) -> t
     """
 def decode_yolo(output: numpy.typing.NDArray[numpy.float32], layout: typing.SupportsInt | typing.SupportsIndex, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, iou_threshold: typing.SupportsFloat | typing.SupportsIndex, max_det: typing.SupportsInt | typing.SupportsIndex, max_candidates: typing.SupportsInt | typing.SupportsIndex, class_agnostic: bool, multi_label: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> list:
     ...
+def load_pngs(paths: list, max_size: typing.SupportsInt | typing.SupportsIndex, max_pixels: typing.SupportsInt | typing.SupportsIndex, out: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> list:
+    """
+    Reads and decodes a list of PNG files (os.fsencode()'d paths) on `threads` threads with the GIL released: each entry is the image as decode_png(data, out) gives it, or None where the file is not taken (unreadable, not a regular file of at most max_size bytes, not a PNG decode_png decodes, more than max_pixels pixels (0: no limit), an eXIf chunk before the image data). Decode the None entries with read_image.
+    """
 @typing.overload
 def nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], iou_threshold: typing.SupportsFloat | typing.SupportsIndex, score_threshold: typing.SupportsFloat | typing.SupportsIndex | None, max_output: typing.SupportsInt | typing.SupportsIndex | None) -> numpy.typing.NDArray[numpy.int64]:
     ...

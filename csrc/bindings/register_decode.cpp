@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bindings/common.h"
+#include "core/common/parallel.h"
 #include "core/io/file.h"
 #ifdef PYIMGCLS_HAVE_ZLIB
 #include "core/decode/png.h"
@@ -70,12 +71,75 @@ py::object decode_png(const py::bytes& data, int out) {
     return std::move(img);
 }
 
+// Phase 1 (no GIL, threads): read each file, parse and check its header. Phase 2 (GIL): allocate
+// the arrays. Phase 3 (no GIL, threads): decode. Any file not taken (unreadable, not a clean PNG,
+// too many pixels, an eXIf chunk, a decode it declines) is None: read_image decides it.
+py::list load_pngs(const py::list& paths, std::size_t max_size, std::uint64_t max_pixels, int out, int threads) {
+    if (out < 0 || out > 3) throw py::value_error("out must be 0 (rgb), 1 (bgr), 2 (gray) or 3 (unchanged), got " + std::to_string(out));
+    const std::size_t n = paths.size();
+    std::vector<std::string> p(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!py::isinstance<py::bytes>(paths[i])) throw py::type_error("paths must be os.fsencode()'d bytes");
+        p[i] = paths[i].cast<std::string>();
+    }
+    const auto mode = static_cast<core::PngOut>(out);
+    std::vector<std::vector<std::uint8_t>> data(n);
+    std::vector<core::PngHeader> hd(n);
+    std::vector<char> take(n, 0);
+    {
+        py::gil_scoped_release release;
+        core::parallel_for(static_cast<std::ptrdiff_t>(n), threads, [&](std::ptrdiff_t b, std::ptrdiff_t e) {
+            for (std::ptrdiff_t i = b; i < e; ++i) {
+                int err = 0;
+                auto& d = data[i];
+                if (p[i].empty() || p[i].find('\0') != std::string::npos) continue;
+                if (core::read_small_file(p[i], max_size, d, err) != core::ReadStatus::Ok) continue;
+                if (!core::png_parse_header(d.data(), d.size(), hd[i]) || !core::png_size_plausible(d.data(), d.size(), hd[i]) ||
+                    core::png_out_channels(hd[i].channels, mode) == 0 || core::png_has_exif(d.data(), d.size()))
+                    continue;
+                if (max_pixels > 0 && std::uint64_t(hd[i].width) * hd[i].height > max_pixels) continue;
+                take[i] = 1;
+            }
+        }, 8);
+    }
+    std::vector<py::array_t<std::uint8_t>> img(n);
+    std::vector<std::uint8_t*> dst(n, nullptr);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!take[i]) continue;
+        const auto h = static_cast<py::ssize_t>(hd[i].height), w = static_cast<py::ssize_t>(hd[i].width);
+        const int c = core::png_out_channels(hd[i].channels, mode);
+        img[i] = c == 1 ? py::array_t<std::uint8_t>({h, w}) : py::array_t<std::uint8_t>({h, w, py::ssize_t(c)});
+        dst[i] = img[i].mutable_data();
+    }
+    {
+        py::gil_scoped_release release;
+        core::parallel_for(static_cast<std::ptrdiff_t>(n), threads, [&](std::ptrdiff_t b, std::ptrdiff_t e) {
+            for (std::ptrdiff_t i = b; i < e; ++i) {
+                if (take[i] && !core::png_decode(data[i].data(), data[i].size(), hd[i], mode, dst[i])) take[i] = 0;
+                std::vector<std::uint8_t>().swap(data[i]);  // the file's bytes are not needed any more
+            }
+        }, 8);
+    }
+    py::list result(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (take[i]) result[i] = img[i];
+        else result[i] = py::none();
+    }
+    return result;
+}
+
 }  // namespace
 
 
 void register_decode(py::module_& m) {
     register_read(m);
     m.attr("HAVE_NATIVE_PNG") = true;
+    m.def("load_pngs", &load_pngs, py::arg("paths"), py::arg("max_size"), py::arg("max_pixels"), py::arg("out"),
+          py::arg("threads"),
+          "Reads and decodes a list of PNG files (os.fsencode()'d paths) on `threads` threads with the GIL released: "
+          "each entry is the image as decode_png(data, out) gives it, or None where the file is not taken (unreadable, "
+          "not a regular file of at most max_size bytes, not a PNG decode_png decodes, more than max_pixels pixels "
+          "(0: no limit), an eXIf chunk before the image data). Decode the None entries with read_image.");
     m.def("decode_png", &decode_png, py::arg("data"), py::arg("out"),
           "Decodes a clean 8-bit, non-interlaced gray / gray+alpha / RGB / RGBA PNG into a uint8 array: "
           "out 0 (H, W, 3) RGB, 1 (H, W, 3) BGR (alpha dropped, gray replicated), 2 (H, W) gray (gray files only), "

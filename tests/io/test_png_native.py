@@ -4,6 +4,7 @@ file it declines or that is malformed gets OpenCV's answer through ``read_image`
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
 import zlib
@@ -257,3 +258,29 @@ def test_a_chunk_longer_than_the_file_is_refused_before_opencv_sees_it(monkeypat
         read_image(bad)
     with pytest.raises(ImageDecodeError, match=r"chunk b'IDAT' .* claims"):
         read_image(good[:70])
+
+
+def test_load_pngs_equals_decode_png_per_file(tmp_path):
+    rng = np.random.default_rng(9)
+    paths, want = [], []
+    for i in range(40):
+        data = encode_png(_image(rng, 5 + i % 7, 3 + i % 5, 1 + i % 4, bool(i % 2)), (i % 5, 4, 1))
+        p = tmp_path / f"{i}.png"
+        p.write_bytes(data)
+        paths.append(os.fsencode(p))
+        want.append(_core.decode_png(data, 0))
+    paths.append(os.fsencode(tmp_path / "missing.png"))
+    want.append(None)
+    for threads in (1, 2, 5):
+        got = _core.load_pngs(paths, 1 << 20, 0, 0, threads)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert (g is None) == (w is None)
+            if w is not None:
+                np.testing.assert_array_equal(g, w)
+    assert _core.load_pngs(paths[:3], 1 << 20, 10, 0, 1) == [None] * 3  # over max_pixels: left to read_image
+    assert _core.load_pngs(paths[:3], 10, 0, 0, 1) == [None] * 3        # over max_size
+    with pytest.raises(TypeError, match="fsencode"):
+        _core.load_pngs(["a.png"], 1 << 20, 0, 0, 1)
+    with pytest.raises(ValueError, match="out must be"):
+        _core.load_pngs(paths, 1 << 20, 0, 9, 1)

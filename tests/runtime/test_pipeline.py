@@ -91,7 +91,7 @@ def test_small_images_decode_in_the_producer_and_large_ones_in_the_pool(tmp_path
     rng = np.random.default_rng(0)
     srcs = []
     for i in range(40):
-        p = tmp_path / f"{i:02d}.png"
+        p = tmp_path / f"{i:02d}.bmp"  # BMP: through load_item (PNG files go to the native batch loader)
         if i == 17:
             p.write_bytes(b"not an image")
         else:
@@ -121,3 +121,60 @@ def test_small_images_decode_in_the_producer_and_large_ones_in_the_pool(tmp_path
             row = p.ok.index(j)
             ref, _ = preprocess([want[k]], cfg)
             np.testing.assert_array_equal(p.batch[row], ref[0])
+
+
+def test_png_files_load_natively_in_a_batch_with_load_items_answers(tmp_path, monkeypatch):
+    """The chunk's .png paths go to one native call; every file it does not take (EXIF, 16-bit,
+    palette, corrupt, a JPEG named .png, missing, a FIFO) goes through load_item: the batches,
+    the decode infos and the errors are those of load_item for every item."""
+    import os
+
+    import cv2
+    from PIL import Image
+
+    from pyimgcls.io.sources import Item, load_item
+    from pyimgcls.runtime import pipeline
+
+    rng = np.random.default_rng(1)
+    srcs = []
+
+    def path(name):
+        p = str(tmp_path / name)
+        srcs.append(p)
+        return p
+
+    for i in range(6):
+        cv2.imwrite(path(f"c{i}.png"), rng.integers(0, 256, (30 + i, 20, 3), dtype=np.uint8))
+    cv2.imwrite(path("gray.png"), rng.integers(0, 256, (25, 31), dtype=np.uint8))
+    cv2.imwrite(path("rgba.png"), rng.integers(0, 256, (25, 31, 4), dtype=np.uint8))
+    cv2.imwrite(path("deep.png"), rng.integers(0, 65536, (25, 31, 3), dtype=np.uint16))
+    Image.fromarray(rng.integers(0, 256, (25, 31), dtype=np.uint8)).convert("P").save(path("pal.png"))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rng.integers(0, 256, (20, 40, 3), dtype=np.uint8)).save(path("rot.png"), exif=exif.tobytes())
+    cv2.imwrite(path("jpeg.PNG") + ".jpg", rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    os.rename(srcs[-1] + ".jpg", srcs[-1])
+    with open(path("cut.png"), "wb") as f:
+        f.write(open(srcs[0], "rb").read()[:90])
+    path("missing.png")
+    os.mkfifo(path("fifo.png"))
+    cfg = PreprocessConfig(size=(24, 24), resize="stretch", mean=(0, 0, 0), std=(1, 1, 1))
+    calls = []
+    real = pipeline._LOAD_PNGS
+    monkeypatch.setattr(pipeline, "_LOAD_PNGS", lambda paths, *a: calls.append(len(paths)) or real(paths, *a))
+    got = list(prepare_batches(iter_items(srcs), cfg, batch_size=len(srcs), threads=2))
+    assert calls == [len(srcs)]
+    (p,) = got
+    for i, s in enumerate(srcs):
+        try:
+            img, info = load_item(Item(s, s), return_info=True)
+        except (ValueError, OSError) as e:
+            assert i in p.errors and str(p.errors[i]) == str(e), (s, p.errors.get(i), e)
+            continue
+        row = p.ok.index(i)
+        assert p.infos[row] == info, s
+        ref, _ = preprocess([img], cfg)
+        np.testing.assert_array_equal(p.batch[row], ref[0], err_msg=s)
+    assert {os.path.basename(srcs[i]) for i in p.errors} == {"cut.png", "missing.png", "fifo.png"}
+    rot = p.infos[p.ok.index(srcs.index(str(tmp_path / "rot.png")))]
+    assert rot.full_size == (40, 20)  # EXIF orientation applied (by read_image)

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace pyimgcls::core {
@@ -151,6 +152,17 @@ bool png_size_plausible(const std::uint8_t* data, std::size_t size, const PngHea
     return raw <= idat * 1032 + 1024;
 }
 
+bool png_has_exif(const std::uint8_t* data, std::size_t size) {
+    for (std::size_t pos = 8; pos <= size && size - pos >= 8;) {
+        const std::uint32_t n = be32(data + pos);
+        const std::uint8_t* t = data + pos + 4;
+        if (is_type(t, "eXIf")) return true;
+        if (is_type(t, "IDAT") || is_type(t, "IEND")) return false;
+        pos += 12 + std::size_t(n);
+    }
+    return false;
+}
+
 int png_out_channels(int stored, PngOut out) {
     switch (out) {
         case PngOut::Rgb:
@@ -177,51 +189,27 @@ bool png_decode(const std::uint8_t* data, std::size_t size, const PngHeader& hd,
     } catch (const std::bad_alloc&) {
         return false;  // the full decoder reports it
     }
-    Inflater inf;
-    if (!inf.ready) return false;
-    std::size_t produced = 0;
-    bool ended = false, in_idat = false, idat_done = false;
+    // Walk the chunks first (the IDAT payloads must be adjacent, with valid CRCs; IEND must come),
+    // then inflate them in one call with Z_FINISH: no 32 KiB sliding window is set up, which is
+    // most of the cost for a small image.
+    std::vector<std::pair<const std::uint8_t*, std::uint32_t>> idats;
+    std::uint64_t idat_bytes = 0;
+    bool in_idat = false, idat_done = false;
     std::size_t pos = 8 + 25;
     for (;;) {
         if (pos > size || size - pos < 12) return false;  // truncated: no IEND
         const std::uint32_t n = be32(data + pos);
         const std::uint8_t* t = data + pos + 4;
         if (n > kMaxLength || size - pos - 12 < n || !valid_name(t)) return false;
-        const std::uint8_t* body = t + 4;
         if (is_type(t, "IDAT")) {
             if (idat_done || !crc_ok(t, n)) return false;
             in_idat = true;
-            if (n > 0) {
-                if (ended) return false;  // compressed data after the stream's end
-                std::size_t left = n;
-                const std::uint8_t* p = body;
-                while (left > 0 && !ended) {
-                    const uInt in_step = left > 0x40000000u ? 0x40000000u : static_cast<uInt>(left);
-                    const std::size_t room = raw.size() - produced;
-                    const uInt out_step = room > 0x40000000u ? 0x40000000u : static_cast<uInt>(room);
-                    inf.z.next_in = const_cast<Bytef*>(p);
-                    inf.z.avail_in = in_step;
-                    inf.z.next_out = raw.data() + produced;
-                    inf.z.avail_out = out_step;
-                    const int r = inflate(&inf.z, Z_NO_FLUSH);
-                    const std::size_t used = in_step - inf.z.avail_in;
-                    produced += out_step - inf.z.avail_out;
-                    p += used;
-                    left -= used;
-                    if (r == Z_STREAM_END) {
-                        ended = true;
-                    } else if (r != Z_OK) {
-                        return false;  // corrupt stream, bad checksum, or more data than the image holds
-                    } else if (used == 0 && out_step == inf.z.avail_out) {
-                        return false;  // no progress: output full before the stream's end
-                    }
-                }
-                if (left > 0) return false;  // bytes after the end of the zlib stream
-            }
+            if (n > 0) idats.emplace_back(t + 4, n);
+            idat_bytes += n;
         } else {
             if (in_idat) idat_done = true;
             if (is_type(t, "IEND")) {
-                if (n != 0 || !crc_ok(t, 0) || !ended || produced != raw.size()) return false;
+                if (n != 0 || !crc_ok(t, 0)) return false;
                 break;
             }
             const bool critical = (t[0] & 0x20) == 0;
@@ -229,6 +217,22 @@ bool png_decode(const std::uint8_t* data, std::size_t size, const PngHeader& hd,
         }
         pos += 12 + std::size_t(n);
     }
+    if (idats.empty() || idat_bytes > 0xFFFFFFFFu || raw.size() > 0xFFFFFFFFu) return false;
+    std::vector<std::uint8_t> joined;
+    const std::uint8_t* in = idats[0].first;
+    if (idats.size() > 1) {
+        joined.reserve(static_cast<std::size_t>(idat_bytes));
+        for (const auto& c : idats) joined.insert(joined.end(), c.first, c.first + c.second);
+        in = joined.data();
+    }
+    Inflater inf;
+    if (!inf.ready) return false;
+    inf.z.next_in = const_cast<Bytef*>(in);
+    inf.z.avail_in = static_cast<uInt>(idat_bytes);
+    inf.z.next_out = raw.data();
+    inf.z.avail_out = static_cast<uInt>(raw.size());
+    // the whole stream, ending exactly at the end of the image data and of the IDAT bytes
+    if (inflate(&inf.z, Z_FINISH) != Z_STREAM_END || inf.z.avail_in != 0 || inf.z.avail_out != 0) return false;
     const std::size_t rb = static_cast<std::size_t>(rowbytes);
     const std::vector<std::uint8_t> zeros(rb, 0);
     const std::uint8_t* prior = zeros.data();

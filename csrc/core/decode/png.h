@@ -34,6 +34,10 @@ bool png_parse_header(const std::uint8_t* data, std::size_t size, PngHeader& hea
 // hostile file. Checked before any buffer is allocated (memory stays within ~1000x the file).
 bool png_size_plausible(const std::uint8_t* data, std::size_t size, const PngHeader& header);
 
+// True if an eXIf chunk comes before the first IDAT (where read_image looks for the EXIF
+// orientation); the batch loader leaves such files to read_image.
+bool png_has_exif(const std::uint8_t* data, std::size_t size);
+
 // Channels of the output for `out` and a stored channel count, or 0 if declined.
 int png_out_channels(int stored_channels, PngOut out);
 

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['HAVE_NATIVE_PNG', 'ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'load_pngs', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'top_k_hits', 'usable_cores']
+__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'load_pngs', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'top_k_hits', 'usable_cores']
 @typing.overload
 def ap_auc_columns(scores: numpy.typing.NDArray[numpy.float32], truth: numpy.typing.NDArray[numpy.uint8], threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -83,4 +83,3 @@ def usable_cores() -> int:
     """
     Cores this process may use: the CPU affinity mask, limited by the cgroup CPU quota (what threads=0 means in every kernel).
     """
-HAVE_NATIVE_PNG: bool = True

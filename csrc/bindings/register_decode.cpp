@@ -133,7 +133,6 @@ py::list load_pngs(const py::list& paths, std::size_t max_size, std::uint64_t ma
 
 void register_decode(py::module_& m) {
     register_read(m);
-    m.attr("HAVE_NATIVE_PNG") = true;
     m.def("load_pngs", &load_pngs, py::arg("paths"), py::arg("max_size"), py::arg("max_pixels"), py::arg("out"),
           py::arg("threads"),
           "Reads and decodes a list of PNG files (os.fsencode()'d paths) on `threads` threads with the GIL released: "
@@ -148,10 +147,7 @@ void register_decode(py::module_& m) {
           "decode those with a full decoder, which gives its answer or its error. Releases the GIL.");
 }
 #else
-void register_decode(py::module_& m) {
-    register_read(m);
-    m.attr("HAVE_NATIVE_PNG") = false;
-}
+void register_decode(py::module_& m) { register_read(m); }  // no decode_png / load_pngs without zlib
 #endif
 
 }  // namespace pyimgcls::bindings

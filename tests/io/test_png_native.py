@@ -20,7 +20,7 @@ from pyimgcls import _core
 from pyimgcls.io import images
 from pyimgcls.io.images import ImageDecodeError, read_image
 
-pytestmark = pytest.mark.skipif(not getattr(_core, "HAVE_NATIVE_PNG", False),
+pytestmark = pytest.mark.skipif(not hasattr(_core, "decode_png"),
                                 reason="pyimgcls was built without zlib: no native PNG decoder")
 
 OUT = {"rgb": 0, "bgr": 1, "gray": 2, "unchanged": 3}

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "HEADER_FIRST_BYTES",
     "MAX_INPUT_PIXELS",
     "MAX_INPUT_SIDE",
     "MAX_JPEG_SCANS",
@@ -21,6 +22,10 @@ DEFAULT_MAX_PIXELS = 178_956_970
 
 #: ``read_image(max_bytes=...)``: larger files are refused before they are read (1 GiB).
 DEFAULT_MAX_BYTES = 1 << 30
+
+#: A file larger than this has its header read and checked (``max_pixels``) before the rest is
+#: read; smaller files are read whole in one call (1 MiB).
+HEADER_FIRST_BYTES = 1 << 20
 
 #: Progressive JPEGs with more scans than this are refused before decoding: each scan is a pass
 #: over the whole image, and a small file can hold thousands of them (a normal progressive JPEG

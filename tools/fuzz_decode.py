@@ -60,6 +60,11 @@ def seeds() -> dict[str, bytes]:
         buf = io.BytesIO()
         Image.fromarray(photo).save(buf, format=fmt, **kw)
         out[f"{fmt.lower()}{'-p' if kw.get('progressive') else ''}"] = buf.getvalue()
+    # the native PNG decoder's cases: gray, gray + alpha, RGBA (the RGB one is above)
+    for mode, name in (("L", "png-gray"), ("LA", "png-la"), ("RGBA", "png-rgba")):
+        buf = io.BytesIO()
+        Image.fromarray(photo).convert(mode).resize((28, 28)).save(buf, format="PNG")
+        out[name] = buf.getvalue()
     out["png16"] = cv2.imencode(".png", (photo.astype(np.uint16) * 257))[1].tobytes()
     out["tiff-gray16"] = cv2.imencode(".tiff", (photo[:, :, 0].astype(np.uint16) * 257))[1].tobytes()
     return out

@@ -21,7 +21,7 @@ import numpy as np
 import simplejpeg
 
 from .. import _core
-from ..limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MAX_JPEG_SCANS
+from ..limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, HEADER_FIRST_BYTES, MAX_JPEG_SCANS
 
 __all__ = ["DecodeInfo", "ImageDecodeError", "read_image", "image_size", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS"]
 
@@ -66,7 +66,7 @@ def _describe(src: object) -> str:
     return str(name) if isinstance(name, str) else f"<{type(src).__name__}>"
 
 
-_HEAD = 1 << 20  # a large file's header is checked on its first MiB before the rest is read
+_HEAD = HEADER_FIRST_BYTES  # a large file's header is checked on its first MiB before the rest is read
 
 
 def _kind(mode: int) -> str:

@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .. import _core
-from ..io.images import _HEAD, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeInfo
+from ..io.images import DecodeInfo
+from ..limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, HEADER_FIRST_BYTES
 from ..io.sources import Item, load_item
 from ..preprocessing import PreprocessConfig, Transforms, preprocess
 
@@ -65,7 +66,7 @@ def _load_native_pngs(chunk: list[Item], threads: int) -> dict[int, tuple]:
     if len(idx) < 2:
         return {}
     t0 = time.perf_counter()
-    imgs = _LOAD_PNGS([os.fsencode(chunk[i].payload) for i in idx], min(_HEAD, DEFAULT_MAX_BYTES),
+    imgs = _LOAD_PNGS([os.fsencode(chunk[i].payload) for i in idx], min(HEADER_FIRST_BYTES, DEFAULT_MAX_BYTES),
                       DEFAULT_MAX_PIXELS, 0, max(1, threads))
     dt = (time.perf_counter() - t0) * min(max(1, threads), len(idx)) / len(idx)
     out = {}

@@ -62,10 +62,11 @@ py::object decode_png(const py::bytes& data, int out) {
     if (c == 0) return py::none();
     const auto h = static_cast<py::ssize_t>(hd.height), w = static_cast<py::ssize_t>(hd.width);
     py::array_t<std::uint8_t> img = c == 1 ? py::array_t<std::uint8_t>({h, w}) : py::array_t<std::uint8_t>({h, w, py::ssize_t(c)});
+    std::uint8_t* dst = img.mutable_data();
     bool ok = false;
     {
         py::gil_scoped_release release;
-        ok = core::png_decode(p, static_cast<std::size_t>(size), hd, mode, img.mutable_data());
+        ok = core::png_decode(p, static_cast<std::size_t>(size), hd, mode, dst);
     }
     if (!ok) return py::none();
     return std::move(img);

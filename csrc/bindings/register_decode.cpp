@@ -109,8 +109,13 @@ py::list load_pngs(const py::list& paths, std::size_t max_size, std::uint64_t ma
         if (!take[i]) continue;
         const auto h = static_cast<py::ssize_t>(hd[i].height), w = static_cast<py::ssize_t>(hd[i].width);
         const int c = core::png_out_channels(hd[i].channels, mode);
-        img[i] = c == 1 ? py::array_t<std::uint8_t>({h, w}) : py::array_t<std::uint8_t>({h, w, py::ssize_t(c)});
-        dst[i] = img[i].mutable_data();
+        try {
+            img[i] = c == 1 ? py::array_t<std::uint8_t>({h, w}) : py::array_t<std::uint8_t>({h, w, py::ssize_t(c)});
+            dst[i] = img[i].mutable_data();
+        } catch (const py::error_already_set& e) {
+            if (!e.matches(PyExc_MemoryError)) throw;
+            take[i] = 0;  // no memory for this one: read_image reports it as this item's error
+        }
     }
     {
         py::gil_scoped_release release;

@@ -66,8 +66,11 @@ def _load_native_pngs(chunk: list[Item], threads: int) -> dict[int, tuple]:
     if len(idx) < 2:
         return {}
     t0 = time.perf_counter()
-    imgs = _LOAD_PNGS([os.fsencode(chunk[i].payload) for i in idx], min(HEADER_FIRST_BYTES, DEFAULT_MAX_BYTES),
-                      DEFAULT_MAX_PIXELS, 0, max(1, threads))
+    try:
+        imgs = _LOAD_PNGS([os.fsencode(chunk[i].payload) for i in idx], min(HEADER_FIRST_BYTES, DEFAULT_MAX_BYTES),
+                          DEFAULT_MAX_PIXELS, 0, max(1, threads))
+    except (MemoryError, ValueError):  # (an undecodable path) every item goes through load_item instead
+        return {}
     dt = (time.perf_counter() - t0) * min(max(1, threads), len(idx)) / len(idx)
     out = {}
     for i, a in zip(idx, imgs):

@@ -284,3 +284,49 @@ def test_load_pngs_equals_decode_png_per_file(tmp_path):
         _core.load_pngs(["a.png"], 1 << 20, 0, 0, 1)
     with pytest.raises(ValueError, match="out must be"):
         _core.load_pngs(paths, 1 << 20, 0, 9, 1)
+
+
+def _png_rgb(w, h, *, before=b"", stream=None, ct=2):
+    ch = {0: 1, 2: 3}[ct]
+    raw = b"".join(b"\0" + bytes((x * 7 + y * 13) & 255 for x in range(w * ch)) for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, ct, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + before + _chunk(b"IDAT", stream or zlib.compress(raw))
+            + _chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("case", ["wide", "window", "acTL0", "acTL2", "fcTL", "bKGD3", "big_ancillary"])
+def test_what_opencv_refuses_or_reads_differently_is_declined(case):
+    """Files where OpenCV (libpng's user limits, its row-by-row inflate, its own APNG pre-scan of the
+    chunks before the image data) refuses the file or returns other pixels: declined, so read_image
+    gives OpenCV's answer. Found by a review of the decoder."""
+    if case == "wide":  # libpng: at most 1,000,000 pixels a side
+        d = _png_rgb(1000001, 1, ct=0, stream=zlib.compress(b"\0" + bytes(1000001), 9))
+    elif case == "window":  # a 256-byte window declared, 600-byte back-references used
+        raw = b"".join(b"\0" + bytes((x * 7 + c * 50) & 255 for x in range(200) for c in range(3)) for _ in range(4))
+        co = zlib.compressobj(9, zlib.DEFLATED, -15)
+        d = _png_rgb(200, 4, stream=bytes([0x08, 0x1D]) + co.compress(raw) + co.flush() + struct.pack(">I", zlib.adler32(raw)))
+    elif case == "acTL0":
+        d = _png_rgb(4, 3, before=_chunk(b"acTL", struct.pack(">II", 0, 0)))
+    elif case == "acTL2":  # OpenCV returns an all-zero image for this one
+        d = _png_rgb(4, 3, before=_chunk(b"acTL", struct.pack(">II", 2, 0)))
+    elif case == "fcTL":
+        d = _png_rgb(4, 3, before=_chunk(b"fcTL", bytes(25)))
+    elif case == "bKGD3":
+        d = _png_rgb(4, 3, before=_chunk(b"bKGD", b"\0\1\0"))
+    else:  # OpenCV's limit on a chunk before the image data
+        d = _png_rgb(4, 3, before=_chunk(b"abCd", bytes(7999989)))
+    assert _core.decode_png(d, 0) is None
+    ref = cv2_read(d, "rgb")
+    if ref is None:
+        with pytest.raises(ImageDecodeError):
+            read_image(d, max_pixels=None)
+    else:
+        np.testing.assert_array_equal(read_image(d, max_pixels=None), ref)
+
+
+def test_a_small_window_that_covers_the_image_is_fine():
+    raw = b"".join(b"\0" + bytes((x * 7) & 255 for x in range(60)) for _ in range(4))  # 244 bytes
+    co = zlib.compressobj(9, zlib.DEFLATED, -9)  # a 512-byte window, declared as such (CINFO 1)
+    s = bytes([0x18, 0x19]) + co.compress(raw) + co.flush() + struct.pack(">I", zlib.adler32(raw))
+    d = _png_rgb(20, 4, stream=s)
+    np.testing.assert_array_equal(_core.decode_png(d, 0), cv2_read(d, "rgb"))

@@ -4,6 +4,8 @@
 
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -124,7 +126,10 @@ bool png_parse_header(const std::uint8_t* data, std::size_t size, PngHeader& hea
     const std::uint8_t* h = c + 8;
     const std::uint32_t w = be32(h), hh = be32(h + 4);
     const int depth = h[8], color = h[9], compression = h[10], filter = h[11], interlace = h[12];
-    if (w == 0 || hh == 0 || w > kMaxLength || hh > kMaxLength) return false;
+    // libpng's default limits: a side of at most 1,000,000 pixels (its user limits); OpenCV's: at
+    // most 2^30 pixels (CV_IO_MAX_IMAGE_PIXELS). Larger files are left to them (they refuse them).
+    if (w == 0 || hh == 0 || w > 1000000u || hh > 1000000u || std::uint64_t(w) * hh > (std::uint64_t(1) << 30))
+        return false;
     if (depth != 8 || compression != 0 || filter != 0 || interlace != 0) return false;
     int ch = 0;
     switch (color) {
@@ -176,24 +181,12 @@ int png_out_channels(int stored, PngOut out) {
     return 0;
 }
 
-bool png_decode(const std::uint8_t* data, std::size_t size, const PngHeader& hd, PngOut out, std::uint8_t* dst) {
-    const int out_c = png_out_channels(hd.channels, out);
-    if (out_c == 0) return false;
-    const std::uint64_t rowbytes = std::uint64_t(hd.width) * std::uint64_t(hd.channels);
-    const std::uint64_t total = std::uint64_t(hd.height) * (rowbytes + 1);
-    if (total > std::uint64_t(std::numeric_limits<std::size_t>::max() / 2) || total > (std::uint64_t(1) << 40))
-        return false;
-    std::vector<std::uint8_t> raw;
-    try {
-        raw.resize(static_cast<std::size_t>(total));
-    } catch (const std::bad_alloc&) {
-        return false;  // the full decoder reports it
-    }
-    // Walk the chunks first (the IDAT payloads must be adjacent, with valid CRCs; IEND must come),
-    // then inflate them in one call with Z_FINISH: no 32 KiB sliding window is set up, which is
-    // most of the cost for a small image.
-    std::vector<std::pair<const std::uint8_t*, std::uint32_t>> idats;
-    std::uint64_t idat_bytes = 0;
+namespace {
+
+// The walk over the chunks after IHDR: the IDAT payloads (adjacent, valid CRCs) up to IEND, or
+// false for any file the decoder leaves to libpng / OpenCV.
+bool walk_chunks(const std::uint8_t* data, std::size_t size,
+                 std::vector<std::pair<const std::uint8_t*, std::uint32_t>>& idats, std::uint64_t& idat_bytes) {
     bool in_idat = false, idat_done = false;
     std::size_t pos = 8 + 25;
     for (;;) {
@@ -208,16 +201,34 @@ bool png_decode(const std::uint8_t* data, std::size_t size, const PngHeader& hd,
             idat_bytes += n;
         } else {
             if (in_idat) idat_done = true;
-            if (is_type(t, "IEND")) {
-                if (n != 0 || !crc_ok(t, 0)) return false;
-                break;
-            }
+            if (is_type(t, "IEND")) return n == 0 && crc_ok(t, 0);
             const bool critical = (t[0] & 0x20) == 0;
             if (critical || is_type(t, "tRNS")) return false;  // IHDR twice, PLTE, unknown critical; transparency
+            if (!in_idat) {
+                // OpenCV reads the chunks before the image data itself (for APNG) and refuses, or
+                // reads differently, what libpng alone would accept: animation chunks, a bKGD of
+                // the wrong size, an ancillary chunk above its 8,000,000-byte limit (tEXt exempt).
+                if (is_type(t, "acTL") || is_type(t, "fcTL")) return false;
+                if (is_type(t, "bKGD") && n != 1 && n != 2 && n != 6) return false;
+                if (n > 8000000u - 12u && !is_type(t, "tEXt") && !is_type(t, "fdAT")) return false;
+            }
         }
         pos += 12 + std::size_t(n);
     }
-    if (idats.empty() || idat_bytes > 0xFFFFFFFFu || raw.size() > 0xFFFFFFFFu) return false;
+}
+
+bool decode_checked(const std::uint8_t* data, std::size_t size, const PngHeader& hd, PngOut out, std::uint8_t* dst) {
+    const int out_c = png_out_channels(hd.channels, out);
+    if (out_c == 0) return false;
+    const std::uint64_t rowbytes = std::uint64_t(hd.width) * std::uint64_t(hd.channels);
+    const std::uint64_t total = std::uint64_t(hd.height) * (rowbytes + 1);
+    // Walk the chunks first (nothing allocated for a file that is then declined), then inflate the
+    // IDAT payloads in one call with Z_FINISH: no 32 KiB sliding window is set up, which is most
+    // of the cost for a small image.
+    std::vector<std::pair<const std::uint8_t*, std::uint32_t>> idats;
+    std::uint64_t idat_bytes = 0;
+    if (!walk_chunks(data, size, idats, idat_bytes)) return false;
+    if (idats.empty() || idat_bytes > 0xFFFFFFFFu || total > 0xFFFFFFFFu) return false;
     std::vector<std::uint8_t> joined;
     const std::uint8_t* in = idats[0].first;
     if (idats.size() > 1) {
@@ -225,25 +236,43 @@ bool png_decode(const std::uint8_t* data, std::size_t size, const PngHeader& hd,
         for (const auto& c : idats) joined.insert(joined.end(), c.first, c.first + c.second);
         in = joined.data();
     }
+    // libpng inflates row by row within the window the zlib header declares, and refuses a stream
+    // that reaches further back; one inflate call over the whole output would not notice. A window
+    // that covers the whole output cannot be exceeded (libpng's own writer sizes it so).
+    const unsigned cinfo = in[0] >> 4;
+    if (cinfo < 7 && (std::uint64_t(1) << (cinfo + 8)) < total) return false;
+    std::unique_ptr<std::uint8_t[]> raw(new (std::nothrow) std::uint8_t[static_cast<std::size_t>(total)]);
+    if (!raw) return false;
     Inflater inf;
     if (!inf.ready) return false;
     inf.z.next_in = const_cast<Bytef*>(in);
     inf.z.avail_in = static_cast<uInt>(idat_bytes);
-    inf.z.next_out = raw.data();
-    inf.z.avail_out = static_cast<uInt>(raw.size());
-    // the whole stream, ending exactly at the end of the image data and of the IDAT bytes
+    inf.z.next_out = raw.get();
+    inf.z.avail_out = static_cast<uInt>(total);
+    // the whole stream, ending exactly at the end of the image data (every byte of raw written)
+    // and of the IDAT bytes
     if (inflate(&inf.z, Z_FINISH) != Z_STREAM_END || inf.z.avail_in != 0 || inf.z.avail_out != 0) return false;
     const std::size_t rb = static_cast<std::size_t>(rowbytes);
     const std::vector<std::uint8_t> zeros(rb, 0);
     const std::uint8_t* prior = zeros.data();
     const std::size_t out_row = std::size_t(hd.width) * std::size_t(out_c);
     for (std::uint32_t y = 0; y < hd.height; ++y) {
-        std::uint8_t* line = raw.data() + std::size_t(y) * (rb + 1);
+        std::uint8_t* line = raw.get() + std::size_t(y) * (rb + 1);
         if (!unfilter(line[0], line + 1, prior, rb, hd.channels)) return false;
         convert_row(line + 1, dst + std::size_t(y) * out_row, hd.width, hd.channels, out);
         prior = line + 1;
     }
     return true;
+}
+
+}  // namespace
+
+bool png_decode(const std::uint8_t* data, std::size_t size, const PngHeader& hd, PngOut out, std::uint8_t* dst) {
+    try {
+        return decode_checked(data, size, hd, out, dst);
+    } catch (const std::bad_alloc&) {
+        return false;  // the full decoder reports it
+    }
 }
 
 }  // namespace pyimgcls::core

@@ -764,7 +764,8 @@ class AutoLabeler:
             result: the ``label`` result to pick from (default: the last one).
             pool_factor: candidates considered per queued image (the most uncertain ones);
                 ``None``: every image, up to ``max_candidates`` (the most uncertain beyond that).
-                Measured on Fashion-MNIST (README): spreading over the whole pool gained most.
+                Measured on Fashion-MNIST with the earlier, unweighted rule (README): spreading over
+                the whole pool gained most; the weighted rule was measured over the whole pool only.
             max_candidates: bound on the candidates K-Means groups.
         """
         from sklearn.cluster import KMeans

@@ -22,7 +22,10 @@ the test accuracy after the round minus the mean over ``--random`` random picks 
 - ``probcover``: ball radius = the largest whose balls are 95% pure under K-Means into 10
   clusters, then greedy maximum coverage of the points the labels leave uncovered (Yehuda et al. 2022).
 
-    python tools/compare_review_queues.py --cache /tmp/fm-emb --seeds 100 110
+    OMP_NUM_THREADS=1 python tools/compare_review_queues.py --cache /tmp/fm-emb --seeds 100 110
+
+(``OMP_NUM_THREADS=1``: scikit-learn's K-Means sums in chunks per thread, so its clusters, and the
+picks, can change with the thread count.)
 
 Embeddings: ``train_emb.npy`` / ``train_y.npy`` / ``t10k_emb.npy`` / ``t10k_y.npy`` in ``--cache``
 (written by ``tools/measure_autolabel.py``). Runs single-threaded where it can (about 2 minutes

@@ -5,7 +5,7 @@ classes), from Debian's ``dataset-fashion-mnist``. The claim: fitting and calibr
 (``AutoLabeler.fit`` on the embeddings: C by cross-validation or a held-out fold, temperature,
 thresholds) takes at most a tenth of the time that embedding the images takes, measured in the
 same run. Equality first: the fitted head gives scikit-learn's ``LogisticRegression`` answer at
-the chosen C (to 1e-2: the two stop lbfgs at different tolerances). Clustering is timed against
+the chosen C (to 3e-3: the two stop their solvers at different tolerances). Clustering is timed against
 scikit-learn's KMeans on the same normalised rows.
 Threads: ONNX Runtime and the pipeline on all usable cores; scikit-learn's BLAS as configured.
 """
@@ -46,23 +46,33 @@ def test_head_fit_vs_embedding(benchmark, embedded):
     from pyimgcls.jobs._embeddings import l2_normalize
 
     e, names, t_embed = embedded
-    al = benchmark.pedantic(lambda: AutoLabeler().fit((e, names)), rounds=1, iterations=1)
+    times = []
+
+    def fit():
+        t0 = time.perf_counter()
+        al = AutoLabeler().fit((e, names))
+        times.append(time.perf_counter() - t0)
+        return al
+
+    al = benchmark.pedantic(fit, rounds=1, iterations=1)
+    t_fit = times[-1]
+    ratio = t_fit / t_embed
+    benchmark.extra_info.update(images=len(e), embed_s=t_embed, fit_s=t_fit, fit_over_embed=ratio, C=al.C_)
+    said = (f"{len(e)} images: embedding {t_embed:.1f} s, head fit + calibration {t_fit:.2f} s, ratio {ratio:.3f} "
+            f"(C={al.C_})")
     # equality: the head is scikit-learn's logistic regression at the chosen C
-    ref = LogisticRegression(C=al.C_, max_iter=2000, tol=1e-8).fit(l2_normalize(e).astype(np.float64), names)
-    w, b, t = al.head_parameters()
-    z = l2_normalize(e).astype(np.float64) @ w.T + b
+    f = l2_normalize(e).astype(np.float64)
+    ref = LogisticRegression(C=al.C_, max_iter=5000, tol=1e-8).fit(f, names)
+    w, b, _ = al.head_parameters()
+    z = f @ w.T + b
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     assert list(ref.classes_) == al.classes
-    # the head stops lbfgs at tol=1e-5, the reference at 1e-8: at 10,000 images the probabilities
-    # differed by up to 3.7e-3 (measured); a wrong head would differ by orders more
-    np.testing.assert_allclose(p, ref.predict_proba(l2_normalize(e).astype(np.float64)), atol=1e-2)
-    t0 = time.perf_counter()
-    AutoLabeler().fit((e, names))
-    t_fit = time.perf_counter() - t0
-    ratio = t_fit / t_embed
-    benchmark.extra_info.update(images=len(e), embed_s=t_embed, fit_s=t_fit, fit_over_embed=ratio)
-    print(f"\n{len(e)} images: embedding {t_embed:.1f} s, head fit + calibration {t_fit:.2f} s, ratio {ratio:.3f}")
+    # the head stops its solver at tol=1e-5 (above 2,000 labels Newton-CG in float32 at 1e-6), the
+    # reference lbfgs at 1e-8: at 10,000 images the probabilities differed by up to 2.3e-4 (measured;
+    # 3.7e-3 with the earlier float64 lbfgs at 1e-5); a wrong head would differ by orders more
+    np.testing.assert_allclose(p, ref.predict_proba(f), atol=3e-3, err_msg=said)
+    print("\n" + said)
 
 
 def test_cluster_vs_scikit_learn(benchmark, embedded):

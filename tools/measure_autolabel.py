@@ -83,6 +83,18 @@ def clustering(xt, yt, pca):
               f"({time.perf_counter() - t:.1f} s)", flush=True)
     r = pyimgcls.cluster(xt, method="kmeans", k="auto", pca=pca, labels=list(yt))
     print(r.summary())
+    # for reference: the silhouette of the true classes on the sample `k="auto"` scores (same rows, same PCA)
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import silhouette_score
+
+    from pyimgcls.jobs._embeddings import l2_normalize
+    from pyimgcls.jobs.cluster import AUTO_K_SAMPLE
+
+    f = l2_normalize(xt)
+    if pca:
+        f = PCA(pca, random_state=0).fit(f).transform(f).astype(np.float32)
+    take = np.sort(np.random.default_rng(0).choice(len(f), min(len(f), AUTO_K_SAMPLE), replace=False))
+    print(f"silhouette of the true classes on that sample: {silhouette_score(f[take], yt[take]):.3f}")
 
 
 def speed(cache, n):

@@ -173,15 +173,19 @@ def test_review_queue_is_uncertain_and_spread(digits):
     q = al.review_queue(20)
     assert len(q) == 20 and len(set(q.rows.tolist())) == 20
     assert np.all(np.diff(q.margin) >= 0)  # most uncertain first
-    # each pick is the most uncertain image of its K-Means cluster
+    # each pick is the image nearest the centre of its cluster of the uncertainty-weighted K-Means
     from sklearn.cluster import KMeans
 
     cand = np.argsort(r.margin, kind="stable")  # the candidates, in the order the queue clusters them
-    km = KMeans(20, n_init=1, random_state=al.seed).fit(l2_normalize(x[rest][cand]))
+    f = l2_normalize(x[rest][cand])
+    km = KMeans(20, n_init=1, random_state=al.seed).fit(f, sample_weight=np.maximum(1 - r.margin[cand], 1e-6))
     group = np.empty(len(cand), int)
     group[cand] = km.labels_
+    dist = np.empty(len(cand))
+    dist[cand] = np.linalg.norm(f - km.cluster_centers_[km.labels_], axis=1)
+    assert sorted(group[q.rows].tolist()) == list(range(20))  # one pick per cluster
     for i in q.rows:
-        assert r.margin[i] == r.margin[group == group[i]].min()
+        assert dist[i] == pytest.approx(dist[group == group[i]].min(), abs=1e-6)
     assert np.median(q.margin) < np.median(r.margin)
     narrow = al.review_queue(20, pool_factor=5)
     assert narrow.margin.max() <= np.sort(r.margin)[100]  # from the 100 most uncertain
@@ -193,6 +197,37 @@ def test_review_queue_is_uncertain_and_spread(digits):
     assert min_dist(q.rows) > min_dist(np.argsort(r.margin)[:20])
     with pytest.raises(ValueError, match="n must be"):
         al.review_queue(0)
+
+
+def test_held_out_mode_against_a_twin(digits, monkeypatch):
+    """Above HOLDOUT_ABOVE labels: one held-out fold, float32 fits, the ascending C path stopped
+    once the held-out log-loss rises; checked against scikit-learn fits at every C tried."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    x, y = digits
+    monkeypatch.setattr(al_mod, "HOLDOUT_ABOVE", 500)
+    Cs = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)  # digits: the held-out loss rises at 1000
+    al = pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y)))
+    f = l2_normalize(x).astype(np.float64)
+    yi = np.searchsorted(al.classes, y)
+    tr, te = next(StratifiedKFold(5, shuffle=True, random_state=0).split(f, yi))
+    assert al.calibration_rows_ == len(te)
+    tried = list(al.cv_log_loss_)
+    assert tried == sorted(Cs)[:len(tried)] and al.C_ in tried
+    losses = [al.cv_log_loss_[c] for c in tried]
+    best = tried.index(al.C_)
+    assert all(a > b for a, b in zip(losses[:best], losses[1:best + 1]))  # falling up to the best
+    assert best == len(tried) - 2 and losses[-1] > losses[best] and len(tried) < len(Cs)  # stopped at the rise
+    for c in tried[:-1]:  # the held-out log-loss of each C up to the best, from a plain scikit-learn fit
+        z = LogisticRegression(C=c, max_iter=5000, tol=1e-8).fit(f[tr], yi[tr]).decision_function(f[te])
+        t = al_mod.fit_temperature(z, yi[te])
+        assert al.cv_log_loss_[c] == pytest.approx(al_mod._nll(z / t, yi[te], False), abs=2e-3)
+    ref = LogisticRegression(C=al.C_, max_iter=5000, tol=1e-8).fit(f, yi)
+    w, b, _ = al.head_parameters()
+    z = f @ w.T + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(p / p.sum(1, keepdims=True), ref.predict_proba(f), atol=1e-2)
 
 
 def test_multi_label(digits):

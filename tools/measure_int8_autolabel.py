@@ -19,6 +19,7 @@ dataset-fashion-mnist``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -115,22 +116,25 @@ def main() -> int:
         print("this CPU has no VNNI: Classifier(precision='int8') runs fp32 here; nothing to compare", file=sys.stderr)
         return 2
     emb = {}
+    # the cache files are named by the model file's hash: a regenerated int8 model is embedded afresh
+    tag = {p: hashlib.sha256(open(pyimgcls.default_model_path(p), "rb").read()).hexdigest()[:12]
+           for p in ("fp32", "int8")}
     for prec, clf in (("fp32", c32), ("int8", c8)):
         tr = te = None
         if prec == "fp32" and args.fp32_cache:
             tr = fp32_from_cache(args.fp32_cache, "train", rows, clf, xp)
             te = fp32_from_cache(args.fp32_cache, "t10k", np.arange(args.test), clf, xt)
         if tr is None:
-            tr = cached(os.path.join(args.cache, f"{prec}_train.npy"), lambda: embed(clf, xp[rows], "train"), rows)
+            tr = cached(os.path.join(args.cache, f"{prec}_{tag[prec]}_train.npy"), lambda: embed(clf, xp[rows], "train"), rows)
         if te is None:
-            te = cached(os.path.join(args.cache, f"{prec}_t10k_{args.test}.npy"), lambda: embed(clf, xt, "test"))
+            te = cached(os.path.join(args.cache, f"{prec}_{tag[prec]}_t10k_{args.test}.npy"), lambda: embed(clf, xt, "test"))
         emb[prec] = (tr, te)
 
     # how far the int8 embeddings are from the fp32 ones (test images)
     a, b = emb["fp32"][1].astype(np.float64), emb["int8"][1].astype(np.float64)
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     rel = np.linalg.norm(a - b, axis=1) / np.linalg.norm(a, axis=1)
-    out = {"test_images": int(args.test), "labels_per_class": args.per_class, "seeds": args.seeds,
+    out = {"int8_model_sha256_12": tag["int8"], "test_images": int(args.test), "labels_per_class": args.per_class, "seeds": args.seeds,
            "embedding_cosine_median": float(np.median(cos)), "embedding_cosine_p01": float(np.quantile(cos, 0.01)),
            "embedding_rel_l2_median": float(np.median(rel)), "rows": []}
     print(f"int8 vs fp32 embeddings, {args.test} test images: cosine median {np.median(cos):.4f} "

@@ -69,16 +69,15 @@ def variants() -> dict[str, dict]:
         add("blocks", f"only block {k} float", block(k))
     add("blocks", "only head float", HEAD)
     b01 = STEM + ["/_blocks.[0-1]/*"]
+    b2_expand_dw = ["/_blocks.2/_expand_conv/Conv", "/_blocks.2/_swish/Clip", "/_blocks.2/_depthwise_conv/Conv",
+                    "/_blocks.2/_swish_1/Clip"]
     add("regions", "stem+b01", b01)
     add("regions", "shipped (stem+b0-2)", STEM + ["/_blocks.[0-2]/*"])
     add("regions", "stem+b0", STEM + block(0))
     add("regions", "b0-1 (stem int8)", ["/_blocks.[0-1]/*"])
     add("regions", "stem+b01+b2 expand", b01 + ["/_blocks.2/_expand_conv/Conv", "/_blocks.2/_swish/Clip"])
-    add("regions", "stem+b01+b2 expand+dw", b01 + ["/_blocks.2/_expand_conv/Conv", "/_blocks.2/_swish/Clip",
-                                                   "/_blocks.2/_depthwise_conv/Conv", "/_blocks.2/_swish_1/Clip"])
+    add("regions", "stem+b01+b2 expand+dw", b01 + b2_expand_dw)
     add("regions", "stem+b01+b2 add", b01 + ["/_blocks.2/Add"])
-    b2_expand_dw = ["/_blocks.2/_expand_conv/Conv", "/_blocks.2/_swish/Clip", "/_blocks.2/_depthwise_conv/Conv",
-                    "/_blocks.2/_swish_1/Clip"]
     add("regions", "b0-2 (stem int8)", ["/_blocks.[0-2]/*"])
     add("regions", "b0-1+b2 expand+dw", ["/_blocks.[0-1]/*"] + b2_expand_dw)
     add("regions", "b0-1+b2 dw", ["/_blocks.[0-1]/*", "/_blocks.2/_depthwise_conv/Conv", "/_blocks.2/_swish_1/Clip"])
@@ -98,6 +97,24 @@ def variants() -> dict[str, dict]:
         add("greedy", f"b0+b{k}", block(0) + block(k))
     add("greedy", "b0+head", block(0) + HEAD)
     add("greedy", "b0+b1 project", block(0) + ["/_blocks.1/_project_conv/Conv"])
+    # block 1's depthwise output (56x56x96 after ReLU6) is the activation that int8 hurts most
+    b1_dw_project = ["/_blocks.1/_depthwise_conv/Conv", "/_blocks.1/_swish_1/Clip", "/_blocks.1/_project_conv/Conv"]
+    for cal in ("minmax", "minmax-mean", "entropy"):
+        sfx = "" if cal == "minmax" else f" {cal}"
+        add("finer", "b0+b1 dw+project" + sfx, block(0) + b1_dw_project, cal)
+        add("finer", "b0-1" + sfx, ["/_blocks.[0-1]/*"], cal)
+    for cal in ("minmax", "minmax-mean"):
+        sfx = "" if cal == "minmax" else f" {cal}"
+        add("finer", "b0-1+b2 expand+dw" + sfx, ["/_blocks.[0-1]/*"] + b2_expand_dw, cal)
+        add("finer", "b0-1+b15" + sfx, ["/_blocks.[0-1]/*"] + block(15), cal)
+    add("finer", "stem+b01+b2 expand+dw minmax-mean", b01 + b2_expand_dw, "minmax-mean")
+    # parts of block 15 (the last MBConv: 7x7, 1152 channels) on top of stem + blocks 0-1
+    b15_expand_dw = ["/_blocks.15/_expand_conv/Conv", "/_blocks.15/_swish/Clip", "/_blocks.15/_depthwise_conv/Conv",
+                     "/_blocks.15/_swish_1/Clip"]
+    add("finer", "stem+b01+b15 expand+dw", b01 + b15_expand_dw)
+    add("finer", "stem+b01+b15 dw+project", b01 + b15_expand_dw[2:] + ["/_blocks.15/_project_conv/Conv"])
+    add("finer", "stem+b01+b15 project", b01 + ["/_blocks.15/_project_conv/Conv"])
+    add("finer", "stem+b01+b2 dw", b01 + b2_expand_dw[2:])
     for cal in CALIBRATIONS:
         if cal != "minmax":
             add("calibration", f"all-int8 {cal}", [], cal)
@@ -110,16 +127,23 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "+-." else "_" for c in name)
 
 
-def load_eval(work: str, crops: int, seed: int):
-    """(calibration JPEGs, evaluation batch, fp32 logits), the last two cached in ``work``."""
+def load_eval(work: str, crops: int, seed: int, eval_seed: int | None = None):
+    """(calibration JPEGs, evaluation batch, fp32 logits), the last two cached in ``work``.
+    ``eval_seed``: other crops of the same evaluation photos, drawn with this seed (a second
+    held-out set, to see how much of a difference between variants is the draw of the crops)."""
     import pyimgcls
-    from make_int8_model import dataset
+    from make_int8_model import crops as make_crops
+    from make_int8_model import dataset, photos
     from pyimgcls.jobs.quantize import _run_all, load_images
     from pyimgcls.runtime.session import Session
 
-    cal, ev, _, _ = dataset(crops, seed)
-    px, pl = os.path.join(work, f"ev_{crops}_{seed}.npy"), os.path.join(work, f"ev_{crops}_{seed}_fp32.npy")
+    cal, ev, _, ev_names = dataset(crops, seed)
+    tag = f"{crops}_{seed}" + (f"_ev{eval_seed}" if eval_seed is not None else "")
+    px, pl = os.path.join(work, f"ev_{tag}.npy"), os.path.join(work, f"ev_{tag}_fp32.npy")
     if not os.path.exists(pl):
+        if eval_seed is not None:
+            rng, ph = np.random.default_rng(eval_seed), photos()
+            ev = [c for nm in ev_names for c in make_crops(ph[nm], crops, rng)]
         fp32 = Session(pyimgcls.default_model_path(), providers=["CPUExecutionProvider"])
         x, _, _ = load_images(ev, fp32.preprocess_config)
         np.save(px, x)
@@ -142,13 +166,13 @@ def make(name: str, spec: dict, cal, work: str, seed: int) -> str:
     return path
 
 
-def agreement_rows(names, work, crops, seed, threads):
+def agreement_rows(names, work, crops, seed, threads, eval_seed=None):
     from pyimgcls.jobs.quantize import _run_all, compare_outputs
     from pyimgcls.runtime.session import Session
 
-    cal, x, ref = load_eval(work, crops, seed)
+    cal, x, ref = load_eval(work, crops, seed, eval_seed)
     allv = variants()
-    done_path = os.path.join(work, "agreement.json")
+    done_path = os.path.join(work, "agreement.json" if eval_seed is None else f"agreement_ev{eval_seed}.json")
     done = json.load(open(done_path)) if os.path.exists(done_path) else {}
     for name in names:
         if name in done:
@@ -172,8 +196,10 @@ def agreement_rows(names, work, crops, seed, threads):
 
 
 def speed(names, work, crops, seed, rounds, threads, budget):
+    """Model-only speed of fp32 and each variant at batch 8, rounds alternating: the median round's
+    images per second (wall clock) and CPU seconds per image (``time.process_time``: less moved by
+    other processes taking the cores than the wall clock, a check on it)."""
     import pyimgcls
-    from pyimgcls.jobs.quantize import model_throughput
     from pyimgcls.runtime.session import Session
 
     cal, x, _ = load_eval(work, crops, seed)
@@ -183,15 +209,29 @@ def speed(names, work, crops, seed, rounds, threads, budget):
         paths[n] = pyimgcls.default_model_path("int8") if n == "asset" else make(n, allv[n], cal, work, seed)
     sess = [Session(p, providers=["CPUExecutionProvider"], threads=threads) for p in paths.values()]
     xb = np.ascontiguousarray(x[:8])
+    for s in sess:  # warm-up
+        s.run(xb)
+        s.run(xb)
     load0 = os.getloadavg()
-    ips = model_throughput(sess, xb, rounds=rounds, seconds=budget * rounds * len(sess))
+    wall = [[] for _ in sess]
+    cpu = [[] for _ in sess]
+    for _ in range(rounds):
+        for k, s in enumerate(sess):
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
+            while n < 2 or time.perf_counter() - t0 < budget:
+                s.run(xb)
+                n += 1
+            wall[k].append(n * len(xb) / (time.perf_counter() - t0))
+            cpu[k].append((time.process_time() - c0) / (n * len(xb)))
     load1 = os.getloadavg()
+    ips = [float(np.median(w)) for w in wall]
+    cps = [float(np.median(c)) for c in cpu]
     print(f"model only, batch 8, {sess[0].threads} threads, {rounds} rounds alternating, load average "
           f"{load0[0]:.1f} before, {load1[0]:.1f} after")
     out = {}
-    for n, v in zip(paths, ips):
-        out[n] = {"img_s": v, "vs_fp32": v / ips[0]}
-        print(f"{n:<34} {v:7.1f} img/s  {v / ips[0]:.2f}x fp32")
+    for n, v, c in zip(paths, ips, cps):
+        out[n] = {"img_s": v, "vs_fp32": v / ips[0], "cpu_ms_per_img": 1000 * c, "cpu_vs_fp32": cps[0] / c}
+        print(f"{n:<34} {v:7.1f} img/s  {v / ips[0]:.2f}x fp32   CPU {1000 * c:6.2f} ms/img  {cps[0] / c:.2f}x fp32")
     return {"load_before": load0, "load_after": load1, "rounds": rounds, "speeds": out}
 
 
@@ -200,8 +240,9 @@ def main() -> int:
     ap.add_argument("--work", required=True)
     ap.add_argument("--crops", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", default=None, help="a family (blocks, regions, greedy, calibration) or comma-separated "
+    ap.add_argument("--only", default=None, help="a family (blocks, regions, greedy, finer, calibration) or comma-separated "
                                                  "names")
+    ap.add_argument("--eval-seed", type=int, default=None, help="evaluate on other crops of the evaluation photos")
     ap.add_argument("--speed", default=None, help="comma-separated variant names ('asset': the shipped file)")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--round-seconds", type=float, default=0.5, help="seconds per model per round")
@@ -217,13 +258,13 @@ def main() -> int:
             raise SystemExit(f"unknown variants {bad}; known: {', '.join(allv)}")
         res = speed(names, args.work, args.crops, args.seed, args.rounds, args.threads, args.round_seconds)
     else:
-        if args.only in ("blocks", "regions", "calibration", "greedy"):
+        if args.only in ("blocks", "regions", "calibration", "greedy", "finer"):
             names = [n for n, v in allv.items() if v["family"] == args.only]
         elif args.only:
             names = [n for n in args.only.split(",") if n]
         else:
             names = list(allv)
-        res = agreement_rows(names, args.work, args.crops, args.seed, args.threads)
+        res = agreement_rows(names, args.work, args.crops, args.seed, args.threads, args.eval_seed)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

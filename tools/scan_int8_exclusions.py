@@ -12,10 +12,14 @@ batch are cached in ``--work``, and so are the calibration ranges of each calibr
 and each variant's int8 file (for ``--speed``).
 
 Families: ``blocks`` keeps one region in float at a time, everything else int8 (the sensitivity of
-each block); ``regions`` widens the early float region node by node around the shipped recipe
-(stem + blocks 0-1, plus parts of block 2); ``calibration`` tries the calibration choices (MinMax,
-MinMax of per-batch means, entropy, percentile, more samples) with the fastest region that comes
-close (stem + blocks 0-1) and with the shipped one.
+each block); ``regions`` widens the early float region node by node (stem, blocks 0-2, parts of
+block 2, head, block 15); ``greedy`` adds one region at a time to block 0 (the cheapest region that
+moves agreement); ``finer`` splits blocks 1, 2 and 15 into their Convs, with calibration choices;
+``calibration`` tries the calibration choices (MinMax, MinMax of per-batch means, entropy,
+percentile, more samples) on everything int8, on stem + blocks 0-1 and on stem + blocks 0-2 (the
+recipe shipped before). The shipped recipe now is ``stem+b01+b15`` (``make_int8_model.AUTO_EXCLUDE``).
+A single float Conv between int8 ones (``... project`` variants) runs differently in plain ONNX
+Runtime, whose ``WeightBiasQuantization`` optimiser quantizes its weights (see README "int8").
 
 ``--speed`` measures the named variants and fp32 model-only at batch 8 (``session.run`` on 8
 preprocessed held-out crops, all usable cores), in ``--rounds`` rounds of every model in turn, the
@@ -72,7 +76,7 @@ def variants() -> dict[str, dict]:
     b2_expand_dw = ["/_blocks.2/_expand_conv/Conv", "/_blocks.2/_swish/Clip", "/_blocks.2/_depthwise_conv/Conv",
                     "/_blocks.2/_swish_1/Clip"]
     add("regions", "stem+b01", b01)
-    add("regions", "shipped (stem+b0-2)", STEM + ["/_blocks.[0-2]/*"])
+    add("regions", "stem+b0-2", STEM + ["/_blocks.[0-2]/*"])
     add("regions", "stem+b0", STEM + block(0))
     add("regions", "b0-1 (stem int8)", ["/_blocks.[0-1]/*"])
     add("regions", "stem+b01+b2 expand", b01 + ["/_blocks.2/_expand_conv/Conv", "/_blocks.2/_swish/Clip"])
@@ -119,7 +123,7 @@ def variants() -> dict[str, dict]:
         if cal != "minmax":
             add("calibration", f"all-int8 {cal}", [], cal)
             add("calibration", f"stem+b01 {cal}", b01, cal)
-            add("calibration", f"shipped {cal}", STEM + ["/_blocks.[0-2]/*"], cal)
+            add("calibration", f"stem+b0-2 {cal}", STEM + ["/_blocks.[0-2]/*"], cal)
     return v
 
 

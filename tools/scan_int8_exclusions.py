@@ -17,7 +17,9 @@ block 2, head, block 15); ``greedy`` adds one region at a time to block 0 (the c
 moves agreement); ``finer`` splits blocks 1, 2 and 15 into their Convs, with calibration choices;
 ``calibration`` tries the calibration choices (MinMax, MinMax of per-batch means, entropy,
 percentile, more samples) on everything int8, on stem + blocks 0-1 and on stem + blocks 0-2 (the
-recipe shipped before). The shipped recipe now is ``stem+b01+b15`` (``make_int8_model.AUTO_EXCLUDE``).
+recipe shipped before). The shipped recipe keeps ``only block 0 float`` and bias-corrects the rest
+(``make_int8_model.AUTO_EXCLUDE`` / ``AUTO_BIAS_CORRECTION``; ``tools/try_int8_bias_correction.py``
+measures a correction on any variant made here).
 A single float Conv between int8 ones (``... project`` variants) runs differently in plain ONNX
 Runtime, whose ``WeightBiasQuantization`` optimiser quantizes its weights (see README "int8").
 

@@ -1,5 +1,6 @@
-"""An experiment, not the shipped recipe: empirical bias correction of an int8 (QDQ) copy of the
-embedded model, and its held-out agreement with fp32 before and after.
+"""Empirical bias correction of an int8 (QDQ) copy of the embedded model, and its held-out
+agreement with fp32 before and after. ``bias_correct`` is the last step of the shipped recipe
+(``tools/make_int8_model.py``); this script tries it on the variants of ``scan_int8_exclusions.py``.
 
     python tools/scan_int8_exclusions.py --work /tmp/int8-scan --only "all-int8,only block 0 float"
     python tools/scan_int8_exclusions.py --work /tmp/int8-scan --eval-seed 1 --only "all-int8,only block 0 float"

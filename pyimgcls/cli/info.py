@@ -80,7 +80,9 @@ def _precision_text(q: dict | None) -> str:
             f"{' (reduce_range)' if q.get('reduce_range') else ''}; {q['method']} calibration on "
             f"{q.get('samples', '?')} images; kept float: "
             f"{(', '.join(excl) + f' ({n_excl} nodes)') if excl else 'none'}; "
-            f"from fp32 sha256 {str(q.get('source_sha256', '?'))[:12]}")
+            + (f"bias-corrected: {bc.get('corrected', '?')} Convs on {bc.get('images', '?')} images; "
+               if isinstance(bc := q.get("bias_correction"), dict) else "")
+            + f"from fp32 sha256 {str(q.get('source_sha256', '?'))[:12]}")
 
 
 def _session(args: argparse.Namespace):

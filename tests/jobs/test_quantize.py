@@ -216,6 +216,18 @@ def test_shipped_int8_model_keeps_the_answers(clf8, photos):
     assert clf8.labels == clf.labels and clf8.class_ids == clf.class_ids and clf8.config == clf.config
 
 
+def test_shipped_int8_model_records_its_bias_correction(capsys):
+    # tools/make_int8_model.py: block 0 kept in float, every other int8 Conv but the head bias-corrected
+    from pyimgcls.runtime.session import Session
+
+    q = Session(pyimgcls.default_model_path("int8"), providers=["CPUExecutionProvider"], threads=1).quantization
+    assert q["exclude_patterns"] == ["/_blocks.0/*"] and len(q["nodes_to_exclude"]) == 3
+    bc = q["bias_correction"]
+    assert bc["corrected"] == 46 and bc["images"] >= 64
+    assert cli_main(["info", pyimgcls.default_model_path("int8")]) == 0
+    assert "kept float: /_blocks.0/* (3 nodes); bias-corrected: 46 Convs on 128 images;" in capsys.readouterr().out
+
+
 def test_int8_predict_one_and_pickle(clf8, photos):
     r = clf8.predict_one(photos["coffee"])
     assert r.label_name == "espresso"

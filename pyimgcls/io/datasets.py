@@ -106,14 +106,17 @@ class DetectionDataset:
 
 
 def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    stem = name.lstrip(".")  # os.path.splitext's extension: leading dots do not start one
+    dot = stem.rfind(".")
+    return dot > 0 and stem[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def _walk_images(folder: str) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".") and _is_image(f))
+        prefix = os.path.join(dirpath, "")  # one join per folder, not per file
+        out.extend(prefix + f for f in sorted(filenames) if not f.startswith(".") and _is_image(f))
     return out
 
 

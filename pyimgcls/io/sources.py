@@ -122,19 +122,22 @@ def iter_items(inputs: Any, *, include_hidden: bool = False) -> Iterator[Item]:
     and folders, whose names start with ``.``, unless ``include_hidden``; a glob pattern;
     ``@FILE`` for a list file of paths, one per line, relative to the list; any other path is
     one input, whatever its extension), ``bytes``, a NumPy image (H, W[, C]) or a batch
-    (N, H, W, C), a PIL image, or an iterable of these.
+    (N, H, W, C), a PIL image, an ``Item`` (taken as it is: one input, no file-system check), or an
+    iterable of these.
     """
     counter = 0
 
     def one(x: Any) -> Iterator[Item]:
         nonlocal counter
-        if isinstance(x, (str, os.PathLike)):
+        if isinstance(x, Item):  # already one input (a caller that listed its files): as it is
+            yield x
+        elif isinstance(x, (str, os.PathLike)):
             p = os.fspath(x)
             if isinstance(p, str) and p.startswith("@") and len(p) > 1 and not os.path.exists(p):
                 yield from _list_file(p[1:])
             elif os.path.isdir(p):
                 yield from _walk(p, include_hidden)
-            elif not os.path.exists(p) and _GLOB_CHARS & set(p):
+            elif _GLOB_CHARS & set(p) and not os.path.exists(p):  # (the cheap test first: one stat per file)
                 import glob
 
                 try:
@@ -164,7 +167,7 @@ def iter_items(inputs: Any, *, include_hidden: bool = False) -> Iterator[Item]:
             counter += 1
         elif isinstance(x, Iterable):
             for y in x:
-                if isinstance(y, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)) or _is_pil(y):
+                if isinstance(y, (Item, str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)) or _is_pil(y):
                     yield from one(y)
                 else:
                     yield Item(f"<{type(y).__name__} #{counter}>", y)

@@ -45,6 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io.datasets import ClassificationDataset, read_image_folder, read_label_table
+from ..io.sources import Item
 from ..metrics import (ConfusionMatrix, MultilabelReport, RankingState, average_precision, precision_recall_curve,
                        roc_auc)
 from ..metrics._common import UndefinedMetricWarning
@@ -57,6 +58,13 @@ DEFAULT_BINS = 15
 
 
 # ============================================================================ class matching
+
+def _items(paths) -> list[Item]:
+    """One input per dataset row, as it is: the model gets exactly the rows' paths, in order (a
+    row naming a folder is that row's error, not the folder's images), and no path is stat'ed
+    again before it is read."""
+    return [Item(p, p) for p in paths]
+
 def read_class_map(path: str | os.PathLike) -> dict[str, str]:
     """Reads a class map: dataset class -> model class.
 
@@ -876,7 +884,7 @@ def _evaluate_single(ds, clf, pred_rows, has_probs, labels, C, mapping, top_k, b
         # the same block code the Ray workers run (SingleLabelStates.add_block)
         states = SingleLabelStates(C, len(cols), bins, keep_scores)
         i0 = 0
-        for b in clf.predict_batches(list(ds.paths), batch_size=batch_size, fast_decode=fast_decode):
+        for b in clf.predict_batches(_items(ds.paths), batch_size=batch_size, fast_decode=fast_decode):
             nb = len(b.sources)
             states.add_block(np.arange(i0, i0 + nb), b.ok, b.probabilities, b.errors, truth_model[i0:i0 + nb],
                              cols, k_eff)
@@ -1126,7 +1134,7 @@ def _evaluate_multilabel(ds, clf, labels, mapping, threshold, batch_size, fast_d
     problems = list(ds.problems)
     bar = _progress_bar(progress, n)
     i0 = 0
-    for b in clf.predict_batches(list(ds.paths), batch_size=batch_size, multi_label=True, fast_decode=fast_decode):
+    for b in clf.predict_batches(_items(ds.paths), batch_size=batch_size, multi_label=True, fast_decode=fast_decode):
         nb = len(b.sources)
         for j in np.flatnonzero(~b.ok):
             problems.append(("unreadable_image", f"{ds.paths[i0 + j]}: {b.errors[j]}"))

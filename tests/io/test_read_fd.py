@@ -89,3 +89,15 @@ def test_native_small_file_reader(tmp_path):
         read_image(str(fifo))
     with pytest.raises(ImageDecodeError, match=r"a.bin: 100 bytes, more than max_bytes=50"):
         read_image(str(p), max_bytes=50)
+
+
+def test_image_folder_extension_test_equals_splitext():
+    import itertools
+
+    from pyimgcls.io.datasets import _is_image
+    from pyimgcls.io.sources import IMAGE_EXTENSIONS
+
+    for n in range(1, 6):
+        for t in itertools.product("a.pngPJ", repeat=n):
+            name = "".join(t)
+            assert _is_image(name) == (os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS), name

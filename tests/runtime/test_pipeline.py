@@ -178,3 +178,17 @@ def test_png_files_load_natively_in_a_batch_with_load_items_answers(tmp_path, mo
     assert {os.path.basename(srcs[i]) for i in p.errors} == {"cut.png", "missing.png", "fifo.png"}
     rot = p.infos[p.ok.index(srcs.index(str(tmp_path / "rot.png")))]
     assert rot.full_size == (40, 20)  # EXIF orientation applied (by read_image)
+
+
+def test_an_item_is_taken_as_it_is(tmp_path):
+    """iter_items passes an Item through (no file-system check): a folder given as an Item is one
+    input (its error), not its files; eval gives each dataset row this way."""
+    import cv2
+
+    from pyimgcls.io.sources import Item
+
+    d = tmp_path / "sub.png"
+    d.mkdir()
+    cv2.imwrite(str(d / "x.png"), np.zeros((4, 4, 3), np.uint8))
+    got = list(iter_items([Item("row 1", str(d)), str(d)]))
+    assert [g.source for g in got] == ["row 1", str(d / "x.png")]

@@ -1,10 +1,15 @@
-"""The overlapped batch pipeline: decode + preprocess in pyimgcls' threads while the previous
-batch is in the model; results come out in input order, a bad item becomes an error entry.
+"""The batch paths: results come out in input order, a bad item becomes an error entry.
 
-Stages: a producer thread takes ``batch_size`` items at a time from the (lazy) input iterator,
-decodes them on a small thread pool (libjpeg-turbo and OpenCV release the GIL), preprocesses the
-good ones into one batch tensor (native, threaded) and hands it over a queue of depth 2; the
-caller's thread runs the model and post-processes. Memory stays bounded by the queue depth.
+* ``parallel_batches`` (a CPU model on several cores, the default there): each of ``threads``
+  worker threads takes the next batch and does all of it on its own core (read, decode,
+  preprocess, then the model in a single-threaded ONNX Runtime session).
+* ``prepare_batches`` (GPU sessions, one core, ``item_timeout``): the overlapped pipeline. A
+  producer thread takes ``batch_size`` items at a time from the (lazy) input iterator, decodes
+  them on a small thread pool (libjpeg-turbo and OpenCV release the GIL), preprocesses the good
+  ones into one batch tensor (native, threaded) and hands it over a queue of depth 2; the caller's
+  thread runs the model and post-processes.
+
+Memory stays bounded by the number of batches in flight in both.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ..limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, HEADER_FIRST_BYTES
 from ..io.sources import Item, load_item
 from ..preprocessing import PreprocessConfig, Transforms, preprocess
 
-__all__ = ["Prepared", "prepare_batches", "decode_min_size"]
+__all__ = ["Prepared", "prepare_batches", "parallel_batches", "decode_min_size"]
 
 
 @dataclass
@@ -80,6 +85,44 @@ def _load_native_pngs(chunk: list[Item], threads: int) -> dict[int, tuple]:
     return out
 
 
+def _load(item: Item, min_size) -> tuple:
+    """``load_item`` as a pipeline entry: ``((image, DecodeInfo), None, thread-seconds)`` or
+    ``(None, error, thread-seconds)`` for a bad input."""
+    t0 = time.thread_time()
+    try:
+        img, info = load_item(item, min_size=min_size, return_info=True)
+        return (img, info), None, time.thread_time() - t0
+    except (ValueError, TypeError, OSError, MemoryError) as e:
+        return None, e, time.thread_time() - t0
+
+
+def _assemble(chunk: list[Item], results: list[tuple], cfg: PreprocessConfig, threads: int,
+              on_error: Callable[[Item, BaseException], None] | None = None) -> Prepared:
+    """One ``Prepared`` batch from a chunk's load results: the good images preprocessed into one
+    tensor (``threads`` threads), the bad ones error entries."""
+    p = Prepared(items=chunk, batch=None, ok=[])
+    imgs, infos = [], []
+    for i, (loaded, err, dt) in enumerate(results):
+        p.decode_s += dt
+        if err is not None:
+            p.errors[i] = err
+            if on_error is not None:
+                on_error(chunk[i], err)
+        else:
+            p.ok.append(i)
+            imgs.append(loaded[0])
+            infos.append(loaded[1])
+    p.infos = infos
+    if imgs:
+        t0 = time.perf_counter()
+        p.batch, p.transforms = preprocess(imgs, cfg, threads=threads)
+        if any(info.scale != 1.0 for info in infos):  # boxes map back to the file's pixels
+            p.transforms = Transforms(tuple(t.at_full_resolution(info.scale, info.full_size)
+                                            for t, info in zip(p.transforms, infos)))
+        p.preprocess_s = (time.perf_counter() - t0) * min(max(1, threads), len(imgs))
+    return p
+
+
 SERIAL_DECODE_S = 100e-6  # per item: below this mean decode time, decode in the producer thread
 SERIAL_MIN_ITEMS = 8      # a chunk this large or larger sets the mode for the next one
 
@@ -114,12 +157,7 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
     _END = object()
 
     def load(item: Item):
-        t0 = time.thread_time()
-        try:
-            img, info = load_item(item, min_size=min_size, return_info=True)
-            return (img, info), None, time.thread_time() - t0
-        except (ValueError, TypeError, OSError, MemoryError) as e:
-            return None, e, time.thread_time() - t0
+        return _load(item, min_size)
 
     def new_pool() -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pyimgcls-decode")
@@ -171,27 +209,7 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
                 if stuck:  # the stuck thread keeps its slot: carry on with a fresh pool
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = new_pool()
-                p = Prepared(items=chunk, batch=None, ok=[])
-                imgs, infos = [], []
-                for i, (loaded, err, dt) in enumerate(results):
-                    p.decode_s += dt
-                    if err is not None:
-                        p.errors[i] = err
-                        if on_error is not None:
-                            on_error(chunk[i], err)
-                    else:
-                        p.ok.append(i)
-                        imgs.append(loaded[0])
-                        infos.append(loaded[1])
-                p.infos = infos
-                if imgs:
-                    t0 = time.perf_counter()
-                    p.batch, p.transforms = preprocess(imgs, cfg, threads=threads)
-                    if any(info.scale != 1.0 for info in infos):  # boxes map back to the file's pixels
-                        p.transforms = Transforms(tuple(t.at_full_resolution(info.scale, info.full_size)
-                                                        for t, info in zip(p.transforms, infos)))
-                    p.preprocess_s = (time.perf_counter() - t0) * min(max(1, threads), len(imgs))
-                q.put(p)
+                q.put(_assemble(chunk, results, cfg, threads, on_error))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             q.put(e)
         finally:
@@ -215,3 +233,98 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
                 q.get(timeout=0.05)
             except queue.Empty:
                 pass
+
+
+def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable[[np.ndarray], list[np.ndarray]], *,
+                     batch_size: int, workers: int, fast_decode: bool = False,
+                     ahead: int = 1) -> Iterator[tuple[Prepared, list[np.ndarray] | None, float]]:
+    """The batch path of a CPU model on several cores: ``workers`` threads each take the next
+    ``batch_size`` items and do all of that batch on their own thread (read, decode, preprocess
+    on one thread, then ``run``, which must be a model run on the calling thread alone, e.g. a
+    single-threaded ONNX Runtime session, safe to call from several threads at once). Yields
+    ``(prepared, outputs, inference thread-seconds)`` per batch, in input order; ``outputs`` is
+    ``None`` when every item of the batch failed.
+
+    Why: on a CPU every stage is compute, and one thread per batch keeps every core busy with no
+    hand-off between stages and none of the intra-op parallel overhead of a model spread over all
+    cores (ONNX Runtime on two threads does not run twice as fast as on one). At most
+    ``workers + ahead`` batches are taken and not yet handed to the caller, so memory stays
+    bounded. An exception from the input iterator or from ``run`` is raised to the caller at its
+    batch's place, after the batches before it; the workers stop when the caller stops.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    min_size = decode_min_size(cfg) if fast_decode else None
+    source = _chunks(iter(items), batch_size)
+    take = threading.Lock()                       # the input iterator is not thread-safe
+    slots = threading.Semaphore(workers + max(0, ahead))
+    done: dict[int, tuple] = {}
+    posted = threading.Condition()
+    stop = threading.Event()
+    state = {"taken": 0, "end": False}
+
+    def post(k: int, entry: tuple) -> None:
+        with posted:
+            done[k] = entry
+            posted.notify_all()
+
+    def work(chunk: list[Item]) -> tuple:
+        native = _load_native_pngs(chunk, 1)
+        results = [native[i] if i in native else _load(it, min_size) for i, it in enumerate(chunk)]
+        p = _assemble(chunk, results, cfg, 1)
+        outs, dt = None, 0.0
+        if p.batch is not None:
+            t0 = time.thread_time()
+            outs = run(p.batch)
+            dt = time.thread_time() - t0
+        return p, outs, dt
+
+    def worker() -> None:
+        while True:
+            slots.acquire()
+            with take:
+                if stop.is_set() or state["end"]:
+                    return
+                k = state["taken"]
+                try:
+                    chunk = next(source, None)
+                except BaseException as e:  # noqa: BLE001 - raised to the caller at its place
+                    state["end"] = True
+                    post(k, ("raise", e))
+                    return
+                if chunk is None:
+                    state["end"] = True
+                    post(k, ("end", None))
+                    return
+                state["taken"] = k + 1
+            try:
+                post(k, ("ok", work(chunk)))
+            except BaseException as e:  # noqa: BLE001 - raised to the caller at its place
+                with take:
+                    state["end"] = True
+                post(k, ("raise", e))
+                return
+
+    threads = [threading.Thread(target=worker, name=f"pyimgcls-worker-{i}", daemon=True) for i in range(workers)]
+    for t in threads:
+        t.start()
+    k = 0
+    try:
+        while True:
+            with posted:
+                while k not in done:
+                    posted.wait()
+                kind, payload = done.pop(k)
+            if kind == "end":
+                return
+            if kind == "raise":
+                raise payload
+            slots.release()
+            k += 1
+            yield payload
+    finally:
+        stop.set()
+        for _ in threads:
+            slots.release()
+        for t in threads:
+            t.join()

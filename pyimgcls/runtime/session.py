@@ -8,10 +8,12 @@ Self-describing models carry their preprocessing and class names in ``metadata_p
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import json
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -288,18 +290,10 @@ class Session:
         self._bytes = _load_bytes(model)
         self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<bytes>"
         self.threads = resolve_threads(threads)
-        opts = ort.SessionOptions()
-        # ONNX Runtime's own log follows pyimgcls' logger: errors only, warnings at -v, all at -vv
-        level = log.getEffectiveLevel()
-        opts.log_severity_level = 0 if level <= logging.DEBUG else 2 if level <= logging.INFO else 3
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        spin = bool(allow_spinning) if allow_spinning is not None else False
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
-        self.allow_spinning = spin
-        self._opts = opts
+        self.allow_spinning = bool(allow_spinning) if allow_spinning is not None else False
+        self._opts = self._options(self.threads)
+        self._single: Session | None = None
+        self._single_lock = threading.Lock()
         self._device_id = device_id
         want = None
         if device is not None:
@@ -396,6 +390,39 @@ class Session:
         if name in _GPU_PROVIDERS:
             return {"device_id": str(self._device_id)}
         return {}
+
+    def _options(self, threads: int):
+        ort = _ort()
+        opts = ort.SessionOptions()
+        # ONNX Runtime's own log follows pyimgcls' logger: errors only, warnings at -v, all at -vv
+        level = log.getEffectiveLevel()
+        opts.log_severity_level = 0 if level <= logging.DEBUG else 2 if level <= logging.INFO else 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        spin = "1" if self.allow_spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        return opts
+
+    def single_threaded(self) -> Session:
+        """This model in an ONNX Runtime session that runs on the calling thread alone (intra-op
+        threads 1), made on first use and kept; the session itself when ``threads`` is 1. Several
+        threads may run it at once, one core each: the CPU batch path's workers
+        (``runtime.pipeline.parallel_batches``). It holds its own copy of the weights."""
+        if self.threads == 1:
+            return self
+        with self._single_lock:
+            if self._single is None:
+                one = copy.copy(self)
+                one.threads = 1
+                one._opts = self._options(1)
+                one._binding = None
+                one._single, one._single_lock = None, threading.Lock()
+                one.session = one._try(list(self.providers))
+                one._single = one
+                self._single = one
+        return self._single
 
     def _try(self, plist: list[str]):
         ort = _ort()

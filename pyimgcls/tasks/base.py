@@ -4,9 +4,12 @@ A task owns one ONNX Runtime ``Session``, the model's ``PreprocessConfig`` and o
 (``threads``: ONNX Runtime's intra-op pool, the decode pool and the preprocessing kernel all get
 the same resolved number). It gives its subclasses two ways to run the model:
 
-* ``_run_batches``: the overlapped pipeline (decode + preprocess of batch ``i + 1`` in
-  pyimgcls' threads while batch ``i`` is in the model), yielding each ``Prepared`` batch with the
-  model's outputs; a bad input is an entry in ``Prepared.errors``, never a lost row.
+* ``_run_batches``: the batch path, yielding each ``Prepared`` batch with the model's outputs in
+  input order; a bad input is an entry in ``Prepared.errors``, never a lost row. On a CPU with
+  two or more threads, ``threads`` workers each run whole batches on one core (a second,
+  single-threaded session of the model: ``Session.single_threaded``); on a GPU, with one thread
+  or with ``item_timeout``, the overlapped pipeline (decode + preprocess of batch ``i + 1`` in
+  pyimgcls' threads while batch ``i`` is in the model).
 * ``_run_one``: the low-latency path for one image: preprocessed on the calling thread straight
   into a preallocated input buffer, run through an ONNX Runtime IO binding. The buffers and the
   binding belong to the calling thread (``threading.local``), so any number of threads may call
@@ -17,6 +20,7 @@ A subclass adds only what is its own: post-processing and the result type.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -27,12 +31,14 @@ import numpy as np
 from ..io.images import DecodeInfo
 from ..io.sources import Item, iter_items, load_item
 from ..preprocessing import ImageTransform, PreprocessConfig, output_shape, preprocess
-from ..runtime.pipeline import Prepared, prepare_batches
+from ..runtime.pipeline import Prepared, parallel_batches, prepare_batches
 from ..runtime.session import Session
 
 __all__ = ["ModelTask", "OneRun"]
 
 ERROR_MODES = ("record", "raise")
+WORKER_BATCH = 8                 # model batch of one CPU worker (a dynamic-batch model)
+WORKER_MAX_MODEL = 256 << 20     # larger models keep one session and the overlapped pipeline
 
 
 @dataclass
@@ -56,6 +62,27 @@ def source_name(image: Any) -> str:
     return str(image)[:200]
 
 
+def _peek(items: Iterable[Item], n: int) -> tuple[list[Item], Iterator[Item], bool]:
+    """The first ``n`` items, the whole input again as an iterator, and whether it held fewer than
+    ``n``. An error of the input iterator is raised again at its place, after those items."""
+    it = iter(items)
+    head: list[Item] = []
+    try:
+        for x in it:
+            head.append(x)
+            if len(head) >= n:
+                return head, itertools.chain(head, it), False
+    except Exception as e:  # noqa: BLE001 - raised again where it happened
+        err = e
+
+        def again():
+            yield from head
+            raise err
+
+        return head, again(), True
+    return head, iter(head), True
+
+
 class ModelTask:
     """A model, its preprocessing and its thread budget.
 
@@ -67,14 +94,24 @@ class ModelTask:
         **session_options: passed to ``Session`` (``device``, ``providers``, ``threads``,
             ``allow_spinning``, ``device_id``). ``threads`` (default 0 = all usable cores) is the
             one budget of the task, for inference, decoding and preprocessing alike.
+        batch_workers: CPU batch path: how many threads each run whole batches on one core
+            (``None``: ``threads``, or 1 for a model over 256 MiB, since each worker session
+            holds the weights once more; 1: the overlapped pipeline). The answers are the same
+            either way; ``predict_one`` always uses the ``threads``-wide session.
     """
 
     #: ``f(info) -> (PreprocessConfig, message | None)`` for models without ``pyimgcls.preprocess``
     #: metadata (``Session(default_preprocess=...)``); ``None``: the classifier defaults.
     _default_preprocess = None
 
-    def __init__(self, model, *, preprocess: PreprocessConfig | dict | None = None, **session_options: Any) -> None:
-        self._init_args = (model, preprocess, dict(session_options))
+    def __init__(self, model, *, preprocess: PreprocessConfig | dict | None = None, batch_workers: int | None = None,
+                 **session_options: Any) -> None:
+        if batch_workers is not None and (isinstance(batch_workers, bool) or not isinstance(batch_workers, int)
+                                          or batch_workers < 1):
+            raise ValueError(f"batch_workers must be a positive int or None, got {batch_workers!r}")
+        self._init_args = (model, preprocess, dict(session_options, **({} if batch_workers is None else
+                                                                       {"batch_workers": batch_workers})))
+        self.batch_workers = batch_workers
         self.model_path = model
         if self._default_preprocess is not None:
             session_options = {**session_options, "default_preprocess": self._default_preprocess}
@@ -117,6 +154,25 @@ class ModelTask:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         session = self.session if session is None else session
         items = iter_items(inputs) if items is None else items
+        workers = self._workers(session)
+        if workers > 1 and item_timeout is None:
+            # one model batch per worker thread: small batches (fewer images waiting for a slow
+            # one, caches kept warm) unless the model's batch is fixed
+            size = batch_size if session.info.batch is not None else min(batch_size, WORKER_BATCH)
+            head, items, short = _peek(items, 2 * workers * size)
+            if short:  # too few for the workers to pay: one session, the overlapped pipeline
+                workers = 1
+        if workers > 1 and item_timeout is None:
+            for prep, outs, dt in parallel_batches(items, self.config, session.single_threaded().run,
+                                                   batch_size=size, workers=workers, fast_decode=fast_decode):
+                if errors == "raise" and prep.errors:
+                    raise prep.errors[min(prep.errors)]
+                if stats is not None and outs is not None:
+                    stats["inference_s"] = stats.get("inference_s", 0.0) + dt
+                    stats["decode_s"] = stats.get("decode_s", 0.0) + prep.decode_s
+                    stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
+                yield prep, outs
+            return
         for prep in prepare_batches(items, self.config, batch_size=batch_size, threads=self.threads,
                                     fast_decode=fast_decode, item_timeout=item_timeout):
             if errors == "raise" and prep.errors:
@@ -130,6 +186,16 @@ class ModelTask:
                     stats["decode_s"] = stats.get("decode_s", 0.0) + prep.decode_s
                     stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
             yield prep, outs
+
+    def _workers(self, session: Session) -> int:
+        """How many worker threads run the batch path (``parallel_batches``): ``batch_workers`` if
+        set, else the thread budget on a CPU session whose model is at most ``WORKER_MAX_MODEL``
+        bytes (each worker session holds the weights once more); 1 means the overlapped pipeline."""
+        if not session.providers or session.providers[0] != "CPUExecutionProvider":
+            return 1
+        if self.batch_workers is not None:
+            return self.batch_workers
+        return self.threads if len(session.model_bytes) <= WORKER_MAX_MODEL else 1
 
     # ------------------------------------------------------------------ one image, low latency
     def _one_buffers(self) -> tuple[np.ndarray, Any, list[np.ndarray] | None]:

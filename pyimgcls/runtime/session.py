@@ -419,8 +419,7 @@ class Session:
                 one._opts = self._options(1)
                 one._binding = None
                 one._single, one._single_lock = None, threading.Lock()
-                one.session = one._try(list(self.providers))
-                one._single = one
+                one.session = one._try(list(self.providers))  # its own single_threaded(): itself (threads 1)
                 self._single = one
         return self._single
 

@@ -191,6 +191,22 @@ def test_single_threaded_session_is_kept_and_gives_the_same_outputs(photos):
     assert single.session.single_threaded() is single.session and single._workers(single.session) == 1
 
 
+
+def test_the_single_threaded_session_goes_with_its_task():
+    """The worker session holds a second copy of the weights: it is freed with the task, not left
+    in a reference cycle for the cyclic garbage collector (which may be off, or run rarely)."""
+    import gc
+    import weakref
+
+    clf = Classifier(threads=2)
+    one = weakref.ref(clf.session.single_threaded())
+    gc.disable()
+    try:
+        del clf
+        assert one() is None
+    finally:
+        gc.enable()
+
 def test_batch_workers_rules(monkeypatch):
     with pytest.raises(ValueError, match="batch_workers must be a positive int"):
         Classifier(batch_workers=0)

@@ -306,10 +306,10 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
                 return
 
     threads = [threading.Thread(target=worker, name=f"pyimgcls-worker-{i}", daemon=True) for i in range(workers)]
-    for t in threads:
-        t.start()
     k = 0
     try:
+        for t in threads:  # inside: a thread that cannot start stops those already started
+            t.start()
         while True:
             with posted:
                 while k not in done:
@@ -327,4 +327,5 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
         for _ in threads:
             slots.release()
         for t in threads:
-            t.join()
+            if t.is_alive():  # (a thread that could not start)
+                t.join()

@@ -134,6 +134,30 @@ def test_closing_early_stops_the_workers(photos):
     assert not _workers_alive()
 
 
+
+def _wait_workers_gone(timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while _workers_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _workers_alive()
+
+
+def test_a_worker_that_cannot_start_leaves_no_thread_behind(photos, monkeypatch):
+    """``can't start new thread`` (a process at its thread limit) on the second worker: the error
+    reaches the caller and the worker already started ends, rather than waiting forever."""
+    real = threading.Thread.start
+
+    def start(self):
+        if self.name == "pyimgcls-worker-1":
+            raise RuntimeError("can't start new thread")
+        real(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    img = np.ascontiguousarray(photos["rocket"][:80, :80])
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        list(parallel_batches(iter_items([img] * 100), CFG, _run, batch_size=2, workers=3))
+    assert not _wait_workers_gone(1.0)
+
 def test_empty_input_and_bad_workers():
     assert list(parallel_batches(iter([]), CFG, _run, batch_size=4, workers=2)) == []
     for bad in (0, -1, True, 1.5):

@@ -326,6 +326,9 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
         stop.set()
         for _ in threads:
             slots.release()
-        for t in threads:
-            if t.is_alive():  # (a thread that could not start)
-                t.join()
+        # closed by the garbage collector on a worker: joining would wait on itself, or on a worker
+        # that waits for the input lock this thread holds; the workers end on their own
+        if threading.current_thread() not in threads:
+            for t in threads:
+                if t.is_alive():
+                    t.join()

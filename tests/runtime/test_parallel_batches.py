@@ -142,6 +142,38 @@ def _wait_workers_gone(timeout=10.0):
     return _workers_alive()
 
 
+def test_an_abandoned_run_collected_on_a_worker_thread_neither_deadlocks_nor_fails(monkeypatch):
+    """The garbage collector runs finalizers on whatever thread allocates, a worker included: an
+    abandoned generator (in a reference cycle) closed there must not join the workers (itself,
+    or one waiting for the input lock that this thread holds)."""
+    import gc
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    img = np.full((40, 40, 3), 7, np.uint8)
+    dropped = threading.Event()
+
+    def items():
+        for i in range(1000):
+            if i == 8:  # a worker takes the third batch: the collector runs on it, input lock held
+                dropped.wait(10)
+                gc.collect()
+            yield Item(f"<a{i}>", img)
+
+    class Holder:
+        pass
+
+    gen = parallel_batches(items(), CFG, _run, batch_size=4, workers=2)
+    next(gen)
+    h = Holder()
+    h.gen, h.me = gen, h  # only a cycle holds the generator now
+    del gen, h
+    dropped.set()
+    assert not _wait_workers_gone()
+    assert unraisable == []
+
+
 def test_a_worker_that_cannot_start_leaves_no_thread_behind(photos, monkeypatch):
     """``can't start new thread`` (a process at its thread limit) on the second worker: the error
     reaches the caller and the worker already started ends, rather than waiting forever."""

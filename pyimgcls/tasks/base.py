@@ -20,9 +20,9 @@ A subclass adds only what is its own: post-processing and the result type.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -62,25 +62,29 @@ def source_name(image: Any) -> str:
     return str(image)[:200]
 
 
-def _peek(items: Iterable[Item], n: int) -> tuple[list[Item], Iterator[Item], bool]:
-    """The first ``n`` items, the whole input again as an iterator, and whether it held fewer than
-    ``n``. An error of the input iterator is raised again at its place, after those items."""
+def _peek(items: Iterable[Item], n: int) -> tuple[Iterator[Item], bool]:
+    """The whole input again as an iterator, its first ``n`` items read ahead, and whether it held
+    fewer than ``n``. An error of the input iterator is raised again at its place, after those
+    items. Each item read ahead is let go once taken again (a stream of large arrays)."""
     it = iter(items)
-    head: list[Item] = []
+    head: deque[Item] = deque()
     try:
         for x in it:
             head.append(x)
             if len(head) >= n:
-                return head, itertools.chain(head, it), False
+                return _replay(head, it), False
     except Exception as e:  # noqa: BLE001 - raised again where it happened
-        err = e
+        return _replay(head, None, e), True
+    return _replay(head, None), True
 
-        def again():
-            yield from head
-            raise err
 
-        return head, again(), True
-    return head, iter(head), True
+def _replay(head: deque[Item], rest: Iterator[Item] | None, err: BaseException | None = None) -> Iterator[Item]:
+    while head:
+        yield head.popleft()
+    if err is not None:
+        raise err
+    if rest is not None:
+        yield from rest
 
 
 class ModelTask:
@@ -162,7 +166,7 @@ class ModelTask:
             per_image = int(np.prod(output_shape(self.config, 1))) * np.dtype(self.config.dtype).itemsize
             size = batch_size if session.info.batch is not None else \
                 max(1, min(batch_size, WORKER_BATCH_BYTES // per_image))
-            head, items, short = _peek(items, 2 * workers * size)
+            items, short = _peek(items, 2 * workers * size)
             if short:  # too few for the workers to pay: one session, the overlapped pipeline
                 workers = 1
         if workers > 1 and item_timeout is None:

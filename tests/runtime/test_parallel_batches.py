@@ -302,3 +302,26 @@ def test_an_input_error_while_peeking_comes_after_the_items_before_it(photos, n_
         for r in clf.predict_iter(None, items=items(), batch_size=5):
             got.append(r.source)
     assert got == [f"<a{i}>" for i in range(n_before // 5 * 5)]
+
+
+def test_the_items_looked_at_first_are_not_kept_for_the_whole_run():
+    """A stream of arrays (video frames): the items counted to choose the path are let go once
+    their batches are done, like every later item, not held until the run ends."""
+    import weakref
+
+    clf = Classifier(threads=2)
+    refs = []
+
+    def frames():
+        for i in range(120):
+            a = np.full((64, 64, 3), i, np.uint8)
+            refs.append(weakref.ref(a))
+            yield a
+
+    kept = None
+    for k, _ in enumerate(clf.predict_iter(frames(), batch_size=8)):
+        if k == 100:  # 2 workers x 2 x 8 items were looked at first: all long done by now
+            kept = [i for i, w in enumerate(refs[:32]) if w() is not None]
+            break
+    assert clf.session._single is not None
+    assert kept == []

@@ -14,6 +14,7 @@ Memory stays bounded by the number of batches in flight in both.
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import threading
@@ -235,6 +236,26 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
                 pass
 
 
+_OPEN_RUNS: set[tuple] = set()  # (halt, workers) of each parallel_batches run not closed yet
+_OPEN_LOCK = threading.Lock()
+
+
+@atexit.register
+def _halt_open_runs() -> None:
+    """At interpreter exit (atexit runs before Python finalizes): the workers of a run left open
+    (an unfinished ``predict_iter``) stop after their batch and are joined. A daemon thread still
+    inside native code (ONNX Runtime, the kernels) once Python finalizes is stopped there when it
+    takes the GIL back, and that aborts the process."""
+    with _OPEN_LOCK:
+        runs = list(_OPEN_RUNS)
+    for halt, _ in runs:
+        halt()
+    for _, threads in runs:
+        for t in threads:
+            if t.is_alive():
+                t.join()
+
+
 def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable[[np.ndarray], list[np.ndarray]], *,
                      batch_size: int, workers: int, fast_decode: bool = False,
                      ahead: int = 1) -> Iterator[tuple[Prepared, list[np.ndarray] | None, float]]:
@@ -305,9 +326,17 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
                 post(k, ("raise", e))
                 return
 
+    def halt() -> None:
+        stop.set()
+        for _ in threads:
+            slots.release()
+
     threads = [threading.Thread(target=worker, name=f"pyimgcls-worker-{i}", daemon=True) for i in range(workers)]
+    entry = (halt, tuple(threads))
     k = 0
     try:
+        with _OPEN_LOCK:
+            _OPEN_RUNS.add(entry)
         for t in threads:  # inside: a thread that cannot start stops those already started
             t.start()
         while True:
@@ -323,9 +352,9 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
             k += 1
             yield payload
     finally:
-        stop.set()
-        for _ in threads:
-            slots.release()
+        with _OPEN_LOCK:
+            _OPEN_RUNS.discard(entry)
+        halt()
         # closed by the garbage collector on a worker: joining would wait on itself, or on a worker
         # that waits for the input lock this thread holds; the workers end on their own
         if threading.current_thread() not in threads:

@@ -190,6 +190,29 @@ def test_a_worker_that_cannot_start_leaves_no_thread_behind(photos, monkeypatch)
         list(parallel_batches(iter_items([img] * 100), CFG, _run, batch_size=2, workers=3))
     assert not _wait_workers_gone(1.0)
 
+
+EXIT_WITH_A_RUN_OPEN = """
+import numpy as np
+from pyimgcls import Classifier
+clf = Classifier(threads=2)
+it = clf.predict_iter([np.full((1200, 1200, 3), 9, np.uint8)] * 48, batch_size=8)
+next(it)  # the workers go on with the next batches while the script ends
+print("done", flush=True)
+"""
+
+
+def test_exiting_with_a_run_left_open_does_not_abort(tmp_path):
+    """A script that ends with a ``predict_iter`` unfinished: its workers are stopped before
+    Python finalizes. A daemon thread still inside native code (ONNX Runtime, the kernels)
+    then is frozen there, and the process aborted (``terminate called without an active
+    exception``, SIGABRT)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", EXIT_WITH_A_RUN_OPEN], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert (r.returncode, r.stdout.strip()) == (0, "done"), r.stderr[-2000:]
+
 def test_empty_input_and_bad_workers():
     assert list(parallel_batches(iter([]), CFG, _run, batch_size=4, workers=2)) == []
     for bad in (0, -1, True, 1.5):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -236,24 +237,23 @@ def prepare_batches(items: Iterable[Item], cfg: PreprocessConfig, *, batch_size:
                 pass
 
 
-_OPEN_RUNS: set[tuple] = set()  # (halt, workers) of each parallel_batches run not closed yet
+_OPEN_RUNS: set[tuple] = set()  # (halt, settle) of each parallel_batches run not closed yet
 _OPEN_LOCK = threading.Lock()
 
 
 @atexit.register
 def _halt_open_runs() -> None:
     """At interpreter exit (atexit runs before Python finalizes): the workers of a run left open
-    (an unfinished ``predict_iter``) stop after their batch and are joined. A daemon thread still
-    inside native code (ONNX Runtime, the kernels) once Python finalizes is stopped there when it
-    takes the GIL back, and that aborts the process."""
+    (an unfinished ``predict_iter``) start no further batch, and the batches under way are waited
+    for. A daemon thread still inside native code (ONNX Runtime, the kernels) once Python
+    finalizes is stopped there when it takes the GIL back, and that aborts the process. A worker
+    waiting inside the input iterator (a live source) is not waited for: it may never return."""
     with _OPEN_LOCK:
         runs = list(_OPEN_RUNS)
     for halt, _ in runs:
         halt()
-    for _, threads in runs:
-        for t in threads:
-            if t.is_alive():
-                t.join()
+    for _, settle in runs:
+        settle()
 
 
 def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable[[np.ndarray], list[np.ndarray]], *,
@@ -282,7 +282,7 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
     done: dict[int, tuple] = {}
     posted = threading.Condition()
     stop = threading.Event()
-    state = {"taken": 0, "end": False}
+    state = {"taken": 0, "end": False, "working": 0}
 
     def post(k: int, entry: tuple) -> None:
         with posted:
@@ -318,25 +318,41 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
                     post(k, ("end", None))
                     return
                 state["taken"] = k + 1
+            with posted:  # once stopped (closed, or the interpreter exiting) no batch starts
+                if stop.is_set():
+                    return
+                state["working"] += 1
             try:
-                post(k, ("ok", work(chunk)))
+                result = ("ok", work(chunk))
             except BaseException as e:  # noqa: BLE001 - raised to the caller at its place
+                result = ("raise", e)
+            with posted:
+                state["working"] -= 1
+                posted.notify_all()
+            if result[0] == "raise":
                 with take:
                     state["end"] = True
-                post(k, ("raise", e))
+            post(k, result)
+            if result[0] == "raise":
                 return
 
     def halt() -> None:
-        stop.set()
+        with posted:
+            stop.set()
         for _ in threads:
             slots.release()
 
+    def settle() -> None:  # after halt: until no worker is inside a batch
+        with posted:
+            while state["working"]:
+                posted.wait()
+
     threads = [threading.Thread(target=worker, name=f"pyimgcls-worker-{i}", daemon=True) for i in range(workers)]
-    entry = (halt, tuple(threads))
+    this_run = (halt, settle)
     k = 0
     try:
         with _OPEN_LOCK:
-            _OPEN_RUNS.add(entry)
+            _OPEN_RUNS.add(this_run)
         for t in threads:  # inside: a thread that cannot start stops those already started
             t.start()
         while True:
@@ -353,11 +369,12 @@ def parallel_batches(items: Iterable[Item], cfg: PreprocessConfig, run: Callable
             yield payload
     finally:
         with _OPEN_LOCK:
-            _OPEN_RUNS.discard(entry)
+            _OPEN_RUNS.discard(this_run)
         halt()
-        # closed by the garbage collector on a worker: joining would wait on itself, or on a worker
-        # that waits for the input lock this thread holds; the workers end on their own
-        if threading.current_thread() not in threads:
+        # no join while Python finalizes (a frozen daemon thread is never joined), nor on a worker
+        # (closed there by the garbage collector: joining would wait on itself, or on a worker that
+        # waits for the input lock this thread holds); the workers end on their own
+        if not sys.is_finalizing() and threading.current_thread() not in threads:
             for t in threads:
                 if t.is_alive():
                     t.join()

@@ -200,17 +200,37 @@ next(it)  # the workers go on with the next batches while the script ends
 print("done", flush=True)
 """
 
+EXIT_WITH_A_LIVE_SOURCE_OPEN = """
+import threading
+import numpy as np
+from pyimgcls import Classifier
+from pyimgcls.io.sources import Item
+clf = Classifier(threads=2)
+img = np.full((64, 64, 3), 9, np.uint8)
 
-def test_exiting_with_a_run_left_open_does_not_abort(tmp_path):
-    """A script that ends with a ``predict_iter`` unfinished: its workers are stopped before
-    Python finalizes. A daemon thread still inside native code (ONNX Runtime, the kernels)
-    then is frozen there, and the process aborted (``terminate called without an active
-    exception``, SIGABRT)."""
+def stream():
+    for i in range(40):
+        yield Item(f"<{i}>", img)
+    threading.Event().wait()  # a live source with nothing more to give: a worker waits in it
+
+it = clf.predict_iter(None, items=stream(), batch_size=8)
+for _ in range(30):
+    next(it)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("script", [EXIT_WITH_A_RUN_OPEN, EXIT_WITH_A_LIVE_SOURCE_OPEN], ids=["busy", "live-source"])
+def test_exiting_with_a_run_left_open_neither_aborts_nor_hangs(tmp_path, script):
+    """A script that ends with a ``predict_iter`` unfinished: its workers start no further batch
+    and the batches under way end before Python finalizes. A daemon thread still inside native
+    code (ONNX Runtime, the kernels) then is frozen there, and the process aborted (``terminate
+    called without an active exception``, SIGABRT); a worker waiting in a live input iterator is
+    not waited for."""
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-c", EXIT_WITH_A_RUN_OPEN], capture_output=True, text=True, timeout=120,
-                       cwd=tmp_path)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert (r.returncode, r.stdout.strip()) == (0, "done"), r.stderr[-2000:]
 
 def test_empty_input_and_bad_workers():

@@ -134,7 +134,6 @@ def test_closing_early_stops_the_workers(photos):
     assert not _workers_alive()
 
 
-
 def _wait_workers_gone(timeout=10.0):
     deadline = time.monotonic() + timeout
     while _workers_alive() and time.monotonic() < deadline:
@@ -208,6 +207,7 @@ from pyimgcls.io.sources import Item
 clf = Classifier(threads=2)
 img = np.full((64, 64, 3), 9, np.uint8)
 
+
 def stream():
     for i in range(40):
         yield Item(f"<{i}>", img)
@@ -232,6 +232,7 @@ def test_exiting_with_a_run_left_open_neither_aborts_nor_hangs(tmp_path, script)
 
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert (r.returncode, r.stdout.strip()) == (0, "done"), r.stderr[-2000:]
+
 
 def test_empty_input_and_bad_workers():
     assert list(parallel_batches(iter([]), CFG, _run, batch_size=4, workers=2)) == []
@@ -290,7 +291,6 @@ def test_single_threaded_session_is_kept_and_gives_the_same_outputs(photos):
     assert single.session.single_threaded() is single.session and single._workers(single.session) == 1
 
 
-
 def test_the_single_threaded_session_goes_with_its_task():
     """The worker session holds a second copy of the weights: it is freed with the task, not left
     in a reference cycle for the cyclic garbage collector (which may be off, or run rarely)."""
@@ -305,6 +305,7 @@ def test_the_single_threaded_session_goes_with_its_task():
         assert one() is None
     finally:
         gc.enable()
+
 
 def test_batch_workers_rules(monkeypatch):
     with pytest.raises(ValueError, match="batch_workers must be a positive int"):

@@ -5,6 +5,7 @@ Listing is lazy: a folder of a million files yields its first image at once.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -13,7 +14,7 @@ import numpy as np
 
 from .images import DecodeInfo, ImageDecodeError, read_image
 
-__all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "float_to_uint16", "iter_items", "load_item"]
+__all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "float_to_uint16", "iter_items", "load_item", "peek"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 _GLOB_CHARS = set("*?[")
@@ -214,3 +215,24 @@ def _load_in_memory(item: Item, x: Any) -> np.ndarray:
         except Exception as e:  # noqa: BLE001 - PIL raises many types for broken images
             raise ImageDecodeError(f"{item.source}: {e}") from None
     raise TypeError(f"unsupported input {type(x).__name__}: expected a path, bytes, a NumPy array or a PIL image")
+
+
+def peek(items: Iterable[Item], n: int) -> tuple[list[Item], Iterator[Item], bool]:
+    """The first ``n`` items, the whole input again as an iterator, and whether it held fewer than
+    ``n``. An error of the input iterator is raised again at its place, after those items."""
+    it = iter(items)
+    head: list[Item] = []
+    try:
+        for x in it:
+            head.append(x)
+            if len(head) >= n:
+                return head, itertools.chain(head, it), False
+    except Exception as e:  # noqa: BLE001 - raised again where it happened
+        err = e
+
+        def again():
+            yield from head
+            raise err
+
+        return head, again(), True
+    return head, iter(head), True

@@ -20,7 +20,6 @@ A subclass adds only what is its own: post-processing and the result type.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..io.images import DecodeInfo
-from ..io.sources import Item, iter_items, load_item
+from ..io.sources import Item, iter_items, load_item, peek
 from ..preprocessing import ImageTransform, PreprocessConfig, output_shape, preprocess
 from ..runtime.pipeline import Prepared, parallel_batches, prepare_batches
 from ..runtime.session import Session
@@ -60,27 +59,6 @@ def source_name(image: Any) -> str:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return "<bytes #0>"
     return str(image)[:200]
-
-
-def _peek(items: Iterable[Item], n: int) -> tuple[list[Item], Iterator[Item], bool]:
-    """The first ``n`` items, the whole input again as an iterator, and whether it held fewer than
-    ``n``. An error of the input iterator is raised again at its place, after those items."""
-    it = iter(items)
-    head: list[Item] = []
-    try:
-        for x in it:
-            head.append(x)
-            if len(head) >= n:
-                return head, itertools.chain(head, it), False
-    except Exception as e:  # noqa: BLE001 - raised again where it happened
-        err = e
-
-        def again():
-            yield from head
-            raise err
-
-        return head, again(), True
-    return head, iter(head), True
 
 
 class ModelTask:
@@ -162,7 +140,7 @@ class ModelTask:
             per_image = int(np.prod(output_shape(self.config, 1))) * np.dtype(self.config.dtype).itemsize
             size = batch_size if session.info.batch is not None else \
                 max(1, min(batch_size, WORKER_BATCH_BYTES // per_image))
-            head, items, short = _peek(items, 2 * workers * size)
+            head, items, short = peek(items, 2 * workers * size)
             if short:  # too few for the workers to pay: one session, the overlapped pipeline
                 workers = 1
         if workers > 1 and item_timeout is None:

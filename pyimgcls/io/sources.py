@@ -6,6 +6,7 @@ Listing is lazy: a folder of a million files yields its first image at once.
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from .images import DecodeInfo, ImageDecodeError, read_image
 
-__all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "float_to_uint16", "iter_items", "load_item"]
+__all__ = ["IMAGE_EXTENSIONS", "FolderListingError", "Item", "float_to_uint16", "iter_items", "load_item", "peek"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 _GLOB_CHARS = set("*?[")
@@ -214,3 +215,28 @@ def _load_in_memory(item: Item, x: Any) -> np.ndarray:
         except Exception as e:  # noqa: BLE001 - PIL raises many types for broken images
             raise ImageDecodeError(f"{item.source}: {e}") from None
     raise TypeError(f"unsupported input {type(x).__name__}: expected a path, bytes, a NumPy array or a PIL image")
+
+
+def peek(items: Iterable[Item], n: int) -> tuple[Iterator[Item], bool]:
+    """The whole input again as an iterator, its first ``n`` items read ahead, and whether it held
+    fewer than ``n``. An error of the input iterator is raised again at its place, after those
+    items. Each item read ahead is let go once taken again (a stream of large arrays)."""
+    it = iter(items)
+    head: deque[Item] = deque()
+    try:
+        for x in it:
+            head.append(x)
+            if len(head) >= n:
+                return _replay(head, it), False
+    except Exception as e:  # noqa: BLE001 - raised again where it happened
+        return _replay(head, None, e), True
+    return _replay(head, None), True
+
+
+def _replay(head: deque[Item], rest: Iterator[Item] | None, err: BaseException | None = None) -> Iterator[Item]:
+    while head:
+        yield head.popleft()
+    if err is not None:
+        raise err
+    if rest is not None:
+        yield from rest

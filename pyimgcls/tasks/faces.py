@@ -192,7 +192,6 @@ class FaceDetector:
                 one._pnet, one._rnet, one._onet = (n.single_threaded() for n in (self._pnet, self._rnet, self._onet))
                 one.threads = 1
                 one._one, one._one_lock = None, threading.Lock()
-                one._one = one
                 self._one = one
         return self._one
 

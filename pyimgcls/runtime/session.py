@@ -286,7 +286,6 @@ class Session:
     def __init__(self, model, *, providers: str | Sequence[str] = "auto", threads: int | None = 0,
                  allow_spinning: bool | None = None, device_id: int = 0, device: str | None = None,
                  default_preprocess: Callable[[ModelInfo], tuple[PreprocessConfig, str | None]] | None = None) -> None:
-        ort = _ort()
         self._bytes = _load_bytes(model)
         self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<bytes>"
         self.threads = resolve_threads(threads)

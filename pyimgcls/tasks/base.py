@@ -125,7 +125,10 @@ class ModelTask:
                      stats: dict | None = None,
                      item_timeout: float | None = None) -> Iterator[tuple[Prepared, list[np.ndarray] | None]]:
         """Yields ``(prepared, outputs)`` per batch, in input order; ``outputs`` is ``None`` when
-        every item of the batch failed. With ``errors="raise"`` the first bad item raises."""
+        every item of the batch failed. With ``errors="raise"`` the first bad item raises.
+        ``stats`` accumulates ``decode_s`` and ``preprocess_s`` (thread-seconds) and ``inference_s``
+        (thread-seconds on the CPU workers; wall seconds of each model run on the overlapped
+        pipeline, where the model alone holds the cores)."""
         if errors not in ERROR_MODES:
             raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -171,6 +171,11 @@ class ModelTask:
                     stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
             yield prep, outs
 
+    def batch_worker_count(self) -> int:
+        """How many CPU workers ``predict`` / ``embed`` use on an input long enough for them (two
+        batches per worker); 1: the overlapped pipeline (a GPU, one thread, ``batch_workers=1``)."""
+        return self._workers(self.session)
+
     def _workers(self, session: Session) -> int:
         """How many worker threads run the batch path (``parallel_batches``): ``batch_workers`` if
         set, else the thread budget on a CPU session whose model is at most ``WORKER_MAX_MODEL``

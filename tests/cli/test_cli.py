@@ -335,6 +335,20 @@ def test_bench_report(capsys, tiny):
     assert "model only" in text and "stages one after the other" in text
 
 
+@pytest.mark.parametrize("threads, workers", [(1, 1), (2, 2)])
+def test_bench_says_which_batch_path_it_timed(capsys, tiny, threads, workers):
+    """The throughput column is the path predict takes (the CPU workers on 2 threads) and the
+    model-only ceiling runs the model the same way, so end to end never reads above a ceiling
+    measured another way."""
+    for extra, want in (([], "CPU workers" if workers > 1 else "stages overlapped"),
+                        (["--model-only"], "threads each running the model on one core" if workers > 1
+                         else "stages overlapped")):
+        assert main(["bench", "--model", tiny, "--threads", str(threads), "--batch-size", "2", "--duration", "0.05",
+                     "--iterations", "3", "--json", *extra]) == 0
+        rep = json.loads(capsys.readouterr().out)
+        assert want in rep["batch_path"] and rep["batches"][0]["throughput"] > 0
+
+
 def test_bench_fixed_batch_model_and_bad_images(capsys, tmp_path):
     cfg = pyimgcls.PreprocessConfig(size=(32, 32), resize="stretch").to_json()
     p = tiny_classifier(str(tmp_path / "b4.onnx"), batch=4, meta={"pyimgcls.preprocess": cfg})

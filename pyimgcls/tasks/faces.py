@@ -318,15 +318,22 @@ class FaceDetector:
             return det, info, None, t1 - t0, time.thread_time() - t1
 
         pending: collections.deque = collections.deque()
+        failed: Exception | None = None  # the input iterator's error: raised after the images before it
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyimgcls-faces")
         try:
             while True:
-                while len(pending) < 2 * workers:
-                    item = next(it, None)
+                while failed is None and len(pending) < 2 * workers:
+                    try:
+                        item = next(it, None)
+                    except Exception as e:  # noqa: BLE001 - raised at its place
+                        failed = e
+                        break
                     if item is None:
                         break
                     pending.append((item, pool.submit(task, item)))
                 if not pending:
+                    if failed is not None:
+                        raise failed
                     return
                 item, fut = pending.popleft()
                 det, info, err, dt_load, dt_detect = fut.result()
@@ -397,12 +404,16 @@ class FaceDetector:
         workers = max(1, min(4, self.threads))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyimgcls-faces-decode") as pool:
             pending: list[tuple[Item, Any]] = []
+            failed: list[Exception] = []  # the input iterator's error: raised after the images before it
 
             def fill() -> None:
-                while len(pending) < batch_size:
+                while not failed and len(pending) < batch_size:
                     try:
                         item = next(it)
                     except StopIteration:
+                        return
+                    except Exception as e:  # noqa: BLE001 - raised at its place
+                        failed.append(e)
                         return
                     pending.append((item, pool.submit(load_item, item, return_info=True)))
 
@@ -436,4 +447,5 @@ class FaceDetector:
                     continue
                 yield DetectionResult(source=item.source, detections=det, image_size=info.full_size,
                                       stored_size=info.stored_size)
-
+            if failed:
+                raise failed[0]

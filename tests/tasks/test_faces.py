@@ -294,6 +294,35 @@ def test_cpu_workers_answer_exactly_as_one_image_at_a_time(photos):
 
 
 
+@pytest.mark.parametrize("batch_workers", [None, 1])
+def test_an_error_from_the_input_iterator_comes_after_the_images_before_it(photos, batch_workers):
+    """A failing input iterator (a listing, a live source) raises at its place, after the results
+    of every image it gave before (as the batch path does), on the CPU workers and one image at a
+    time alike; the images read ahead are not thrown away."""
+    img = np.ascontiguousarray(photos["astronaut"][::4, ::4])
+    fd = FaceDetector(threads=2, batch_workers=batch_workers)
+
+    def items():
+        for _ in range(7):  # more than 2 per worker: the workers path
+            yield img
+        raise OSError("listing failed")
+
+    seen, raised = [], []
+
+    def consume():
+        try:
+            for r in fd.predict_iter(items(), batch_size=16):
+                seen.append(r.ok)
+        except OSError as e:
+            raised.append(e)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    t.join(60)
+    assert not t.is_alive()
+    assert seen == [True] * 7 and [str(e) for e in raised] == ["listing failed"]
+
+
 def test_the_one_core_detector_goes_with_its_detector():
     """The workers' one-core copy holds the three networks' single-threaded sessions (a second
     copy of the weights): it is freed with the detector, not left in a reference cycle for the

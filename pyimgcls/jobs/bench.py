@@ -235,11 +235,14 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
     for bs in sizes:
         batch_imgs = [decoded[i % len(decoded)] for i in range(bs)]
         xb, _ = run_preprocess(batch_imgs, cfg, threads=clf.threads)
+        # what one CPU worker runs: at most 5 MiB of input per batch (ModelTask._run_batches)
+        wbs = clf._worker_batch_size(bs) if workers > 1 else bs
+        xw = xb[:wbs]
         say(f"batch size {bs}: warm-up")
         for _ in range(warmup):
             clf.session.run(xb)
             if workers > 1:
-                one.run(xb)
+                one.run(xw)
             if not model_only:
                 list(clf.predict_iter([data[i % len(data)] for i in range(bs)], batch_size=bs, top_k=5,
                                       fast_decode=fast_decode))
@@ -288,8 +291,8 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
                     with lock:
                         if counted[0] >= bs * 4 and time.perf_counter() >= t_stop:
                             return
-                        counted[0] += bs
-                    one.run(xb)
+                        counted[0] += wbs
+                    one.run(xw)
 
             ts = [threading.Thread(target=run_model) for _ in range(workers)]
             for t in ts:

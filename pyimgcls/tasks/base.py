@@ -137,12 +137,7 @@ class ModelTask:
         items = iter_items(inputs) if items is None else items
         workers = self._workers(session)
         if workers > 1 and item_timeout is None:
-            # one model batch per worker thread, of at most WORKER_BATCH_BYTES of input unless the
-            # model's batch is fixed: a large input's activations stay in the caches (224x224 RGB
-            # float32: 8 images, measured best on one core), a small input's batch stays whole
-            per_image = int(np.prod(output_shape(self.config, 1))) * np.dtype(self.config.dtype).itemsize
-            size = batch_size if session.info.batch is not None else \
-                max(1, min(batch_size, WORKER_BATCH_BYTES // per_image))
+            size = self._worker_batch_size(batch_size, session)
             items, short = peek(items, 2 * workers * size)
             if short:  # too few for the workers to pay: one session, the overlapped pipeline
                 workers = 1
@@ -170,6 +165,16 @@ class ModelTask:
                     stats["decode_s"] = stats.get("decode_s", 0.0) + prep.decode_s
                     stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
             yield prep, outs
+
+    def _worker_batch_size(self, batch_size: int, session: Session | None = None) -> int:
+        """The model batch of one CPU worker for ``batch_size``: at most WORKER_BATCH_BYTES of input
+        unless the model's batch is fixed. A large input's activations stay in the caches (224x224
+        RGB float32: 8 images, measured best on one core), a small input's batch stays whole."""
+        session = self.session if session is None else session
+        if session.info.batch is not None:
+            return batch_size
+        per_image = int(np.prod(output_shape(self.config, 1))) * np.dtype(self.config.dtype).itemsize
+        return max(1, min(batch_size, WORKER_BATCH_BYTES // per_image))
 
     def batch_worker_count(self) -> int:
         """How many CPU workers ``predict`` / ``embed`` use on an input long enough for them (two

@@ -349,6 +349,34 @@ def test_bench_says_which_batch_path_it_timed(capsys, tiny, threads, workers):
         assert want in rep["batch_path"] and rep["batches"][0]["throughput"] > 0
 
 
+def test_bench_model_only_runs_the_workers_batch(capsys, tmp_path, monkeypatch):
+    """With CPU workers, the model-only ceiling runs the batches the workers run: for a large
+    input that is fewer images than --batch-size (at most 5 MiB of input per worker batch), so a
+    ceiling timed on the whole batch would be another measurement."""
+    from pyimgcls.runtime.session import Session
+
+    cfg = pyimgcls.PreprocessConfig(size=(512, 512), resize="stretch").to_json()  # 3 MiB per image
+    p = tiny_classifier(str(tmp_path / "big.onnx"), size=512, meta={"pyimgcls.preprocess": cfg})
+    seen = []
+    run = Session.run
+
+    def recorded(self, x, *a, **k):
+        if self.threads == 1:  # the workers' single-threaded session
+            seen.append(len(x))
+        return run(self, x, *a, **k)
+
+    monkeypatch.setattr(Session, "run", recorded)
+    clf = pyimgcls.Classifier(p, threads=2)
+    clf.predict([np.zeros((64, 64, 3), np.uint8)] * 16, batch_size=4)
+    workers_batches = set(seen)
+    assert workers_batches == {1}
+    seen.clear()
+    assert main(["bench", "--model", p, "--threads", "2", "--batch-size", "4", "--duration", "0.05",
+                 "--iterations", "3", "--warmup", "1", "--json", "--model-only"]) == 0
+    assert "on one core" in json.loads(capsys.readouterr().out)["batch_path"]
+    assert seen and set(seen) == workers_batches
+
+
 def test_bench_fixed_batch_model_and_bad_images(capsys, tmp_path):
     cfg = pyimgcls.PreprocessConfig(size=(32, 32), resize="stretch").to_json()
     p = tiny_classifier(str(tmp_path / "b4.onnx"), batch=4, meta={"pyimgcls.preprocess": cfg})

@@ -281,6 +281,7 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
         t0 = time.perf_counter()
         seen = 0
         t_stop = t0 + duration / 2
+        t_last = None
         if model_only and workers > 1:  # as the batch path runs it: one single-threaded run per core
             one = clf.session.single_threaded()
             lock = threading.Lock()
@@ -313,12 +314,17 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
                     yield data[i % len(data)]
                     i += 1
 
-            for _ in clf.predict_iter(itertools.islice(stream(), 10**9), batch_size=bs, top_k=5,
-                                      fast_decode=fast_decode):
+            run = clf.predict_iter(itertools.islice(stream(), 10**9), batch_size=bs, top_k=5,
+                                   fast_decode=fast_decode)
+            for _ in run:
                 seen += 1
                 if seen >= count and time.perf_counter() > t_stop:
                     break
-        thr = seen / (time.perf_counter() - t0)
+            # timed up to the last image counted: closing the run waits for the batches still under
+            # way, which are not counted
+            t_last = time.perf_counter()
+            run.close()
+        thr = seen / ((time.perf_counter() if t_last is None else t_last) - t0)
         res.batches.append(asdict(BatchStats(
             batch_size=bs, throughput=thr, latency_ms=_latency(lat),
             stage_ms_per_image={k2: v * 1e3 / n_img for k2, v in st.items()}, batches=k, note=note)))

@@ -286,20 +286,28 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
             one = clf.session.single_threaded()
             lock = threading.Lock()
             counted = [0]
+            failed: list[BaseException] = []
 
             def run_model():
                 while True:
                     with lock:
-                        if counted[0] >= bs * 4 and time.perf_counter() >= t_stop:
+                        if failed or (counted[0] >= bs * 4 and time.perf_counter() >= t_stop):
                             return
                         counted[0] += wbs
-                    one.run(xw)
+                    try:
+                        one.run(xw)
+                    except BaseException as e:  # noqa: BLE001 - raised on the calling thread
+                        with lock:
+                            failed.append(e)
+                        return
 
             ts = [threading.Thread(target=run_model) for _ in range(workers)]
             for t in ts:
                 t.start()
             for t in ts:
                 t.join()
+            if failed:
+                raise failed[0]
             seen = counted[0]
         elif model_only:
             while seen < bs * 4 or time.perf_counter() < t_stop:

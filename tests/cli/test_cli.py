@@ -377,6 +377,24 @@ def test_bench_model_only_runs_the_workers_batch(capsys, tmp_path, monkeypatch):
     assert seen and set(seen) == workers_batches
 
 
+def test_bench_model_only_on_workers_raises_what_the_model_raises(tiny, monkeypatch):
+    """A model run that fails on a worker thread of the model-only timing is raised, not left on
+    that thread with a throughput reported from the images it counted before running them."""
+    from pyimgcls.jobs.bench import run_bench
+    from pyimgcls.runtime.session import Session
+
+    run = Session.run
+
+    def fails_on_one_core(self, x, *a, **k):
+        if self.threads == 1:
+            raise RuntimeError("out of memory on one core")
+        return run(self, x, *a, **k)
+
+    monkeypatch.setattr(Session, "run", fails_on_one_core)
+    with pytest.raises(RuntimeError, match="out of memory on one core"):
+        run_bench(tiny, threads=2, batch_sizes=(2,), duration=0.05, iterations=3, warmup=0, model_only=True)
+
+
 def test_bench_throughput_is_timed_to_the_last_image_counted(capsys, tmp_path, tiny, monkeypatch):
     """Closing the run after the last image counted waits for the batches still under way (not
     counted): that wait is not in the throughput's time (here it takes 2 s)."""

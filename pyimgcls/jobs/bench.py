@@ -236,7 +236,7 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
         batch_imgs = [decoded[i % len(decoded)] for i in range(bs)]
         xb, _ = run_preprocess(batch_imgs, cfg, threads=clf.threads)
         # what one CPU worker runs: at most 5 MiB of input per batch (ModelTask._run_batches)
-        wbs = clf._worker_batch_size(bs) if workers > 1 else bs
+        wbs = clf.worker_batch_size(bs) if workers > 1 else bs
         xw = xb[:wbs]
         say(f"batch size {bs}: warm-up")
         for _ in range(warmup):

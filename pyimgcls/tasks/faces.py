@@ -99,6 +99,20 @@ def _edges(b: np.ndarray) -> np.ndarray:
     return np.stack([b[:, 0] - 1, b[:, 1] - 1, b[:, 2], b[:, 3]], 1)
 
 
+def _result(item: Item, det, info, err: BaseException | None, errors: str, stats: dict | None,
+            decode_s: float, detect_s: float) -> DetectionResult:
+    """One input's ``DetectionResult`` (its error raised with ``errors="raise"``); ``stats`` gets
+    the seconds spent reading and decoding it and detecting in it."""
+    if stats is not None:
+        stats["decode_s"] = stats.get("decode_s", 0.0) + decode_s
+        stats["inference_s"] = stats.get("inference_s", 0.0) + detect_s
+    if err is not None:
+        if errors == "raise":
+            raise err
+        return DetectionResult(source=item.source, detections=None, error=f"{type(err).__name__}: {err}")
+    return DetectionResult(source=item.source, detections=det, image_size=info.full_size, stored_size=info.stored_size)
+
+
 class FaceDetector:
     """MTCNN face detector: boxes, scores and five landmarks per face.
 
@@ -337,16 +351,7 @@ class FaceDetector:
                     return
                 item, fut = pending.popleft()
                 det, info, err, dt_load, dt_detect = fut.result()
-                if stats is not None:
-                    stats["decode_s"] = stats.get("decode_s", 0.0) + dt_load
-                    stats["inference_s"] = stats.get("inference_s", 0.0) + dt_detect
-                if err is not None:
-                    if errors == "raise":
-                        raise err
-                    yield DetectionResult(source=item.source, detections=None, error=f"{type(err).__name__}: {err}")
-                    continue
-                yield DetectionResult(source=item.source, detections=det, image_size=info.full_size,
-                                      stored_size=info.stored_size)
+                yield _result(item, det, info, err, errors, stats, dt_load, dt_detect)
         finally:
             for _, fut in pending:
                 fut.cancel()
@@ -420,6 +425,7 @@ class FaceDetector:
             fill()
             while pending:
                 item, fut = pending.pop(0)
+                det = info = None
                 t0 = time.perf_counter()
                 try:
                     img, info = fut.result(timeout=item_timeout)
@@ -437,15 +443,6 @@ class FaceDetector:
                         det = self.detect(img)
                     except (ValueError, TypeError) as e:
                         err = e
-                if stats is not None:
-                    stats["decode_s"] = stats.get("decode_s", 0.0) + t1 - t0
-                    stats["inference_s"] = stats.get("inference_s", 0.0) + time.perf_counter() - t1
-                if err is not None:
-                    if errors == "raise":
-                        raise err
-                    yield DetectionResult(source=item.source, detections=None, error=f"{type(err).__name__}: {err}")
-                    continue
-                yield DetectionResult(source=item.source, detections=det, image_size=info.full_size,
-                                      stored_size=info.stored_size)
+                yield _result(item, det, info, err, errors, stats, t1 - t0, time.perf_counter() - t1)
             if failed:
                 raise failed[0]

@@ -235,7 +235,7 @@ def run_bench(model=None, *, batch_sizes=(1, 8, 32), threads: int = 0, duration:
     for bs in sizes:
         batch_imgs = [decoded[i % len(decoded)] for i in range(bs)]
         xb, _ = run_preprocess(batch_imgs, cfg, threads=clf.threads)
-        # what one CPU worker runs: at most 5 MiB of input per batch (ModelTask._run_batches)
+        # what one CPU worker runs: at most 2.5 MiB of input per batch (ModelTask._run_batches)
         wbs = clf.worker_batch_size(bs) if workers > 1 else bs
         xw = xb[:wbs]
         say(f"batch size {bs}: warm-up")

@@ -351,7 +351,7 @@ def test_bench_says_which_batch_path_it_timed(capsys, tiny, threads, workers):
 
 def test_bench_model_only_runs_the_workers_batch(capsys, tmp_path, monkeypatch):
     """With CPU workers, the model-only ceiling runs the batches the workers run: for a large
-    input that is fewer images than --batch-size (at most 5 MiB of input per worker batch), so a
+    input that is fewer images than --batch-size (at most 2.5 MiB of input per worker batch), so a
     ceiling timed on the whole batch would be another measurement."""
     from pyimgcls.runtime.session import Session
 

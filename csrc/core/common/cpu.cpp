@@ -1,5 +1,5 @@
-// usable_cores and cpu_has_sse41 (see cpu.h). Cgroup files are read from the usual mount points
-// (/sys/fs/cgroup for v2; /sys/fs/cgroup/cpu or cpu,cpuacct for v1), at the process's cgroup path
+// usable_cores, cpu_has_sse41 and cpu_has_avx2_fma (see cpu.h). Cgroup files are read from the
+// usual mount points (/sys/fs/cgroup for v2; /sys/fs/cgroup/cpu or cpu,cpuacct for v1), at the process's cgroup path
 // from /proc/self/cgroup and every ancestor up to the mount root (the smallest quota wins: a
 // parent's limit caps its children). Inside a container the path is "/" or absent from the mount,
 // and the mount root is the container's own cgroup. Anything unreadable counts as no limit.
@@ -149,6 +149,16 @@ bool cpu_has_sse41() {
         __cpuid(regs, 1);
         return ((regs[2] >> 19) & 1) != 0;  // CPUID.1:ECX.SSE4_1
     }();
+    return has;
+#else
+    return false;
+#endif
+}
+
+bool cpu_has_avx2_fma() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    // __builtin_cpu_supports reports a feature only when the OS saves its registers (XGETBV)
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     return has;
 #else
     return false;

@@ -15,4 +15,8 @@ int usable_cores();
 // Whether the CPU runs SSE4.1 (false on other architectures).
 bool cpu_has_sse41();
 
+// Whether the CPU (and the OS, for the wider registers) runs AVX2 and FMA (false on other
+// architectures and with MSVC, whose builds have no AVX2 kernel files).
+bool cpu_has_avx2_fma();
+
 }  // namespace pyimgcls::core

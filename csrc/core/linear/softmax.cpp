@@ -48,7 +48,6 @@ using linear_detail::DotsFn;
 using linear_detail::OuterFn;
 
 constexpr std::int64_t kBlockRows = 64;
-constexpr std::int64_t kFlushRows = 1024;  // rows summed in float32 before a move into double
 constexpr std::int64_t kMinRowsPerThread = 256;
 
 struct Kernels {
@@ -66,10 +65,9 @@ Kernels pick(LinearKernel kernel) {
     return {linear_detail::block_dots_scalar, linear_detail::block_outer_scalar};
 }
 
-// Runs body(first_row, rows, acc_f32, acc_f64) over blocks of rows on the threads; each thread owns
-// a float accumulator of `width` values, moved into its double one every kFlushRows rows; the
-// threads' double accumulators are summed into out (width) and, through `finish`, whatever else
-// the body collected.
+// Runs body(part, first_row, rows, acc) over blocks of kBlockRows rows on the threads. The body
+// adds a block's sums into acc, `width` floats that start at zero for every block; each block's
+// sums are then added into its thread's double totals, and the threads' totals into out (width).
 template <typename Body>
 void over_blocks(std::int64_t n, std::int64_t width, int threads, double* out, Body&& body) {
     const int t = static_cast<int>(std::max<std::int64_t>(
@@ -80,23 +78,13 @@ void over_blocks(std::int64_t n, std::int64_t width, int threads, double* out, B
             const std::int64_t lo = n * part / t, hi = n * (part + 1) / t;
             std::vector<float> acc(static_cast<std::size_t>(width), 0.0f);
             std::vector<double> total(static_cast<std::size_t>(width), 0.0);
-            auto flush = [&] {
+            for (std::int64_t r0 = lo; r0 < hi; r0 += kBlockRows) {
+                body(part, r0, std::min(kBlockRows, hi - r0), acc.data());
                 for (std::int64_t j = 0; j < width; ++j) {
                     total[j] += acc[j];
                     acc[j] = 0.0f;
                 }
-            };
-            std::int64_t since_flush = 0;
-            for (std::int64_t r0 = lo; r0 < hi; r0 += kBlockRows) {
-                const std::int64_t rows = std::min(kBlockRows, hi - r0);
-                body(part, r0, rows, acc.data());
-                since_flush += rows;
-                if (since_flush >= kFlushRows) {
-                    flush();
-                    since_flush = 0;
-                }
             }
-            flush();
             sums[static_cast<std::size_t>(part)] = std::move(total);
         }
     });

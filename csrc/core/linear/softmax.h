@@ -10,8 +10,8 @@
 //   hv_w = sum_i r_i x_i^T,  hv_b = sum_i r_i,  where u_i = V x_i + vb and
 //   r_i = p_i * (u_i - <p_i, u_i>)  (elementwise), i.e. the Hessian of the loss at p applied to (V, vb).
 // Numerics: products and sums in float32 within a block of 64 rows (fused multiply-adds on the
-// AVX2 path, so its last bits differ from the scalar path's), each thread's partial sums moved into
-// double every 1,024 rows, threads' sums added in double; the loss is summed in double. A NaN in X
+// AVX2 path, so its last bits differ from the scalar path's), the blocks' sums added in double
+// (moving them costs K d additions a block, under 1% of its products); the loss is summed in double. A NaN in X
 // or the weights propagates to the results (the caller checks its inputs).
 // Cost: 2 n d K multiply-adds a call; each block of rows is read from memory once (its second pass
 // runs from cache). Threads split the rows (threads == 0: every usable core).

@@ -87,6 +87,20 @@ def test_many_rows_on_several_threads(kernel):
         np.testing.assert_allclose(hw, rhw, atol=1e-4 * np.abs(rhw).max())
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_more_classes_than_the_stack_block_holds(kernel):
+    """Above 64 classes a block's logits live on the heap."""
+    rng = np.random.default_rng(4)
+    x, w, b, y = _problem(rng, 150, 19, 70)
+    loss, gw, gb, p = _core.softmax_loss_grad(x, w, b, y, 2, kernel)
+    rl, rgw, rgb, rp = softmax_loss_grad_ref(x, w, b, y)
+    assert loss == pytest.approx(rl, rel=1e-5)
+    _close(gw, rgw)
+    np.testing.assert_allclose(p, rp, atol=1e-5)
+    hw, hb = _core.softmax_hessp(x, p, w, b, 2, kernel)
+    _close(hw, softmax_hessp_ref(x, p, w, b)[0])
+
+
 def test_the_two_kernels_agree():
     if len(KERNELS) < 2:
         pytest.skip("only the portable kernel runs here")

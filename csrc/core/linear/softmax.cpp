@@ -65,6 +65,20 @@ Kernels pick(LinearKernel kernel) {
     return {linear_detail::block_dots_scalar, linear_detail::block_outer_scalar};
 }
 
+// One block's (rows, K) logits: on the stack up to 64 classes, else on the heap.
+class BlockScratch {
+public:
+    explicit BlockScratch(std::int64_t size) {
+        if (size > kStack) heap_.resize(static_cast<std::size_t>(size));
+    }
+    float* data() { return heap_.empty() ? stack_ : heap_.data(); }
+
+private:
+    static constexpr std::int64_t kStack = kBlockRows * 64;
+    float stack_[kStack];
+    std::vector<float> heap_;
+};
+
 // Runs body(part, first_row, rows, acc) over blocks of kBlockRows rows on the threads. The body
 // adds a block's sums into acc, `width` floats that start at zero for every block; each block's
 // sums are then added into its thread's double totals, and the threads' totals into out (width).
@@ -122,13 +136,8 @@ double softmax_loss_grad(const float* x, std::int64_t n, std::int64_t d, const f
     std::vector<double> losses(static_cast<std::size_t>(t), 0.0);
     std::vector<double> out(static_cast<std::size_t>(width));
     over_blocks(n, width, t, out.data(), [&](std::ptrdiff_t part, std::int64_t r0, std::int64_t rows, float* acc) {
-        float z[kBlockRows * 64];
-        std::vector<float> zbig;
-        float* zb = z;
-        if (rows * k > kBlockRows * 64) {
-            zbig.resize(static_cast<std::size_t>(rows * k));
-            zb = zbig.data();
-        }
+        BlockScratch scratch(rows * k);
+        float* zb = scratch.data();
         const float* xb = x + r0 * d;
         kern.dots(xb, rows, d, w, k, zb);
         double loss = 0.0;
@@ -167,13 +176,8 @@ void softmax_hessp(const float* x, std::int64_t n, std::int64_t d, const float* 
     const std::int64_t width = k * d + k;
     std::vector<double> out(static_cast<std::size_t>(width));
     over_blocks(n, width, threads, out.data(), [&](std::ptrdiff_t, std::int64_t r0, std::int64_t rows, float* acc) {
-        float u[kBlockRows * 64];
-        std::vector<float> ubig;
-        float* ub = u;
-        if (rows * k > kBlockRows * 64) {
-            ubig.resize(static_cast<std::size_t>(rows * k));
-            ub = ubig.data();
-        }
+        BlockScratch scratch(rows * k);
+        float* ub = scratch.data();
         const float* xb = x + r0 * d;
         kern.dots(xb, rows, d, v, k, ub);
         for (std::int64_t i = 0; i < rows; ++i) {

@@ -4,7 +4,8 @@
 // once (a two-row cache serves neighbouring output rows), and output rows blend those rows.
 // Work is split over (box, block of output rows) units, so one large crop still uses every thread.
 // Two faster paths take the common boxes: bilinear boxes whose taps lie inside the image, with
-// contiguous 1- or 3-channel pixels (BilinearPath: vertical blend first, SSE2 for 3 channels), and area
+// contiguous 1- or 3-channel pixels (BilinearPath: vertical blend first, SSE2 for 3 channels; AVX2 rows
+// from crop_resize_avx2.cpp where the CPU runs them, bit-identical), and area
 // boxes with integer corners inside the image (the preprocessing engine's resize of the sub-image).
 // Cost: O(out_h * out_w * C * taps) per box plus O(min(box, image) + out) for the tables.
 #include "core/crop/crop_resize.h"
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -21,7 +23,9 @@
 #define PYIMGCLS_CROP_SSE2 1
 #endif
 
+#include "core/common/cpu.h"
 #include "core/common/parallel.h"
+#include "core/crop/crop_resize_avx2.h"
 #include "core/preprocess/preprocess.h"
 
 namespace pyimgcls::core {
@@ -314,18 +318,22 @@ struct FastPath {
 // compiler), then each output pixel takes its two columns of that blended row, normalised and stored.
 // The same weights as the general path, summed in another order (float32 rounding: ~1e-5 of a level).
 // Tables and the blended row live in buffers made once per worker: no allocation per box.
+// With `avx2` (crop_resize_avx2.h) both passes run eight lanes at a time (NWHC: the vertical one only),
+// bit-identical to the loops here.
 template <int NC, typename T>
 struct BilinearPath {
     static_assert(NC == 1 || NC == 3, "1 or 3 channels");
     const StridedImage& src;
     const CropParams& p;
     T* out;
+    const CropAvx2Kernels* avx2;  // null: the baseline loops
     std::vector<int> x0, x1, y0, y1;  // x: element offsets from the span's first column; y: rows
     std::vector<float> wx0, wx1, wy0, wy1;
     std::vector<float> vrow;  // the vertically blended span, (span, NC)
     float scale[NC], bias[NC];
 
-    BilinearPath(const StridedImage& s, const CropParams& params, T* o) : src(s), p(params), out(o) {
+    BilinearPath(const StridedImage& s, const CropParams& params, T* o, const CropAvx2Kernels* k)
+        : src(s), p(params), out(o), avx2(k) {
         x0.resize(p.out_w), x1.resize(p.out_w), wx0.resize(p.out_w), wx1.resize(p.out_w);
         y0.resize(p.out_h), y1.resize(p.out_h), wy0.resize(p.out_h), wy1.resize(p.out_h);
         vrow.assign(static_cast<std::size_t>(s.width) * NC + 1, 0.f);  // + 1: the 4-lane loads of the last pixel
@@ -426,8 +434,30 @@ struct BilinearPath {
         const float* A = wx0.data();
         const float* B = wx1.data();
         for (int i = row_begin; i < row_end; ++i) {
-            vblend(v, base + static_cast<std::ptrdiff_t>(ylo + y0[i]) * src.sy,
-                   base + static_cast<std::ptrdiff_t>(ylo + y1[i]) * src.sy, wy0[i], wy1[i], span * NC);
+            const std::uint8_t* r0 = base + static_cast<std::ptrdiff_t>(ylo + y0[i]) * src.sy;
+            const std::uint8_t* r1 = base + static_cast<std::ptrdiff_t>(ylo + y1[i]) * src.sy;
+            if (avx2) {
+                avx2->vblend(v, r0, r1, wy0[i], wy1[i], span * NC);
+                if (p.layout != CropLayout::nwhc) {
+                    CropRow row;
+                    row.v = v;
+                    row.x0 = X0, row.x1 = X1, row.w0 = A, row.w1 = B;
+                    row.width = W;
+                    row.scale = scale, row.bias = bias;
+                    row.plane = static_cast<std::ptrdiff_t>(H) * W;
+                    const bool nhwc = p.layout == CropLayout::nhwc, u8 = std::is_same_v<T, std::uint8_t>;
+                    if constexpr (NC == 3) {
+                        row.out = box_out + static_cast<std::ptrdiff_t>(i) * W * (nhwc ? 3 : 1);
+                        avx2->row3[nhwc][u8](row);
+                    } else {
+                        row.out = box_out + static_cast<std::ptrdiff_t>(i) * W;
+                        avx2->row1[u8](row);
+                    }
+                    continue;
+                }
+            } else {
+                vblend(v, r0, r1, wy0[i], wy1[i], span * NC);
+            }
 #ifdef PYIMGCLS_CROP_SSE2
             if constexpr (NC == 3) {
                 if (p.layout != CropLayout::nwhc) {
@@ -465,7 +495,7 @@ struct BilinearPath {
 
 template <int NC, typename T>
 void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
-             int threads) {
+             int threads, const CropAvx2Kernels* avx2) {
     const FastPath fast(src, p, out, count);
     const int t = resolve_threads(threads);
     using BP = BilinearPath<(NC == 1 || NC == 3) ? NC : 1, T>;
@@ -474,7 +504,7 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
         for (std::ptrdiff_t k = 0; k < count; ++k) {
             if (bilinear && BP::fits(boxes + 4 * k, src)) {
                 parallel_for(p.out_h, threads, [&](std::ptrdiff_t b, std::ptrdiff_t e) {
-                    BP bp(src, p, out);
+                    BP bp(src, p, out, avx2);
                     bp.run(k, boxes + 4 * k, static_cast<int>(b), static_cast<int>(e));
                 }, 32);
                 continue;
@@ -502,7 +532,7 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
     parallel_for(count, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
         Worker<NC, T> w(src, p, out);
         std::optional<BP> bp;
-        if (bilinear) bp.emplace(src, p, out);
+        if (bilinear) bp.emplace(src, p, out, avx2);
         for (std::ptrdiff_t k = begin; k < end; ++k) {
             if (bp && BP::fits(boxes + 4 * k, src)) {
                 bp->run(k, boxes + 4 * k, 0, p.out_h);
@@ -534,20 +564,27 @@ const char* crop_box_problem(const double* b, CropInterpolation mode) {
     return "";
 }
 
+bool crop_avx2_usable() {
+    return cpu_has_avx2_fma() && crop_avx2_kernels() != nullptr;  // the CPU check comes first
+}
+
 template <typename T>
 void dispatch(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
-              int threads) {
-    if (src.sc == 1 && src.channels == 3) run_all<3>(src, boxes, count, out, p, threads);
-    else if (src.sc == 1 && src.channels == 1) run_all<1>(src, boxes, count, out, p, threads);
-    else if (src.sc == 1 && src.channels == 4) run_all<4>(src, boxes, count, out, p, threads);
-    else run_all<0>(src, boxes, count, out, p, threads);
+              int threads, const CropAvx2Kernels* k) {
+    if (src.sc == 1 && src.channels == 3) run_all<3>(src, boxes, count, out, p, threads, k);
+    else if (src.sc == 1 && src.channels == 1) run_all<1>(src, boxes, count, out, p, threads, k);
+    else if (src.sc == 1 && src.channels == 4) run_all<4>(src, boxes, count, out, p, threads, k);
+    else run_all<0>(src, boxes, count, out, p, threads, k);
 }
 
 void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, void* out,
                  const CropParams& p, int threads) {
+    if (p.kernels == CropKernels::avx2 && !crop_avx2_usable())
+        throw std::invalid_argument("the AVX2 crop kernels are not built here or not run by this CPU");
     if (count <= 0 || p.out_h <= 0 || p.out_w <= 0) return;
-    if (p.out_u8) dispatch(src, boxes, count, static_cast<std::uint8_t*>(out), p, threads);
-    else dispatch(src, boxes, count, static_cast<float*>(out), p, threads);
+    const CropAvx2Kernels* k = p.kernels != CropKernels::baseline && crop_avx2_usable() ? crop_avx2_kernels() : nullptr;
+    if (p.out_u8) dispatch(src, boxes, count, static_cast<std::uint8_t*>(out), p, threads, k);
+    else dispatch(src, boxes, count, static_cast<float*>(out), p, threads, k);
 }
 
 }  // namespace pyimgcls::core

@@ -1,0 +1,207 @@
+// The AVX2 row kernels of crop_resize's bilinear path (see crop_resize_avx2.h). This file alone is
+// compiled with -mavx2 -mfma -ffp-contract=off (CMake, GCC / Clang on x86); crop_resize.cpp calls into
+// it only when cpu_has_avx2_fma(). Without those flags (MSVC, other architectures, PYIMGCLS_NO_SIMD) it
+// compiles to a null table. Nothing here may have external linkage besides crop_avx2_kernels(), and
+// nothing may run before the CPU check (no dynamic initialisers).
+//
+// Bit-identity with the baseline: every value is computed by the same IEEE float32 operations in the
+// same order as BilinearPath's loops (vertical: a * r0 + b * r1; horizontal: (w0 * v0 + w1 * v1) *
+// scale + bias; uint8: min(max(x, 0), 255) + 0.5, truncated); -ffp-contract=off keeps the compiler
+// from fusing a multiply and an add into one FMA (which rounds once instead of twice).
+//
+// Three channels, eight output columns a step: columns j + k and j + 4 + k share one 256-bit register
+// (their 4-lane RGBx pixels in the two 128-bit halves, weights broadcast per half with an in-lane
+// shuffle); NCHW transposes the four registers into R, G and B vectors of eight columns (six
+// shuffles) and stores each plane with one store; NHWC stores each pixel's four lanes in column order
+// (the fourth lands on the next pixel and is rewritten by it). One channel: two gathers a step.
+// Cost per output row: O(span * C / 8) for the vertical blend, O(out_w / 8) steps for the rest.
+#include "core/crop/crop_resize_avx2.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(PYIMGCLS_NO_SIMD)
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+namespace pyimgcls::core {
+namespace {
+
+inline void store1(float* o, float v) { *o = v; }
+inline void store1(std::uint8_t* o, float v) {
+    v = std::min(std::max(v, 0.f), 255.f);
+    *o = static_cast<std::uint8_t>(static_cast<int>(v + 0.5f));
+}
+
+void vblend(float* __restrict v, const std::uint8_t* __restrict r0, const std::uint8_t* __restrict r1, float a,
+            float b, int m) {
+    const __m256 A = _mm256_set1_ps(a), B = _mm256_set1_ps(b);
+    int e = 0;
+    for (; e + 16 <= m; e += 16) {
+        const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + e));
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + e));
+        const __m256 p0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(p));
+        const __m256 p1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(p, 8)));
+        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(q, 8)));
+        _mm256_storeu_ps(v + e, _mm256_add_ps(_mm256_mul_ps(A, p0), _mm256_mul_ps(B, q0)));
+        _mm256_storeu_ps(v + e + 8, _mm256_add_ps(_mm256_mul_ps(A, p1), _mm256_mul_ps(B, q1)));
+    }
+    for (; e + 8 <= m; e += 8) {
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + e))));
+        const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + e))));
+        _mm256_storeu_ps(v + e, _mm256_add_ps(_mm256_mul_ps(A, p), _mm256_mul_ps(B, q)));
+    }
+    for (; e < m; ++e) v[e] = a * static_cast<float>(r0[e]) + b * static_cast<float>(r1[e]);
+}
+
+// Columns j + K and j + 4 + K: w0 * v0 + w1 * v1 per lane (lanes: RGBx of each column).
+template <int K>
+inline __m256 pair3(const float* v, const int* X0, const int* X1, __m256 a, __m256 b, int j) {
+    const __m256 wa = _mm256_shuffle_ps(a, a, K * 0x55);  // w0[j + K] x4 | w0[j + 4 + K] x4
+    const __m256 wb = _mm256_shuffle_ps(b, b, K * 0x55);
+    const __m256 p0 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(v + X0[j + K])), _mm_loadu_ps(v + X0[j + 4 + K]), 1);
+    const __m256 p1 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(v + X1[j + K])), _mm_loadu_ps(v + X1[j + 4 + K]), 1);
+    return _mm256_add_ps(_mm256_mul_ps(wa, p0), _mm256_mul_ps(wb, p1));
+}
+
+// uint8 conversion of eight lanes as store1 does it: saturate, + 0.5, truncate.
+inline __m256i to_u8_lanes(__m256 x) {
+    const __m256 c = _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(255.f));
+    return _mm256_cvttps_epi32(_mm256_add_ps(c, _mm256_set1_ps(0.5f)));
+}
+
+// Eight int32 lanes (0..255) -> eight bytes at o.
+inline void store8_u8(std::uint8_t* o, __m256i q) {
+    const __m256i w = _mm256_packus_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());  // lane l: q[4l..4l+3] in bytes 0..3
+    const __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o), _mm_unpacklo_epi32(lo, hi));
+}
+
+template <typename T>
+inline void tail3(const CropRow& r, int j, bool nhwc) {
+    const float* v = r.v;
+    T* out = static_cast<T*>(r.out);
+    for (; j < r.width; ++j) {
+        const float a = r.w0[j], b = r.w1[j];
+        for (int c = 0; c < 3; ++c) {
+            const float x = (a * v[r.x0[j] + c] + b * v[r.x1[j] + c]) * r.scale[c] + r.bias[c];
+            store1(nhwc ? out + static_cast<std::ptrdiff_t>(j) * 3 + c : out + c * r.plane + j, x);
+        }
+    }
+}
+
+template <bool NHWC, typename T>
+void row3(const CropRow& r) {
+    const float* v = r.v;
+    const int* X0 = r.x0;
+    const int* X1 = r.x1;
+    const int W = r.width;
+    T* out = static_cast<T*>(r.out);
+    int j = 0;
+    if constexpr (!NHWC) {
+        const __m256 S0 = _mm256_set1_ps(r.scale[0]), S1 = _mm256_set1_ps(r.scale[1]), S2 = _mm256_set1_ps(r.scale[2]);
+        const __m256 B0 = _mm256_set1_ps(r.bias[0]), B1 = _mm256_set1_ps(r.bias[1]), B2 = _mm256_set1_ps(r.bias[2]);
+        for (; j + 8 <= W; j += 8) {
+            const __m256 a = _mm256_loadu_ps(r.w0 + j), b = _mm256_loadu_ps(r.w1 + j);
+            const __m256 p0 = pair3<0>(v, X0, X1, a, b, j), p1 = pair3<1>(v, X0, X1, a, b, j);
+            const __m256 p2 = pair3<2>(v, X0, X1, a, b, j), p3 = pair3<3>(v, X0, X1, a, b, j);
+            const __m256 t0 = _mm256_unpacklo_ps(p0, p1), t1 = _mm256_unpackhi_ps(p0, p1);
+            const __m256 t2 = _mm256_unpacklo_ps(p2, p3), t3 = _mm256_unpackhi_ps(p2, p3);
+            const __m256 R = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0x44), S0), B0);
+            const __m256 G = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0xEE), S1), B1);
+            const __m256 Bl = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t1, t3, 0x44), S2), B2);
+            if constexpr (std::is_same_v<T, float>) {
+                _mm256_storeu_ps(out + j, R);
+                _mm256_storeu_ps(out + r.plane + j, G);
+                _mm256_storeu_ps(out + 2 * r.plane + j, Bl);
+            } else {
+                store8_u8(out + j, to_u8_lanes(R));
+                store8_u8(out + r.plane + j, to_u8_lanes(G));
+                store8_u8(out + 2 * r.plane + j, to_u8_lanes(Bl));
+            }
+        }
+    } else {
+        const __m256 S = _mm256_setr_ps(r.scale[0], r.scale[1], r.scale[2], 0.f, r.scale[0], r.scale[1], r.scale[2], 0.f);
+        const __m256 Bi = _mm256_setr_ps(r.bias[0], r.bias[1], r.bias[2], 0.f, r.bias[0], r.bias[1], r.bias[2], 0.f);
+        for (; j + 8 <= W; j += 8) {
+            const __m256 a = _mm256_loadu_ps(r.w0 + j), b = _mm256_loadu_ps(r.w1 + j);
+            __m256 p[4] = {pair3<0>(v, X0, X1, a, b, j), pair3<1>(v, X0, X1, a, b, j), pair3<2>(v, X0, X1, a, b, j),
+                           pair3<3>(v, X0, X1, a, b, j)};
+            for (auto& x : p) x = _mm256_add_ps(_mm256_mul_ps(x, S), Bi);
+            T* o = out + static_cast<std::ptrdiff_t>(j) * 3;
+            if constexpr (std::is_same_v<T, float>) {
+                // pixel j + q at o + 3q, in column order; each store's fourth lane is the next pixel's
+                // first value, rewritten by that pixel's store (the row's last pixel: 3 values only)
+                for (int k = 0; k < 4; ++k) _mm_storeu_ps(o + 3 * k, _mm256_castps256_ps128(p[k]));
+                for (int k = 0; k < 3; ++k) _mm_storeu_ps(o + 12 + 3 * k, _mm256_extractf128_ps(p[k], 1));
+                if (j + 8 < W) {
+                    _mm_storeu_ps(o + 21, _mm256_extractf128_ps(p[3], 1));
+                } else {
+                    alignas(16) float last[4];
+                    _mm_store_ps(last, _mm256_extractf128_ps(p[3], 1));
+                    std::memcpy(o + 21, last, 3 * sizeof(float));
+                }
+            } else {
+                const __m256i q01 = _mm256_packs_epi32(to_u8_lanes(p[0]), to_u8_lanes(p[1]));  // px j, j+1 | j+4, j+5
+                const __m256i q23 = _mm256_packs_epi32(to_u8_lanes(p[2]), to_u8_lanes(p[3]));  // px j+2, j+3 | j+6, j+7
+                const __m256i bytes = _mm256_packus_epi16(q01, q23);  // RGBx of j..j+3 | of j+4..j+7
+                const __m256i drop_x = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
+                                                        0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+                const __m256i rgb = _mm256_shuffle_epi8(bytes, drop_x);  // 12 bytes a half, then 4 zeros
+                // 16-byte stores: the 4 bytes past each half's 12 are rewritten later in this row (the
+                // first half's by the second; the second's by pixels j + 8 and j + 9 when they exist)
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm256_castsi256_si128(rgb));
+                if (j + 10 <= W) {
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 12), _mm256_extracti128_si256(rgb, 1));
+                } else {
+                    alignas(16) std::uint8_t last[16];
+                    _mm_store_si128(reinterpret_cast<__m128i*>(last), _mm256_extracti128_si256(rgb, 1));
+                    std::memcpy(o + 12, last, 12);
+                }
+            }
+        }
+    }
+    tail3<T>(r, j, NHWC);
+}
+
+template <typename T>
+void row1(const CropRow& r) {
+    const float* v = r.v;
+    const int W = r.width;
+    T* out = static_cast<T*>(r.out);
+    const __m256 S = _mm256_set1_ps(r.scale[0]), Bi = _mm256_set1_ps(r.bias[0]);
+    int j = 0;
+    for (; j + 8 <= W; j += 8) {
+        const __m256 v0 = _mm256_i32gather_ps(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.x0 + j)), 4);
+        const __m256 v1 = _mm256_i32gather_ps(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.x1 + j)), 4);
+        const __m256 x = _mm256_add_ps(
+            _mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(r.w0 + j), v0), _mm256_mul_ps(_mm256_loadu_ps(r.w1 + j), v1)), S),
+            Bi);
+        if constexpr (std::is_same_v<T, float>) _mm256_storeu_ps(out + j, x);
+        else store8_u8(out + j, to_u8_lanes(x));
+    }
+    for (; j < W; ++j) store1(out + j, (r.w0[j] * v[r.x0[j]] + r.w1[j] * v[r.x1[j]]) * r.scale[0] + r.bias[0]);
+}
+
+// constexpr: constant-initialised, no code runs before the CPU check
+constexpr CropAvx2Kernels kAvx2 = {
+    &vblend,
+    {{&row3<false, float>, &row3<false, std::uint8_t>}, {&row3<true, float>, &row3<true, std::uint8_t>}},
+    {&row1<float>, &row1<std::uint8_t>},
+};
+
+}  // namespace
+
+const CropAvx2Kernels* crop_avx2_kernels() { return &kAvx2; }
+
+}  // namespace pyimgcls::core
+
+#else
+
+namespace pyimgcls::core {
+const CropAvx2Kernels* crop_avx2_kernels() { return nullptr; }
+}  // namespace pyimgcls::core
+
+#endif

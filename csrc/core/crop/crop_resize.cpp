@@ -422,8 +422,9 @@ struct BilinearPath {
 
     // Output rows [row_begin, row_end) of box k (the caller checked fits()).
     void run(std::ptrdiff_t k, const double* box, int row_begin, int row_end) {
-        const int span = axis(box[0], box[2], p.out_w, NC, x0.data(), x1.data(), wx0.data(), wx1.data());
-        axis(box[1], box[3], p.out_h, 1, y0.data(), y1.data(), wy0.data(), wy1.data());
+        const auto tables = avx2 ? avx2->axis : &axis;
+        const int span = tables(box[0], box[2], p.out_w, NC, x0.data(), x1.data(), wx0.data(), wx1.data());
+        tables(box[1], box[3], p.out_h, 1, y0.data(), y1.data(), wy0.data(), wy1.data());
         const int H = p.out_h, W = p.out_w;
         const int ylo = static_cast<int>(std::floor(box[1]));
         const std::uint8_t* base = src.data + static_cast<std::ptrdiff_t>(std::floor(box[0])) * NC;

@@ -22,6 +22,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -32,6 +33,39 @@ inline void store1(float* o, float v) { *o = v; }
 inline void store1(std::uint8_t* o, float v) {
     v = std::min(std::max(v, 0.f), 255.f);
     *o = static_cast<std::uint8_t>(static_cast<int>(v + 0.5f));
+}
+
+int axis(double b0, double b1, int count, int unit, int* i0, int* i1, float* w0, float* w1) {
+    const double lo = std::floor(b0);
+    const double hi = std::max(lo, std::ceil(b1) - 1.0);
+    const double scale = (b1 - b0) / count;
+    const __m256d LO = _mm256_set1_pd(lo), HI = _mm256_set1_pd(hi), S = _mm256_set1_pd(scale);
+    const __m256d B0 = _mm256_set1_pd(b0), half = _mm256_set1_pd(0.5), one = _mm256_set1_pd(1.0);
+    const __m128i U = _mm_set1_epi32(unit);
+    int o = 0;
+    for (; o + 4 <= count; o += 4) {
+        const __m256d oo = _mm256_cvtepi32_pd(_mm_add_epi32(_mm_set1_epi32(o), _mm_setr_epi32(0, 1, 2, 3)));
+        // pos = b0 + (o + 0.5) * scale - 0.5, evaluated left to right as the baseline does
+        const __m256d pos = _mm256_sub_pd(_mm256_add_pd(B0, _mm256_mul_pd(_mm256_add_pd(oo, half), S)), half);
+        const __m256d f0 = _mm256_floor_pd(pos);
+        const __m256d frac = _mm256_sub_pd(pos, f0);
+        const __m256d a = _mm256_sub_pd(_mm256_min_pd(_mm256_max_pd(f0, LO), HI), LO);
+        const __m256d b = _mm256_sub_pd(_mm256_min_pd(_mm256_max_pd(_mm256_add_pd(f0, one), LO), HI), LO);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(i0 + o), _mm_mullo_epi32(_mm256_cvttpd_epi32(a), U));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(i1 + o), _mm_mullo_epi32(_mm256_cvttpd_epi32(b), U));
+        _mm_storeu_ps(w0 + o, _mm256_cvtpd_ps(_mm256_sub_pd(one, frac)));
+        _mm_storeu_ps(w1 + o, _mm256_cvtpd_ps(frac));
+    }
+    for (; o < count; ++o) {
+        const double pos = b0 + (o + 0.5) * scale - 0.5;
+        const double f0 = std::floor(pos);
+        const double frac = pos - f0;
+        i0[o] = static_cast<int>(std::min(std::max(f0, lo), hi) - lo) * unit;
+        i1[o] = static_cast<int>(std::min(std::max(f0 + 1.0, lo), hi) - lo) * unit;
+        w0[o] = static_cast<float>(1.0 - frac);
+        w1[o] = static_cast<float>(frac);
+    }
+    return static_cast<int>(hi - lo) + 1;
 }
 
 void vblend(float* __restrict v, const std::uint8_t* __restrict r0, const std::uint8_t* __restrict r1, float a,
@@ -48,10 +82,16 @@ void vblend(float* __restrict v, const std::uint8_t* __restrict r0, const std::u
         _mm256_storeu_ps(v + e, _mm256_add_ps(_mm256_mul_ps(A, p0), _mm256_mul_ps(B, q0)));
         _mm256_storeu_ps(v + e + 8, _mm256_add_ps(_mm256_mul_ps(A, p1), _mm256_mul_ps(B, q1)));
     }
-    for (; e + 8 <= m; e += 8) {
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + e))));
-        const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + e))));
-        _mm256_storeu_ps(v + e, _mm256_add_ps(_mm256_mul_ps(A, p), _mm256_mul_ps(B, q)));
+    if (m >= 8 && e < m) {
+        // the rest in steps of 8, the last one ending at m (overlapping values are recomputed equal)
+        for (;;) {
+            if (e + 8 > m) e = m - 8;
+            const __m256 p = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + e))));
+            const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + e))));
+            _mm256_storeu_ps(v + e, _mm256_add_ps(_mm256_mul_ps(A, p), _mm256_mul_ps(B, q)));
+            e += 8;
+            if (e >= m) return;
+        }
     }
     for (; e < m; ++e) v[e] = a * static_cast<float>(r0[e]) + b * static_cast<float>(r1[e]);
 }
@@ -97,14 +137,17 @@ void row3(const CropRow& r) {
     const float* v = r.v;
     const int* X0 = r.x0;
     const int* X1 = r.x1;
+    const float* A = r.w0;
+    const float* B = r.w1;
     const int W = r.width;
+    const std::ptrdiff_t plane = r.plane;  // (locals: the stores below may not alias them)
     T* out = static_cast<T*>(r.out);
     int j = 0;
     if constexpr (!NHWC) {
         const __m256 S0 = _mm256_set1_ps(r.scale[0]), S1 = _mm256_set1_ps(r.scale[1]), S2 = _mm256_set1_ps(r.scale[2]);
         const __m256 B0 = _mm256_set1_ps(r.bias[0]), B1 = _mm256_set1_ps(r.bias[1]), B2 = _mm256_set1_ps(r.bias[2]);
         for (; j + 8 <= W; j += 8) {
-            const __m256 a = _mm256_loadu_ps(r.w0 + j), b = _mm256_loadu_ps(r.w1 + j);
+            const __m256 a = _mm256_loadu_ps(A + j), b = _mm256_loadu_ps(B + j);
             const __m256 p0 = pair3<0>(v, X0, X1, a, b, j), p1 = pair3<1>(v, X0, X1, a, b, j);
             const __m256 p2 = pair3<2>(v, X0, X1, a, b, j), p3 = pair3<3>(v, X0, X1, a, b, j);
             const __m256 t0 = _mm256_unpacklo_ps(p0, p1), t1 = _mm256_unpackhi_ps(p0, p1);
@@ -114,19 +157,19 @@ void row3(const CropRow& r) {
             const __m256 Bl = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t1, t3, 0x44), S2), B2);
             if constexpr (std::is_same_v<T, float>) {
                 _mm256_storeu_ps(out + j, R);
-                _mm256_storeu_ps(out + r.plane + j, G);
-                _mm256_storeu_ps(out + 2 * r.plane + j, Bl);
+                _mm256_storeu_ps(out + plane + j, G);
+                _mm256_storeu_ps(out + 2 * plane + j, Bl);
             } else {
                 store8_u8(out + j, to_u8_lanes(R));
-                store8_u8(out + r.plane + j, to_u8_lanes(G));
-                store8_u8(out + 2 * r.plane + j, to_u8_lanes(Bl));
+                store8_u8(out + plane + j, to_u8_lanes(G));
+                store8_u8(out + 2 * plane + j, to_u8_lanes(Bl));
             }
         }
     } else {
         const __m256 S = _mm256_setr_ps(r.scale[0], r.scale[1], r.scale[2], 0.f, r.scale[0], r.scale[1], r.scale[2], 0.f);
         const __m256 Bi = _mm256_setr_ps(r.bias[0], r.bias[1], r.bias[2], 0.f, r.bias[0], r.bias[1], r.bias[2], 0.f);
         for (; j + 8 <= W; j += 8) {
-            const __m256 a = _mm256_loadu_ps(r.w0 + j), b = _mm256_loadu_ps(r.w1 + j);
+            const __m256 a = _mm256_loadu_ps(A + j), b = _mm256_loadu_ps(B + j);
             __m256 p[4] = {pair3<0>(v, X0, X1, a, b, j), pair3<1>(v, X0, X1, a, b, j), pair3<2>(v, X0, X1, a, b, j),
                            pair3<3>(v, X0, X1, a, b, j)};
             for (auto& x : p) x = _mm256_add_ps(_mm256_mul_ps(x, S), Bi);
@@ -187,6 +230,7 @@ void row1(const CropRow& r) {
 
 // constexpr: constant-initialised, no code runs before the CPU check
 constexpr CropAvx2Kernels kAvx2 = {
+    &axis,
     &vblend,
     {{&row3<false, float>, &row3<false, std::uint8_t>}, {&row3<true, float>, &row3<true, std::uint8_t>}},
     {&row1<float>, &row1<std::uint8_t>},

@@ -29,6 +29,9 @@ struct CropRow {
 };
 
 struct CropAvx2Kernels {
+    // BilinearPath::axis, four outputs a step (the same double operations, so the same tables):
+    // taps of outputs [0, count) relative to floor(b0), times unit; returns the span in samples
+    int (*axis)(double b0, double b1, int count, int unit, int* i0, int* i1, float* w0, float* w1);
     // v[e] = a * r0[e] + b * r1[e] for e < m (uint8 rows, float32 out)
     void (*vblend)(float* v, const std::uint8_t* r0, const std::uint8_t* r1, float a, float b, int m);
     // three channels: [layout: 0 NCHW, 1 NHWC][output: 0 float32, 1 uint8]

@@ -11,6 +11,7 @@
 #include "core/crop/crop_resize.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -530,14 +531,19 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
         }
         return;
     }
-    parallel_for(count, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
+    // Boxes differ in cost (their size), and a core may be shared: each worker takes the next block
+    // of kBoxBlock boxes from a shared counter until none is left (a worker that could not be started
+    // finds the counter at the end when the calling thread runs its share).
+    constexpr std::ptrdiff_t kBoxBlock = 4;
+    std::atomic<std::ptrdiff_t> next{0};
+    parallel_for(std::min<std::ptrdiff_t>(t, (count + 7) / 8), threads, [&](std::ptrdiff_t, std::ptrdiff_t) {
         Worker<NC, T> w(src, p, out);
         std::optional<BP> bp;
         if (bilinear) bp.emplace(src, p, out, avx2);
-        for (std::ptrdiff_t k = begin; k < end; ++k) {
+        auto one = [&](std::ptrdiff_t k) {
             if (bp && BP::fits(boxes + 4 * k, src)) {
                 bp->run(k, boxes + 4 * k, 0, p.out_h);
-                continue;
+                return;
             }
             ImageView view;
             ResizePlan plan;
@@ -547,8 +553,13 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
             } else {
                 w.run(k, boxes + 4 * k, 0, p.out_h);
             }
+        };
+        for (;;) {
+            const std::ptrdiff_t first = next.fetch_add(kBoxBlock, std::memory_order_relaxed);
+            if (first >= count) break;
+            for (std::ptrdiff_t k = first; k < std::min(count, first + kBoxBlock); ++k) one(k);
         }
-    }, 8);
+    });
 }
 
 }  // namespace

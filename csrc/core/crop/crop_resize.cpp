@@ -331,6 +331,7 @@ struct BilinearPath {
     std::vector<int> x0, x1, y0, y1;  // x: element offsets from the span's first column; y: rows
     std::vector<float> wx0, wx1, wy0, wy1;
     std::vector<float> vrow;  // the vertically blended span, (span, NC)
+    std::vector<float> vrow2;  // with avx2 and 3 channels: the second row of a pair
     float scale[NC], bias[NC];
 
     BilinearPath(const StridedImage& s, const CropParams& params, T* o, const CropAvx2Kernels* k)
@@ -338,6 +339,7 @@ struct BilinearPath {
         x0.resize(p.out_w), x1.resize(p.out_w), wx0.resize(p.out_w), wx1.resize(p.out_w);
         y0.resize(p.out_h), y1.resize(p.out_h), wy0.resize(p.out_h), wy1.resize(p.out_h);
         vrow.assign(static_cast<std::size_t>(s.width) * NC + 1, 0.f);  // + 1: the 4-lane loads of the last pixel
+        if (avx2 && NC == 3) vrow2.assign(vrow.size(), 0.f);
         for (int c = 0; c < NC; ++c) scale[c] = p.scale[c], bias[c] = p.bias[c];
     }
 
@@ -435,28 +437,41 @@ struct BilinearPath {
         const int* X1 = x1.data();
         const float* A = wx0.data();
         const float* B = wx1.data();
-        for (int i = row_begin; i < row_end; ++i) {
-            const std::uint8_t* r0 = base + static_cast<std::ptrdiff_t>(ylo + y0[i]) * src.sy;
-            const std::uint8_t* r1 = base + static_cast<std::ptrdiff_t>(ylo + y1[i]) * src.sy;
-            if (avx2) {
-                avx2->vblend(v, r0, r1, wy0[i], wy1[i], span * NC);
-                if (p.layout != CropLayout::nwhc) {
-                    CropRow row;
-                    row.v = v;
-                    row.x0 = X0, row.x1 = X1, row.w0 = A, row.w1 = B;
-                    row.width = W;
-                    row.scale = scale, row.bias = bias;
-                    row.plane = static_cast<std::ptrdiff_t>(H) * W;
-                    const bool nhwc = p.layout == CropLayout::nhwc, u8 = std::is_same_v<T, std::uint8_t>;
-                    if constexpr (NC == 3) {
-                        row.out = box_out + static_cast<std::ptrdiff_t>(i) * W * (nhwc ? 3 : 1);
-                        avx2->row3[nhwc][u8](row);
-                    } else {
-                        row.out = box_out + static_cast<std::ptrdiff_t>(i) * W;
-                        avx2->row1[u8](row);
-                    }
-                    continue;
+        auto row0 = [&](int i) { return base + static_cast<std::ptrdiff_t>(ylo + y0[i]) * src.sy; };
+        auto row1 = [&](int i) { return base + static_cast<std::ptrdiff_t>(ylo + y1[i]) * src.sy; };
+        if (avx2 && p.layout != CropLayout::nwhc) {
+            CropRow row;
+            row.x0 = X0, row.x1 = X1, row.w0 = A, row.w1 = B;
+            row.width = W;
+            row.scale = scale, row.bias = bias;
+            row.plane = static_cast<std::ptrdiff_t>(H) * W;
+            const bool nhwc = p.layout == CropLayout::nhwc, u8 = std::is_same_v<T, std::uint8_t>;
+            const std::ptrdiff_t row_elems = static_cast<std::ptrdiff_t>(W) * (nhwc ? NC : 1);
+            int i = row_begin;
+            if constexpr (NC == 3) {  // two output rows a call: their taps and weights are read once
+                float* v2 = vrow2.data();
+                for (; i + 2 <= row_end; i += 2) {
+                    avx2->vblend(v, row0(i), row1(i), wy0[i], wy1[i], span * NC);
+                    avx2->vblend(v2, row0(i + 1), row1(i + 1), wy0[i + 1], wy1[i + 1], span * NC);
+                    row.v = v, row.v2 = v2;
+                    row.out = box_out + i * row_elems, row.out2 = box_out + (i + 1) * row_elems;
+                    avx2->row3x2[nhwc][u8](row);
                 }
+            }
+            for (; i < row_end; ++i) {
+                avx2->vblend(v, row0(i), row1(i), wy0[i], wy1[i], span * NC);
+                row.v = v;
+                row.out = box_out + i * row_elems;
+                if constexpr (NC == 3) avx2->row3[nhwc][u8](row);
+                else avx2->row1[u8](row);
+            }
+            return;
+        }
+        for (int i = row_begin; i < row_end; ++i) {
+            const std::uint8_t* r0 = row0(i);
+            const std::uint8_t* r1 = row1(i);
+            if (avx2) {  // NWHC: the vertical blend
+                avx2->vblend(v, r0, r1, wy0[i], wy1[i], span * NC);
             } else {
                 vblend(v, r0, r1, wy0[i], wy1[i], span * NC);
             }

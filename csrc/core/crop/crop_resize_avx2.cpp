@@ -73,12 +73,11 @@ void vblend(float* __restrict v, const std::uint8_t* __restrict r0, const std::u
     const __m256 A = _mm256_set1_ps(a), B = _mm256_set1_ps(b);
     int e = 0;
     for (; e + 16 <= m; e += 16) {
-        const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + e));
-        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + e));
-        const __m256 p0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(p));
-        const __m256 p1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(p, 8)));
-        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
-        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(q, 8)));
+        // (8-byte loads: the widening takes them as memory operands, no shift of a 16-byte load)
+        const __m256 p0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + e))));
+        const __m256 p1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + e + 8))));
+        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + e))));
+        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + e + 8))));
         _mm256_storeu_ps(v + e, _mm256_add_ps(_mm256_mul_ps(A, p0), _mm256_mul_ps(B, q0)));
         _mm256_storeu_ps(v + e + 8, _mm256_add_ps(_mm256_mul_ps(A, p1), _mm256_mul_ps(B, q1)));
     }
@@ -96,14 +95,18 @@ void vblend(float* __restrict v, const std::uint8_t* __restrict r0, const std::u
     for (; e < m; ++e) v[e] = a * static_cast<float>(r0[e]) + b * static_cast<float>(r1[e]);
 }
 
-// Columns j + K and j + 4 + K: w0 * v0 + w1 * v1 per lane (lanes: RGBx of each column).
-template <int K>
-inline __m256 pair3(const float* v, const int* X0, const int* X1, __m256 a, __m256 b, int j) {
+// Columns j + K and j + 4 + K of each of the R rows: w0 * v0 + w1 * v1 per lane (lanes: RGBx of each
+// column); the taps and weights are loaded once for the rows.
+template <int K, int R>
+inline void pair3(const float* const* v, const int* X0, const int* X1, __m256 a, __m256 b, int j, __m256* p) {
     const __m256 wa = _mm256_shuffle_ps(a, a, K * 0x55);  // w0[j + K] x4 | w0[j + 4 + K] x4
     const __m256 wb = _mm256_shuffle_ps(b, b, K * 0x55);
-    const __m256 p0 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(v + X0[j + K])), _mm_loadu_ps(v + X0[j + 4 + K]), 1);
-    const __m256 p1 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(v + X1[j + K])), _mm_loadu_ps(v + X1[j + 4 + K]), 1);
-    return _mm256_add_ps(_mm256_mul_ps(wa, p0), _mm256_mul_ps(wb, p1));
+    const int i0 = X0[j + K], i0h = X0[j + 4 + K], i1 = X1[j + K], i1h = X1[j + 4 + K];
+    for (int r = 0; r < R; ++r) {
+        const __m256 p0 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(v[r] + i0)), _mm_loadu_ps(v[r] + i0h), 1);
+        const __m256 p1 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(v[r] + i1)), _mm_loadu_ps(v[r] + i1h), 1);
+        p[4 * r + K] = _mm256_add_ps(_mm256_mul_ps(wa, p0), _mm256_mul_ps(wb, p1));
+    }
 }
 
 // uint8 conversion of eight lanes as store1 does it: saturate, + 0.5, truncate.
@@ -120,9 +123,7 @@ inline void store8_u8(std::uint8_t* o, __m256i q) {
 }
 
 template <typename T>
-inline void tail3(const CropRow& r, int j, bool nhwc) {
-    const float* v = r.v;
-    T* out = static_cast<T*>(r.out);
+inline void tail3(const float* v, const CropRow& r, T* out, int j, bool nhwc) {
     for (; j < r.width; ++j) {
         const float a = r.w0[j], b = r.w1[j];
         for (int c = 0; c < 3; ++c) {
@@ -132,81 +133,92 @@ inline void tail3(const CropRow& r, int j, bool nhwc) {
     }
 }
 
-template <bool NHWC, typename T>
+// Eight columns j .. j + 7 of one NCHW row from p[k] = (column j + k | column j + 4 + k), RGBx lanes.
+template <typename T>
+inline void store_nchw(const __m256* p, T* out, std::ptrdiff_t plane, int j, const __m256* S, const __m256* Bi) {
+    const __m256 t0 = _mm256_unpacklo_ps(p[0], p[1]), t1 = _mm256_unpackhi_ps(p[0], p[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(p[2], p[3]), t3 = _mm256_unpackhi_ps(p[2], p[3]);
+    const __m256 R = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0x44), S[0]), Bi[0]);
+    const __m256 G = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0xEE), S[1]), Bi[1]);
+    const __m256 B = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t1, t3, 0x44), S[2]), Bi[2]);
+    if constexpr (std::is_same_v<T, float>) {
+        _mm256_storeu_ps(out + j, R);
+        _mm256_storeu_ps(out + plane + j, G);
+        _mm256_storeu_ps(out + 2 * plane + j, B);
+    } else {
+        store8_u8(out + j, to_u8_lanes(R));
+        store8_u8(out + plane + j, to_u8_lanes(G));
+        store8_u8(out + 2 * plane + j, to_u8_lanes(B));
+    }
+}
+
+// The same for an NHWC row of W columns.
+template <typename T>
+inline void store_nhwc(const __m256* pin, T* out, int j, int W, __m256 S, __m256 Bi) {
+    __m256 p[4];
+    for (int k = 0; k < 4; ++k) p[k] = _mm256_add_ps(_mm256_mul_ps(pin[k], S), Bi);
+    T* o = out + static_cast<std::ptrdiff_t>(j) * 3;
+    if constexpr (std::is_same_v<T, float>) {
+        // pixel j + q at o + 3q, in column order; each store's fourth lane is the next pixel's first
+        // value, rewritten by that pixel's store (the row's last pixel: 3 values only)
+        for (int k = 0; k < 4; ++k) _mm_storeu_ps(o + 3 * k, _mm256_castps256_ps128(p[k]));
+        for (int k = 0; k < 3; ++k) _mm_storeu_ps(o + 12 + 3 * k, _mm256_extractf128_ps(p[k], 1));
+        if (j + 8 < W) {
+            _mm_storeu_ps(o + 21, _mm256_extractf128_ps(p[3], 1));
+        } else {
+            alignas(16) float last[4];
+            _mm_store_ps(last, _mm256_extractf128_ps(p[3], 1));
+            std::memcpy(o + 21, last, 3 * sizeof(float));
+        }
+    } else {
+        const __m256i q01 = _mm256_packs_epi32(to_u8_lanes(p[0]), to_u8_lanes(p[1]));  // px j, j+1 | j+4, j+5
+        const __m256i q23 = _mm256_packs_epi32(to_u8_lanes(p[2]), to_u8_lanes(p[3]));  // px j+2, j+3 | j+6, j+7
+        const __m256i bytes = _mm256_packus_epi16(q01, q23);  // RGBx of j..j+3 | of j+4..j+7
+        const __m256i drop_x = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
+                                                0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+        const __m256i rgb = _mm256_shuffle_epi8(bytes, drop_x);  // 12 bytes a half, then 4 zeros
+        // 16-byte stores: the 4 bytes past each half's 12 are rewritten later in this row (the first
+        // half's by the second; the second's by pixels j + 8 and j + 9 when they exist)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm256_castsi256_si128(rgb));
+        if (j + 10 <= W) {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 12), _mm256_extracti128_si256(rgb, 1));
+        } else {
+            alignas(16) std::uint8_t last[16];
+            _mm_store_si128(reinterpret_cast<__m128i*>(last), _mm256_extracti128_si256(rgb, 1));
+            std::memcpy(o + 12, last, 12);
+        }
+    }
+}
+
+// R (1 or 2) rows: r.v / r.out, and r.v2 / r.out2 for the second.
+template <bool NHWC, typename T, int R>
 void row3(const CropRow& r) {
-    const float* v = r.v;
+    const float* const v[2] = {r.v, r.v2};
+    T* const out[2] = {static_cast<T*>(r.out), static_cast<T*>(r.out2)};
     const int* X0 = r.x0;
     const int* X1 = r.x1;
     const float* A = r.w0;
     const float* B = r.w1;
     const int W = r.width;
     const std::ptrdiff_t plane = r.plane;  // (locals: the stores below may not alias them)
-    T* out = static_cast<T*>(r.out);
+    __m256 S[3], Bi[3];
+    for (int c = 0; c < 3; ++c) S[c] = _mm256_set1_ps(r.scale[c]), Bi[c] = _mm256_set1_ps(r.bias[c]);
+    const __m256 S4 = _mm256_setr_ps(r.scale[0], r.scale[1], r.scale[2], 0.f, r.scale[0], r.scale[1], r.scale[2], 0.f);
+    const __m256 B4 = _mm256_setr_ps(r.bias[0], r.bias[1], r.bias[2], 0.f, r.bias[0], r.bias[1], r.bias[2], 0.f);
     int j = 0;
-    if constexpr (!NHWC) {
-        const __m256 S0 = _mm256_set1_ps(r.scale[0]), S1 = _mm256_set1_ps(r.scale[1]), S2 = _mm256_set1_ps(r.scale[2]);
-        const __m256 B0 = _mm256_set1_ps(r.bias[0]), B1 = _mm256_set1_ps(r.bias[1]), B2 = _mm256_set1_ps(r.bias[2]);
-        for (; j + 8 <= W; j += 8) {
-            const __m256 a = _mm256_loadu_ps(A + j), b = _mm256_loadu_ps(B + j);
-            const __m256 p0 = pair3<0>(v, X0, X1, a, b, j), p1 = pair3<1>(v, X0, X1, a, b, j);
-            const __m256 p2 = pair3<2>(v, X0, X1, a, b, j), p3 = pair3<3>(v, X0, X1, a, b, j);
-            const __m256 t0 = _mm256_unpacklo_ps(p0, p1), t1 = _mm256_unpackhi_ps(p0, p1);
-            const __m256 t2 = _mm256_unpacklo_ps(p2, p3), t3 = _mm256_unpackhi_ps(p2, p3);
-            const __m256 R = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0x44), S0), B0);
-            const __m256 G = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t0, t2, 0xEE), S1), B1);
-            const __m256 Bl = _mm256_add_ps(_mm256_mul_ps(_mm256_shuffle_ps(t1, t3, 0x44), S2), B2);
-            if constexpr (std::is_same_v<T, float>) {
-                _mm256_storeu_ps(out + j, R);
-                _mm256_storeu_ps(out + plane + j, G);
-                _mm256_storeu_ps(out + 2 * plane + j, Bl);
-            } else {
-                store8_u8(out + j, to_u8_lanes(R));
-                store8_u8(out + plane + j, to_u8_lanes(G));
-                store8_u8(out + 2 * plane + j, to_u8_lanes(Bl));
-            }
-        }
-    } else {
-        const __m256 S = _mm256_setr_ps(r.scale[0], r.scale[1], r.scale[2], 0.f, r.scale[0], r.scale[1], r.scale[2], 0.f);
-        const __m256 Bi = _mm256_setr_ps(r.bias[0], r.bias[1], r.bias[2], 0.f, r.bias[0], r.bias[1], r.bias[2], 0.f);
-        for (; j + 8 <= W; j += 8) {
-            const __m256 a = _mm256_loadu_ps(A + j), b = _mm256_loadu_ps(B + j);
-            __m256 p[4] = {pair3<0>(v, X0, X1, a, b, j), pair3<1>(v, X0, X1, a, b, j), pair3<2>(v, X0, X1, a, b, j),
-                           pair3<3>(v, X0, X1, a, b, j)};
-            for (auto& x : p) x = _mm256_add_ps(_mm256_mul_ps(x, S), Bi);
-            T* o = out + static_cast<std::ptrdiff_t>(j) * 3;
-            if constexpr (std::is_same_v<T, float>) {
-                // pixel j + q at o + 3q, in column order; each store's fourth lane is the next pixel's
-                // first value, rewritten by that pixel's store (the row's last pixel: 3 values only)
-                for (int k = 0; k < 4; ++k) _mm_storeu_ps(o + 3 * k, _mm256_castps256_ps128(p[k]));
-                for (int k = 0; k < 3; ++k) _mm_storeu_ps(o + 12 + 3 * k, _mm256_extractf128_ps(p[k], 1));
-                if (j + 8 < W) {
-                    _mm_storeu_ps(o + 21, _mm256_extractf128_ps(p[3], 1));
-                } else {
-                    alignas(16) float last[4];
-                    _mm_store_ps(last, _mm256_extractf128_ps(p[3], 1));
-                    std::memcpy(o + 21, last, 3 * sizeof(float));
-                }
-            } else {
-                const __m256i q01 = _mm256_packs_epi32(to_u8_lanes(p[0]), to_u8_lanes(p[1]));  // px j, j+1 | j+4, j+5
-                const __m256i q23 = _mm256_packs_epi32(to_u8_lanes(p[2]), to_u8_lanes(p[3]));  // px j+2, j+3 | j+6, j+7
-                const __m256i bytes = _mm256_packus_epi16(q01, q23);  // RGBx of j..j+3 | of j+4..j+7
-                const __m256i drop_x = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
-                                                        0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
-                const __m256i rgb = _mm256_shuffle_epi8(bytes, drop_x);  // 12 bytes a half, then 4 zeros
-                // 16-byte stores: the 4 bytes past each half's 12 are rewritten later in this row (the
-                // first half's by the second; the second's by pixels j + 8 and j + 9 when they exist)
-                _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm256_castsi256_si128(rgb));
-                if (j + 10 <= W) {
-                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 12), _mm256_extracti128_si256(rgb, 1));
-                } else {
-                    alignas(16) std::uint8_t last[16];
-                    _mm_store_si128(reinterpret_cast<__m128i*>(last), _mm256_extracti128_si256(rgb, 1));
-                    std::memcpy(o + 12, last, 12);
-                }
-            }
+    for (; j + 8 <= W; j += 8) {
+        const __m256 a = _mm256_loadu_ps(A + j), b = _mm256_loadu_ps(B + j);
+        __m256 p[4 * R];
+        pair3<0, R>(v, X0, X1, a, b, j, p);
+        pair3<1, R>(v, X0, X1, a, b, j, p);
+        pair3<2, R>(v, X0, X1, a, b, j, p);
+        pair3<3, R>(v, X0, X1, a, b, j, p);
+        for (int q = 0; q < R; ++q) {
+            if constexpr (NHWC) store_nhwc<T>(p + 4 * q, out[q], j, W, S4, B4);
+            else store_nchw<T>(p + 4 * q, out[q], plane, j, S, Bi);
         }
     }
-    tail3<T>(r, j, NHWC);
+    for (int q = 0; q < R; ++q) tail3<T>(v[q], r, out[q], j, NHWC);
 }
 
 template <typename T>
@@ -232,7 +244,8 @@ void row1(const CropRow& r) {
 constexpr CropAvx2Kernels kAvx2 = {
     &axis,
     &vblend,
-    {{&row3<false, float>, &row3<false, std::uint8_t>}, {&row3<true, float>, &row3<true, std::uint8_t>}},
+    {{&row3<false, float, 1>, &row3<false, std::uint8_t, 1>}, {&row3<true, float, 1>, &row3<true, std::uint8_t, 1>}},
+    {{&row3<false, float, 2>, &row3<false, std::uint8_t, 2>}, {&row3<true, float, 2>, &row3<true, std::uint8_t, 2>}},
     {&row1<float>, &row1<std::uint8_t>},
 };
 

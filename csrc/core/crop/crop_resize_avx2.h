@@ -25,6 +25,8 @@ struct CropRow {
     const float* scale = nullptr;
     const float* bias = nullptr;
     void* out = nullptr;         // the row's first element (NCHW: in channel 0's plane)
+    const float* v2 = nullptr;   // row3x2: a second row with the same taps (its span and output row)
+    void* out2 = nullptr;
     std::ptrdiff_t plane = 0;    // NCHW: elements from one channel's plane to the next
 };
 
@@ -36,6 +38,8 @@ struct CropAvx2Kernels {
     void (*vblend)(float* v, const std::uint8_t* r0, const std::uint8_t* r1, float a, float b, int m);
     // three channels: [layout: 0 NCHW, 1 NHWC][output: 0 float32, 1 uint8]
     void (*row3[2][2])(const CropRow& r);
+    // the same for two rows at once (v / out and v2 / out2): the taps and weights are loaded once
+    void (*row3x2[2][2])(const CropRow& r);
     // one channel (NCHW and NHWC are the same memory): [output: 0 float32, 1 uint8]
     void (*row1[2])(const CropRow& r);
 };

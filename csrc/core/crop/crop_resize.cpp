@@ -451,8 +451,16 @@ struct BilinearPath {
             if constexpr (NC == 3) {  // two output rows a call: their taps and weights are read once
                 float* v2 = vrow2.data();
                 for (; i + 2 <= row_end; i += 2) {
-                    avx2->vblend(v, row0(i), row1(i), wy0[i], wy1[i], span * NC);
-                    avx2->vblend(v2, row0(i + 1), row1(i + 1), wy0[i + 1], wy1[i + 1], span * NC);
+                    const std::uint8_t *P = row0(i), *Q = row1(i), *P2 = row0(i + 1), *Q2 = row1(i + 1);
+                    const int m = span * NC;
+                    if (Q == P2) {  // shared source rows are widened once
+                        avx2->vblend2[1](v, v2, P, Q, Q2, wy0[i], wy1[i], wy0[i + 1], wy1[i + 1], m);
+                    } else if (P == P2 && Q == Q2) {
+                        avx2->vblend2[0](v, v2, P, Q, nullptr, wy0[i], wy1[i], wy0[i + 1], wy1[i + 1], m);
+                    } else {
+                        avx2->vblend(v, P, Q, wy0[i], wy1[i], m);
+                        avx2->vblend(v2, P2, Q2, wy0[i + 1], wy1[i + 1], m);
+                    }
                     row.v = v, row.v2 = v2;
                     row.out = box_out + i * row_elems, row.out2 = box_out + (i + 1) * row_elems;
                     avx2->row3x2[nhwc][u8](row);

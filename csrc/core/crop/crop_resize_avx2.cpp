@@ -95,6 +95,36 @@ void vblend(float* __restrict v, const std::uint8_t* __restrict r0, const std::u
     for (; e < m; ++e) v[e] = a * static_cast<float>(r0[e]) + b * static_cast<float>(r1[e]);
 }
 
+inline __m256 widen8(const std::uint8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// Two output rows whose source rows overlap, each source row widened once: CHAIN (the first row's
+// second source row is the second row's first): v = a * P + b * Q, v2 = c * Q + d * S; else (the same
+// two source rows): v = a * P + b * Q, v2 = c * P + d * Q. The same operations as two vblend calls.
+template <bool CHAIN>
+void vblend2(float* __restrict v, float* __restrict v2, const std::uint8_t* P, const std::uint8_t* Q,
+             const std::uint8_t* S, float a, float b, float c, float d, int m) {
+    const __m256 A = _mm256_set1_ps(a), B = _mm256_set1_ps(b), C = _mm256_set1_ps(c), D = _mm256_set1_ps(d);
+    if (m < 8) {
+        for (int e = 0; e < m; ++e) {
+            const float p = static_cast<float>(P[e]), q = static_cast<float>(Q[e]);
+            v[e] = a * p + b * q;
+            v2[e] = CHAIN ? c * q + d * static_cast<float>(S[e]) : c * p + d * q;
+        }
+        return;
+    }
+    for (int e = 0;;) {  // steps of 8, the last one ending at m (overlapping values are recomputed equal)
+        if (e + 8 > m) e = m - 8;
+        const __m256 p = widen8(P + e), q = widen8(Q + e);
+        _mm256_storeu_ps(v + e, _mm256_add_ps(_mm256_mul_ps(A, p), _mm256_mul_ps(B, q)));
+        if constexpr (CHAIN) _mm256_storeu_ps(v2 + e, _mm256_add_ps(_mm256_mul_ps(C, q), _mm256_mul_ps(D, widen8(S + e))));
+        else _mm256_storeu_ps(v2 + e, _mm256_add_ps(_mm256_mul_ps(C, p), _mm256_mul_ps(D, q)));
+        e += 8;
+        if (e >= m) return;
+    }
+}
+
 // Columns j + K and j + 4 + K of each of the R rows: w0 * v0 + w1 * v1 per lane (lanes: RGBx of each
 // column); the taps and weights are loaded once for the rows.
 template <int K, int R>
@@ -244,6 +274,7 @@ void row1(const CropRow& r) {
 constexpr CropAvx2Kernels kAvx2 = {
     &axis,
     &vblend,
+    {&vblend2<false>, &vblend2<true>},
     {{&row3<false, float, 1>, &row3<false, std::uint8_t, 1>}, {&row3<true, float, 1>, &row3<true, std::uint8_t, 1>}},
     {{&row3<false, float, 2>, &row3<false, std::uint8_t, 2>}, {&row3<true, float, 2>, &row3<true, std::uint8_t, 2>}},
     {&row1<float>, &row1<std::uint8_t>},

@@ -36,6 +36,10 @@ struct CropAvx2Kernels {
     int (*axis)(double b0, double b1, int count, int unit, int* i0, int* i1, float* w0, float* w1);
     // v[e] = a * r0[e] + b * r1[e] for e < m (uint8 rows, float32 out)
     void (*vblend)(float* v, const std::uint8_t* r0, const std::uint8_t* r1, float a, float b, int m);
+    // two rows at once, each source row widened once: [0] v = a * P + b * Q, v2 = c * P + d * Q;
+    // [1] v = a * P + b * Q, v2 = c * Q + d * S (bit-identical to two vblend calls)
+    void (*vblend2[2])(float* v, float* v2, const std::uint8_t* P, const std::uint8_t* Q, const std::uint8_t* S,
+                       float a, float b, float c, float d, int m);
     // three channels: [layout: 0 NCHW, 1 NHWC][output: 0 float32, 1 uint8]
     void (*row3[2][2])(const CropRow& r);
     // the same for two rows at once (v / out and v2 / out2): the taps and weights are loaded once

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_kernel_sets', 'crop_resize', 'decode_png', 'decode_yolo', 'load_pngs', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'top_k_hits', 'usable_cores']
+__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_kernel_sets', 'crop_resize', 'decode_png', 'decode_yolo', 'linear_kernel_available', 'load_pngs', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'softmax_hessp', 'softmax_loss_grad', 'top_k_hits', 'usable_cores']
 @typing.overload
 def ap_auc_columns(scores: numpy.typing.NDArray[numpy.float32], truth: numpy.typing.NDArray[numpy.uint8], threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -49,6 +49,10 @@ def decode_png(data: bytes, out: typing.SupportsInt | typing.SupportsIndex) -> t
     """
 def decode_yolo(output: numpy.typing.NDArray[numpy.float32], layout: typing.SupportsInt | typing.SupportsIndex, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, iou_threshold: typing.SupportsFloat | typing.SupportsIndex, max_det: typing.SupportsInt | typing.SupportsIndex, max_candidates: typing.SupportsInt | typing.SupportsIndex, class_agnostic: bool, multi_label: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> list:
     ...
+def linear_kernel_available(kernel: str) -> bool:
+    """
+    Whether the softmax kernels named 'auto', 'scalar' or 'avx2' can run on this CPU and build.
+    """
 def load_pngs(paths: list, max_size: typing.SupportsInt | typing.SupportsIndex, max_pixels: typing.SupportsInt | typing.SupportsIndex, out: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> list:
     """
     Reads and decodes a list of PNG files (os.fsencode()'d paths) on `threads` threads with the GIL released: each entry is the image as decode_png(data, out) gives it, or None where the file is not taken (unreadable, not a regular file of at most max_size bytes, not a PNG decode_png decodes, more than max_pixels pixels (0: no limit), an eXIf chunk before the image data). Decode the None entries with read_image.
@@ -77,6 +81,14 @@ def soft_nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.ND
 @typing.overload
 def soft_nms(boxes: numpy.typing.NDArray[numpy.float64], scores: numpy.typing.NDArray[numpy.float64], method: typing.SupportsInt | typing.SupportsIndex, sigma: typing.SupportsFloat | typing.SupportsIndex, iou_threshold: typing.SupportsFloat | typing.SupportsIndex, score_threshold: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     ...
+def softmax_hessp(x: numpy.typing.NDArray[numpy.float32], p: numpy.typing.NDArray[numpy.float32], v: numpy.typing.NDArray[numpy.float32], vb: numpy.typing.NDArray[numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex = 0, kernel: str = 'auto') -> tuple:
+    """
+    The softmax loss's Hessian at probabilities p (n, K) applied to (v (K, d), vb (K,)): (hv_w (K, d), hv_b (K,)) float64, unscaled sums.
+    """
+def softmax_loss_grad(x: numpy.typing.NDArray[numpy.float32], w: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], y: numpy.typing.NDArray[numpy.int64], threads: typing.SupportsInt | typing.SupportsIndex = 0, kernel: str = 'auto') -> tuple:
+    """
+    Multinomial logistic loss over float32 rows x (n, d) with weights w (K, d), bias b (K,) and labels y (n,) int64: (loss, grad_w (K, d) float64, grad_b (K,) float64, p (n, K) float32), unscaled sums (see csrc/core/linear/softmax.h).
+    """
 @typing.overload
 def top_k_hits(y_true: numpy.typing.NDArray[numpy.int64], scores: numpy.typing.NDArray[numpy.float32], k: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...

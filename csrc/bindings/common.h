@@ -67,5 +67,6 @@ void register_boxes(py::module_& m);
 void register_metrics(py::module_& m);
 void register_crop(py::module_& m);
 void register_decode(py::module_& m);  // empty without zlib
+void register_linear(py::module_& m);
 
 }  // namespace pyimgcls::bindings

@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
     pyimgcls::bindings::register_metrics(m);
     pyimgcls::bindings::register_crop(m);
     pyimgcls::bindings::register_decode(m);
+    pyimgcls::bindings::register_linear(m);
     m.def("usable_cores", &pyimgcls::core::usable_cores,
           "Cores this process may use: the CPU affinity mask, limited by the cgroup CPU quota (what threads=0 "
           "means in every kernel).");

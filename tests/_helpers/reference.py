@@ -718,3 +718,26 @@ def png_decode_ref(data: bytes, color: str = "rgb") -> np.ndarray:
         return np.ascontiguousarray(px[:, :, 0])
     rgb = np.repeat(px[:, :, :1], 3, axis=2) if bpp <= 2 else px[:, :, :3]
     return np.ascontiguousarray(rgb[:, :, ::-1] if color == "bgr" else rgb)
+
+
+def softmax_loss_grad_ref(x, w, b, y):
+    """Twin of ``_core.softmax_loss_grad`` in float64: (loss, grad_w, grad_b, p), unscaled sums."""
+    x, w, b = (np.asarray(a, np.float64) for a in (x, w, b))
+    z = x @ w.T + b
+    m = z.max(axis=1, keepdims=True) if len(z) else np.zeros((0, 1))
+    e = np.exp(z - m)
+    s = e.sum(axis=1, keepdims=True)
+    p = e / s
+    rows = np.arange(len(y))
+    loss = float(np.sum(np.log(s[:, 0]) + m[:, 0] - z[rows, y]))
+    r = p.copy()
+    r[rows, y] -= 1.0
+    return loss, r.T @ x, r.sum(axis=0), p
+
+
+def softmax_hessp_ref(x, p, v, vb):
+    """Twin of ``_core.softmax_hessp`` in float64: (hv_w, hv_b)."""
+    x, p, v, vb = (np.asarray(a, np.float64) for a in (x, p, v, vb))
+    u = x @ v.T + vb
+    r = p * (u - np.sum(p * u, axis=1, keepdims=True))
+    return r.T @ x, r.sum(axis=0)

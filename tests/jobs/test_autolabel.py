@@ -219,6 +219,7 @@ def test_held_out_mode_against_a_twin(digits, monkeypatch):
     best = tried.index(al.C_)
     assert all(a > b for a, b in zip(losses[:best], losses[1:best + 1]))  # falling up to the best
     assert best == len(tried) - 2 and losses[-1] > losses[best] and len(tried) < len(Cs)  # stopped at the rise
+    assert losses[best - 1] - losses[best] >= al_mod.HOLDOUT_MIN_GAIN * losses[best]  # the gains did not stop it
     for c in tried[:-1]:  # the held-out log-loss of each C up to the best, from a plain scikit-learn fit
         z = LogisticRegression(C=c, max_iter=5000, tol=1e-8).fit(f[tr], yi[tr]).decision_function(f[te])
         t = al_mod.fit_temperature(z, yi[te])
@@ -228,6 +229,33 @@ def test_held_out_mode_against_a_twin(digits, monkeypatch):
     z = f @ w.T + b
     p = np.exp(z - z.max(1, keepdims=True))
     np.testing.assert_allclose(p / p.sum(1, keepdims=True), ref.predict_proba(f), atol=1e-2)
+
+
+def test_held_out_path_stops_when_the_gain_is_spent(digits, monkeypatch):
+    """A C that gains under HOLDOUT_MIN_GAIN of the held-out log-loss ends the path: the larger Cs
+    are not fitted, and the head is the best C's."""
+    x, y = digits
+    monkeypatch.setattr(al_mod, "HOLDOUT_ABOVE", 500)
+    # digits: the loss falls 1 -> 10 -> 100 by 32% and 8%, and 100 -> 105 by well under 1%
+    Cs = (1.0, 10.0, 100.0, 105.0, 1000.0)
+    al = pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y)))
+    tried = list(al.cv_log_loss_)
+    assert tried == [1.0, 10.0, 100.0, 105.0]
+    gain = al.cv_log_loss_[100.0] - al.cv_log_loss_[105.0]
+    assert abs(gain) < al_mod.HOLDOUT_MIN_GAIN * al.cv_log_loss_[105.0]
+    assert al.C_ == min(tried, key=al.cv_log_loss_.get)
+    monkeypatch.setattr(al_mod, "HOLDOUT_MIN_GAIN", 0.0)  # without the rule the path goes on to the rise
+    assert 1000.0 in pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y))).cv_log_loss_
+
+
+@pytest.mark.parametrize("scores, spent", [
+    ({1.0: (0.50, 1.0)}, False),                      # one C: nothing to compare
+    ({1.0: (0.50, 1.0), 3.0: (0.40, 1.0)}, False),    # 20% better
+    ({1.0: (0.401, 1.0), 3.0: (0.400, 1.0)}, True),   # 0.25% better
+    ({1.0: (0.40, 1.0), 3.0: (0.41, 1.0)}, False),    # a rise: the caller's rise rule, not this one
+])
+def test_gain_spent_rule(scores, spent):
+    assert al_mod._gain_spent(scores) is spent
 
 
 def test_multi_label(digits):

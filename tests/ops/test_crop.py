@@ -234,6 +234,11 @@ def test_avx2_rows_on_photo_boxes_and_threads():
     [t.start() for t in ts]
     [t.join() for t in ts]
     assert not bad
+    # one large crop split by rows over threads (row blocks of odd lengths: pairs of rows and single rows)
+    for kw in cases:
+        for box in ([[10.0, 7.0, 301.0, 229.0]], [[20.25, 3.5, 60.75, 44.0]]):
+            np.testing.assert_array_equal(ops.crop_resize(img, box, (101, 37), threads=3, _kernels="avx2", **kw),
+                                          ops.crop_resize(img, box, (101, 37), threads=1, _kernels="baseline", **kw))
     # "auto" is the AVX2 set where it is offered
     np.testing.assert_array_equal(ops.crop_resize(img, boxes, 48, mean=127.5, std=128), want[(0, 48)])
 

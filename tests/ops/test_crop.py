@@ -239,6 +239,14 @@ def test_avx2_rows_on_photo_boxes_and_threads():
         for box in ([[10.0, 7.0, 301.0, 229.0]], [[20.25, 3.5, 60.75, 44.0]]):
             np.testing.assert_array_equal(ops.crop_resize(img, box, (101, 37), threads=3, _kernels="avx2", **kw),
                                           ops.crop_resize(img, box, (101, 37), threads=1, _kernels="baseline", **kw))
+    # extreme scales: a std so small that scale = 1 / std is inf in float32 (0 * inf: NaN), or huge
+    # values: the uint8 conversion saturates them (NaN to 0) the same way on both sets
+    for std in (1e-40, 1e-30):
+        for kw in (dict(dtype="uint8"), dict(dtype="uint8", layout="NHWC"), dict(layout="NHWC"), {}):
+            for mean in (0.0, 127.5):
+                np.testing.assert_array_equal(
+                    ops.crop_resize(img, boxes[:6], (9, 17), mean=mean, std=std, _kernels="avx2", **kw),
+                    ops.crop_resize(img, boxes[:6], (9, 17), mean=mean, std=std, _kernels="baseline", **kw))
     # "auto" is the AVX2 set where it is offered
     np.testing.assert_array_equal(ops.crop_resize(img, boxes, 48, mean=127.5, std=128), want[(0, 48)])
 

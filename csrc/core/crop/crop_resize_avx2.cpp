@@ -139,13 +139,16 @@ inline void pair3(const float* const* v, const int* X0, const int* X1, __m256 a,
     }
 }
 
-// uint8 conversion of eight lanes as store1 does it: saturate, + 0.5, truncate.
+// uint8 conversion of eight lanes as store1 does it (saturate to [0, 255], + 0.5, truncate), to int32
+// lanes that the callers' saturating packs finish: min(255, x) + 0.5 truncated, then packs / packus
+// take every negative (and cvtt's 0x80000000 for NaN, -inf and huge negatives) to 0, as max(x, 0)
+// would. (min with 255 first: a NaN lane stays NaN and ends at 0, as in store1.)
 inline __m256i to_u8_lanes(__m256 x) {
-    const __m256 c = _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(255.f));
+    const __m256 c = _mm256_min_ps(_mm256_set1_ps(255.f), x);
     return _mm256_cvttps_epi32(_mm256_add_ps(c, _mm256_set1_ps(0.5f)));
 }
 
-// Eight int32 lanes (0..255) -> eight bytes at o.
+// Eight int32 lanes (to_u8_lanes) -> eight bytes at o (saturated).
 inline void store8_u8(std::uint8_t* o, __m256i q) {
     const __m256i w = _mm256_packus_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());  // lane l: q[4l..4l+3] in bytes 0..3
     const __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
@@ -176,9 +179,16 @@ inline void store_nchw(const __m256* p, T* out, std::ptrdiff_t plane, int j, con
         _mm256_storeu_ps(out + plane + j, G);
         _mm256_storeu_ps(out + 2 * plane + j, B);
     } else {
-        store8_u8(out + j, to_u8_lanes(R));
-        store8_u8(out + plane + j, to_u8_lanes(G));
-        store8_u8(out + 2 * plane + j, to_u8_lanes(B));
+        // R, G | B, B as int16, then bytes: lane 0 = R0-3 G0-3 B0-3 B0-3, lane 1 = R4-7 G4-7 B4-7 B4-7
+        const __m256i rg = _mm256_packs_epi32(to_u8_lanes(R), to_u8_lanes(G));
+        const __m256i bb = _mm256_packs_epi32(to_u8_lanes(B), to_u8_lanes(B));
+        const __m256i bytes = _mm256_packus_epi16(rg, bb);
+        // dwords (0, 4 | 1, 5 | 2, 6): R0-7, G0-7, B0-7 as three 8-byte words
+        const __m256i planes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        const __m128i lo = _mm256_castsi256_si128(planes);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + j), lo);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + plane + j), _mm_unpackhi_epi64(lo, lo));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + 2 * plane + j), _mm256_extracti128_si256(planes, 1));
     }
 }
 

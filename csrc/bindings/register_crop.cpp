@@ -53,8 +53,8 @@ py::array crop_resize(const py::array& image, const carr<double>& boxes, int out
     p.mode = static_cast<core::CropInterpolation>(interpolation);
     p.layout = static_cast<core::CropLayout>(layout);
     p.out_h = out_h;
-    p.kernels = sel;
     p.out_w = out_w;
+    p.kernels = sel;
     for (std::ptrdiff_t k = 0; k < K; ++k) {
         const std::string problem = core::crop_box_problem(b + 4 * k, p.mode);
         if (!problem.empty())

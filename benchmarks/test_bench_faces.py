@@ -79,6 +79,16 @@ def test_crop_resize_pyimgcls_2_threads(benchmark, crop_case):
     benchmark(ops.crop_resize, img, boxes, 48, mean=127.5, std=128, threads=2)
 
 
+def test_crop_resize_pyimgcls_baseline_rows(benchmark, crop_case):
+    """The same call with the bilinear path's baseline row kernels forced (SSE2 / portable loops), for
+    the gain of the AVX2 rows (the default where the CPU runs them) in the same run: bit-identical."""
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    ours = ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1, _kernels="baseline")
+    np.testing.assert_array_equal(ours, ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1))
+    benchmark(ops.crop_resize, img, boxes, 48, mean=127.5, std=128, threads=1, _kernels="baseline")
+
+
 def test_crop_resize_cv2_loop(benchmark, crop_case):
     img, boxes = crop_case
     benchmark.group = "crop-resize-256x48"

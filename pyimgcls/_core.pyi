@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_resize', 'decode_png', 'decode_yolo', 'linear_kernel_available', 'load_pngs', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'softmax_hessp', 'softmax_loss_grad', 'top_k_hits', 'usable_cores']
+__all__: list[str] = ['ap_auc_columns', 'batched_nms', 'binary_curve', 'box_iou', 'coco_evaluate', 'confusion_update', 'crop_kernel_sets', 'crop_resize', 'decode_png', 'decode_yolo', 'linear_kernel_available', 'load_pngs', 'nms', 'preprocess_batch', 'preprocess_kernel_sets', 'read_small_file', 'soft_nms', 'softmax_hessp', 'softmax_loss_grad', 'top_k_hits', 'usable_cores']
 @typing.overload
 def ap_auc_columns(scores: numpy.typing.NDArray[numpy.float32], truth: numpy.typing.NDArray[numpy.uint8], threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     ...
@@ -35,9 +35,13 @@ def coco_evaluate(gt_begin: typing.Annotated[numpy.typing.ArrayLike, numpy.int64
     ...
 def confusion_update(y_true: numpy.typing.NDArray[numpy.int64], y_pred: numpy.typing.NDArray[numpy.int64], matrix: numpy.typing.NDArray[numpy.int64]) -> None:
     ...
-def crop_resize(image: numpy.ndarray, boxes: numpy.typing.NDArray[numpy.float64], out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, interpolation: typing.SupportsInt | typing.SupportsIndex, layout: typing.SupportsInt | typing.SupportsIndex, fill: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], scale: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], bias: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], threads: typing.SupportsInt | typing.SupportsIndex, out_uint8: bool = False) -> numpy.ndarray:
+def crop_kernel_sets() -> list[str]:
     """
-    Box crops of a uint8 image (any strides) resampled to out_h x out_w, out = value * scale + bias, layout 0 NCHW / 1 NHWC / 2 NWHC; float32, or uint8 (rounded, saturated) with out_uint8 (see csrc/core/crop/crop_resize.h).
+    Names of the crop_resize row kernel sets this build and this CPU offer ('baseline', then 'avx2').
+    """
+def crop_resize(image: numpy.ndarray, boxes: numpy.typing.NDArray[numpy.float64], out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, interpolation: typing.SupportsInt | typing.SupportsIndex, layout: typing.SupportsInt | typing.SupportsIndex, fill: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], scale: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], bias: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], threads: typing.SupportsInt | typing.SupportsIndex, out_uint8: bool = False, kernels: str = 'auto') -> numpy.ndarray:
+    """
+    Box crops of a uint8 image (any strides) resampled to out_h x out_w, out = value * scale + bias, layout 0 NCHW / 1 NHWC / 2 NWHC; float32, or uint8 (rounded, saturated) with out_uint8 (see csrc/core/crop/crop_resize.h). `kernels`: the bilinear path's row kernels, 'auto' (the best here) or one of crop_kernel_sets() (bit-identical outputs).
     """
 def decode_png(data: bytes, out: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
     """

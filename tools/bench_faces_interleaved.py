@@ -37,6 +37,8 @@ if what == "crop":
     f = {"ours_f32": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1),
          "ours_u8": lambda: ops.crop_resize(img, boxes, 48, dtype="uint8", layout="NHWC", threads=1),
          "ours_f32_2t": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=2),
+         "ours_f32_auto_t": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128),  # threads=0: all cores
+         "ours_f32_base": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1, _kernels="baseline"),
          "loop": lambda: bf._cv2_loop(img, bi), "loop_batch": lambda: bf._cv2_loop_batch(img, bi)}
     rounds, inner = 60, 5
     peers = ["loop", "loop_batch"]

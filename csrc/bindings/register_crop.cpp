@@ -13,7 +13,7 @@ namespace {
 
 py::array crop_resize(const py::array& image, const carr<double>& boxes, int out_h, int out_w,
                       int interpolation, int layout, std::vector<float> fill, std::vector<float> scale,
-                      std::vector<float> bias, int threads, bool out_uint8) {
+                      std::vector<float> bias, int threads, bool out_uint8, const std::string& kernels) {
     if (!image.dtype().is(py::dtype::of<std::uint8_t>()))
         throw py::type_error("image must be uint8, got " + dtype_str(image));
     if (image.ndim() != 2 && image.ndim() != 3)
@@ -39,6 +39,14 @@ py::array crop_resize(const py::array& image, const carr<double>& boxes, int out
     const auto C = static_cast<std::size_t>(src.channels);
     if (fill.size() != C || scale.size() != C || bias.size() != C)
         throw py::value_error("fill, scale and bias must have one value per channel (" + std::to_string(C) + ")");
+    core::CropKernels sel;
+    if (kernels == "auto") sel = core::CropKernels::best;
+    else if (kernels == "baseline") sel = core::CropKernels::baseline;
+    else if (kernels == "avx2" && core::crop_avx2_usable()) sel = core::CropKernels::avx2;
+    else
+        throw py::value_error("kernels must be 'auto' or one of crop_kernel_sets() (" +
+                              std::string(core::crop_avx2_usable() ? "'baseline', 'avx2'" : "'baseline'") + "), got '" +
+                              kernels + "'");
     const std::ptrdiff_t K = boxes.shape(0);
     const double* b = boxes.data();
     core::CropParams p;
@@ -46,6 +54,7 @@ py::array crop_resize(const py::array& image, const carr<double>& boxes, int out
     p.layout = static_cast<core::CropLayout>(layout);
     p.out_h = out_h;
     p.out_w = out_w;
+    p.kernels = sel;
     for (std::ptrdiff_t k = 0; k < K; ++k) {
         const std::string problem = core::crop_box_problem(b + 4 * k, p.mode);
         if (!problem.empty())
@@ -75,10 +84,17 @@ py::array crop_resize(const py::array& image, const carr<double>& boxes, int out
 void register_crop(py::module_& m) {
     m.def("crop_resize", &crop_resize, py::arg("image"), py::arg("boxes").noconvert(), py::arg("out_h"),
           py::arg("out_w"), py::arg("interpolation"), py::arg("layout"), py::arg("fill"), py::arg("scale"),
-          py::arg("bias"), py::arg("threads"), py::arg("out_uint8") = false,
+          py::arg("bias"), py::arg("threads"), py::arg("out_uint8") = false, py::arg("kernels") = "auto",
           "Box crops of a uint8 image (any strides) resampled to out_h x out_w, out = value * scale + bias, "
           "layout 0 NCHW / 1 NHWC / 2 NWHC; float32, or uint8 (rounded, saturated) with out_uint8 "
-          "(see csrc/core/crop/crop_resize.h).");
+          "(see csrc/core/crop/crop_resize.h). `kernels`: the bilinear path's row kernels, 'auto' (the best "
+          "here) or one of crop_kernel_sets() (bit-identical outputs).");
+    m.def("crop_kernel_sets", [] {
+              std::vector<std::string> names{"baseline"};
+              if (core::crop_avx2_usable()) names.emplace_back("avx2");
+              return names;
+          },
+          "Names of the crop_resize row kernel sets this build and this CPU offer ('baseline', then 'avx2').");
 }
 
 }  // namespace pyimgcls::bindings

@@ -52,7 +52,7 @@ def _size(size) -> tuple[int, int]:
 
 def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinear", fill: float | Sequence[float] = 0.0,
                 mean: float | Sequence[float] = 0.0, std: float | Sequence[float] = 1.0, layout: str = "NCHW",
-                dtype: str = "float32", threads: int = 0) -> np.ndarray:
+                dtype: str = "float32", threads: int = 0, _kernels: str = "auto") -> np.ndarray:
     """Cuts every box out of ``image`` and resizes it to ``size``, in one native call.
 
     Args:
@@ -70,6 +70,9 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
             [0, 255] after ``mean`` / ``std`` (a resize as OpenCV's uint8 path gives it, to within its
             fixed-point rounding; MTCNN's pyramid is such a uint8 resize).
         threads: worker threads over boxes (0 = all usable cores).
+        _kernels: private, for the tests: the bilinear path's row kernels, ``"auto"`` (the best this
+            CPU runs) or one of ``pyimgcls._core.crop_kernel_sets()`` (``"baseline"``, ``"avx2"``); the
+            outputs are bit-identical. ``ValueError`` for one that is not offered here.
 
     Returns:
         array of ``dtype`` in ``layout``.
@@ -108,4 +111,4 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
     f = _per_channel(fill, c, "fill")
     return _core.crop_resize(image, np.ascontiguousarray(b, dtype=np.float64), h, w, _INTERPOLATIONS[interpolation],
                              _LAYOUTS[layout], f, (1.0 / s).tolist(), (-m / s).tolist(), resolve_threads(threads),
-                             dtype == "uint8")
+                             dtype == "uint8", _kernels)

@@ -6,9 +6,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
-from pyimgcls import Detections, ops
+from pyimgcls import Detections, _core, ops
 
 from _helpers.reference import crop_resize_ref
 
@@ -17,7 +17,12 @@ from _helpers.reference import crop_resize_ref
 # Area with integer boxes inside the image, contiguous pixels, NCHW / NHWC: the preprocessing engine,
 # whose SSE4.1 uint8 kernels use 14-bit fixed-point horizontal weights: within 255 * 2**-14 * taps of
 # float64 (0.05 pixel units at the scales here). Everything else, the general path (float32): 1e-3.
+# The bilinear path has two row-kernel sets, forced per call with `_kernels`: "baseline" (SSE2 / portable
+# loops) and "avx2" (crop_resize_avx2.cpp, where this build and CPU run it; the default there). They
+# do the same float operations in the same order: outputs must be bit-identical.
 FAST_TOL, GENERAL_TOL = 0.05, 2e-3
+KERNELS = _core.crop_kernel_sets()
+NO_AVX2 = "this build or CPU has no AVX2 crop kernels: only the baseline runs here"
 
 
 def _image(rng, h, w, c, view):
@@ -103,15 +108,18 @@ def test_equals_cv2_resize_on_slices(photos, path, interp, size):
     assert diff.max() <= 1 and (diff > 0).mean() < 0.2
 
 
+@pytest.mark.parametrize("kernels", ["baseline", "avx2"])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC", "NWHC"])
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("boxes_kind", ["integer", "subpixel", "one-box"])
-def test_bilinear_path_equals_general_path_and_twin(channels, layout, dtype, threads, boxes_kind):
-    """Every selector of the bilinear path (channels 1 / 3, each layout and output type; many boxes over
-    threads, or one box split by rows), against the general path on a view of the same pixels with odd
-    strides (same weights, another summation order: float32 rounding) and against the NumPy twin."""
+def test_bilinear_path_equals_general_path_and_twin(kernels, channels, layout, dtype, threads, boxes_kind):
+    """Every selector of the bilinear path (row kernels, channels 1 / 3, each layout and output type; many
+    boxes over threads, or one box split by rows), against the general path on a view of the same pixels
+    with odd strides (same weights, another summation order: float32 rounding) and the NumPy twin."""
+    if kernels not in KERNELS:
+        pytest.skip(NO_AVX2)
     rng = np.random.default_rng(7)
     img = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
     if channels == 1:
@@ -130,7 +138,7 @@ def test_bilinear_path_equals_general_path_and_twin(channels, layout, dtype, thr
         boxes += np.tile(rng.uniform(0.0, 0.49, (k, 2)), 2)
     kw = dict(layout=layout, dtype=dtype, mean=(127.5,) * channels, std=(128.0,) * channels, threads=threads)
     size = (31, 17) if boxes_kind == "one-box" else (24, 20)
-    got = ops.crop_resize(src, boxes, size, **kw)
+    got = ops.crop_resize(src, boxes, size, **kw, _kernels=kernels)
     general = ops.crop_resize(odd, boxes, size, **kw)
     want = crop_resize_ref(src, boxes, size, **{k_: v for k_, v in kw.items() if k_ != "threads"})
     if dtype == "uint8":
@@ -138,6 +146,119 @@ def test_bilinear_path_equals_general_path_and_twin(channels, layout, dtype, thr
     else:
         np.testing.assert_allclose(got, general, rtol=0, atol=1e-3 / 128)  # float32 rounding of sums up to 255
         np.testing.assert_allclose(got, want, rtol=0, atol=GENERAL_TOL / 128)
+
+
+@st.composite
+def bilinear_cases(draw):
+    """Cases for the bilinear path's row kernels: 1 or 3 channels (2-D gray too), contiguous pixels in
+    rows of any stride (padded rows with an odd row stride, flipped rows: negative), boxes of every kind
+    the path takes (integer or sub-pixel, odd sizes, tiny, touching the borders) plus some it does not
+    (partly outside the image: the general path, the same for both kernel sets), output sizes around
+    the eight-column steps, every layout and output type, one to three threads."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    c = draw(st.sampled_from([0, 1, 3]))  # 0: a 2-D gray image
+    h, w = draw(st.integers(1, 50)), draw(st.integers(1, 50))
+    view = draw(st.sampled_from(["contiguous", "padded-rows", "flipped"]))
+    pad = draw(st.integers(1, 7)) if view == "padded-rows" else 0
+    full = rng.integers(0, 256, (h, w + pad) + ((c,) if c else ()), dtype=np.uint8)
+    img = full[:, :w] if view == "padded-rows" else full[::-1] if view == "flipped" else full
+    k = draw(st.integers(1, 9))
+    kind = draw(st.sampled_from(["integer", "subpixel", "tiny", "border", "partly-outside"]))
+    x1, y1 = rng.uniform(0, w, k), rng.uniform(0, h, k)
+    x2, y2 = rng.uniform(x1, w), rng.uniform(y1, h)
+    if kind == "integer":
+        x1, y1 = np.floor(x1), np.floor(y1)
+        x2, y2 = np.maximum(np.ceil(x2), x1 + 1), np.maximum(np.ceil(y2), y1 + 1)
+    elif kind == "tiny":  # under a pixel: one or two source columns and rows
+        x2, y2 = x1 + rng.uniform(0.01, 1.0, k), y1 + rng.uniform(0.01, 1.0, k)
+        x2, y2 = np.minimum(x2, w), np.minimum(y2, h)
+    elif kind == "border":  # edges on the image's own edges
+        x1[::2], y1[1::2], x2[1::2], y2[::2] = 0, 0, w, h
+    elif kind == "partly-outside":
+        x1, y2 = x1 - rng.uniform(0, 6, k), y2 + rng.uniform(0, 6, k)
+    boxes = np.stack([x1, y1, x2, y2], 1)
+    boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+    size = (draw(st.integers(1, 30)), draw(st.sampled_from([1, 3, 7, 8, 9, 10, 11, 16, 17, 18, 23, 25, 48])))
+    cc = max(c, 1)
+    kw = dict(layout=draw(st.sampled_from(["NCHW", "NHWC", "NWHC"])), dtype=draw(st.sampled_from(["float32", "uint8"])),
+              mean=rng.uniform(0, 255, cc).tolist(), std=rng.uniform(0.5, 130, cc).tolist(),
+              threads=draw(st.integers(1, 3)))
+    if kw["dtype"] == "uint8" and draw(st.booleans()):
+        kw["mean"], kw["std"] = [0.0] * cc, [1.0] * cc  # a plain uint8 resize (most values inside [0, 255])
+    return img, boxes, size, kw
+
+
+@pytest.mark.skipif("avx2" not in KERNELS, reason=NO_AVX2)
+@settings(max_examples=150)  # cheap cases (well under 1 s in all), many store / tail boundaries
+@given(bilinear_cases())
+def test_avx2_rows_bit_identical_to_baseline(case):
+    """The AVX2 row kernels give exactly the baseline's bytes on every case (float32: no FMA contraction,
+    the same operations in the same order; uint8: the same saturation and rounding), and both stay
+    within the tolerances above of the NumPy twin."""
+    img, boxes, size, kw = case
+    base = ops.crop_resize(img, boxes, size, **kw, _kernels="baseline")
+    fast = ops.crop_resize(img, boxes, size, **kw, _kernels="avx2")
+    assert fast.dtype == base.dtype and fast.shape == base.shape
+    np.testing.assert_array_equal(fast, base)
+    want = crop_resize_ref(img, boxes, size, **{k_: v for k_, v in kw.items() if k_ != "threads"})
+    if kw["dtype"] == "uint8":
+        assert np.abs(fast.astype(int) - want).max(initial=0) <= 1
+    else:
+        np.testing.assert_allclose(fast, want, rtol=0, atol=GENERAL_TOL / min(kw["std"]))
+
+
+@pytest.mark.skipif("avx2" not in KERNELS, reason=NO_AVX2)
+def test_avx2_rows_on_photo_boxes_and_threads():
+    """The benchmark's shape of work (many boxes of 20-120 px in a real photo, 48x48 and odd sizes)
+    from several Python threads at once: AVX2 and baseline rows agree bit for bit."""
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut()[::2, ::2][:240, :320])
+    rng = np.random.default_rng(11)
+    s = rng.integers(20, 121, 64)
+    xy = np.stack([rng.integers(0, 320 - s + 1), rng.integers(0, 240 - s + 1)], 1)
+    boxes = np.hstack([xy, xy + s[:, None]]).astype(np.float64)
+    boxes[::3] += rng.uniform(-0.45, 0.45, (len(boxes[::3]), 1))  # sub-pixel, same size (still inside)
+    boxes[::3] = np.clip(boxes[::3], 0, [320, 240, 320, 240])
+    cases = [dict(mean=127.5, std=128), dict(dtype="uint8", layout="NHWC"), dict(layout="NHWC"), dict(dtype="uint8")]
+    want = {(i, sz): ops.crop_resize(img, boxes, sz, threads=1, _kernels="baseline", **kw)
+            for i, kw in enumerate(cases) for sz in [48, (24, 45)]}
+    bad = []
+
+    def work():
+        for (i, sz), w in want.items():
+            if not np.array_equal(ops.crop_resize(img, boxes, sz, threads=2, _kernels="avx2", **cases[i]), w):
+                bad.append((i, sz))
+
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert not bad
+    # one large crop split by rows over threads (row blocks of odd lengths: pairs of rows and single rows)
+    for kw in cases:
+        for box in ([[10.0, 7.0, 301.0, 229.0]], [[20.25, 3.5, 60.75, 44.0]]):
+            np.testing.assert_array_equal(ops.crop_resize(img, box, (101, 37), threads=3, _kernels="avx2", **kw),
+                                          ops.crop_resize(img, box, (101, 37), threads=1, _kernels="baseline", **kw))
+    # extreme scales: a std so small that scale = 1 / std is inf in float32 (0 * inf: NaN), or huge
+    # values: the uint8 conversion saturates them (NaN to 0) the same way on both sets
+    for std in (1e-40, 1e-30):
+        for kw in (dict(dtype="uint8"), dict(dtype="uint8", layout="NHWC"), dict(layout="NHWC"), {}):
+            for mean in (0.0, 127.5):
+                np.testing.assert_array_equal(
+                    ops.crop_resize(img, boxes[:6], (9, 17), mean=mean, std=std, _kernels="avx2", **kw),
+                    ops.crop_resize(img, boxes[:6], (9, 17), mean=mean, std=std, _kernels="baseline", **kw))
+    # "auto" is the AVX2 set where it is offered
+    np.testing.assert_array_equal(ops.crop_resize(img, boxes, 48, mean=127.5, std=128), want[(0, 48)])
+
+
+def test_kernel_sets_and_bad_selector():
+    assert KERNELS[0] == "baseline" and set(KERNELS) <= {"baseline", "avx2"}
+    img = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match="kernels must be 'auto' or one of crop_kernel_sets"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], 4, _kernels="sse9")
+    if "avx2" not in KERNELS:
+        with pytest.raises(ValueError, match="got 'avx2'"):
+            ops.crop_resize(img, [[0, 0, 5, 5]], 4, _kernels="avx2")
 
 
 def test_pads_outside_with_fill_as_mtcnn():

@@ -4,15 +4,18 @@
 // once (a two-row cache serves neighbouring output rows), and output rows blend those rows.
 // Work is split over (box, block of output rows) units, so one large crop still uses every thread.
 // Two faster paths take the common boxes: bilinear boxes whose taps lie inside the image, with
-// contiguous 1- or 3-channel pixels (BilinearPath: vertical blend first, SSE2 for 3 channels), and area
+// contiguous 1- or 3-channel pixels (BilinearPath: vertical blend first, SSE2 for 3 channels; AVX2 rows
+// from crop_resize_avx2.cpp where the CPU runs them, bit-identical), and area
 // boxes with integer corners inside the image (the preprocessing engine's resize of the sub-image).
 // Cost: O(out_h * out_w * C * taps) per box plus O(min(box, image) + out) for the tables.
 #include "core/crop/crop_resize.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -21,7 +24,9 @@
 #define PYIMGCLS_CROP_SSE2 1
 #endif
 
+#include "core/common/cpu.h"
 #include "core/common/parallel.h"
+#include "core/crop/crop_resize_avx2.h"
 #include "core/preprocess/preprocess.h"
 
 namespace pyimgcls::core {
@@ -314,21 +319,27 @@ struct FastPath {
 // compiler), then each output pixel takes its two columns of that blended row, normalised and stored.
 // The same weights as the general path, summed in another order (float32 rounding: ~1e-5 of a level).
 // Tables and the blended row live in buffers made once per worker: no allocation per box.
+// With `avx2` (crop_resize_avx2.h) both passes run eight lanes at a time (NWHC: the vertical one only),
+// bit-identical to the loops here.
 template <int NC, typename T>
 struct BilinearPath {
     static_assert(NC == 1 || NC == 3, "1 or 3 channels");
     const StridedImage& src;
     const CropParams& p;
     T* out;
+    const CropAvx2Kernels* avx2;  // null: the baseline loops
     std::vector<int> x0, x1, y0, y1;  // x: element offsets from the span's first column; y: rows
     std::vector<float> wx0, wx1, wy0, wy1;
     std::vector<float> vrow;  // the vertically blended span, (span, NC)
+    std::vector<float> vrow2;  // with avx2 and 3 channels: the second row of a pair
     float scale[NC], bias[NC];
 
-    BilinearPath(const StridedImage& s, const CropParams& params, T* o) : src(s), p(params), out(o) {
+    BilinearPath(const StridedImage& s, const CropParams& params, T* o, const CropAvx2Kernels* k)
+        : src(s), p(params), out(o), avx2(k) {
         x0.resize(p.out_w), x1.resize(p.out_w), wx0.resize(p.out_w), wx1.resize(p.out_w);
         y0.resize(p.out_h), y1.resize(p.out_h), wy0.resize(p.out_h), wy1.resize(p.out_h);
         vrow.assign(static_cast<std::size_t>(s.width) * NC + 1, 0.f);  // + 1: the 4-lane loads of the last pixel
+        if (avx2 && NC == 3) vrow2.assign(vrow.size(), 0.f);
         for (int c = 0; c < NC; ++c) scale[c] = p.scale[c], bias[c] = p.bias[c];
     }
 
@@ -414,8 +425,9 @@ struct BilinearPath {
 
     // Output rows [row_begin, row_end) of box k (the caller checked fits()).
     void run(std::ptrdiff_t k, const double* box, int row_begin, int row_end) {
-        const int span = axis(box[0], box[2], p.out_w, NC, x0.data(), x1.data(), wx0.data(), wx1.data());
-        axis(box[1], box[3], p.out_h, 1, y0.data(), y1.data(), wy0.data(), wy1.data());
+        const auto tables = avx2 ? avx2->axis : &axis;
+        const int span = tables(box[0], box[2], p.out_w, NC, x0.data(), x1.data(), wx0.data(), wx1.data());
+        tables(box[1], box[3], p.out_h, 1, y0.data(), y1.data(), wy0.data(), wy1.data());
         const int H = p.out_h, W = p.out_w;
         const int ylo = static_cast<int>(std::floor(box[1]));
         const std::uint8_t* base = src.data + static_cast<std::ptrdiff_t>(std::floor(box[0])) * NC;
@@ -425,9 +437,52 @@ struct BilinearPath {
         const int* X1 = x1.data();
         const float* A = wx0.data();
         const float* B = wx1.data();
+        auto row0 = [&](int i) { return base + static_cast<std::ptrdiff_t>(ylo + y0[i]) * src.sy; };
+        auto row1 = [&](int i) { return base + static_cast<std::ptrdiff_t>(ylo + y1[i]) * src.sy; };
+        if (avx2 && p.layout != CropLayout::nwhc) {
+            CropRow row;
+            row.x0 = X0, row.x1 = X1, row.w0 = A, row.w1 = B;
+            row.width = W;
+            row.scale = scale, row.bias = bias;
+            row.plane = static_cast<std::ptrdiff_t>(H) * W;
+            const bool nhwc = p.layout == CropLayout::nhwc, u8 = std::is_same_v<T, std::uint8_t>;
+            const std::ptrdiff_t row_elems = static_cast<std::ptrdiff_t>(W) * (nhwc ? NC : 1);
+            int i = row_begin;
+            if constexpr (NC == 3) {  // two output rows a call: their taps and weights are read once
+                float* v2 = vrow2.data();
+                for (; i + 2 <= row_end; i += 2) {
+                    const std::uint8_t *P = row0(i), *Q = row1(i), *P2 = row0(i + 1), *Q2 = row1(i + 1);
+                    const int m = span * NC;
+                    if (Q == P2) {  // shared source rows are widened once
+                        avx2->vblend2[1](v, v2, P, Q, Q2, wy0[i], wy1[i], wy0[i + 1], wy1[i + 1], m);
+                    } else if (P == P2 && Q == Q2) {
+                        avx2->vblend2[0](v, v2, P, Q, nullptr, wy0[i], wy1[i], wy0[i + 1], wy1[i + 1], m);
+                    } else {
+                        avx2->vblend(v, P, Q, wy0[i], wy1[i], m);
+                        avx2->vblend(v2, P2, Q2, wy0[i + 1], wy1[i + 1], m);
+                    }
+                    row.v = v, row.v2 = v2;
+                    row.out = box_out + i * row_elems, row.out2 = box_out + (i + 1) * row_elems;
+                    avx2->row3x2[nhwc][u8](row);
+                }
+            }
+            for (; i < row_end; ++i) {
+                avx2->vblend(v, row0(i), row1(i), wy0[i], wy1[i], span * NC);
+                row.v = v;
+                row.out = box_out + i * row_elems;
+                if constexpr (NC == 3) avx2->row3[nhwc][u8](row);
+                else avx2->row1[u8](row);
+            }
+            return;
+        }
         for (int i = row_begin; i < row_end; ++i) {
-            vblend(v, base + static_cast<std::ptrdiff_t>(ylo + y0[i]) * src.sy,
-                   base + static_cast<std::ptrdiff_t>(ylo + y1[i]) * src.sy, wy0[i], wy1[i], span * NC);
+            const std::uint8_t* r0 = row0(i);
+            const std::uint8_t* r1 = row1(i);
+            if (avx2) {  // NWHC: the vertical blend
+                avx2->vblend(v, r0, r1, wy0[i], wy1[i], span * NC);
+            } else {
+                vblend(v, r0, r1, wy0[i], wy1[i], span * NC);
+            }
 #ifdef PYIMGCLS_CROP_SSE2
             if constexpr (NC == 3) {
                 if (p.layout != CropLayout::nwhc) {
@@ -465,7 +520,7 @@ struct BilinearPath {
 
 template <int NC, typename T>
 void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
-             int threads) {
+             int threads, const CropAvx2Kernels* avx2) {
     const FastPath fast(src, p, out, count);
     const int t = resolve_threads(threads);
     using BP = BilinearPath<(NC == 1 || NC == 3) ? NC : 1, T>;
@@ -474,7 +529,7 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
         for (std::ptrdiff_t k = 0; k < count; ++k) {
             if (bilinear && BP::fits(boxes + 4 * k, src)) {
                 parallel_for(p.out_h, threads, [&](std::ptrdiff_t b, std::ptrdiff_t e) {
-                    BP bp(src, p, out);
+                    BP bp(src, p, out, avx2);
                     bp.run(k, boxes + 4 * k, static_cast<int>(b), static_cast<int>(e));
                 }, 32);
                 continue;
@@ -499,14 +554,19 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
         }
         return;
     }
-    parallel_for(count, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
+    // Boxes differ in cost (their size), and a core may be shared: each worker takes the next block
+    // of kBoxBlock boxes from a shared counter until none is left (a worker that could not be started
+    // finds the counter at the end when the calling thread runs its share).
+    constexpr std::ptrdiff_t kBoxBlock = 4;
+    std::atomic<std::ptrdiff_t> next{0};
+    parallel_for(std::min<std::ptrdiff_t>(t, (count + 7) / 8), threads, [&](std::ptrdiff_t, std::ptrdiff_t) {
         Worker<NC, T> w(src, p, out);
         std::optional<BP> bp;
-        if (bilinear) bp.emplace(src, p, out);
-        for (std::ptrdiff_t k = begin; k < end; ++k) {
+        if (bilinear) bp.emplace(src, p, out, avx2);
+        auto one = [&](std::ptrdiff_t k) {
             if (bp && BP::fits(boxes + 4 * k, src)) {
                 bp->run(k, boxes + 4 * k, 0, p.out_h);
-                continue;
+                return;
             }
             ImageView view;
             ResizePlan plan;
@@ -516,8 +576,13 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
             } else {
                 w.run(k, boxes + 4 * k, 0, p.out_h);
             }
+        };
+        for (;;) {
+            const std::ptrdiff_t first = next.fetch_add(kBoxBlock, std::memory_order_relaxed);
+            if (first >= count) break;
+            for (std::ptrdiff_t k = first; k < std::min(count, first + kBoxBlock); ++k) one(k);
         }
-    }, 8);
+    });
 }
 
 }  // namespace
@@ -534,20 +599,27 @@ const char* crop_box_problem(const double* b, CropInterpolation mode) {
     return "";
 }
 
+bool crop_avx2_usable() {
+    return cpu_has_avx2_fma() && crop_avx2_kernels() != nullptr;  // the CPU check comes first
+}
+
 template <typename T>
 void dispatch(const StridedImage& src, const double* boxes, std::ptrdiff_t count, T* out, const CropParams& p,
-              int threads) {
-    if (src.sc == 1 && src.channels == 3) run_all<3>(src, boxes, count, out, p, threads);
-    else if (src.sc == 1 && src.channels == 1) run_all<1>(src, boxes, count, out, p, threads);
-    else if (src.sc == 1 && src.channels == 4) run_all<4>(src, boxes, count, out, p, threads);
-    else run_all<0>(src, boxes, count, out, p, threads);
+              int threads, const CropAvx2Kernels* k) {
+    if (src.sc == 1 && src.channels == 3) run_all<3>(src, boxes, count, out, p, threads, k);
+    else if (src.sc == 1 && src.channels == 1) run_all<1>(src, boxes, count, out, p, threads, k);
+    else if (src.sc == 1 && src.channels == 4) run_all<4>(src, boxes, count, out, p, threads, k);
+    else run_all<0>(src, boxes, count, out, p, threads, k);
 }
 
 void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, void* out,
                  const CropParams& p, int threads) {
+    if (p.kernels == CropKernels::avx2 && !crop_avx2_usable())
+        throw std::invalid_argument("the AVX2 crop kernels are not built here or not run by this CPU");
     if (count <= 0 || p.out_h <= 0 || p.out_w <= 0) return;
-    if (p.out_u8) dispatch(src, boxes, count, static_cast<std::uint8_t*>(out), p, threads);
-    else dispatch(src, boxes, count, static_cast<float*>(out), p, threads);
+    const CropAvx2Kernels* k = p.kernels != CropKernels::baseline && crop_avx2_usable() ? crop_avx2_kernels() : nullptr;
+    if (p.out_u8) dispatch(src, boxes, count, static_cast<std::uint8_t*>(out), p, threads, k);
+    else dispatch(src, boxes, count, static_cast<float*>(out), p, threads, k);
 }
 
 }  // namespace pyimgcls::core

@@ -34,6 +34,10 @@ struct StridedImage {
 
 enum class CropInterpolation : int { bilinear = 0, area = 1 };
 enum class CropLayout : int { nchw = 0, nhwc = 1, nwhc = 2 };  // nwhc: Keras-transposed (MTCNN)
+// Row kernels of the bilinear path: best (AVX2 where this build and CPU run it, else baseline),
+// baseline (SSE2 / portable loops) or avx2 (only where crop_avx2_usable(); the tests compare the two).
+// Both give bit-identical outputs.
+enum class CropKernels : int { best = 0, baseline = 1, avx2 = 2 };
 
 struct CropParams {
     CropInterpolation mode = CropInterpolation::bilinear;
@@ -43,7 +47,11 @@ struct CropParams {
     const float* scale = nullptr;  // channels values
     const float* bias = nullptr;   // channels values
     bool out_u8 = false;           // uint8 output: rounded half away from zero, saturated (else float32)
+    CropKernels kernels = CropKernels::best;
 };
+
+// Whether this build has the AVX2 row kernels (crop_resize_avx2.cpp) and this CPU runs them.
+bool crop_avx2_usable();
 
 // Checks a box for the mode: finite, x2 > x1, y2 > y1, integer corners for area. Returns an empty
 // string when it is valid, else what is wrong (for the caller's message).
@@ -51,6 +59,7 @@ const char* crop_box_problem(const double* box, CropInterpolation mode);
 
 // Writes out[k] for k in [0, count) from boxes[4k .. 4k + 3] (checked with crop_box_problem).
 // `out` is C-contiguous float32 (uint8 with p.out_u8) of count * channels * out_h * out_w values in p.layout.
+// p.kernels == avx2 where !crop_avx2_usable(): std::invalid_argument before any work.
 void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t count, void* out,
                  const CropParams& p, int threads);
 

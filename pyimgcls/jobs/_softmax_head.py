@@ -98,12 +98,22 @@ def fit_softmax_head(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, 
         kernel: ``"auto"``, ``"scalar"`` or ``"avx2"`` (the native inner loops; for tests).
 
     Raises:
-        ValueError: bad shapes, fewer than 3 classes, a label outside [0, K), C <= 0.
+        ValueError: bad shapes, no rows, NaN or infinite values in ``x``, fewer than 3 classes, a
+            label outside [0, K), C <= 0.
+        TypeError: ``y`` not of an integer dtype.
     """
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":  # a cast would truncate 1.5 to class 1 silently
+        raise TypeError(f"y must hold integer class indices, got {y.dtype}")
     x = np.ascontiguousarray(x, np.float32)
     y = np.ascontiguousarray(y, np.int64)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"x must be (N, D) and y (N,), got {x.shape} and {y.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x must have at least one row, got shape {x.shape}")
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():  # NaN would run every CG product and return the starting head
+        raise ValueError(f"x holds NaN or infinite values (first at row {int(np.argmin(finite))})")
     if n_classes < 3:
         raise ValueError(f"the multinomial head needs at least 3 classes, got {n_classes}")
     if not (C > 0 and math.isfinite(C)):

@@ -212,3 +212,22 @@ def test_head_bad_input():
     h = fit_softmax_head(xs[:, ::2], np.array([0, 1, 2] * 2), 3, 1.0)
     np.testing.assert_allclose(h.coef_, fit_softmax_head(np.ascontiguousarray(xs[:, ::2]),
                                                          np.array([0, 1, 2] * 2), 3, 1.0).coef_)
+
+
+def test_head_refuses_empty_non_finite_and_non_integer_input():
+    """No rows, a NaN / inf row or fractional labels: a ValueError / TypeError naming the input,
+    not a ZeroDivisionError, a silently all-zero head after max_cg products, or truncated labels."""
+    x = np.random.default_rng(0).random((9, 4), dtype=np.float32)
+    y = np.array([0, 1, 2] * 3)
+    with pytest.raises(ValueError, match=r"x must have at least one row, got shape \(0, 4\)"):
+        fit_softmax_head(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), 3, 1.0)
+    for bad in (np.nan, np.inf, -np.inf):
+        xb = x.copy()
+        xb[4, 1] = bad
+        with pytest.raises(ValueError, match=r"x holds NaN or infinite values \(first at row 4\)"):
+            fit_softmax_head(xb, y, 3, 1.0)
+    with pytest.raises(TypeError, match="y must hold integer class indices, got float64"):
+        fit_softmax_head(x, y + 0.5, 3, 1.0)
+    # integer labels of any width are fine
+    h = fit_softmax_head(x, y.astype(np.int32), 3, 1.0)
+    np.testing.assert_array_equal(h.coef_, fit_softmax_head(x, y, 3, 1.0).coef_)

@@ -24,6 +24,8 @@ def test_this_machine_reaches_the_avx2_path():
         pytest.skip("the portable build (tools/native_variant_tests.sh nosimd) has no AVX2 kernels")
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("AVX2 kernels exist on x86 only")
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo to read the CPU flags from (not Linux)")
     with open("/proc/cpuinfo") as fh:
         flags = fh.read()
     if " avx2" not in flags or " fma" not in flags:
@@ -231,3 +233,31 @@ def test_head_refuses_empty_non_finite_and_non_integer_input():
     # integer labels of any width are fine
     h = fit_softmax_head(x, y.astype(np.int32), 3, 1.0)
     np.testing.assert_array_equal(h.coef_, fit_softmax_head(x, y, 3, 1.0).coef_)
+
+
+def test_heads_fitted_in_several_threads_equal_serial_fits(digits):
+    """The documented thread safety: concurrent fits, each with its own C, reach the heads that the
+    same fits reach one at a time."""
+    x, y = digits
+    cs = (0.3, 3.0, 30.0)
+    serial = [fit_softmax_head(x, y, 10, c, tol=1e-6, threads=1) for c in cs]
+    out = [None] * len(cs)
+    errors = []
+
+    def run(i):
+        try:
+            out[i] = fit_softmax_head(x, y, 10, cs[i], tol=1e-6, threads=1)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(cs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    for a, b in zip(out, serial):
+        assert a.converged and b.converged
+        # the kernels' sums are the same bits; the small vector products between them may take
+        # another BLAS thread count in a thread threadpoolctl does not limit
+        np.testing.assert_allclose(a.decision_function(x), b.decision_function(x), atol=1e-6)

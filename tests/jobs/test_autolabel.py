@@ -263,6 +263,28 @@ def test_held_out_path_goes_on_after_a_short_step(digits, monkeypatch):
     assert al.C_ == best and al.cv_log_loss_[al.C_] == pytest.approx(every.cv_log_loss_[best])
 
 
+def test_native_head_parameters_and_pickle(digits, monkeypatch):
+    """Held-out mode with 10 classes fits the native head: its exported parameters give
+    predict_proba's probabilities, and a pickled labeller gives the same ones."""
+    import pickle
+
+    x, y = digits
+    monkeypatch.setattr(al_mod, "HOLDOUT_ABOVE", 500)
+    fits = []
+    native = al_mod.fit_softmax_head
+    monkeypatch.setattr(al_mod, "fit_softmax_head", lambda *a, **k: fits.append(native(*a, **k)) or fits[-1])
+    al = pyimgcls.AutoLabeler().fit((x, list(y)))
+    assert fits  # the native solver fitted the heads
+    w, b, t = al.head_parameters()
+    assert w.shape == (10, x.shape[1]) and b.shape == (10,) and w.dtype == b.dtype == np.float64
+    z = (l2_normalize(x).astype(np.float64) @ w.T + b) / t
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = al.predict_proba(x)
+    np.testing.assert_allclose(p, want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(al)).predict_proba(x), want)
+
+
 @pytest.mark.parametrize("scores, c_max, spent", [
     ({1.0: (0.50, 1.0)}, 3.0, False),                      # one C: nothing to compare
     ({1.0: (0.50, 1.0), 3.0: (0.40, 1.0)}, 10.0, False),    # 20% better

@@ -261,3 +261,29 @@ def test_heads_fitted_in_several_threads_equal_serial_fits(digits):
         # the kernels' sums are the same bits; the small vector products between them may take
         # another BLAS thread count in a thread threadpoolctl does not limit
         np.testing.assert_allclose(a.decision_function(x), b.decision_function(x), atol=1e-6)
+
+
+def test_blas_limit_is_set_from_the_main_thread_only(digits, monkeypatch):
+    """The BLAS limit for the vector products between passes is process-wide (OpenBLAS with
+    pthreads): limits entered and left in overlapping order from several threads restore each
+    other's saved values (threadpoolctl before 3.8) and can leave BLAS on one thread for good. So
+    the fit limits BLAS from the main thread only; in other threads it leaves BLAS alone."""
+    import contextlib
+
+    import threadpoolctl
+
+    x, y = digits
+    entered = []
+
+    @contextlib.contextmanager
+    def spy(*args, **kwargs):
+        entered.append(threading.current_thread() is threading.main_thread())
+        yield
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
+    fit_softmax_head(x[:300], y[:300], 10, 1.0)
+    assert entered == [True]
+    t = threading.Thread(target=fit_softmax_head, args=(x[:300], y[:300], 10, 1.0))
+    t.start()
+    t.join()
+    assert entered == [True]

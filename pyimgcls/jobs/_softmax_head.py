@@ -19,8 +19,9 @@ gradient, a Hessian-vector product) is one call of ``_core.softmax_loss_grad`` /
 double. scikit-learn runs the same two products through BLAS on float32 features; the fused native
 passes take about half its time per product (measured on 8,000 x 1,280 x 10, benchmarks/README.md).
 
-Thread safety: ``fit_softmax_head`` may run in several threads at once (no shared state); a
-``SoftmaxHead`` is read-only after fitting.
+Thread safety: ``fit_softmax_head`` may run in several threads at once (no shared state; the
+process-wide BLAS limit it sets for its small vector products is set from the main thread only);
+a ``SoftmaxHead`` is read-only after fitting.
 """
 
 from __future__ import annotations
@@ -98,12 +99,22 @@ def fit_softmax_head(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, 
         kernel: ``"auto"``, ``"scalar"`` or ``"avx2"`` (the native inner loops; for tests).
 
     Raises:
-        ValueError: bad shapes, fewer than 3 classes, a label outside [0, K), C <= 0.
+        ValueError: bad shapes, no rows, NaN or infinite values in ``x``, fewer than 3 classes, a
+            label outside [0, K), C <= 0.
+        TypeError: ``y`` not of an integer dtype.
     """
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":  # a cast would truncate 1.5 to class 1 silently
+        raise TypeError(f"y must hold integer class indices, got {y.dtype}")
     x = np.ascontiguousarray(x, np.float32)
     y = np.ascontiguousarray(y, np.int64)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"x must be (N, D) and y (N,), got {x.shape} and {y.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x must have at least one row, got shape {x.shape}")
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():  # NaN would run every CG product and return the starting head
+        raise ValueError(f"x holds NaN or infinite values (first at row {int(np.argmin(finite))})")
     if n_classes < 3:
         raise ValueError(f"the multinomial head needs at least 3 classes, got {n_classes}")
     if not (C > 0 and math.isfinite(C)):
@@ -126,12 +137,25 @@ def fit_softmax_head(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, 
         g = np.concatenate([(gw / n + lam * w).ravel(), gb / n])
         return f, g, p
 
-    # the vector arithmetic between the native passes is small: BLAS threads there only spin on the
-    # cores the passes use (measured: 12.8 against 5 ms a product with OpenBLAS's default threads)
+    with _one_blas_thread():
+        return _newton_cg(evaluate, x, y, k, dim, lam, w, b, tol, max_iter, max_cg, threads, kernel)
+
+
+def _one_blas_thread():
+    """One BLAS thread for the vector arithmetic between the native passes, which is small: BLAS
+    threads there only spin on the cores the passes use (measured: 12.8 against 5 ms a product with
+    OpenBLAS's default threads). Set from the main thread only: OpenBLAS's (pthreads) limit is
+    process-wide, and limits entered and left in overlapping order from several threads restore
+    each other's saved values (threadpoolctl before 3.8), which can leave BLAS on one thread for
+    the rest of the process. Elsewhere BLAS is left as it is (a cost, never a different answer)."""
+    import contextlib
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits  # scikit-learn's dependency, like the head
 
-    with threadpool_limits(1):
-        return _newton_cg(evaluate, x, y, k, dim, lam, w, b, tol, max_iter, max_cg, threads, kernel)
+    return threadpool_limits(1)
 
 
 def _newton_cg(evaluate, x, y, k, dim, lam, w, b, tol, max_iter, max_cg, threads, kernel) -> SoftmaxHead:

@@ -232,30 +232,69 @@ def test_held_out_mode_against_a_twin(digits, monkeypatch):
 
 
 def test_held_out_path_stops_when_the_gain_is_spent(digits, monkeypatch):
-    """A C that gains under HOLDOUT_MIN_GAIN of the held-out log-loss ends the path: the larger Cs
-    are not fitted, and the head is the best C's."""
+    """Once the last step's slope in log C, carried to the largest C, promises under
+    HOLDOUT_MIN_GAIN of the held-out log-loss, the path ends: the larger Cs are not fitted, and the
+    head is the best C's."""
     x, y = digits
     monkeypatch.setattr(al_mod, "HOLDOUT_ABOVE", 500)
-    # digits: the loss falls 1 -> 10 -> 100 by 32% and 8%, and 100 -> 105 by well under 1%
-    Cs = (1.0, 10.0, 100.0, 105.0, 1000.0)
+    # digits: the loss falls 1 -> 10 -> 30 by 32% and 8%, 30 -> 100 by well under 1%
+    Cs = (1.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
     al = pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y)))
     tried = list(al.cv_log_loss_)
-    assert tried == [1.0, 10.0, 100.0, 105.0]
-    gain = al.cv_log_loss_[100.0] - al.cv_log_loss_[105.0]
-    assert abs(gain) < al_mod.HOLDOUT_MIN_GAIN * al.cv_log_loss_[105.0]
+    assert tried == [1.0, 10.0, 30.0, 100.0]
+    gain = al.cv_log_loss_[30.0] - al.cv_log_loss_[100.0]
+    assert abs(gain) * np.log(1000 / 100) / np.log(100 / 30) < al_mod.HOLDOUT_MIN_GAIN * al.cv_log_loss_[100.0]
     assert al.C_ == min(tried, key=al.cv_log_loss_.get)
     monkeypatch.setattr(al_mod, "HOLDOUT_MIN_GAIN", 0.0)  # without the rule the path goes on to the rise
-    assert 1000.0 in pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y))).cv_log_loss_
+    assert 300.0 in pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y))).cv_log_loss_
 
 
-@pytest.mark.parametrize("scores, spent", [
-    ({1.0: (0.50, 1.0)}, False),                      # one C: nothing to compare
-    ({1.0: (0.50, 1.0), 3.0: (0.40, 1.0)}, False),    # 20% better
-    ({1.0: (0.401, 1.0), 3.0: (0.400, 1.0)}, True),   # 0.25% better
-    ({1.0: (0.40, 1.0), 3.0: (0.41, 1.0)}, False),    # a rise: the caller's rise rule, not this one
+def test_held_out_path_goes_on_after_a_short_step(digits, monkeypatch):
+    """A step short in log C gains little even where the loss still falls steeply: it must not end
+    the path (3 -> 3.1 gains under 1% on digits, 3 -> 100 gains 22%)."""
+    x, y = digits
+    monkeypatch.setattr(al_mod, "HOLDOUT_ABOVE", 500)
+    Cs = (0.3, 1.0, 3.0, 3.1, 10.0, 30.0, 100.0)
+    al = pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y)))
+    monkeypatch.setattr(al_mod, "HOLDOUT_MIN_GAIN", 0.0)
+    every = pyimgcls.AutoLabeler(Cs=Cs).fit((x, list(y)))
+    best = min(every.cv_log_loss_, key=every.cv_log_loss_.get)
+    assert every.cv_log_loss_[3.0] - every.cv_log_loss_[3.1] < 0.01 * every.cv_log_loss_[3.1]  # the short step
+    assert al.C_ == best and al.cv_log_loss_[al.C_] == pytest.approx(every.cv_log_loss_[best])
+
+
+def test_native_head_parameters_and_pickle(digits, monkeypatch):
+    """Held-out mode with 10 classes fits the native head: its exported parameters give
+    predict_proba's probabilities, and a pickled labeller gives the same ones."""
+    import pickle
+
+    x, y = digits
+    monkeypatch.setattr(al_mod, "HOLDOUT_ABOVE", 500)
+    fits = []
+    native = al_mod.fit_softmax_head
+    monkeypatch.setattr(al_mod, "fit_softmax_head", lambda *a, **k: fits.append(native(*a, **k)) or fits[-1])
+    al = pyimgcls.AutoLabeler().fit((x, list(y)))
+    assert fits  # the native solver fitted the heads
+    w, b, t = al.head_parameters()
+    assert w.shape == (10, x.shape[1]) and b.shape == (10,) and w.dtype == b.dtype == np.float64
+    z = (l2_normalize(x).astype(np.float64) @ w.T + b) / t
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = al.predict_proba(x)
+    np.testing.assert_allclose(p, want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(al)).predict_proba(x), want)
+
+
+@pytest.mark.parametrize("scores, c_max, spent", [
+    ({1.0: (0.50, 1.0)}, 3.0, False),                      # one C: nothing to compare
+    ({1.0: (0.50, 1.0), 3.0: (0.40, 1.0)}, 10.0, False),    # 20% better
+    ({1.0: (0.401, 1.0), 3.0: (0.400, 1.0)}, 10.0, True),   # 0.25% better, the rest as long: ~0.27% more at most
+    ({1.0: (0.40, 1.0), 3.0: (0.41, 1.0)}, 10.0, False),    # a rise: the caller's rise rule, not this one
+    ({3.0: (0.401, 1.0), 3.1: (0.400, 1.0)}, 100.0, False),  # 0.25% in a short step: up to 26% more to 100
+    ({1.0: (0.401, 1.0), 3.0: (0.400, 1.0)}, None, False),  # the last C: nothing left to save
 ])
-def test_gain_spent_rule(scores, spent):
-    assert al_mod._gain_spent(scores) is spent
+def test_gain_spent_rule(scores, c_max, spent):
+    assert al_mod._gain_spent(scores, c_max) is spent
 
 
 def test_multi_label(digits):

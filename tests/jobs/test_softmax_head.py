@@ -24,6 +24,8 @@ def test_this_machine_reaches_the_avx2_path():
         pytest.skip("the portable build (tools/native_variant_tests.sh nosimd) has no AVX2 kernels")
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("AVX2 kernels exist on x86 only")
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo to read the CPU flags from (not Linux)")
     with open("/proc/cpuinfo") as fh:
         flags = fh.read()
     if " avx2" not in flags or " fma" not in flags:
@@ -212,3 +214,76 @@ def test_head_bad_input():
     h = fit_softmax_head(xs[:, ::2], np.array([0, 1, 2] * 2), 3, 1.0)
     np.testing.assert_allclose(h.coef_, fit_softmax_head(np.ascontiguousarray(xs[:, ::2]),
                                                          np.array([0, 1, 2] * 2), 3, 1.0).coef_)
+
+
+def test_head_refuses_empty_non_finite_and_non_integer_input():
+    """No rows, a NaN / inf row or fractional labels: a ValueError / TypeError naming the input,
+    not a ZeroDivisionError, a silently all-zero head after max_cg products, or truncated labels."""
+    x = np.random.default_rng(0).random((9, 4), dtype=np.float32)
+    y = np.array([0, 1, 2] * 3)
+    with pytest.raises(ValueError, match=r"x must have at least one row, got shape \(0, 4\)"):
+        fit_softmax_head(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), 3, 1.0)
+    for bad in (np.nan, np.inf, -np.inf):
+        xb = x.copy()
+        xb[4, 1] = bad
+        with pytest.raises(ValueError, match=r"x holds NaN or infinite values \(first at row 4\)"):
+            fit_softmax_head(xb, y, 3, 1.0)
+    with pytest.raises(TypeError, match="y must hold integer class indices, got float64"):
+        fit_softmax_head(x, y + 0.5, 3, 1.0)
+    # integer labels of any width are fine
+    h = fit_softmax_head(x, y.astype(np.int32), 3, 1.0)
+    np.testing.assert_array_equal(h.coef_, fit_softmax_head(x, y, 3, 1.0).coef_)
+
+
+def test_heads_fitted_in_several_threads_equal_serial_fits(digits):
+    """The documented thread safety: concurrent fits, each with its own C, reach the heads that the
+    same fits reach one at a time."""
+    x, y = digits
+    cs = (0.3, 3.0, 30.0)
+    serial = [fit_softmax_head(x, y, 10, c, tol=1e-6, threads=1) for c in cs]
+    out = [None] * len(cs)
+    errors = []
+
+    def run(i):
+        try:
+            out[i] = fit_softmax_head(x, y, 10, cs[i], tol=1e-6, threads=1)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(cs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    for a, b in zip(out, serial):
+        assert a.converged and b.converged
+        # the kernels' sums are the same bits; the small vector products between them may take
+        # another BLAS thread count in a thread threadpoolctl does not limit
+        np.testing.assert_allclose(a.decision_function(x), b.decision_function(x), atol=1e-6)
+
+
+def test_blas_limit_is_set_from_the_main_thread_only(digits, monkeypatch):
+    """The BLAS limit for the vector products between passes is process-wide (OpenBLAS with
+    pthreads): limits entered and left in overlapping order from several threads restore each
+    other's saved values (threadpoolctl before 3.8) and can leave BLAS on one thread for good. So
+    the fit limits BLAS from the main thread only; in other threads it leaves BLAS alone."""
+    import contextlib
+
+    import threadpoolctl
+
+    x, y = digits
+    entered = []
+
+    @contextlib.contextmanager
+    def spy(*args, **kwargs):
+        entered.append(threading.current_thread() is threading.main_thread())
+        yield
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
+    fit_softmax_head(x[:300], y[:300], 10, 1.0)
+    assert entered == [True]
+    t = threading.Thread(target=fit_softmax_head, args=(x[:300], y[:300], 10, 1.0))
+    t.start()
+    t.join()
+    assert entered == [True]

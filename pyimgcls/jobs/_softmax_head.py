@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import _core
 
-__all__ = ["SoftmaxHead", "fit_softmax_head"]
+__all__ = ["SoftmaxHead", "fit_softmax_head", "one_blas_thread"]
 
 
 @dataclass
@@ -137,11 +137,11 @@ def fit_softmax_head(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, 
         g = np.concatenate([(gw / n + lam * w).ravel(), gb / n])
         return f, g, p
 
-    with _one_blas_thread():
+    with one_blas_thread():
         return _newton_cg(evaluate, x, y, k, dim, lam, w, b, tol, max_iter, max_cg, threads, kernel)
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """One BLAS thread for the vector arithmetic between the native passes, which is small: BLAS
     threads there only spin on the cores the passes use (measured: 12.8 against 5 ms a product with
     OpenBLAS's default threads). Set from the main thread only: OpenBLAS's (pthreads) limit is

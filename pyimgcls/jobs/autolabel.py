@@ -64,7 +64,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._embeddings import EmbeddingSet, l2_normalize, load_embeddings, require_sklearn
-from ._softmax_head import fit_softmax_head
+from ._softmax_head import fit_softmax_head, one_blas_thread
 
 __all__ = ["AutoLabeler", "AutoLabelResult", "ReviewQueue", "expected_calibration_error", "precision_threshold",
            "clopper_pearson_lower", "pool_precision_threshold"]
@@ -78,12 +78,11 @@ HOLDOUT_MIN_GAIN = 0.01  # held-out mode: the C path stops once the larger Cs co
 
 def _blas_threads(shape):
     """One BLAS / OpenMP thread for small problems: their thread hand-offs cost more than the
-    arithmetic (measured: 20x slower lbfgs on 100 x 1280 with two busy cores)."""
-    from threadpoolctl import threadpool_limits
-
+    arithmetic (measured: 20x slower lbfgs on 100 x 1280 with two busy cores). Set from the main
+    thread only, as ``_softmax_head`` does (the limit is process-wide)."""
     import contextlib
 
-    return threadpool_limits(1) if shape[0] * shape[1] <= 4_000_000 else contextlib.nullcontext()
+    return one_blas_thread() if shape[0] * shape[1] <= 4_000_000 else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- numerics

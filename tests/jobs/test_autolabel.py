@@ -297,6 +297,32 @@ def test_gain_spent_rule(scores, c_max, spent):
     assert al_mod._gain_spent(scores, c_max) is spent
 
 
+def test_small_fits_limit_blas_from_the_main_thread_only(digits, monkeypatch):
+    """The k-fold mode's one-BLAS-thread rule for small problems is process-wide too: set from the
+    main thread only (see tests/jobs/test_softmax_head.py)."""
+    import contextlib
+    import threading
+
+    import threadpoolctl
+
+    x, y = digits
+    lab = _pick(y, 8, 0)
+    entered = []
+
+    @contextlib.contextmanager
+    def spy(*args, **kwargs):
+        entered.append(threading.current_thread() is threading.main_thread())
+        yield
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
+    pyimgcls.AutoLabeler().fit((x[lab], list(y[lab])))
+    assert entered == [True]
+    t = threading.Thread(target=lambda: pyimgcls.AutoLabeler().fit((x[lab], list(y[lab]))))
+    t.start()
+    t.join()
+    assert entered == [True]
+
+
 def test_multi_label(digits):
     x, y = digits
     lab = _pick(y, 12, 4)

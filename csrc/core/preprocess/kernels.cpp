@@ -36,6 +36,8 @@ constexpr PreprocessKernels kScalar = {
     nullptr,
     nullptr,
     nullptr,
+    nullptr,
+    nullptr,
 };
 
 const PreprocessKernels& choose() {

@@ -129,6 +129,8 @@ constexpr PreprocessKernels kSse41 = {
     &fused_2x2_u8q14,
     &fused_2x2_u8q14_planes,
     &rgbx_to_planes_f32_sse,
+    &cv2_hrow_sse,
+    &cv2_vrow_sse,
 };
 
 }  // namespace

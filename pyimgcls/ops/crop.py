@@ -52,7 +52,8 @@ def _size(size) -> tuple[int, int]:
 
 def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinear", fill: float | Sequence[float] = 0.0,
                 mean: float | Sequence[float] = 0.0, std: float | Sequence[float] = 1.0, layout: str = "NCHW",
-                dtype: str = "float32", threads: int = 0, _kernels: str = "auto") -> np.ndarray:
+                dtype: str = "float32", threads: int = 0, out: np.ndarray | None = None,
+                _kernels: str = "auto") -> np.ndarray:
     """Cuts every box out of ``image`` and resizes it to ``size``, in one native call.
 
     Args:
@@ -70,6 +71,11 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
             [0, 255] after ``mean`` / ``std`` (a resize as OpenCV's uint8 path gives it, to within its
             fixed-point rounding; MTCNN's pyramid is such a uint8 resize).
         threads: worker threads over boxes (0 = all usable cores).
+        out: ``None`` (a new array), or a writeable C-contiguous array of the result's shape and
+            ``dtype`` to write into and return: a loop that crops as many boxes each time saves the
+            allocation, and the page faults of a fresh large array (about 1 ms for 256 crops of 48x48
+            float32, more than the crops themselves take). It must share no memory with ``image``
+            or ``boxes``.
         _kernels: private, for the tests: the bilinear path's row kernels, ``"auto"`` (the best this
             CPU runs) or one of ``pyimgcls._core.crop_kernel_sets()`` (``"baseline"``, ``"avx2"``); the
             outputs are bit-identical. ``ValueError`` for one that is not offered here.
@@ -79,9 +85,11 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
 
     Raises:
         TypeError: ``image`` not uint8 or not an array.
-        ValueError: bad shapes, non-finite or empty boxes, non-integer boxes with ``"area"``.
+        ValueError: bad shapes, non-finite or empty boxes, non-integer boxes with ``"area"``; ``out`` of
+            the wrong shape, not C-contiguous, read-only or sharing memory with the inputs (``TypeError``
+            for the wrong dtype).
 
-    Thread-safe: it reads ``image`` and writes a new array.
+    Thread-safe: it reads ``image`` and writes a new array (or ``out``: one thread at a time per ``out``).
     """
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
@@ -111,4 +119,4 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
     f = _per_channel(fill, c, "fill")
     return _core.crop_resize(image, np.ascontiguousarray(b, dtype=np.float64), h, w, _INTERPOLATIONS[interpolation],
                              _LAYOUTS[layout], f, (1.0 / s).tolist(), (-m / s).tolist(), resolve_threads(threads),
-                             dtype == "uint8", _kernels)
+                             dtype == "uint8", _kernels, out)

@@ -372,6 +372,73 @@ def test_bad_input():
         ops.crop_resize(img, [["a", "b", "c", "d"]], 4)
 
 
+@pytest.mark.parametrize("layout, dtype", [("NCHW", "float32"), ("NHWC", "uint8"), ("NWHC", "float32")])
+def test_out_is_written_and_returned(layout, dtype):
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    boxes = np.array([[0, 0, 40, 30], [10.5, 5.25, 129, 89], [-20, -10, 30, 40], [100, 60, 200, 120]])
+    kw = dict(mean=127.5, std=128, layout=layout, dtype=dtype)
+    want = ops.crop_resize(img, boxes, (24, 20), **kw)
+    out = np.full(want.shape, 7, want.dtype)
+    for threads in (1, 2, 3):  # reused call after call: every value rewritten
+        assert ops.crop_resize(img, boxes, (24, 20), threads=threads, out=out, **kw) is out
+        np.testing.assert_array_equal(out, want)
+        out[...] = 0
+    # no boxes: nothing to write, out returned
+    empty = np.empty((0,) + want.shape[1:], want.dtype)
+    assert ops.crop_resize(img, np.zeros((0, 4)), (24, 20), out=empty, **kw) is empty
+
+
+def test_out_checked():
+    img = np.zeros((40, 50, 3), np.uint8)
+    b = [[0, 0, 10, 10], [5, 5, 30, 35]]
+    with pytest.raises(TypeError, match="out must be float32, got float64"):
+        ops.crop_resize(img, b, 8, out=np.empty((2, 3, 8, 8)))
+    with pytest.raises(TypeError, match="out must be uint8, got float32"):
+        ops.crop_resize(img, b, 8, dtype="uint8", out=np.empty((2, 3, 8, 8), np.float32))
+    with pytest.raises(TypeError, match="out must be a numpy array, got list"):
+        ops.crop_resize(img, b, 8, out=[0.0])
+    with pytest.raises(ValueError, match=r"out must be a writeable C-contiguous array of shape \(2, 3, 8, 8\), got \(2, 8, 8, 3\)$"):
+        ops.crop_resize(img, b, 8, out=np.empty((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"got \(3, 3, 8, 8\)$"):  # a larger batch is not taken
+        ops.crop_resize(img, b, 8, out=np.empty((3, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"\(not C-contiguous\)"):
+        ops.crop_resize(img, b, 8, out=np.empty((2, 3, 8, 16), np.float32)[..., ::2])
+    ro = np.empty((2, 3, 8, 8), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"\(read-only\)"):
+        ops.crop_resize(img, b, 8, out=ro)
+
+
+@pytest.mark.parametrize("where", ["inside", "last byte", "first byte", "reversed image"])
+def test_out_sharing_memory_with_the_image_is_refused(where):
+    """The kernel reads the image while it writes out: shared bytes would give crops of half-written
+    pixels. Any overlap of the two address ranges is refused (also through negative strides)."""
+    buf = np.zeros(100_000, np.uint8)
+    img = buf[:30 * 40 * 3].reshape(30, 40, 3)
+    n = 2 * 8 * 8 * 3
+    start = {"inside": 1000, "last byte": img.nbytes - 1, "first byte": 0, "reversed image": 500}[where]
+    image = img[::-1, ::-1] if where == "reversed image" else img
+    out = buf[start:start + n].reshape(2, 8, 8, 3)
+    with pytest.raises(ValueError, match="out must not share memory with image"):
+        ops.crop_resize(image, [[0, 0, 10, 10], [5, 5, 30, 25]], 8, dtype="uint8", layout="NHWC", out=out)
+    # right after the image: fine
+    out = buf[img.nbytes:img.nbytes + n].reshape(2, 8, 8, 3)
+    got = ops.crop_resize(image, [[0, 0, 10, 10], [5, 5, 30, 25]], 8, dtype="uint8", layout="NHWC", out=out)
+    np.testing.assert_array_equal(got, ops.crop_resize(image.copy(), [[0, 0, 10, 10], [5, 5, 30, 25]], 8,
+                                                       dtype="uint8", layout="NHWC"))
+
+
+def test_out_sharing_memory_with_the_boxes_is_refused():
+    img = np.zeros((30, 40, 3), np.uint8)
+    buf = np.zeros(1000, np.float64)
+    boxes = buf[:8].reshape(2, 4)
+    boxes[:] = [[0, 0, 10, 10], [5, 5, 30, 25]]
+    out = buf[4:4 + 2 * 3 * 4 * 4 // 2].view(np.float32).reshape(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="out must not share memory with boxes"):
+        ops.crop_resize(img, boxes, 4, out=out)
+
+
 # ----------------------------------------------------------------------------- Detections
 def test_detections_crop_and_keypoints(photos):
     img = photos["astronaut"]

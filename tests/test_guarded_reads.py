@@ -6,7 +6,7 @@ of even one byte too many faults; each case also equals the same call on an ordi
 
 The cases run in a child process (a fault must fail a test, not end the session): every kernel set,
 every interpolation, 1, 3 and 4 channels, shrinking and growing, letterbox; crops whose boxes reach the
-image's last pixel with both crop row sets, every layout and output type.
+image's last pixel with both crop row sets, every interpolation, layout and output type.
 """
 
 from __future__ import annotations
@@ -63,10 +63,12 @@ for shape in shapes:
     boxes = np.array([[0, 0, W, H], [W - 1, H - 1, W, H], [max(W - 3, 0), max(H - 2, 0), W, H],
                       [W / 3, H / 4, W, H], [0.5, 0.25, W - 0.5, H - 0.25]], np.float64)
     for ks in _core.crop_kernel_sets():
-        for interp in ["bilinear", "area"]:
-            b = np.floor(boxes) if interp == "area" else boxes
+        for interp in ["bilinear", "area", "bilinear_cv2"]:
+            b = np.floor(boxes) if interp != "bilinear" else boxes
             b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
-            for layout in ["NCHW", "NHWC", "NWHC"]:
+            if interp == "bilinear_cv2" and len(shape) == 3 and shape[2] == 4:
+                continue  # (1 or 3 channels only)
+            for layout in ["NCHW", "NHWC"] + (["NWHC"] if interp != "bilinear_cv2" else []):
                 for dtype in ["float32", "uint8"]:
                     for size in [(24, 24), (3, 2), (48, 64)]:
                         report(f"crop_resize {shape} {ks} {interp} {layout} {dtype} {size}",

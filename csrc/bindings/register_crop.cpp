@@ -34,7 +34,7 @@ py::array crop_resize(const py::array& image, const carr<double>& boxes, int out
         throw py::value_error("boxes must have shape (K, 4), got " + shape_str(boxes));
     if (out_h <= 0 || out_w <= 0)
         throw py::value_error("size must be positive, got (" + std::to_string(out_h) + ", " + std::to_string(out_w) + ")");
-    if (interpolation < 0 || interpolation > 1)
+    if (interpolation < 0 || interpolation > 2)
         throw py::value_error("unknown interpolation " + std::to_string(interpolation));
     if (layout < 0 || layout > 2) throw py::value_error("unknown layout " + std::to_string(layout));
     const auto C = static_cast<std::size_t>(src.channels);
@@ -56,8 +56,12 @@ py::array crop_resize(const py::array& image, const carr<double>& boxes, int out
     p.out_h = out_h;
     p.out_w = out_w;
     p.kernels = sel;
+    if (p.mode == core::CropInterpolation::bilinear_cv2) {
+        const std::string problem = core::crop_cv2_problem(src, p.layout);
+        if (!problem.empty()) throw py::value_error(problem + ", got an image of shape " + shape_str(image));
+    }
     for (std::ptrdiff_t k = 0; k < K; ++k) {
-        const std::string problem = core::crop_box_problem(b + 4 * k, p.mode);
+        const std::string problem = core::crop_box_problem(b + 4 * k, p.mode, src.width, src.height);
         if (!problem.empty())
             throw py::value_error("boxes[" + std::to_string(k) + "] " + problem + ", got [" + num_str(b[4 * k]) + ", " +
                                   num_str(b[4 * k + 1]) + ", " + num_str(b[4 * k + 2]) + ", " + num_str(b[4 * k + 3]) + "]");

@@ -21,7 +21,7 @@ from ..runtime.threads import resolve_threads
 
 __all__ = ["crop_resize"]
 
-_INTERPOLATIONS = {"bilinear": 0, "area": 1}
+_INTERPOLATIONS = {"bilinear": 0, "area": 1, "bilinear_cv2": 2}
 _LAYOUTS = {"NCHW": 0, "NHWC": 1, "NWHC": 2}
 
 
@@ -62,7 +62,12 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
             (those parts read ``fill``) and be of any size (the tables are bounded by the image).
         size: ``(h, w)`` of each crop, or one int for a square.
         interpolation: ``"bilinear"`` (half-pixel centres, cv2 ``INTER_LINEAR`` on the slice, no
-            antialias) or ``"area"`` (cv2 ``INTER_AREA`` on the slice; integer boxes only).
+            antialias; float32 arithmetic, within one uint8 level of OpenCV's fixed-point result),
+            ``"area"`` (cv2 ``INTER_AREA`` on the slice; integer boxes only) or ``"bilinear_cv2"``
+            (``cv2.resize(image[y1:y2, x1:x2], (w, h))`` bit for bit: OpenCV's integer INTER_LINEAR,
+            as ``PreprocessConfig(interpolation="bilinear_cv2")``; integer boxes inside the image, 1 or
+            3 channels, NCHW or NHWC; an image whose pixels or rows are not contiguous is copied
+            first).
         fill: value of the pixels outside the image, in pixel units (before ``mean`` / ``std``).
         mean, std: output ``(value - mean) / std``, per channel or one number (MTCNN: 127.5, 128).
         layout: ``"NCHW"`` -> (K, C, h, w), ``"NHWC"`` -> (K, h, w, C), ``"NWHC"`` -> (K, w, h, C)
@@ -117,6 +122,9 @@ def crop_resize(image: np.ndarray, boxes, size, *, interpolation: str = "bilinea
     if (s == 0).any():
         raise ValueError(f"std must be non-zero, got {s.tolist()}")
     f = _per_channel(fill, c, "fill")
+    if interpolation == "bilinear_cv2" and image.size and not (
+            image.strides[1] == c and (image.ndim == 2 or image.strides[2] == 1) and image.strides[0] >= image.shape[1] * c):
+        image = np.ascontiguousarray(image)  # the exact rows read whole pixels and rows
     return _core.crop_resize(image, np.ascontiguousarray(b, dtype=np.float64), h, w, _INTERPOLATIONS[interpolation],
                              _LAYOUTS[layout], f, (1.0 / s).tolist(), (-m / s).tolist(), resolve_threads(threads),
                              dtype == "uint8", _kernels, out)

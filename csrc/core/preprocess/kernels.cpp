@@ -38,6 +38,7 @@ constexpr PreprocessKernels kScalar = {
     nullptr,
     nullptr,
     nullptr,
+    nullptr,
 };
 
 const PreprocessKernels& choose() {

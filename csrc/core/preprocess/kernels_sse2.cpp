@@ -38,6 +38,7 @@ constexpr PreprocessKernels kSse2 = {
     &rgbx_to_planes_f32_sse,
     &cv2_hrow_sse,
     &cv2_vrow_sse,
+    nullptr,
 };
 
 }  // namespace

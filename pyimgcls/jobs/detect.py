@@ -260,7 +260,7 @@ class YoloLabelsWriter:
         if r.error:
             entry["error"] = text(r.error)
         else:
-            name = self.names(r.source, ".txt")
+            name = self.names(text(r.source), ".txt")  # valid UTF-8, as index.json must hold it
             lines = yolo_lines(r, save_conf=self.save_conf)
             atomic_write(os.path.join(self.folder, name), "".join(ln + "\n" for ln in lines).encode())
             entry["label"] = name

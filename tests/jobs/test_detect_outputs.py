@@ -116,6 +116,17 @@ def test_keypoints_kept_in_rows(tmp_path):
     assert pq.read_table(out).column("keypoints").to_pylist() == [kp]
 
 
+def test_yolo_label_of_a_file_name_that_is_not_utf8(tmp_path):
+    """A file name with undecodable bytes (surrogate escapes) named its label file as it was, and
+    index.json could not be written (UnicodeEncodeError after all the labels)."""
+    out = tmp_path / "labels"
+    src = os.fsdecode(b"photos/\xff\xfe.jpg")
+    _write(out, [_result(src, [[0, 0, 64, 48]], [0.5], [1])])
+    index = json.loads((out / "index.json").read_text(encoding="utf-8"))
+    assert index == [{"label": "_xff_xfe.txt", "source": "photos/\\xff\\xfe.jpg"}]
+    assert (out / "_xff_xfe.txt").read_text() == "1 0.050000 0.050000 0.100000 0.100000\n"
+
+
 def test_yolo_label_folder_normalised_and_same_names_not_overwritten(tmp_path, results):
     out = tmp_path / "labels"
     _write(out, results)

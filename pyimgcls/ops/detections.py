@@ -143,6 +143,9 @@ class Detections:
 
         ``category_ids`` maps class ids to COCO category ids (COCO's 80 classes use 1..90).
         """
+        if category_ids is not None and len(self) and int(self.class_id.max()) >= len(category_ids):
+            raise ValueError(f"category_ids has {len(category_ids)} entries, but a detection has class id "
+                             f"{int(self.class_id.max())}: give one COCO category id per class id")
         out = []
         for (x1, y1, x2, y2), s, c in zip(self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist()):
             out.append({

@@ -60,6 +60,12 @@ def mtcnn_model_paths() -> tuple[str, str, str]:
 
 def _rgb8(img: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB view or copy of a decoded image (gray repeated, alpha dropped, 16-bit scaled)."""
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"image must be a numpy array (H, W, 3) uint8, got {type(img).__name__}")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"image must be uint8 (or uint16), got {img.dtype}")
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3, 4))) or 0 in img.shape:
+        raise ValueError(f"image must have shape (H, W) or (H, W, C) with C in 1, 3, 4, got {img.shape}")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 2:

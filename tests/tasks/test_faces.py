@@ -142,6 +142,18 @@ def test_inputs_and_errors(det, photos, tmp_path):
         det.predict_one(b"nothing")
 
 
+@pytest.mark.parametrize("image, err, match", [
+    (np.zeros((50, 50, 2), np.uint8), ValueError, r"C in 1, 3, 4, got \(50, 50, 2\)"),  # an ORT InvalidArgument
+    (np.zeros((50,), np.uint8), ValueError, r"got \(50,\)"),                              # an IndexError
+    (np.zeros((0, 50, 3), np.uint8), ValueError, r"got \(0, 50, 3\)"),
+    (np.zeros((50, 50, 3), np.int16), TypeError, "must be uint8 .or uint16., got int16"),
+    ([[1]], TypeError, "numpy array"),                                                     # an AttributeError
+])
+def test_detect_refuses_what_is_not_an_image(det, image, err, match):
+    with pytest.raises(err, match=match):
+        det.detect(image)
+
+
 def test_image_kinds_and_stats(det, photos):
     """RGBA, uint16 and float arrays give the faces of the same RGB image; predict_iter fills stats."""
     img = photos["astronaut"]

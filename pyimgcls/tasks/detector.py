@@ -194,6 +194,12 @@ def infer_layout(shape: Sequence, *, input_size: tuple[int, int] | None = None, 
         if b == 6 and a > b:  # rows of x1, y1, x2, y2, score, class (Ultralytics reads any (N, M, 6) so)
             return "end2end", None
         raise bad(f" for {classes} classes")
+    # the anchor counts of the standard heads decide on small inputs, where channels and anchors are
+    # near: v8 (84, 21) and v5 (63, 85) at 32x32
+    if anchors and b == anchors[0] and a >= 5 and a != anchors[1]:
+        return "v8", a - 4
+    if anchors and a == anchors[1] and b >= 6 and b != anchors[0]:
+        return "v5", b - 5
     if a < b and a >= 5:
         return "v8", a - 4
     if a > b:

@@ -139,6 +139,12 @@ def test_infer_layout_rules():
             infer_layout(bad, input_size=(640, 640))
     with pytest.raises(ValueError, match="for 80 classes"):
         infer_layout((1, 20, 8400), input_size=(640, 640), classes=80)
+    # small inputs: more channels than anchors; the anchors of the standard heads tell v8 (they were
+    # taken as v5 with 16 classes at 32x32, and refused at 64x64, where 84 == 84)
+    assert infer_layout((1, 84, 21), input_size=(32, 32)) == ("v8", 80)
+    assert infer_layout((1, 84, 84), input_size=(64, 64)) == ("v8", 80)
+    assert infer_layout((1, 63, 85), input_size=(32, 32)) == ("v5", 80)
+    assert infer_layout((1, 252, 85), input_size=(64, 64)) == ("v5", 80)
 
 
 def test_ultralytics_metadata_is_parsed_not_evaluated():

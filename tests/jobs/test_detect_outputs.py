@@ -127,6 +127,17 @@ def test_yolo_label_of_a_file_name_that_is_not_utf8(tmp_path):
     assert (out / "_xff_xfe.txt").read_text() == "1 0.050000 0.050000 0.100000 0.100000\n"
 
 
+def test_a_label_that_cannot_be_written_leaves_no_temporary(tmp_path, results):
+    """The label's name is taken by a folder: the error is raised, and its temporary file
+    (``cat.txt.tmp-PID``) no longer stays behind."""
+    out = tmp_path / "labels"
+    (out / "cat.txt").mkdir(parents=True)
+    w = open_output(str(out), NAMES)
+    with pytest.raises(IsADirectoryError):
+        w.add(results[0])
+    assert sorted(os.listdir(out)) == ["cat.txt"]
+
+
 def test_yolo_label_folder_normalised_and_same_names_not_overwritten(tmp_path, results):
     out = tmp_path / "labels"
     _write(out, results)

@@ -49,6 +49,9 @@ from .detector import DetectionResult
 __all__ = ["FaceDetector", "mtcnn_model_paths"]
 
 _NAMES = ["face"]
+#: The most pyramid levels one image may have (MTCNN's defaults give about 10 to 20; 1000 is a
+#: scale_factor of 0.99 on a 180-megapixel image).
+MAX_PYRAMID_LEVELS = 1000
 _MEAN, _STD = 127.5, 128.0
 
 
@@ -223,9 +226,20 @@ class FaceDetector:
 
     # ------------------------------------------------------------------ the cascade
     def scales(self, height: int, width: int) -> list[float]:
-        """The pyramid scales for an image of this size (largest first)."""
+        """The pyramid scales for an image of this size (largest first).
+
+        Raises:
+            ValueError: more than ``MAX_PYRAMID_LEVELS`` levels (a ``scale_factor`` very near 1:
+                0.9999999 gives 30 million P-Net runs for a 640x480 photo).
+        """
         m = 12.0 / self.min_face_size
         side = min(height, width) * m
+        if side >= 12:
+            levels = math.floor(math.log(12.0 / side) / math.log(self.scale_factor)) + 1
+            if levels > MAX_PYRAMID_LEVELS:
+                raise ValueError(f"scale_factor={self.scale_factor!r} gives about {levels} pyramid levels for a "
+                                 f"{width}x{height} image (one P-Net run each); at most {MAX_PYRAMID_LEVELS}: "
+                                 f"use a smaller scale_factor (MTCNN: 0.709)")
         out, k = [], 0
         while side >= 12:
             out.append(m * self.scale_factor ** k)

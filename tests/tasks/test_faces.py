@@ -460,3 +460,18 @@ def test_an_enlarging_pyramid_past_a_model_input_is_an_error_not_gigabytes(monke
         det.detect(img[:10, :10])
     with pytest.raises(AssertionError, match="pyramid ran"):  # a large image, shrunk: not limited
         FaceDetector(threads=1).detect(np.zeros((5000, 4000, 3), np.uint8))
+
+
+def test_a_pyramid_of_too_many_levels_is_refused(monkeypatch):
+    """scale_factor=0.99999 gave 317,000 P-Net runs for one 640x480 photo (0.9999999: 30 million,
+    and a list of their scales first): an image that would need more than MAX_PYRAMID_LEVELS is
+    an error naming the count; MTCNN's own settings and large images stay far below it."""
+    from pyimgcls.tasks.faces import MAX_PYRAMID_LEVELS
+
+    with pytest.raises(ValueError, match=r"scale_factor=0.99999 gives about 3178\d\d pyramid levels for a 640x480"):
+        FaceDetector(scale_factor=0.99999, threads=1).scales(480, 640)
+    monkeypatch.setattr(FaceDetector, "_level", lambda *a: pytest.fail("the pyramid ran"))
+    det = FaceDetector(scale_factor=0.99999, threads=1)
+    assert "pyramid levels" in det.predict([np.zeros((480, 640, 3), np.uint8)])[0].error
+    assert len(FaceDetector(threads=1).scales(480, 640)) == 10
+    assert len(FaceDetector(scale_factor=0.99, threads=1).scales(13000, 13000)) <= MAX_PYRAMID_LEVELS

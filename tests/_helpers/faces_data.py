@@ -87,3 +87,21 @@ def coco_ground_truth(boxes: list[np.ndarray]) -> dict:
                          "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1)})
     return {"images": [{"id": i, "width": 640, "height": 480} for i in range(len(boxes))],
             "annotations": anns, "categories": [{"id": 1, "name": "face"}]}
+
+
+def record_network_inputs(det, photos) -> list:
+    """Runs ``det.detect`` on each photo and returns what its three networks were given, in order:
+    ``[(k, input), ...]`` with k 0 / 1 / 2 for P-Net / R-Net / O-Net (copies). The sessions' ``run``
+    is restored afterwards, also on an error."""
+    calls: list = []
+    nets = [det._pnet, det._rnet, det._onet]
+    orig = [s.run for s in nets]
+    try:
+        for k, s in enumerate(nets):
+            s.run = (lambda f, k: (lambda x: calls.append((k, x.copy())) or f(x)))(orig[k], k)
+        for p in photos:
+            det.detect(p)
+    finally:
+        for s, f in zip(nets, orig):
+            s.run = f
+    return calls

@@ -381,6 +381,156 @@ def test_bad_input():
         ops.crop_resize(img, [["a", "b", "c", "d"]], 4)
 
 
+@pytest.mark.parametrize("layout, dtype", [("NCHW", "float32"), ("NHWC", "uint8"), ("NWHC", "float32")])
+def test_out_is_written_and_returned(layout, dtype):
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    boxes = np.array([[0, 0, 40, 30], [10.5, 5.25, 129, 89], [-20, -10, 30, 40], [100, 60, 200, 120]])
+    kw = dict(mean=127.5, std=128, layout=layout, dtype=dtype)
+    want = ops.crop_resize(img, boxes, (24, 20), **kw)
+    out = np.full(want.shape, 7, want.dtype)
+    for threads in (1, 2, 3):  # reused call after call: every value rewritten
+        assert ops.crop_resize(img, boxes, (24, 20), threads=threads, out=out, **kw) is out
+        np.testing.assert_array_equal(out, want)
+        out[...] = 0
+    # no boxes: nothing to write, out returned
+    empty = np.empty((0,) + want.shape[1:], want.dtype)
+    assert ops.crop_resize(img, np.zeros((0, 4)), (24, 20), out=empty, **kw) is empty
+
+
+def test_out_checked():
+    img = np.zeros((40, 50, 3), np.uint8)
+    b = [[0, 0, 10, 10], [5, 5, 30, 35]]
+    with pytest.raises(TypeError, match="out must be float32, got float64"):
+        ops.crop_resize(img, b, 8, out=np.empty((2, 3, 8, 8)))
+    with pytest.raises(TypeError, match="out must be uint8, got float32"):
+        ops.crop_resize(img, b, 8, dtype="uint8", out=np.empty((2, 3, 8, 8), np.float32))
+    with pytest.raises(TypeError, match="out must be a numpy array, got list"):
+        ops.crop_resize(img, b, 8, out=[0.0])
+    with pytest.raises(ValueError, match=r"out must be a writeable C-contiguous array of shape \(2, 3, 8, 8\), got \(2, 8, 8, 3\)$"):
+        ops.crop_resize(img, b, 8, out=np.empty((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"got \(3, 3, 8, 8\)$"):  # a larger batch is not taken
+        ops.crop_resize(img, b, 8, out=np.empty((3, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"\(not C-contiguous\)"):
+        ops.crop_resize(img, b, 8, out=np.empty((2, 3, 8, 16), np.float32)[..., ::2])
+    ro = np.empty((2, 3, 8, 8), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"\(read-only\)"):
+        ops.crop_resize(img, b, 8, out=ro)
+
+
+@pytest.mark.parametrize("where", ["inside", "last byte", "first byte", "reversed image"])
+def test_out_sharing_memory_with_the_image_is_refused(where):
+    """The kernel reads the image while it writes out: shared bytes would give crops of half-written
+    pixels. Any overlap of the two address ranges is refused (also through negative strides)."""
+    buf = np.zeros(100_000, np.uint8)
+    img = buf[:30 * 40 * 3].reshape(30, 40, 3)
+    n = 2 * 8 * 8 * 3
+    start = {"inside": 1000, "last byte": img.nbytes - 1, "first byte": 0, "reversed image": 500}[where]
+    image = img[::-1, ::-1] if where == "reversed image" else img
+    out = buf[start:start + n].reshape(2, 8, 8, 3)
+    with pytest.raises(ValueError, match="out must not share memory with image"):
+        ops.crop_resize(image, [[0, 0, 10, 10], [5, 5, 30, 25]], 8, dtype="uint8", layout="NHWC", out=out)
+    # right after the image: fine
+    out = buf[img.nbytes:img.nbytes + n].reshape(2, 8, 8, 3)
+    got = ops.crop_resize(image, [[0, 0, 10, 10], [5, 5, 30, 25]], 8, dtype="uint8", layout="NHWC", out=out)
+    np.testing.assert_array_equal(got, ops.crop_resize(image.copy(), [[0, 0, 10, 10], [5, 5, 30, 25]], 8,
+                                                       dtype="uint8", layout="NHWC"))
+
+
+def test_out_sharing_memory_with_the_boxes_is_refused():
+    img = np.zeros((30, 40, 3), np.uint8)
+    buf = np.zeros(1000, np.float64)
+    boxes = buf[:8].reshape(2, 4)
+    boxes[:] = [[0, 0, 10, 10], [5, 5, 30, 25]]
+    out = buf[4:4 + 2 * 3 * 4 * 4 // 2].view(np.float32).reshape(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="out must not share memory with boxes"):
+        ops.crop_resize(img, boxes, 4, out=out)
+
+
+def _u8_store(x: np.ndarray) -> np.ndarray:
+    """The core's uint8 store in NumPy float32: saturate (NaN -> 0), + 0.5, truncate."""
+    x = np.where(x > 0, np.minimum(x, np.float32(255)), np.float32(0)).astype(np.float32)
+    return (x + np.float32(0.5)).astype(np.int32).astype(np.uint8)
+
+
+@st.composite
+def _cv2_crop_case(draw):
+    h, w = draw(st.integers(1, 70)), draw(st.integers(1, 90))
+    channels = draw(st.sampled_from([0, 1, 3]))
+    n = draw(st.integers(1, 12))
+    boxes = []
+    for _ in range(n):
+        x1, y1 = draw(st.integers(0, w - 1)), draw(st.integers(0, h - 1))
+        boxes.append([x1, y1, draw(st.integers(x1 + 1, w)), draw(st.integers(y1 + 1, h))])
+    size = (draw(st.integers(1, 60)), draw(st.integers(1, 60)))
+    return (h, w), channels, np.array(boxes, np.float64), size, draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=_cv2_crop_case(), layout=st.sampled_from(["NCHW", "NHWC"]), threads=st.integers(1, 3))
+def test_bilinear_cv2_is_cv2_resize_on_slices_exactly(case, layout, threads):
+    """interpolation="bilinear_cv2": the loop of cv2.resize(INTER_LINEAR) on slices, bit for bit (uint8),
+    and its normalisation in float32 (float32 out, and uint8 out with mean / std)."""
+    (h, w), channels, boxes, (oh, ow), seed = case
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w) if channels == 0 else (h, w, channels), dtype=np.uint8)
+    C = 1 if channels in (0, 1) else 3
+    want = np.stack([cv2.resize(img[y1:y2, x1:x2], (ow, oh), interpolation=cv2.INTER_LINEAR).reshape(oh, ow, C)
+                     for x1, y1, x2, y2 in boxes.astype(int)])
+    to = (lambda a: a.transpose(0, 3, 1, 2)) if layout == "NCHW" else (lambda a: a)
+    got = ops.crop_resize(img, boxes, (oh, ow), interpolation="bilinear_cv2", dtype="uint8", layout=layout,
+                          threads=threads)
+    np.testing.assert_array_equal(got, to(want))
+    mean, std = [127.5, 100.0, 3.0][:C], [128.0, 0.5, 64.0][:C]
+    scale = (1.0 / np.asarray(std)).astype(np.float32)
+    bias = (-np.asarray(mean) / np.asarray(std)).astype(np.float32)
+    norm = want.astype(np.float32) * scale + bias
+    got = ops.crop_resize(img, boxes, (oh, ow), interpolation="bilinear_cv2", mean=mean, std=std, layout=layout,
+                          threads=threads)
+    np.testing.assert_array_equal(got, to(norm))
+    got = ops.crop_resize(img, boxes, (oh, ow), interpolation="bilinear_cv2", mean=mean, std=std, dtype="uint8",
+                          layout=layout, threads=threads)
+    np.testing.assert_array_equal(got, to(_u8_store(norm)))
+
+
+def test_bilinear_cv2_photo_views_and_threads(photos):
+    base = photos["astronaut"]
+    H, W = base.shape[:2]
+    rng = np.random.default_rng(5)
+    s = rng.integers(8, 200, 64)
+    x, y = rng.integers(0, W - s), rng.integers(0, H - s)
+    boxes = np.stack([x, y, x + s, y + s], 1).astype(np.float64)
+    # views the exact rows cannot read in place (copied first): reversed, column-major, a channel step
+    for img in [base, base[::-1, ::-1], np.asfortranarray(base), np.ascontiguousarray(base[:, :, ::-1])[:, :, ::-1]]:
+        want = np.stack([cv2.resize(np.ascontiguousarray(img[y1:y2, x1:x2]), (48, 48))
+                         for x1, y1, x2, y2 in boxes.astype(int)])
+        got = ops.crop_resize(img, boxes, 48, interpolation="bilinear_cv2", dtype="uint8", layout="NHWC")
+        np.testing.assert_array_equal(got, want)
+    one = ops.crop_resize(base, boxes, 48, interpolation="bilinear_cv2", threads=1)
+    for t in (2, 3, 0):
+        np.testing.assert_array_equal(ops.crop_resize(base, boxes, 48, interpolation="bilinear_cv2", threads=t), one)
+    # a few boxes (fewer than two per thread): the rows of each box are split over the threads
+    np.testing.assert_array_equal(ops.crop_resize(base, boxes[:1], 300, interpolation="bilinear_cv2", threads=3),
+                                  ops.crop_resize(base, boxes[:1], 300, interpolation="bilinear_cv2", threads=1))
+
+
+def test_bilinear_cv2_refuses_what_cv2_on_a_slice_cannot_mean():
+    img = np.zeros((20, 30, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"boxes\[1\] must have integer corners for bilinear_cv2"):
+        ops.crop_resize(img, [[0, 0, 5, 5], [0.5, 0, 5, 5]], 4, interpolation="bilinear_cv2")
+    with pytest.raises(ValueError, match=r"boxes\[0\] must lie inside the image for bilinear_cv2.*got \[-1, 0, 5, 5\]"):
+        ops.crop_resize(img, [[-1, 0, 5, 5]], 4, interpolation="bilinear_cv2")
+    with pytest.raises(ValueError, match=r"boxes\[0\] must lie inside the image.*got \[0, 0, 31, 5\]"):
+        ops.crop_resize(img, [[0, 0, 31, 5]], 4, interpolation="bilinear_cv2")
+    with pytest.raises(ValueError, match=r"bilinear_cv2 writes NCHW or NHWC, not NWHC"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], 4, interpolation="bilinear_cv2", layout="NWHC")
+    with pytest.raises(ValueError, match=r"bilinear_cv2 takes 1- or 3-channel images, got an image of shape \(20, 30, 4\)"):
+        ops.crop_resize(np.zeros((20, 30, 4), np.uint8), [[0, 0, 5, 5]], 4, interpolation="bilinear_cv2")
+    with pytest.raises(ValueError, match=r"bilinear_cv2 takes 1- or 3-channel images"):
+        ops.crop_resize(np.zeros((20, 30, 2), np.uint8), [[0, 0, 5, 5]], 4, interpolation="bilinear_cv2")
+
+
 # ----------------------------------------------------------------------------- Detections
 def test_detections_crop_and_keypoints(photos):
     img = photos["astronaut"]

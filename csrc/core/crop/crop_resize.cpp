@@ -16,6 +16,7 @@
 #include <cstring>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -275,7 +276,9 @@ struct FastPath {
                   src.sy >= static_cast<std::ptrdiff_t>(src.width) * C && p.layout != CropLayout::nwhc &&
                   count <= 0x7fffffff;
         if (!enabled) return;
-        pp.interpolation = p.mode == CropInterpolation::area ? Interpolation::area : Interpolation::bilinear;
+        pp.interpolation = p.mode == CropInterpolation::area           ? Interpolation::area
+                           : p.mode == CropInterpolation::bilinear_cv2 ? Interpolation::bilinear_cv2
+                                                                        : Interpolation::bilinear;
         pp.out_channels = C;
         for (int c = 0; c < 3; ++c) {
             pp.channel_map[c] = C == 1 ? 0 : c;
@@ -544,6 +547,8 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
                 }, 32);
                 continue;
             }
+            if (p.mode == CropInterpolation::bilinear_cv2)  // (crop_resize checked every box: not reached)
+                throw std::logic_error("crop_resize: a bilinear_cv2 box outside the exact path");
             const std::ptrdiff_t blocks = (p.out_h + kRowBlock - 1) / kRowBlock;
             parallel_for(blocks, threads, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
                 Worker<NC, T> w(src, p, out);
@@ -574,6 +579,8 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
                 const ImageTables tables = make_tables(view, plan, fast.pp.interpolation);
                 resize_normalize_rows(view, fast.dst, static_cast<int>(k), plan, tables, fast.pp, 0, p.out_h);
             } else {
+                if (p.mode == CropInterpolation::bilinear_cv2)  // (crop_resize checked every box: not reached)
+                    throw std::logic_error("crop_resize: a bilinear_cv2 box outside the exact path");
                 w.run(k, boxes + 4 * k, 0, p.out_h);
             }
         };
@@ -587,17 +594,31 @@ void run_all(const StridedImage& src, const double* boxes, std::ptrdiff_t count,
 
 }  // namespace
 
-const char* crop_box_problem(const double* b, CropInterpolation mode) {
+const char* crop_box_problem(const double* b, CropInterpolation mode, int width, int height) {
     for (int i = 0; i < 4; ++i)
         if (!std::isfinite(b[i])) return "must be finite";
     if (!(b[2] > b[0]) || !(b[3] > b[1])) return "must have x2 > x1 and y2 > y1";
     // a width or height past the doubles (-1e308 .. 1e308) made every tap position NaN
     if (!std::isfinite(b[2] - b[0]) || !std::isfinite(b[3] - b[1])) return "must have a finite width and height";
-    if (mode == CropInterpolation::area) {
+    if (mode == CropInterpolation::area || mode == CropInterpolation::bilinear_cv2) {
         for (int i = 0; i < 4; ++i)
             if (b[i] != std::floor(b[i]) || std::fabs(b[i]) > 9007199254740992.0)
-                return "must have integer corners for area interpolation (cv2 INTER_AREA on a slice)";
+                return mode == CropInterpolation::area
+                           ? "must have integer corners for area interpolation (cv2 INTER_AREA on a slice)"
+                           : "must have integer corners for bilinear_cv2 (cv2.resize on a slice)";
     }
+    if (mode == CropInterpolation::bilinear_cv2 && !(b[0] >= 0 && b[1] >= 0 && b[2] <= width && b[3] <= height))
+        return "must lie inside the image for bilinear_cv2 (cv2.resize on a slice: 0 <= x1, 0 <= y1, x2 <= width, "
+               "y2 <= height)";
+    return "";
+}
+
+const char* crop_cv2_problem(const StridedImage& src, CropLayout layout) {
+    if (src.channels != 1 && src.channels != 3) return "bilinear_cv2 takes 1- or 3-channel images";
+    if (layout == CropLayout::nwhc) return "bilinear_cv2 writes NCHW or NHWC, not NWHC";
+    if (src.sx != src.channels || (src.channels > 1 && src.sc != 1) ||
+        src.sy < static_cast<std::ptrdiff_t>(src.width) * src.channels)
+        return "bilinear_cv2 needs contiguous pixels and rows (np.ascontiguousarray)";
     return "";
 }
 
@@ -619,6 +640,13 @@ void crop_resize(const StridedImage& src, const double* boxes, std::ptrdiff_t co
     if (p.kernels == CropKernels::avx2 && !crop_avx2_usable())
         throw std::invalid_argument("the AVX2 crop kernels are not built here or not run by this CPU");
     if (count <= 0 || p.out_h <= 0 || p.out_w <= 0) return;
+    if (p.mode == CropInterpolation::bilinear_cv2) {  // only the preprocessing engine's exact rows run it
+        const std::string problem = crop_cv2_problem(src, p.layout);
+        if (!problem.empty()) throw std::invalid_argument(problem);
+        for (std::ptrdiff_t i = 0; i < count; ++i)
+            if (*crop_box_problem(boxes + 4 * i, p.mode, src.width, src.height) != '\0')
+                throw std::invalid_argument("crop_resize: box " + std::to_string(i) + " is not valid for bilinear_cv2");
+    }
     const CropAvx2Kernels* k = p.kernels != CropKernels::baseline && crop_avx2_usable() ? crop_avx2_kernels() : nullptr;
     if (p.out_u8) dispatch(src, boxes, count, static_cast<std::uint8_t*>(out), p, threads, k);
     else dispatch(src, boxes, count, static_cast<float*>(out), p, threads, k);

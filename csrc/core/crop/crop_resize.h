@@ -11,6 +11,9 @@
 //             [floor(x1), ceil(x2) - 1]; equals cv2 INTER_LINEAR on the slice for integer boxes.
 //   area    : cv2 INTER_AREA on the slice (integer boxes only): box coverage when both axes shrink,
 //             cv2's area-mode bilinear otherwise.
+//   bilinear_cv2: cv2 INTER_LINEAR on the slice bit for bit (its integer arithmetic, the preprocessing
+//             engine's bilinear_cv2 rows): integer boxes inside the image only, 1 or 3 channels with
+//             contiguous pixels and rows, NCHW or NHWC (crop_resize throws std::invalid_argument else).
 //   out = value * scale[c] + bias[c], value in source units (fill too); float32 arithmetic for the
 //   samples, double for positions; no rounding.
 // Cost: O(out_h * out_w * C * taps) per box plus O(min(box, image) + out) for the tap tables; no
@@ -32,7 +35,7 @@ struct StridedImage {
     std::ptrdiff_t sy = 0, sx = 0, sc = 0;
 };
 
-enum class CropInterpolation : int { bilinear = 0, area = 1 };
+enum class CropInterpolation : int { bilinear = 0, area = 1, bilinear_cv2 = 2 };
 enum class CropLayout : int { nchw = 0, nhwc = 1, nwhc = 2 };  // nwhc: Keras-transposed (MTCNN)
 // Row kernels of the bilinear path: best (AVX2 where this build and CPU run it, else baseline),
 // baseline (SSE2 / portable loops) or avx2 (only where crop_avx2_usable(); the tests compare the two).
@@ -53,9 +56,14 @@ struct CropParams {
 // Whether this build has the AVX2 row kernels (crop_resize_avx2.cpp) and this CPU runs them.
 bool crop_avx2_usable();
 
-// Checks a box for the mode: finite, x2 > x1, y2 > y1, integer corners for area. Returns an empty
-// string when it is valid, else what is wrong (for the caller's message).
-const char* crop_box_problem(const double* box, CropInterpolation mode);
+// Checks a box for the mode: finite, x2 > x1, y2 > y1, integer corners for area and bilinear_cv2, and
+// for bilinear_cv2 inside the image (width x height). Returns an empty string when it is valid, else
+// what is wrong (for the caller's message).
+const char* crop_box_problem(const double* box, CropInterpolation mode, int width, int height);
+
+// Why an image cannot take bilinear_cv2 (channels other than 1 and 3, pixels or rows not contiguous,
+// NWHC); an empty string when it can.
+const char* crop_cv2_problem(const StridedImage& src, CropLayout layout);
 
 // Writes out[k] for k in [0, count) from boxes[4k .. 4k + 3] (checked with crop_box_problem).
 // `out` is C-contiguous float32 (uint8 with p.out_u8) of count * channels * out_h * out_w values in p.layout.

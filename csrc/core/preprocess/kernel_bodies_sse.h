@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "core/preprocess/kernel_bodies_scalar.h"
 #include "core/preprocess/kernels.h"
@@ -86,6 +87,57 @@ inline int rgbx_to_planes_f32_sse(const float* vals, int n, const PreprocessPara
         _mm_storeu_ps(o2 + x, _mm_add_ps(_mm_mul_ps(ch[m2], vs2), vb2));
     }
     return x;
+}
+
+// bilinear_cv2 (rows_cv2_linear in preprocess.cpp): OpenCV's INTER_LINEAR integer passes, SSE2 only,
+// so both vector sets share them; integer results, equal to the scalar loops bit for bit.
+//
+// Horizontal: outputs [0, count) of one uint8 row with ps (3 or 4) channels, 4 int16 lanes each:
+// out[4x + k] = (row[i0[x] * ps + k] * w0 + row[i1[x] * ps + k] * w1) >> 4 with wpair[x] = (w1 << 16) | w0
+// (Q11 weights, at most 2048; the sum is at most 255 * 2049 < 2^19, so the shifted value fits int16).
+// It reads 4 bytes a pixel (the next pixel's first byte for ps 3, landing in lane 3, which no output
+// reads): the caller passes only outputs whose pixels have that byte inside the image.
+inline void cv2_hrow_sse(const std::uint8_t* row, int ps, const int* i0, const int* i1, const std::int32_t* wpair,
+                         int count, std::int16_t* out) {
+    const __m128i zero = _mm_setzero_si128();
+    auto px = [&](int i) {
+        std::int32_t v;
+        std::memcpy(&v, row + static_cast<std::ptrdiff_t>(i) * ps, 4);
+        return _mm_cvtsi32_si128(v);
+    };
+    int x = 0;
+    for (; x + 2 <= count; x += 2) {
+        const __m128i a = _mm_unpacklo_epi32(px(i0[x]), px(i0[x + 1]));  // the two outputs' first taps
+        const __m128i b = _mm_unpacklo_epi32(px(i1[x]), px(i1[x + 1]));  // and their second taps
+        const __m128i ab = _mm_unpacklo_epi8(a, b);                        // (a, b) byte pairs per channel
+        const __m128i s0 = _mm_madd_epi16(_mm_unpacklo_epi8(ab, zero), _mm_set1_epi32(wpair[x]));
+        const __m128i s1 = _mm_madd_epi16(_mm_unpackhi_epi8(ab, zero), _mm_set1_epi32(wpair[x + 1]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 4 * x),
+                         _mm_packs_epi32(_mm_srai_epi32(s0, 4), _mm_srai_epi32(s1, 4)));
+    }
+    if (x < count) {
+        const __m128i ab = _mm_unpacklo_epi8(px(i0[x]), px(i1[x]));
+        const __m128i s0 = _mm_madd_epi16(_mm_unpacklo_epi8(ab, zero), _mm_set1_epi32(wpair[x]));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + 4 * x), _mm_packs_epi32(_mm_srai_epi32(s0, 4), zero));
+    }
+}
+
+// Vertical: lanes [0, m) of two cached rows: v = hi16(h0 * b0) + hi16(h1 * b1), (v + 2) >> 2, clamped to
+// [0, 255], as float (the high half of the signed 16 x 16-bit product is (h * b) >> 16 of the scalar
+// loop: h >= 0, 0 <= b <= 2048). Eight lanes a step; returns the lanes written (the caller does the rest).
+inline int cv2_vrow_sse(const std::int16_t* h0, const std::int16_t* h1, int b0, int b1, int m, float* vals) {
+    const __m128i B0 = _mm_set1_epi16(static_cast<std::int16_t>(b0)), B1 = _mm_set1_epi16(static_cast<std::int16_t>(b1));
+    const __m128i two = _mm_set1_epi16(2), zero = _mm_setzero_si128(), top = _mm_set1_epi16(255);
+    int e = 0;
+    for (; e + 8 <= m; e += 8) {
+        const __m128i p = _mm_mulhi_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h0 + e)), B0);
+        const __m128i q = _mm_mulhi_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h1 + e)), B1);
+        __m128i v = _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(p, q), two), 2);
+        v = _mm_min_epi16(_mm_max_epi16(v, zero), top);
+        _mm_storeu_ps(vals + e, _mm_cvtepi32_ps(_mm_unpacklo_epi16(v, zero)));
+        _mm_storeu_ps(vals + e + 4, _mm_cvtepi32_ps(_mm_unpackhi_epi16(v, zero)));
+    }
+    return e;
 }
 
 }  // namespace

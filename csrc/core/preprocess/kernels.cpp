@@ -36,6 +36,9 @@ constexpr PreprocessKernels kScalar = {
     nullptr,
     nullptr,
     nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
 };
 
 const PreprocessKernels& choose() {

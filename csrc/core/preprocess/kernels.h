@@ -64,6 +64,21 @@ struct PreprocessKernels {
     // outputs at a time; returns how many it wrote (the caller finishes the rest). Null: none.
     int (*rgbx_to_planes_f32)(const float* vals, int n, const PreprocessParams& p, float* o0, float* o1,
                               float* o2);
+
+    // bilinear_cv2 on uint8 sources (OpenCV's integer INTER_LINEAR; null in the scalar set): the
+    // horizontal pass of one row with 3 or 4 channels into 4 int16 lanes an output, (value >> 4) as the
+    // vertical pass takes it, for outputs [0, count) whose 4-byte pixel loads stay inside the image;
+    // wpair[x] = (w1 << 16) | w0. And the vertical pass over m such lanes of two rows into float
+    // values; it returns the lanes written (the caller finishes the rest). Exact: integer arithmetic.
+    void (*cv2_hrow_u8)(const std::uint8_t* row, int ps, const int* i0, const int* i1, const std::int32_t* wpair,
+                        int count, std::int16_t* out);
+    int (*cv2_vrow)(const std::int16_t* h0, const std::int16_t* h1, int b0, int b1, int m, float* vals);
+
+    // RGBX row -> uint8 (the scalar store's rounding: saturated, + 0.5, truncated; NaN -> 0), four
+    // outputs at a time, NHWC bytes at o0 or NCHW planes o0 / o1 / o2; returns the outputs written (0
+    // where channel_map is not a permutation of 0, 1, 2). Null: none (SSE4.1 set only: pshufb).
+    int (*rgbx_to_u8)(const float* vals, int n, const PreprocessParams& p, bool planes, std::uint8_t* o0,
+                      std::uint8_t* o1, std::uint8_t* o2);
 };
 
 // The best set this build and this CPU offer: SSE4.1, else SSE2, else scalar (scalar only under

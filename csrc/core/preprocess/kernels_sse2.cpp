@@ -36,6 +36,9 @@ constexpr PreprocessKernels kSse2 = {
     nullptr,
     nullptr,
     &rgbx_to_planes_f32_sse,
+    &cv2_hrow_sse,
+    &cv2_vrow_sse,
+    nullptr,
 };
 
 }  // namespace

@@ -118,6 +118,60 @@ int fused_2x2_u8q14_planes(const std::uint8_t* r0, const std::uint8_t* r1, int p
     return x;
 }
 
+// RGBX row -> uint8, four outputs a step: o_k[x] = saturate_u8(vals[4x + m_k] * scale[k] + bias[k]) with
+// the scalar store's operations (the product and sum in float32, then max(v, 0) -- NaN -> 0 --, min
+// 255, + 0.5, truncated). NHWC (planes == false): three bytes a pixel at o0; NCHW: one plane each. Lane
+// m_k of each pixel gets channel k's scale and bias, then pshufb puts the bytes in place. Returns the
+// outputs written (0 when channel_map is not a permutation of 0, 1, 2: the caller's loop does them).
+int rgbx_to_u8(const float* vals, int n, const PreprocessParams& p, bool planes, std::uint8_t* o0,
+               std::uint8_t* o1, std::uint8_t* o2) {
+    const int m[3] = {p.channel_map[0], p.channel_map[1], p.channel_map[2]};
+    alignas(16) float sl[4] = {0.f, 0.f, 0.f, 0.f}, bl[4] = {0.f, 0.f, 0.f, 0.f};
+    int seen = 0;
+    for (int k = 0; k < 3; ++k) {
+        if (m[k] < 0 || m[k] > 2 || (seen & (1 << m[k]))) return 0;
+        seen |= 1 << m[k];
+        sl[m[k]] = p.scale[k];
+        bl[m[k]] = p.bias[k];
+    }
+    const __m128 S = _mm_load_ps(sl), B = _mm_load_ps(bl);
+    const __m128 zero = _mm_setzero_ps(), top = _mm_set1_ps(255.f), half = _mm_set1_ps(0.5f);
+    // bytes after the packs: pixel q's lane l at 4q + l
+    alignas(16) std::int8_t mk[16];
+    for (int i = 0; i < 16; ++i) mk[i] = -1;
+    if (planes) {
+        for (int k = 0; k < 3; ++k)
+            for (int q = 0; q < 4; ++q) mk[4 * k + q] = static_cast<std::int8_t>(4 * q + m[k]);
+    } else {
+        for (int q = 0; q < 4; ++q)
+            for (int k = 0; k < 3; ++k) mk[3 * q + k] = static_cast<std::int8_t>(4 * q + m[k]);
+    }
+    const __m128i order = _mm_load_si128(reinterpret_cast<const __m128i*>(mk));
+    auto lane = [&](const float* v) {
+        const __m128 x = _mm_min_ps(_mm_max_ps(_mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v), S), B), zero), top);
+        return _mm_cvttps_epi32(_mm_add_ps(x, half));
+    };
+    int x = 0;
+    for (; x + 4 <= n; x += 4) {
+        const float* v = vals + 4 * x;
+        const __m128i w = _mm_packus_epi16(_mm_packs_epi32(lane(v), lane(v + 4)), _mm_packs_epi32(lane(v + 8), lane(v + 12)));
+        const __m128i b = _mm_shuffle_epi8(w, order);
+        if (planes) {
+            const int r0 = _mm_cvtsi128_si32(b), r1 = _mm_cvtsi128_si32(_mm_srli_si128(b, 4)),
+                      r2 = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
+            std::memcpy(o0 + x, &r0, 4);
+            std::memcpy(o1 + x, &r1, 4);
+            std::memcpy(o2 + x, &r2, 4);
+        } else {  // 12 bytes: no byte past the row's last pixel is written
+            std::uint8_t* o = o0 + 3 * static_cast<std::ptrdiff_t>(x);
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(o), b);
+            const int tail = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
+            std::memcpy(o + 8, &tail, 4);
+        }
+    }
+    return x;
+}
+
 // constexpr: constant-initialised, no code runs before the CPU check
 constexpr PreprocessKernels kSse41 = {
     "sse41",
@@ -129,6 +183,9 @@ constexpr PreprocessKernels kSse41 = {
     &fused_2x2_u8q14,
     &fused_2x2_u8q14_planes,
     &rgbx_to_planes_f32_sse,
+    &cv2_hrow_sse,
+    &cv2_vrow_sse,
+    &rgbx_to_u8,
 };
 
 }  // namespace

@@ -143,6 +143,8 @@ void store_row(const PreprocessKernels& K, const float* vals, int lanes, const T
             int x = 0;
             if constexpr (std::is_same_v<Out, float>) {
                 if (K.rgbx_to_planes_f32) x = K.rgbx_to_planes_f32(vals, n, p, o0, o1, o2);
+            } else if constexpr (std::is_same_v<Out, std::uint8_t>) {
+                if (K.rgbx_to_u8) x = K.rgbx_to_u8(vals, n, p, true, o0, o1, o2);
             }
             for (; x < n; ++x) {
                 const float* v = vals + 4 * x;
@@ -190,7 +192,11 @@ void store_row(const PreprocessKernels& K, const float* vals, int lanes, const T
         const int m2 = lanes == 1 ? 0 : p.channel_map[2];
         const float s0 = p.scale[0], s1 = p.scale[1], s2 = p.scale[2];
         const float b0 = p.bias[0], b1 = p.bias[1], b2 = p.bias[2];
-        for (int x = 0; x < n; ++x) {
+        int x = 0;
+        if constexpr (std::is_same_v<Out, std::uint8_t>) {
+            if (lanes == 4 && K.rgbx_to_u8) x = K.rgbx_to_u8(vals, n, p, false, o, nullptr, nullptr);
+        }
+        for (; x < n; ++x) {
             const float* v = vals + lanes * x;
             o[3 * x] = convert_out<Out>(v[m0] * s0 + b0);
             o[3 * x + 1] = convert_out<Out>(v[m1] * s1 + b1);
@@ -344,37 +350,59 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
     }
 }
 
-// bilinear_cv2 on a uint8 source: cv2.resize(INTER_LINEAR)'s integer arithmetic, scalar. Horizontal
-// pass per source row into int32 (Q11: s[i0] * w0 + s[i1] * w1, every channel of the source, as cv2
-// resizes all of them), cached for the next output row; vertical pass as cv2 computes it (checked
-// against cv2 5.0, tests/preprocessing/test_bilinear_cv2.py): each row value is shifted right by 4,
-// multiplied by its Q11 row weight keeping the high 16 bits of the product, the two summed and
-// rounded by (sum + 2) >> 2 -- not the exact (a * b0 + c * b1 + 2^21) >> 22, which differs by one level
-// now and then. An exact 2x shrink of both axes is a 2x2 block mean (sum + 2) >> 2, as in cv2.
+// bilinear_cv2 on a uint8 source: cv2.resize(INTER_LINEAR)'s integer arithmetic. Horizontal pass per
+// source row (Q11: s[i0] * w0 + s[i1] * w1 per channel), kept as (value >> 4) in int16 -- all the
+// vertical pass uses -- with 4 lanes a pixel for colour sources (the first three channels used), cached
+// for the next output row; vertical pass as cv2 computes it (checked against cv2 5.0,
+// tests/preprocessing/test_bilinear_cv2.py): each shifted row value multiplied by its Q11 row weight
+// keeping the high 16 bits of the product, the two summed and rounded by (sum + 2) >> 2 -- not the
+// exact (a * b0 + c * b1 + 2^21) >> 22, which differs by one level now and then. An exact 2x shrink of
+// both axes is a 2x2 block mean (sum + 2) >> 2, as in cv2. The vector sets run both passes with SSE2
+// integer instructions (K.cv2_hrow_u8 / K.cv2_vrow, the same integers); the scalar loops do the edges.
 template <typename Out, int CN>
 void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const TensorView& dst, int index,
                      const ResizePlan& plan, const ImageTables& t, const PreprocessParams& p, int row_begin,
                      int row_end) {
     constexpr int cn = CN;  // the source's channels, a constant for the compiler (1, 3 or 4)
     constexpr int used = CN < 3 ? CN : 3;
-    const int lanes = cn >= 3 ? 4 : 1;
+    constexpr int lanes = cn >= 3 ? 4 : 1;  // per pixel, in the row cache and in vals
     const int n = plan.content_w;
     const Cv2LinearAxis& xa = t.cv2_x;
     const Cv2LinearAxis& ya = t.cv2_y;
     const std::uint8_t* pixels = static_cast<const std::uint8_t*>(src.data);
-    std::vector<std::int32_t> cache(static_cast<std::size_t>(2) * n * cn);
+    std::vector<std::int16_t> cache(static_cast<std::size_t>(2) * n * lanes);
     int key[2] = {-1, -1};
     std::vector<float> vals(static_cast<std::size_t>(n) * lanes, 0.f);
-    auto hrow = [&](int sy) -> const std::int32_t* {
+    // the vector horizontal pass: colour sources, outputs whose 4-byte pixel loads stay inside the row
+    // (i1 never decreases along x, and i0 <= i1)
+    int hsafe = 0;
+    std::vector<std::int32_t> wpair;
+    const bool hvec = cn >= 3 && K.cv2_hrow_u8 != nullptr && !t.cv2_halve;
+    if (hvec) {
+        const int last_ok = cn == 4 ? src.width - 1 : src.width - 2;
+        while (hsafe < n && xa.i1[hsafe] <= last_ok && xa.i0[hsafe] <= last_ok) ++hsafe;
+        wpair.resize(static_cast<std::size_t>(n));
+        for (int x = 0; x < n; ++x)
+            wpair[x] = static_cast<std::int32_t>((static_cast<std::uint32_t>(xa.w1[x]) << 16) |
+                                                 (static_cast<std::uint32_t>(xa.w0[x]) & 0xffffu));
+    }
+    auto hrow = [&](int sy) -> const std::int16_t* {
         const int slot = sy & 1;
-        std::int32_t* buf = cache.data() + static_cast<std::size_t>(slot) * n * cn;
+        std::int16_t* buf = cache.data() + static_cast<std::size_t>(slot) * n * lanes;
         if (key[slot] != sy) {
             const std::uint8_t* row = pixels + static_cast<std::ptrdiff_t>(sy) * src.row_stride;
-            for (int x = 0; x < n; ++x) {
+            int x = 0;
+            if (hvec) {
+                K.cv2_hrow_u8(row, cn, xa.i0.data(), xa.i1.data(), wpair.data(), hsafe, buf);
+                x = hsafe;
+            }
+            for (; x < n; ++x) {
                 const std::uint8_t* a = row + static_cast<std::ptrdiff_t>(xa.i0[x]) * cn;
                 const std::uint8_t* b = row + static_cast<std::ptrdiff_t>(xa.i1[x]) * cn;
                 const std::int32_t w0 = xa.w0[x], w1 = xa.w1[x];
-                for (int k = 0; k < cn; ++k) buf[x * cn + k] = a[k] * w0 + b[k] * w1;
+                for (int k = 0; k < used; ++k)
+                    buf[x * lanes + k] = static_cast<std::int16_t>((a[k] * w0 + b[k] * w1) >> 4);  // < 2^15
+                for (int k = used; k < lanes; ++k) buf[x * lanes + k] = 0;  // (lane 3: read by no output)
             }
             key[slot] = sy;
         }
@@ -399,18 +427,17 @@ void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const Ten
         } else {
             const int sy0 = ya.i0[oy], sy1 = ya.i1[oy];
             // two slots keyed by row parity: sy0 and sy1 differ by one or are equal (clamped edge)
-            const std::int32_t* h0 = hrow(sy0);
-            const std::int32_t* h1 = sy1 == sy0 ? h0 : hrow(sy1);
+            const std::int16_t* h0 = hrow(sy0);
+            const std::int16_t* h1 = sy1 == sy0 ? h0 : hrow(sy1);
             const std::int32_t b0 = ya.w0[oy], b1 = ya.w1[oy];
-            for (int x = 0; x < n; ++x) {
-                for (int k = 0; k < used; ++k) {
-                    const int i = x * cn + k;
-                    // (h >> 4) fits int16 (h <= 255 * 2049 < 2^19); the high half of a 16 x 16-bit product
-                    std::int32_t v = (((h0[i] >> 4) * b0) >> 16) + (((h1[i] >> 4) * b1) >> 16);
-                    v = (v + 2) >> 2;
-                    v = v < 0 ? 0 : (v > 255 ? 255 : v);
-                    vals[static_cast<std::size_t>(x) * lanes + k] = static_cast<float>(v);
-                }
+            const int m = n * lanes;
+            int e = K.cv2_vrow ? K.cv2_vrow(h0, h1, b0, b1, m, vals.data()) : 0;
+            for (; e < m; ++e) {
+                // the high half of a 16 x 16-bit product
+                std::int32_t v = ((h0[e] * b0) >> 16) + ((h1[e] * b1) >> 16);
+                v = (v + 2) >> 2;
+                v = v < 0 ? 0 : (v > 255 ? 255 : v);
+                vals[e] = static_cast<float>(v);
             }
         }
         store_row<Out>(K, vals.data(), lanes, dst, index, y, plan, p);

@@ -73,6 +73,22 @@ def _json(r) -> dict:
             "count": None if d is None else len(d), "detections": dets, "error": r.error}
 
 
+def _input_holding(folder: str, inputs: list) -> str | None:
+    """The input (a folder, or a file's own folder) whose images a drawn copy saved in ``folder``
+    could replace, if any: ``folder`` is that folder or inside it (folders are walked recursively)."""
+    target = os.path.realpath(folder)
+    for p in inputs:
+        if not isinstance(p, str) or p == "-" or (p.startswith("@") and not os.path.exists(p)):
+            continue
+        if os.path.isdir(p):
+            root = os.path.realpath(p)
+            if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+                return p
+        elif os.path.exists(p) and target == os.path.realpath(os.path.dirname(os.path.abspath(p))):
+            return p
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..io.sources import iter_items
     from ..jobs.detect import UniqueNames, open_output, save_drawn
@@ -82,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--save must be a folder, got the file {args.save}")
     if args.out and args.save and os.path.abspath(args.out.rstrip("/")) == os.path.abspath(args.save.rstrip("/")):
         raise UsageError("--out and --save must be different folders")
+    if args.save:
+        inside = _input_holding(args.save, inputs)
+        if inside is not None:
+            raise UsageError(f"--save {args.save} is inside the input {inside}: the drawn images would replace "
+                             "the inputs (same file names); give another folder")
     det = make_detector(args)
     writer = open_output(args.out, det.names, save_conf=args.save_conf) if args.out else None
     names = UniqueNames()

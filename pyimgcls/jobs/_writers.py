@@ -99,11 +99,18 @@ def atomic_write(path: str, data: bytes, *, hidden_tmp: bool = False) -> None:
     whole folder (pyarrow, Spark, Ray read a ``.parts`` folder as one dataset) skip a half-written one."""
     d, name = os.path.split(path)
     tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}") if hidden_tmp else f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # (a full disk, PATH a folder, an interrupt): no temporary left behind
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     fsync_dir(path)
 
 

@@ -134,12 +134,15 @@ def save_drawn(r, folder: str, names: UniqueNames) -> str:
     ext = os.path.splitext(r.source)[1].lower()
     ext = ext if ext in SAVE_EXTS else ".png"
     name = names(r.source, ext)
+    dest = os.path.join(folder, name)
+    if os.path.exists(dest) and os.path.exists(r.source) and os.path.samefile(dest, r.source):
+        raise OSError(f"{dest} is the input itself: the drawn image would replace it")
     drawn = r.detections.annotate(read_image(r.source))
     ok, buf = cv2.imencode(ext, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else [])
     if not ok:
         raise OSError(f"could not encode {name}")
-    atomic_write(os.path.join(folder, name), buf.tobytes())
+    atomic_write(dest, buf.tobytes())
     return name
 
 
@@ -181,8 +184,8 @@ class CocoWriter:
         self.f.flush()
         os.fsync(self.f.fileno())
         self.f.close()
-        names = list(self.class_names) if self.class_names is not None else \
-            [str(i) for i in range(1 + max([0] + [c for c in self._class_ids()]))]
+        names = list(self.class_names) if self.class_names else \
+            [str(i) for i in range(1 + max([0] + [c for c in self._class_ids()]))]  # (a model without names: [])
         meta = {"images": self.images, "categories": [{"id": i, "name": text(str(n))} for i, n in enumerate(names)],
                 "annotations": []}
         atomic_write(self.images_path, json.dumps(meta, ensure_ascii=False).encode())
@@ -257,7 +260,7 @@ class YoloLabelsWriter:
         if r.error:
             entry["error"] = text(r.error)
         else:
-            name = self.names(r.source, ".txt")
+            name = self.names(text(r.source), ".txt")  # valid UTF-8, as index.json must hold it
             lines = yolo_lines(r, save_conf=self.save_conf)
             atomic_write(os.path.join(self.folder, name), "".join(ln + "\n" for ln in lines).encode())
             entry["label"] = name

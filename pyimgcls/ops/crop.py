@@ -42,9 +42,14 @@ def _size(size) -> tuple[int, int]:
         h = w = int(size)
     else:
         try:
-            h, w = (int(v) for v in size)
+            if isinstance(size, (str, bytes)):  # "88" would read as (8, 8)
+                raise TypeError
+            h, w = size
+            if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (h, w)):
+                raise TypeError  # (2.5, 3.7) would be cut to (2, 3)
+            h, w = int(h), int(w)
         except (TypeError, ValueError):
-            raise TypeError(f"size must be an int or (height, width), got {size!r}") from None
+            raise TypeError(f"size must be an int or (height, width) of ints, got {size!r}") from None
     if not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
         raise ValueError(f"size must be in [1, {MAX_INPUT_SIDE}] on each side, got ({h}, {w})")
     return h, w

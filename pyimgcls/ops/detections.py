@@ -143,6 +143,9 @@ class Detections:
 
         ``category_ids`` maps class ids to COCO category ids (COCO's 80 classes use 1..90).
         """
+        if category_ids is not None and len(self) and int(self.class_id.max()) >= len(category_ids):
+            raise ValueError(f"category_ids has {len(category_ids)} entries, but a detection has class id "
+                             f"{int(self.class_id.max())}: give one COCO category id per class id")
         out = []
         for (x1, y1, x2, y2), s, c in zip(self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist()):
             out.append({
@@ -166,8 +169,9 @@ class Detections:
         Args:
             image: (H, W, 3) RGB or (H, W, 4) RGBA uint8, in the pixels of ``xyxy``; (H, W) or
                 (H, W, 1) gray gives an RGB result.
-            thickness: box line width in pixels (default: about 0.3% of the image's mean side, >= 1).
-            text_scale: OpenCV font scale of the labels (default: from ``thickness``).
+            thickness: box line width in pixels (default: about 0.3% of the image's mean side, >= 1;
+                at most 32767, OpenCV's limit).
+            text_scale: OpenCV font scale of the labels (default: from ``thickness``; at most 100).
             labels: draw labels; ``scores``: put the confidence in them.
             palette: colours (RGB) to use instead of ``ops.draw.PALETTE``.
 
@@ -175,7 +179,8 @@ class Detections:
             (H, W, 3) or (H, W, 4) uint8, a new array.
 
         Raises:
-            TypeError: ``image`` is not a uint8 array. ValueError: its shape is not an image's.
+            TypeError: ``image`` is not a uint8 array. ValueError: its shape is not an image's, or
+            ``thickness`` / ``text_scale`` is out of range.
         """
         from .draw import annotate
 

@@ -26,6 +26,13 @@ PALETTE: tuple[tuple[int, int, int], ...] = tuple(
         "469990", "DCBEFF", "9A6324", "FFFAC8", "800000", "AAFFC3", "808000", "FFD8B1", "000075", "A9A9A9"))
 
 
+#: ``thickness`` at most this (OpenCV's ``MAX_THICKNESS``); ``text_scale`` at most this (labels about
+#: 2200 px tall; OpenCV's ``putText`` takes seconds from a few hundred and crashes the process from
+#: a few thousand).
+MAX_THICKNESS = 32767
+MAX_TEXT_SCALE = 100.0
+
+
 def class_color(class_id: int) -> tuple[int, int, int]:
     """The palette colour (RGB) of a class id: ``PALETTE[class_id % len(PALETTE)]``."""
     return PALETTE[int(class_id) % len(PALETTE)]
@@ -71,11 +78,11 @@ def annotate(image: np.ndarray, xyxy: np.ndarray, confidence: np.ndarray, class_
     if not pal or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in pal):
         raise ValueError("palette must be a non-empty sequence of (r, g, b) colours with values in 0..255")
     lw = max(1, round((h + w) / 2 * 0.003)) if thickness is None else int(thickness)
-    if lw < 1:
-        raise ValueError(f"thickness must be >= 1, got {thickness}")
-    scale = max(0.35, lw / 3) if text_scale is None else float(text_scale)
-    if not scale > 0:
-        raise ValueError(f"text_scale must be > 0, got {text_scale}")
+    if not 1 <= lw <= MAX_THICKNESS:  # OpenCV asserts thickness <= 32767
+        raise ValueError(f"thickness must be in [1, {MAX_THICKNESS}], got {thickness}")
+    scale = min(max(0.35, lw / 3), MAX_TEXT_SCALE) if text_scale is None else float(text_scale)
+    if not 0 < scale <= MAX_TEXT_SCALE:  # OpenCV's putText crashed the process from about 5000 (and inf)
+        raise ValueError(f"text_scale must be in (0, {MAX_TEXT_SCALE:g}], got {text_scale}")
     font, font_lw = cv2.FONT_HERSHEY_SIMPLEX, max(1, lw // 2)
     alpha = out.shape[2] == 4
 

@@ -194,6 +194,12 @@ def infer_layout(shape: Sequence, *, input_size: tuple[int, int] | None = None, 
         if b == 6 and a > b:  # rows of x1, y1, x2, y2, score, class (Ultralytics reads any (N, M, 6) so)
             return "end2end", None
         raise bad(f" for {classes} classes")
+    # the anchor counts of the standard heads decide on small inputs, where channels and anchors are
+    # near: v8 (84, 21) and v5 (63, 85) at 32x32
+    if anchors and b == anchors[0] and a >= 5 and a != anchors[1]:
+        return "v8", a - 4
+    if anchors and a == anchors[1] and b >= 6 and b != anchors[0]:
+        return "v5", b - 5
     if a < b and a >= 5:
         return "v8", a - 4
     if a > b:
@@ -449,7 +455,8 @@ class Detector(ModelTask):
         if not np.isfinite(xyxy).all() or not np.isfinite(score).all():
             raise ValueError(f"{self.session.source}: the model's boxes or scores are not finite")
         shifted = xyxy if self.agnostic_nms else xyxy + (j.astype(np.float32) * np.float32(MAX_WH))[:, None]
-        kept = nms(shifted, score.astype(np.float32, copy=False), self.iou, max_output=self.max_det)
+        kept = nms(shifted, score.astype(np.float32, copy=False), self.iou,
+                   max_output=min(self.max_det, len(score)))  # any max_det >= 1 (nms takes <= 2^62)
         return Detections(xyxy=xyxy[kept], confidence=score[kept], class_id=j[kept].astype(np.int32),
                           class_names=self._class_names())
 
@@ -463,6 +470,9 @@ class Detector(ModelTask):
         if not np.isfinite(r).all() or (cls < 0).any() or (cls != np.round(cls)).any():
             raise ValueError(f"{self.session.source}: end-to-end output rows must be finite with integer "
                              "class ids >= 0")
+        if cls.size and cls.max() > np.iinfo(np.int32).max:  # would wrap in the int32 class_id
+            raise ValueError(f"{self.session.source}: end-to-end output has class id {float(cls.max()):.0f}, "
+                             f"past the int32 class ids (at most {np.iinfo(np.int32).max})")
         cls = cls.astype(np.int64)
         if self.num_classes is not None and cls.size and cls.max() >= self.num_classes:
             raise ValueError(f"{self.session.source}: end-to-end output has class id {int(cls.max())} but the "
@@ -492,6 +502,30 @@ class Detector(ModelTask):
             return [self._end2end(o) for o in out]
         out = np.asarray(out, np.float32)
         return [self._nms(o) for o in out]
+
+    def _decode_rows(self, outputs: np.ndarray, n: int) -> list:
+        """``decode`` of the model's first output for a batch of ``n`` images: per image its
+        ``Detections``, or the ``ValueError`` that says why its output cannot be decoded
+        (non-finite boxes or scores, bad class ids), so that one image's bad output does not take
+        its batch with it. An output that is not the batch's (shape or batch size) raises."""
+        out = np.asarray(outputs)
+        if out.ndim != 3:
+            raise ValueError(f"{self.session.source}: detector output of shape {out.shape} is not a recognised "
+                             f"YOLO layout; supported: {_LAYOUT_TEXT}")
+        if out.shape[0] != n:
+            raise ValueError(f"{self.session.source}: the model gave an output of shape {out.shape} for a batch of "
+                             f"{n} image{'s' if n != 1 else ''}; its first dimension must be the batch")
+        try:
+            return list(self.decode(out))
+        except ValueError:
+            pass
+        rows: list = []
+        for r in range(n):
+            try:
+                rows.append(self.decode(out[r:r + 1])[0])
+            except ValueError as e:
+                rows.append(e)
+        return rows
 
     def _to_image(self, det: Detections, transform: ImageTransform) -> Detections:
         return det.to_original(transform)
@@ -529,12 +563,16 @@ class Detector(ModelTask):
         for prep, outs in self._run_batches(inputs, batch_size=batch_size, errors=errors, fast_decode=fast_decode,
                                             items=items, stats=stats, item_timeout=item_timeout):
             t0 = time.perf_counter()
-            dets = self.decode(outs[0]) if outs is not None else []
+            dets = self._decode_rows(outs[0], len(prep.ok)) if outs is not None else []
             row = {j: r for r, j in enumerate(prep.ok)}
             results = []
             for j, item in enumerate(prep.items):
-                if j in prep.errors:
-                    e = prep.errors[j]
+                e = prep.errors.get(j)
+                if e is None and isinstance(dets[row[j]], ValueError):
+                    e = dets[row[j]]  # this image's output cannot be decoded (non-finite boxes, ...)
+                    if errors == "raise":
+                        raise ValueError(f"{item.source}: {e}") from None
+                if e is not None:
                     results.append(DetectionResult(source=item.source, detections=None,
                                                    error=f"{type(e).__name__}: {e}"))
                     continue
@@ -555,7 +593,9 @@ class Detector(ModelTask):
         is safe to call from many threads at once. Errors raise.
         """
         run = self._run_one(image)
-        det = self.decode(run.outputs[0][:1])[0]
+        det = self._decode_rows(run.outputs[0], 1)[0]
+        if isinstance(det, ValueError):
+            raise ValueError(f"{run.source}: {det}") from None
         info = run.info
         return DetectionResult(source=run.source, detections=self._to_image(det, run.transform),
                                image_size=info.full_size if info else run.transform.original_size,

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from ..io.sources import Item, iter_items, load_item, peek
+from ..limits import MAX_INPUT_PIXELS
 from ..ops.crop import crop_resize
 from ..ops.detections import Detections
 from ..ops.nms import nms
@@ -48,6 +49,9 @@ from .detector import DetectionResult
 __all__ = ["FaceDetector", "mtcnn_model_paths"]
 
 _NAMES = ["face"]
+#: The most pyramid levels one image may have (MTCNN's defaults give about 10 to 20; 1000 is a
+#: scale_factor of 0.99 on a 180-megapixel image).
+MAX_PYRAMID_LEVELS = 1000
 _MEAN, _STD = 127.5, 128.0
 
 
@@ -59,6 +63,12 @@ def mtcnn_model_paths() -> tuple[str, str, str]:
 
 def _rgb8(img: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB view or copy of a decoded image (gray repeated, alpha dropped, 16-bit scaled)."""
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"image must be a numpy array (H, W, 3) uint8, got {type(img).__name__}")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"image must be uint8 (or uint16), got {img.dtype}")
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3, 4))) or 0 in img.shape:
+        raise ValueError(f"image must have shape (H, W) or (H, W, C) with C in 1, 3, 4, got {img.shape}")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 2:
@@ -118,9 +128,12 @@ class FaceDetector:
 
     Args:
         conf: final (O-Net) score threshold; ``None`` keeps ``thresholds[2]``.
-        min_face_size: smallest face side looked for, in pixels (20 in MTCNN).
+        min_face_size: smallest face side looked for, in pixels (20 in MTCNN). Below 12 the image is
+            enlarged for P-Net; an image whose enlarged level would pass both its own pixel count and
+            ``limits.MAX_INPUT_PIXELS`` gets a ``ValueError`` (its error row in ``predict``).
         thresholds: P-Net, R-Net and O-Net score thresholds (0.6, 0.7, 0.7 in MTCNN).
-        scale_factor: pyramid step (0.709 in MTCNN, about 1 / sqrt(2)).
+        scale_factor: pyramid step (0.709 in MTCNN, about 1 / sqrt(2)); an image whose pyramid would
+            have more than ``MAX_PYRAMID_LEVELS`` (1000) levels gets a ``ValueError``.
         max_det: at most this many faces per image, best first (``None``: all).
         iou: accepted for the detectors' common signature (``load_detector``) only as ``None``: MTCNN's
             NMS thresholds are part of the published cascade.
@@ -157,8 +170,8 @@ class FaceDetector:
         if not all(0.0 <= t <= 1.0 for t in th):
             raise ValueError(f"thresholds and conf must be in [0, 1], got {th}")
         mfs = float(min_face_size)
-        if not (math.isfinite(mfs) and mfs > 0):
-            raise ValueError(f"min_face_size must be > 0, got {min_face_size!r}")
+        if not (math.isfinite(mfs) and mfs > 0 and math.isfinite(12.0 / mfs)):  # 12 / 5e-324: an endless pyramid
+            raise ValueError(f"min_face_size must be > 0 (with 12 / min_face_size finite), got {min_face_size!r}")
         f = float(scale_factor)
         if not (0.0 < f < 1.0):
             raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor!r}")
@@ -216,9 +229,20 @@ class FaceDetector:
 
     # ------------------------------------------------------------------ the cascade
     def scales(self, height: int, width: int) -> list[float]:
-        """The pyramid scales for an image of this size (largest first)."""
+        """The pyramid scales for an image of this size (largest first).
+
+        Raises:
+            ValueError: more than ``MAX_PYRAMID_LEVELS`` levels (a ``scale_factor`` very near 1:
+                0.9999999 gives 30 million P-Net runs for a 640x480 photo).
+        """
         m = 12.0 / self.min_face_size
         side = min(height, width) * m
+        if side >= 12:
+            levels = math.floor(math.log(12.0 / side) / math.log(self.scale_factor)) + 1
+            if levels > MAX_PYRAMID_LEVELS:
+                raise ValueError(f"scale_factor={self.scale_factor!r} gives about {levels} pyramid levels for a "
+                                 f"{width}x{height} image (one P-Net run each); at most {MAX_PYRAMID_LEVELS}: "
+                                 f"use a smaller scale_factor (MTCNN: 0.709)")
         out, k = [], 0
         while side >= 12:
             out.append(m * self.scale_factor ** k)
@@ -280,6 +304,14 @@ class FaceDetector:
                 img_t = None
         if img_t is None or img_t.shape != (W, H, 3):
             img_t = np.ascontiguousarray(img.transpose(1, 0, 2))
+        scales = self.scales(H, W)
+        if scales:  # the first level is the largest: an upsampled one is bounded like a model input
+            big = math.ceil(H * scales[0]) * math.ceil(W * scales[0])
+            if big > max(H * W, MAX_INPUT_PIXELS):
+                raise ValueError(f"min_face_size={self.min_face_size:g} enlarges this {W}x{H} image "
+                                 f"{scales[0]:.3g} times for P-Net ({big} pixels, more than the "
+                                 f"{MAX_INPUT_PIXELS} a model input may have): use a larger min_face_size "
+                                 f"(at least {12 * math.sqrt(H * W / MAX_INPUT_PIXELS):.3g}) or enlarge the image")
         boxes = self._stage1(img_t)
         if len(boxes):
             reg, prob = self._rnet.run(self._crops(img_t, boxes, 24))

@@ -122,6 +122,26 @@ def test_save_draws_each_image_under_a_unique_name(capsys, scenes, model, tmp_pa
     assert np.array_equal(read_image(str(out / "blank.png")), np.full((100, 100, 3), 90, np.uint8))
 
 
+def test_save_never_replaces_an_input(capsys, model, tmp_path):
+    """``--save`` into the input's own folder wrote the drawn copy over the input (same name): the
+    original was lost. A folder that holds an input is refused up front; an input reached another
+    way (a list on standard input) is not saved over, and the run says so."""
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(_scene()).save(d / "a.png")
+    Image.fromarray(_scene()).save(d / "sub" / "a.png")
+    before = {p: (d / p).read_bytes() for p in ("a.png", "sub/a.png")}
+    for inputs, save in (([str(d / "a.png")], d), ([str(d)], d), ([str(d)], d / "sub"), ([str(d / "a.png")], str(d) + "/")):
+        assert main(["detect", *inputs, "--model", model, "--save", str(save), "-q"]) == 2
+        assert "the drawn images would replace the inputs" in capsys.readouterr().err
+    r = subprocess.run([sys.executable, "-m", "pyimgcls", "detect", "-", "--model", model, "--save", str(d), "-q"],
+                       input=f"{d / 'a.png'}\n", capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 1 and "is the input itself" in r.stderr, r.stderr
+    assert {p: (d / p).read_bytes() for p in before} == before
+    assert main(["detect", str(d / "a.png"), "--model", model, "--save", str(tmp_path / "drawn"), "-q"]) == 0
+    assert os.listdir(tmp_path / "drawn") == ["a.png"]
+
+
 @pytest.mark.parametrize("kind", ["res.json", "res.parquet", "labels"])
 def test_out_formats_agree_with_the_printed_results(capsys, scenes, model, tmp_path, kind):
     out = tmp_path / kind

@@ -79,6 +79,19 @@ def test_coco_results_without_detections_are_an_empty_list(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
 
 
+@pytest.mark.parametrize("names", [None, []])
+def test_coco_categories_of_a_model_without_names_are_its_class_ids(tmp_path, names):
+    """A model without names (``Detector.names == []``: an end-to-end export without metadata)
+    wrote ``"categories": []``, so the results' category ids matched no category."""
+    out = tmp_path / "res.json"
+    d = Detections(xyxy=[[0, 0, 5, 5], [1, 1, 4, 4]], confidence=[0.9, 0.8], class_id=[0, 3])
+    w = open_output(str(out), names)
+    w.add(DetectionResult(source="x.jpg", detections=d, image_size=(10, 10)))
+    w.close()
+    meta = json.loads((tmp_path / "res.images.json").read_text())
+    assert meta["categories"] == [{"id": i, "name": str(i)} for i in range(4)]
+
+
 def test_parquet_one_row_per_image_with_list_columns(tmp_path, results):
     out = tmp_path / "dets.parquet"
     _write(out, results)
@@ -101,6 +114,28 @@ def test_keypoints_kept_in_rows(tmp_path):
     out = tmp_path / "k.parquet"
     _write(out, [r])
     assert pq.read_table(out).column("keypoints").to_pylist() == [kp]
+
+
+def test_yolo_label_of_a_file_name_that_is_not_utf8(tmp_path):
+    """A file name with undecodable bytes (surrogate escapes) named its label file as it was, and
+    index.json could not be written (UnicodeEncodeError after all the labels)."""
+    out = tmp_path / "labels"
+    src = os.fsdecode(b"photos/\xff\xfe.jpg")
+    _write(out, [_result(src, [[0, 0, 64, 48]], [0.5], [1])])
+    index = json.loads((out / "index.json").read_text(encoding="utf-8"))
+    assert index == [{"label": "_xff_xfe.txt", "source": "photos/\\xff\\xfe.jpg"}]
+    assert (out / "_xff_xfe.txt").read_text() == "1 0.050000 0.050000 0.100000 0.100000\n"
+
+
+def test_a_label_that_cannot_be_written_leaves_no_temporary(tmp_path, results):
+    """The label's name is taken by a folder: the error is raised, and its temporary file
+    (``cat.txt.tmp-PID``) no longer stays behind."""
+    out = tmp_path / "labels"
+    (out / "cat.txt").mkdir(parents=True)
+    w = open_output(str(out), NAMES)
+    with pytest.raises(IsADirectoryError):
+        w.add(results[0])
+    assert sorted(os.listdir(out)) == ["cat.txt"]
 
 
 def test_yolo_label_folder_normalised_and_same_names_not_overwritten(tmp_path, results):

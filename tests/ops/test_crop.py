@@ -360,6 +360,15 @@ def test_bad_input():
         ops.crop_resize(img, [[0, 0, 5, 5]], (0, 4))
     with pytest.raises(TypeError, match="size must be an int or"):
         ops.crop_resize(img, [[0, 0, 5, 5]], "big")
+    with pytest.raises(TypeError, match=r"size must be an int or \(height, width\) of ints, got '88'"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], "88")  # was read as (8, 8)
+    with pytest.raises(TypeError, match=r"of ints, got \(2.5, 3.7\)"):
+        ops.crop_resize(img, [[0, 0, 5, 5]], (2.5, 3.7))  # was cut to (2, 3)
+    assert ops.crop_resize(img, [[0, 0, 5, 5]], (np.int64(2), 3)).shape == (1, 3, 2, 3)
+    for interpolation in ("bilinear", "area"):  # finite corners, a width past the doubles: every tap was NaN
+        with pytest.raises(ValueError, match=r"boxes\[0\] must have a finite width and height"):
+            ops.crop_resize(img, [[-1e308, -1e308, 1e308, 1e308]], 4, interpolation=interpolation)
+    assert np.isfinite(ops.crop_resize(img, [[-1e307, -1e307, 1e307, 1e307]], 4)).all()
     with pytest.raises(ValueError, match="mean must be a number or 3 values"):
         ops.crop_resize(img, [[0, 0, 5, 5]], 4, mean=(1, 2))
     with pytest.raises(ValueError, match="std must be non-zero"):

@@ -124,6 +124,24 @@ def test_bad_drawing_options_are_refused():
         _dets([[1, 1, 5, 5]]).annotate(img, palette=[(300, 0, 0)])
 
 
+@pytest.mark.parametrize("scale", [float("inf"), float("nan"), 1e4, -1.0])
+def test_text_scale_out_of_range_is_a_value_error_not_a_crash(scale):
+    """OpenCV's putText killed the process (SIGSEGV) from a text scale of a few thousand, and
+    took seconds from a few hundred: the scale is limited to 100."""
+    with pytest.raises(ValueError, match=r"text_scale must be in \(0, 100\]"):
+        _dets([[1, 1, 5, 5]]).annotate(np.zeros((10, 10, 3), np.uint8), text_scale=scale)
+    assert _dets([[1, 1, 5, 5]]).annotate(np.zeros((10, 10, 3), np.uint8), text_scale=100).shape == (10, 10, 3)
+
+
+def test_thickness_past_opencv_limit_is_a_value_error():
+    img = np.zeros((10, 10, 3), np.uint8)
+    for t in (40000, 2 ** 40):  # cv2.error (an assertion / an overload failure) before
+        with pytest.raises(ValueError, match=r"thickness must be in \[1, 32767\]"):
+            _dets([[1, 1, 5, 5]]).annotate(img, thickness=t)
+    # the default text scale of a thick line stays in range
+    assert _dets([[1, 1, 5, 5]]).annotate(img, thickness=600).shape == (10, 10, 3)
+
+
 def test_line_width_grows_with_the_image():
     d = _dets([[0.1, 0.1, 0.9, 0.9]])
     widths = []

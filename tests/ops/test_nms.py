@@ -182,6 +182,9 @@ def test_detections_validation_and_indexing():
         Detections(xyxy=np.zeros((2, 3)), confidence=[1, 1], class_id=[0, 0])
     coco = d.to_coco(7)
     assert coco[1] == {"image_id": 7, "category_id": 0, "bbox": [5.0, 5.0, 3.0, 4.0], "score": pytest.approx(0.3)}
+    assert [a["category_id"] for a in d.to_coco(7, category_ids=[18, 17])] == [17, 18]
+    with pytest.raises(ValueError, match="category_ids has 1 entries, but a detection has class id 1"):
+        d.to_coco(7, category_ids=[17])  # an IndexError before
     assert len(Detections.empty()) == 0
 
 

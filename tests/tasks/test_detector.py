@@ -139,6 +139,12 @@ def test_infer_layout_rules():
             infer_layout(bad, input_size=(640, 640))
     with pytest.raises(ValueError, match="for 80 classes"):
         infer_layout((1, 20, 8400), input_size=(640, 640), classes=80)
+    # small inputs: more channels than anchors; the anchors of the standard heads tell v8 (they were
+    # taken as v5 with 16 classes at 32x32, and refused at 64x64, where 84 == 84)
+    assert infer_layout((1, 84, 21), input_size=(32, 32)) == ("v8", 80)
+    assert infer_layout((1, 84, 84), input_size=(64, 64)) == ("v8", 80)
+    assert infer_layout((1, 63, 85), input_size=(32, 32)) == ("v5", 80)
+    assert infer_layout((1, 252, 85), input_size=(64, 64)) == ("v5", 80)
 
 
 def test_ultralytics_metadata_is_parsed_not_evaluated():
@@ -304,3 +310,113 @@ def test_fast_decode_boxes_are_in_full_resolution_pixels(v8det, tmp_path):
     assert exact.image_size == fast.image_size == (1500, 2000)
     for r in (exact, fast):
         np.testing.assert_allclose(r.detections.xyxy[0], [400, 300, 1200, 900], atol=_tol(1500, 2000))
+
+
+# ----------------------------------------------------------------------------- hostile model outputs
+def _image_dependent_model(tmp_path, name, *, nan_on_black=True, batch_one_output=False):
+    """A v8-layout model (2 classes, 8 anchors, 64x64 input): anchor 0 is a box of class 0, score
+    0.9. ``nan_on_black``: its box is NaN for an all-black image (an fp16 overflow on one input);
+    ``batch_one_output``: the output has batch 1 whatever the input batch (a broken export)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = np.zeros((1, 6, 8), np.float32)
+    out[0, :, 0] = [20, 20, 10, 10, 0.9, 0]
+    mask = np.zeros(out.shape, bool)
+    mask[0, 0, 0] = nan_on_black
+    axes = [] if batch_one_output else [1, 2, 3]
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=0),
+             helper.make_node("Reshape", ["m", "shp"], ["m3"]),
+             helper.make_node("Div", ["one", "m3"], ["inv"]),          # inf for a black image
+             helper.make_node("Mul", ["inv", "zero"], ["z"]),          # NaN for a black image, else 0
+             helper.make_node("Where", ["mask", "z", "zero"], ["zm"]),
+             helper.make_node("Add", ["c", "zm"], ["out"])]
+    inits = [numpy_helper.from_array(out, "c"), numpy_helper.from_array(mask, "mask"),
+             numpy_helper.from_array(np.array(axes, np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shp"),
+             numpy_helper.from_array(np.array(0, np.float32), "zero"),
+             numpy_helper.from_array(np.array(1, np.float32), "one")]
+    g = helper.make_graph(nodes, "hostile", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 64, 64])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", 6, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    m.metadata_props.add(key="task", value="detect")
+    m.metadata_props.add(key="names", value="{0: 'a', 1: 'b'}")
+    p = str(tmp_path / name)
+    onnx.save(m, p)
+    return p
+
+
+def test_non_finite_output_of_one_image_is_its_error_row(tmp_path):
+    """A model whose output is NaN for one image gives that image an error row; the images
+    beside it in the batch keep their answers (the whole batch was lost to one ValueError)."""
+    det = Detector(_image_dependent_model(tmp_path, "nan.onnx"), threads=1)
+    white, black = np.full((64, 64, 3), 255, np.uint8), np.zeros((64, 64, 3), np.uint8)
+    rs = det.predict([white, black, white], batch_size=3)
+    assert [r.ok for r in rs] == [True, False, True]
+    assert "not finite" in rs[1].error and rs[1].detections is None
+    np.testing.assert_allclose(rs[0].detections.xyxy[0], [15, 15, 25, 25])
+    assert rs[2].detections.confidence.tolist() == pytest.approx([0.9])
+    with pytest.raises(ValueError, match=r"<array #1>: .*not finite"):
+        det.predict([white, black], errors="raise")
+    with pytest.raises(ValueError, match=r"<array #0>: .*not finite"):
+        det.predict_one(black)
+
+
+def test_output_batch_that_is_not_the_input_batch_is_a_clear_error(tmp_path):
+    det = Detector(_image_dependent_model(tmp_path, "b1.onnx", nan_on_black=False, batch_one_output=True),
+                   threads=1)
+    white = np.full((64, 64, 3), 255, np.uint8)
+    assert len(det.predict_one(white).detections) == 1
+    with pytest.raises(ValueError, match=r"output of shape \(1, 6, 8\) for a batch of 2 images"):
+        det.predict([white, white], batch_size=2)
+
+
+def _constant_output_model(tmp_path, name, out, metadata):
+    """A 64x64 model whose output, for any batch, is ``out`` (shape (1, a, b)) for each image."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = np.asarray(out, np.float32)
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=0),
+             helper.make_node("Reshape", ["m", "shp"], ["m3"]),
+             helper.make_node("Mul", ["m3", "zero"], ["z"]),
+             helper.make_node("Add", ["c", "z"], ["out"])]
+    inits = [numpy_helper.from_array(out, "c"), numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shp"),
+             numpy_helper.from_array(np.array(0, np.float32), "zero")]
+    g = helper.make_graph(nodes, "const", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 64, 64])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N"] + list(out.shape[1:]))],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    for key, value in metadata.items():
+        m.metadata_props.add(key=key, value=value)
+    p = str(tmp_path / name)
+    onnx.save(m, p)
+    return p
+
+
+def test_end2end_class_id_past_int32_is_refused_not_wrapped(tmp_path):
+    """Without names any integer class id is taken, but one past int32 wrapped silently
+    (1e10 came back as class 1410065408)."""
+    rows = np.zeros((1, 300, 6), np.float32)
+    rows[0, 0] = [10, 10, 30, 30, 0.9, 7]
+    rows[0, 1] = [40, 40, 50, 50, 0.8, 1e10]
+    det = Detector(_constant_output_model(tmp_path, "e2e.onnx", rows, {"task": "detect", "end2end": "True"}),
+                   threads=1)
+    assert det.layout == "end2end" and det.num_classes is None
+    with pytest.raises(ValueError, match="class id 10000000000"):
+        det.predict_one(np.zeros((64, 64, 3), np.uint8))
+    rows[0, 1, 5] = 3
+    det = Detector(_constant_output_model(tmp_path, "e2e_ok.onnx", rows, {"task": "detect", "end2end": "True"}),
+                   threads=1)
+    assert det.predict_one(np.zeros((64, 64, 3), np.uint8)).detections.class_id.tolist() == [7, 3]
+
+
+def test_max_det_any_size(tmp_path):
+    """``max_det`` is "at most this many": a value past what ``ops.nms`` takes (2^62) is still that."""
+    det = Detector(_fixed_output_model(tmp_path), max_det=2 ** 63, threads=1)
+    assert det.max_det == 2 ** 63
+    assert len(det.predict_one(np.zeros((64, 64, 3), np.uint8)).detections) == 3
+    assert [len(r.detections) for r in det.predict([np.zeros((64, 64, 3), np.uint8)] * 2)] == [3, 3]

@@ -142,6 +142,18 @@ def test_inputs_and_errors(det, photos, tmp_path):
         det.predict_one(b"nothing")
 
 
+@pytest.mark.parametrize("image, err, match", [
+    (np.zeros((50, 50, 2), np.uint8), ValueError, r"C in 1, 3, 4, got \(50, 50, 2\)"),  # an ORT InvalidArgument
+    (np.zeros((50,), np.uint8), ValueError, r"got \(50,\)"),                              # an IndexError
+    (np.zeros((0, 50, 3), np.uint8), ValueError, r"got \(0, 50, 3\)"),
+    (np.zeros((50, 50, 3), np.int16), TypeError, "must be uint8 .or uint16., got int16"),
+    ([[1]], TypeError, "numpy array"),                                                     # an AttributeError
+])
+def test_detect_refuses_what_is_not_an_image(det, image, err, match):
+    with pytest.raises(err, match=match):
+        det.detect(image)
+
+
 def test_image_kinds_and_stats(det, photos):
     """RGBA, uint16 and float arrays give the faces of the same RGB image; predict_iter fills stats."""
     img = photos["astronaut"]
@@ -418,3 +430,48 @@ def test_the_flip_is_undone_on_its_own_pipeline_only_even_from_threads():
         t.join(10)
     np.testing.assert_array_equal(np.asarray(out[0]), as_published)
     assert module.np is np
+
+
+def test_min_face_size_that_would_never_end_the_pyramid_is_refused():
+    """12 / 5e-324 is inf: the scales loop never ended (a hang growing a list)."""
+    with pytest.raises(ValueError, match="min_face_size must be > 0"):
+        FaceDetector(min_face_size=5e-324)
+
+
+def test_an_enlarging_pyramid_past_a_model_input_is_an_error_not_gigabytes(monkeypatch):
+    """min_face_size=1 enlarges the image 12 times for P-Net (a 1000x1000 photo: a 144 Mpx level,
+    tens of GiB in P-Net, the process killed for memory). A level larger than both the image and
+    MAX_INPUT_PIXELS is refused before the pyramid runs, with the min_face_size that would do;
+    a shrinking pyramid of a large image is not limited."""
+    from pyimgcls.limits import MAX_INPUT_PIXELS
+
+    def pyramid_ran(self, img_t):
+        raise AssertionError("the pyramid ran")
+
+    det = FaceDetector(min_face_size=0.25, threads=1)  # 48x: a 100x100 image gives a 4800x4800 level
+    assert 4800 * 4800 > MAX_INPUT_PIXELS
+    monkeypatch.setattr(FaceDetector, "_stage1", pyramid_ran)
+    img = np.full((100, 100, 3), 100, np.uint8)
+    with pytest.raises(ValueError, match=r"min_face_size=0.25 enlarges this 100x100 image .*at least 0.293"):
+        det.detect(img)
+    rs = det.predict([img])
+    assert "enlarges" in rs[0].error and rs[0].detections is None
+    with pytest.raises(AssertionError, match="pyramid ran"):  # 10x10 -> 480x480: fine
+        det.detect(img[:10, :10])
+    with pytest.raises(AssertionError, match="pyramid ran"):  # a large image, shrunk: not limited
+        FaceDetector(threads=1).detect(np.zeros((5000, 4000, 3), np.uint8))
+
+
+def test_a_pyramid_of_too_many_levels_is_refused(monkeypatch):
+    """scale_factor=0.99999 gave 317,000 P-Net runs for one 640x480 photo (0.9999999: 30 million,
+    and a list of their scales first): an image that would need more than MAX_PYRAMID_LEVELS is
+    an error naming the count; MTCNN's own settings and large images stay far below it."""
+    from pyimgcls.tasks.faces import MAX_PYRAMID_LEVELS
+
+    with pytest.raises(ValueError, match=r"scale_factor=0.99999 gives about 3178\d\d pyramid levels for a 640x480"):
+        FaceDetector(scale_factor=0.99999, threads=1).scales(480, 640)
+    monkeypatch.setattr(FaceDetector, "_level", lambda *a: pytest.fail("the pyramid ran"))
+    det = FaceDetector(scale_factor=0.99999, threads=1)
+    assert "pyramid levels" in det.predict([np.zeros((480, 640, 3), np.uint8)])[0].error
+    assert len(FaceDetector(threads=1).scales(480, 640)) == 10
+    assert len(FaceDetector(scale_factor=0.99, threads=1).scales(13000, 13000)) <= MAX_PYRAMID_LEVELS

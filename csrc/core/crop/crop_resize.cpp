@@ -598,6 +598,8 @@ const char* crop_box_problem(const double* b, CropInterpolation mode, int width,
     for (int i = 0; i < 4; ++i)
         if (!std::isfinite(b[i])) return "must be finite";
     if (!(b[2] > b[0]) || !(b[3] > b[1])) return "must have x2 > x1 and y2 > y1";
+    // a width or height past the doubles (-1e308 .. 1e308) made every tap position NaN
+    if (!std::isfinite(b[2] - b[0]) || !std::isfinite(b[3] - b[1])) return "must have a finite width and height";
     if (mode == CropInterpolation::area || mode == CropInterpolation::bilinear_cv2) {
         for (int i = 0; i < 4; ++i)
             if (b[i] != std::floor(b[i]) || std::fabs(b[i]) > 9007199254740992.0)

@@ -67,6 +67,10 @@ def seeds() -> dict[str, bytes]:
         out[name] = buf.getvalue()
     out["png16"] = cv2.imencode(".png", (photo.astype(np.uint16) * 257))[1].tobytes()
     out["tiff-gray16"] = cv2.imencode(".tiff", (photo[:, :, 0].astype(np.uint16) * 257))[1].tobytes()
+    # RGBA with unassociated alpha (Pillow writes ExtraSamples 2): read_image's Pillow path
+    buf = io.BytesIO()
+    Image.fromarray(photo).convert("RGBA").resize((28, 28)).save(buf, format="TIFF")
+    out["tiff-rgba"] = buf.getvalue()
     return out
 
 

@@ -10,6 +10,7 @@ checked against ``max_pixels`` before any pixel buffer is allocated.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import stat
@@ -426,6 +427,65 @@ def _decode_cv2(data: bytes, color: str) -> np.ndarray:
     return a
 
 
+def _tiff_straight_alpha(data: bytes) -> bool:
+    """An RGBA TIFF whose alpha is unassociated (ExtraSamples = 2): OpenCV's reader premultiplies
+    its colours (libtiff's RGBA interface: every 8-bit file and the 16-bit colour path), so a
+    pixel stored as (255, 0, 0, 128) would come back (128, 0, 0), unlike the same image as PNG."""
+    try:
+        tags = _tiff_ifd0(data)
+    except (ValueError, struct.error):
+        return False
+    return tags.get(338) == 2 and tags.get(277, 0) >= 4
+
+
+def _decode_tiff_straight_alpha(data: bytes, color: str, orientation: int) -> np.ndarray:
+    """The stored samples of an unassociated-alpha RGBA TIFF, oriented as OpenCV orients TIFFs.
+    16-bit: OpenCV's IMREAD_UNCHANGED gives them. 8-bit: only Pillow does (OpenCV premultiplies
+    there too), checked against OpenCV's premultiplied pixels; without Pillow the file is refused
+    rather than decoded to other colours. Colour
+    output from 16 bits rounds v / 257 as OpenCV's own 16-bit colour path does; gray is
+    cv2.cvtColor of that colour image."""
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ValueError("corrupt or truncated image data")
+    if raw.ndim != 3 or raw.shape[2] != 4:
+        raise ValueError(f"an RGBA TIFF decoded to shape {raw.shape}")
+    if raw.dtype == np.uint16:
+        rgba = cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA)
+    else:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise ValueError("an RGBA TIFF with unassociated alpha: OpenCV's reader premultiplies its colours "
+                             "by the alpha; install Pillow to read its stored colours") from None
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode != "RGBA":
+                raise ValueError(f"an RGBA TIFF that Pillow reads as {im.mode}")
+            stored = np.asarray(im)
+        # Pillow 13 orients TIFFs on open, older ones do not: the candidate whose premultiplied
+        # colours are OpenCV's exactly (libtiff: (c * a + 127) // 255, alpha as stored) is the one
+        # oriented as OpenCV orients; none is a disagreement of the decoders, refused
+        want = cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA)
+        rgba = None
+        for cand in (stored, _apply_orientation(stored, orientation)):
+            if cand.shape != want.shape or not np.array_equal(cand[:, :, 3], want[:, :, 3]):
+                continue
+            c = cand[:, :, :3].astype(np.uint32)
+            if np.array_equal((c * cand[:, :, 3:] + 127) // 255, want[:, :, :3]):
+                rgba = cand
+                break
+        if rgba is None:
+            raise ValueError("Pillow and OpenCV read different pixels from this RGBA TIFF")
+    if color == "unchanged":
+        return np.ascontiguousarray(rgba)
+    rgb = rgba[:, :, :3]
+    if rgb.dtype == np.uint16:  # v / 257 never ends in .5 (257 is odd): any rounding agrees
+        rgb = ((rgb.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
+    if color == "gray":
+        return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    return np.ascontiguousarray(rgb[:, :, ::-1] if color == "bgr" else rgb)
+
+
 def _is_pil_image(x: object) -> bool:
     return type(x).__module__.startswith("PIL.") and hasattr(x, "convert") and hasattr(x, "size")
 
@@ -565,6 +625,8 @@ def read_image(
             a, f = _decode_jpeg(data, color, min_size, orientation if exif else 1, h, w, colorspace)
         elif fmt == "png" and _NATIVE_PNG is not None:
             a = _NATIVE_PNG(data, _PNG_OUT[color])  # None: a PNG it declines (OpenCV's below)
+        elif fmt == "tiff" and _tiff_straight_alpha(data):
+            a = _decode_tiff_straight_alpha(data, color, orientation)
         if a is None:
             if fmt == "png":
                 _png_chunks_fit(data)

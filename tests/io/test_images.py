@@ -82,6 +82,80 @@ def test_sixteen_bit_png_and_tiff():
     np.testing.assert_array_equal(read_image(tif.tobytes(), color="unchanged"), img16[:, :, 0])
 
 
+def _tiff_rgba(a: np.ndarray, extra: int, orientation: int | None = None) -> bytes:
+    """A baseline little-endian TIFF of an (H, W, 4) uint8 / uint16 RGBA array, one uncompressed
+    strip, ExtraSamples = extra (0 unspecified, 1 associated, 2 unassociated alpha)."""
+    import struct
+
+    h, w, _ = a.shape
+    bits = a.dtype.itemsize * 8
+    pixels = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()
+    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 4, None), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, None), (277, 3, 1, 4), (278, 3, 1, h), (279, 4, 1, len(pixels)), (284, 3, 1, 1),
+            (338, 3, 1, extra)]
+    if orientation is not None:
+        tags.append((274, 3, 1, orientation))
+    tags.sort()
+    ifd_size = 2 + 12 * len(tags) + 4
+    bits_at = 8 + ifd_size
+    data_at = bits_at + 8
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
+    for tag, typ, count, value in tags:
+        if tag == 258:
+            value = bits_at
+            out += struct.pack("<HHII", tag, 3, 4, value)
+            continue
+        if tag == 273:
+            value = data_at
+        out += struct.pack("<HHI", tag, typ, count) + (struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value))
+    out += struct.pack("<I", 0) + struct.pack("<4H", bits, bits, bits, bits) + pixels
+    return bytes(out)
+
+
+@pytest.mark.parametrize("depth", [np.uint8, np.uint16])
+def test_rgba_tiff_with_unassociated_alpha_keeps_its_stored_colours(depth):
+    """OpenCV's TIFF reader premultiplies the colours of unassociated alpha (a pixel stored as
+    (255, 0, 0, 128) came back (128, 0, 0)): read_image gives the stored colours, as for the same
+    image as PNG, in every colour mode and orientation."""
+    from pyimgcls.io.images import _apply_orientation
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (7, 10, 4)).astype(np.uint8)
+    a[0, 0] = (255, 0, 0, 128)
+    stored = a if depth == np.uint8 else a.astype(np.uint16) * 257 + rng.integers(0, 257, a.shape).astype(np.uint16)
+    rgb8 = a[:, :, :3] if depth == np.uint8 else ((stored[:, :, :3].astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
+    for orientation in [None, 1, 3, 6, 8]:
+        data = _tiff_rgba(stored, extra=2, orientation=orientation)
+        o = orientation or 1
+        np.testing.assert_array_equal(read_image(data, color="unchanged"), _apply_orientation(stored, o))
+        np.testing.assert_array_equal(read_image(data), _apply_orientation(rgb8, o))
+        np.testing.assert_array_equal(read_image(data, color="bgr"), _apply_orientation(rgb8[:, :, ::-1], o))
+        np.testing.assert_array_equal(read_image(data, color="gray"),
+                                      _apply_orientation(cv2.cvtColor(np.ascontiguousarray(rgb8), cv2.COLOR_RGB2GRAY), o))
+        np.testing.assert_array_equal(read_image(data, exif=False, color="unchanged"), stored)
+    if depth == np.uint8:  # the same pixels as PNG
+        np.testing.assert_array_equal(read_image(_tiff_rgba(a, extra=2)), read_image(_encode(a, "PNG")))
+        np.testing.assert_array_equal(read_image(_encode(a, "TIFF")), a[:, :, :3])  # Pillow writes ExtraSamples 2
+
+
+def test_rgba_tiff_with_associated_or_unspecified_alpha_is_read_as_stored():
+    a = np.random.default_rng(5).integers(0, 256, (5, 6, 4)).astype(np.uint8)
+    for extra in (0, 1):
+        np.testing.assert_array_equal(read_image(_tiff_rgba(a, extra=extra), color="unchanged"), a)
+        np.testing.assert_array_equal(read_image(_tiff_rgba(a, extra=extra)), a[:, :, :3])
+
+
+def test_rgba_tiff_with_unassociated_alpha_without_pillow_is_refused(monkeypatch):
+    import sys
+
+    a = np.full((3, 4, 4), 200, np.uint8)
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL fails
+    with pytest.raises(ImageDecodeError, match="premultiplies its colours by the alpha; install Pillow"):
+        read_image(_tiff_rgba(a, extra=2))
+    # 16 bits need no Pillow
+    np.testing.assert_array_equal(read_image(_tiff_rgba(a.astype(np.uint16) * 257, extra=2)), a[:, :, :3])
+
+
 def test_cmyk_jpeg(photos):
     img = photos["chelsea"]
     buf = io.BytesIO()

@@ -141,7 +141,9 @@ def ultralytics_metadata(meta: dict) -> dict:
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             args = None
         if isinstance(args, dict):
-            out["nms"] = bool(args.get("nms", False))
+            # a real bool as Ultralytics writes it; a string as end2end is read ("False" is not true)
+            v = args.get("nms", False)
+            out["nms"] = v if isinstance(v, bool) else str(v).strip() == "True"
     return out
 
 

@@ -175,8 +175,11 @@ class FaceDetector:
         f = float(scale_factor)
         if not (0.0 < f < 1.0):
             raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor!r}")
-        if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1):
+        if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, (int, np.integer))
+                                    or max_det < 1):
             raise ValueError(f"max_det must be a positive int or None, got {max_det!r}")
+        if max_det is not None:
+            max_det = int(max_det)  # (a NumPy integer as Detector takes it)
         if batch_workers is not None and (isinstance(batch_workers, bool) or not isinstance(batch_workers, int)
                                           or batch_workers < 1):
             raise ValueError(f"batch_workers must be a positive int or None, got {batch_workers!r}")

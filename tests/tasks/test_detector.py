@@ -152,6 +152,9 @@ def test_ultralytics_metadata_is_parsed_not_evaluated():
                               "task": "detect", "end2end": "False", "args": "{'nms': False}"})
     assert m == {"names": ["person", "bicycle"], "imgsz": (480, 640), "stride": 32, "task": "detect",
                  "end2end": False, "nms": False}
+    # nms as a string or a number is read as end2end is: only "True" is true
+    for v, want in [("'False'", False), ("'True'", True), ("0", False), ("1", False), ("None", False), ("True", True)]:
+        assert ultralytics_metadata({"args": "{'nms': %s}" % v})["nms"] is want, v
     with pytest.raises(ValueError, match="not a Python literal"):
         ultralytics_metadata({"names": "__import__('os').system('true')"})
     with pytest.raises(ValueError, match="ids 0..1"):

@@ -221,6 +221,11 @@ def test_options(photos):
         FaceDetector(threads=1).predict([img], fast_decode=True)
     two = FaceDetector(max_det=1, threads=1).predict(face_benchmark(1, seed=7)[0])[0]
     assert len(two.detections) == 1
+    # a NumPy integer, as Detector takes it
+    fd = FaceDetector(max_det=np.int64(2), threads=1)
+    assert fd.max_det == 2 and type(fd.max_det) is int
+    with pytest.raises(ValueError, match="max_det must be"):
+        FaceDetector(max_det=np.float64(2))
 
 
 def test_pickles_by_its_options():

@@ -191,7 +191,7 @@ def load_item(item: Item, *, min_size: tuple[int, int] | None = None,
         ValueError, TypeError: an array of the wrong shape or dtype, or an unsupported object.
     """
     x = item.payload
-    if isinstance(x, (str, bytes)):
+    if isinstance(x, (str, bytes, bytearray, memoryview)):
         return read_image(x, color="rgb", min_size=min_size, return_info=return_info)
     a = _load_in_memory(item, x)
     size = (int(a.shape[0]), int(a.shape[1]))

@@ -213,6 +213,21 @@ def test_sources(tmp_path, photos):
     assert pyimgcls.image_size(data) == ("png", 400, 600)
 
 
+def test_bytes_like_inputs_of_the_tasks(photos):
+    """bytearray and memoryview payloads decode as bytes do on every task path (predict_one took
+    them for unsupported objects while predict read them)."""
+    from pyimgcls.io.sources import Item, load_item
+
+    data = _encode(photos["coffee"], "PNG")
+    want = load_item(Item("b", data))
+    for x in (bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(load_item(Item("b", x)), want)
+    clf = pyimgcls.Classifier(threads=1)
+    one = clf.predict_one(data).probabilities
+    for x in (bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(clf.predict_one(x).probabilities, one)
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_errors_name_the_source(tmp_path, photos):
     jpg = _encode(photos["coffee"], "JPEG")

@@ -39,6 +39,7 @@ constexpr PreprocessKernels kScalar = {
     nullptr,
     nullptr,
     nullptr,
+    nullptr,
 };
 
 const PreprocessKernels& choose() {

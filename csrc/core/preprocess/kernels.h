@@ -79,6 +79,12 @@ struct PreprocessKernels {
     // where channel_map is not a permutation of 0, 1, 2). Null: none (SSE4.1 set only: pshufb).
     int (*rgbx_to_u8)(const float* vals, int n, const PreprocessParams& p, bool planes, std::uint8_t* o0,
                       std::uint8_t* o1, std::uint8_t* o2);
+
+    // bilinear_cv2's vertical pass straight into uint8 values as they are (scale 1, bias 0): n outputs
+    // of `lanes` (1, or 4 for colour: output byte k from lane map[k]) int16 lanes of two cached rows,
+    // NHWC bytes at o0 or NCHW planes o0 / o1 / o2; returns the outputs written. Null: none (SSE4.1).
+    int (*cv2_vrow_u8)(const std::int16_t* h0, const std::int16_t* h1, int b0, int b1, int n, int lanes,
+                       const int* map, bool planes, std::uint8_t* o0, std::uint8_t* o1, std::uint8_t* o2);
 };
 
 // The best set this build and this CPU offer: SSE4.1, else SSE2, else scalar (scalar only under

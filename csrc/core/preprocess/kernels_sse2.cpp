@@ -39,6 +39,7 @@ constexpr PreprocessKernels kSse2 = {
     &cv2_hrow_sse,
     &cv2_vrow_sse,
     nullptr,
+    nullptr,
 };
 
 }  // namespace

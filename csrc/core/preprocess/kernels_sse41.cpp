@@ -172,6 +172,49 @@ int rgbx_to_u8(const float* vals, int n, const PreprocessParams& p, bool planes,
     return x;
 }
 
+// bilinear_cv2 into uint8 values as they are (scale 1, bias 0): the vertical pass of cv2_vrow_sse
+// (the same integers) packed straight to bytes, whose saturation is its clamp to [0, 255]. lanes 1:
+// sixteen outputs a step into o0; lanes 4 (colour): four pixels a step, output byte k of a pixel
+// from its lane map[k], NHWC at o0 or NCHW planes o0 / o1 / o2. Returns the outputs written.
+int cv2_vrow_u8(const std::int16_t* h0, const std::int16_t* h1, int b0, int b1, int n, int lanes, const int* map,
+                bool planes, std::uint8_t* o0, std::uint8_t* o1, std::uint8_t* o2) {
+    const __m128i B0 = _mm_set1_epi16(static_cast<std::int16_t>(b0)), B1 = _mm_set1_epi16(static_cast<std::int16_t>(b1));
+    const __m128i two = _mm_set1_epi16(2);
+    auto v8 = [&](std::ptrdiff_t e) {
+        const __m128i p = _mm_mulhi_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h0 + e)), B0);
+        const __m128i q = _mm_mulhi_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h1 + e)), B1);
+        return _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(p, q), two), 2);
+    };
+    int x = 0;
+    if (lanes == 1) {
+        for (; x + 16 <= n; x += 16)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(o0 + x), _mm_packus_epi16(v8(x), v8(x + 8)));
+        return x;
+    }
+    alignas(16) std::int8_t mk[16];
+    for (int i = 0; i < 16; ++i) mk[i] = -1;
+    for (int q = 0; q < 4; ++q)
+        for (int k = 0; k < 3; ++k) mk[planes ? 4 * k + q : 3 * q + k] = static_cast<std::int8_t>(4 * q + map[k]);
+    const __m128i order = _mm_load_si128(reinterpret_cast<const __m128i*>(mk));
+    for (; x + 4 <= n; x += 4) {
+        const std::ptrdiff_t e = 4 * static_cast<std::ptrdiff_t>(x);
+        const __m128i b = _mm_shuffle_epi8(_mm_packus_epi16(v8(e), v8(e + 8)), order);
+        if (planes) {
+            const int r0 = _mm_cvtsi128_si32(b), r1 = _mm_cvtsi128_si32(_mm_srli_si128(b, 4)),
+                      r2 = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
+            std::memcpy(o0 + x, &r0, 4);
+            std::memcpy(o1 + x, &r1, 4);
+            std::memcpy(o2 + x, &r2, 4);
+        } else {  // 12 bytes: nothing past the pixels is written
+            std::uint8_t* o = o0 + 3 * static_cast<std::ptrdiff_t>(x);
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(o), b);
+            const int tail = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
+            std::memcpy(o + 8, &tail, 4);
+        }
+    }
+    return x;
+}
+
 // constexpr: constant-initialised, no code runs before the CPU check
 constexpr PreprocessKernels kSse41 = {
     "sse41",
@@ -186,6 +229,7 @@ constexpr PreprocessKernels kSse41 = {
     &cv2_hrow_sse,
     &cv2_vrow_sse,
     &rgbx_to_u8,
+    &cv2_vrow_u8,
 };
 
 }  // namespace

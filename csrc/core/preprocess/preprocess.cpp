@@ -350,6 +350,47 @@ void rows_impl(const PreprocessKernels& K, const ImageView& src, const TensorVie
     }
 }
 
+// One uint8 output row of bilinear_cv2 with scale 1 and bias 0 (rows_cv2_linear's direct case): the
+// padding beside the content as store_row writes it, then the content bytes from the two cached rows
+// (K.cv2_vrow_u8, the scalar loop for the outputs it leaves), each value as cv2_vrow computes it.
+void cv2_row_u8_direct(const PreprocessKernels& K, const std::int16_t* h0, const std::int16_t* h1, int b0, int b1,
+                       int lanes, const TensorView& dst, int index, int y, const ResizePlan& plan,
+                       const PreprocessParams& p) {
+    auto* base = static_cast<std::uint8_t*>(dst.data);
+    const int C = dst.channels, H = dst.height, W = dst.width, x0 = plan.out_x, n = plan.content_w;
+    const bool planes = dst.layout == Layout::nchw;
+    std::uint8_t* o[3] = {nullptr, nullptr, nullptr};
+    if (planes) {
+        for (int k = 0; k < C; ++k) {
+            std::uint8_t* row = base + ((static_cast<std::ptrdiff_t>(index) * C + k) * H + y) * W;
+            const std::uint8_t pad = saturate_u8(p.pad[k]);
+            std::fill(row, row + x0, pad);
+            std::fill(row + x0 + n, row + W, pad);
+            o[k] = row + x0;
+        }
+    } else {
+        std::uint8_t* row = base + (static_cast<std::ptrdiff_t>(index) * H + y) * W * C;
+        for (int x = 0; x < W; ++x) {
+            if (x == x0 && n > 0) x += n;
+            if (x >= W) break;
+            for (int k = 0; k < C; ++k) row[static_cast<std::ptrdiff_t>(x) * C + k] = saturate_u8(p.pad[k]);
+        }
+        o[0] = row + static_cast<std::ptrdiff_t>(x0) * C;
+    }
+    const int map[3] = {p.channel_map[0], p.channel_map[1], p.channel_map[2]};
+    int x = K.cv2_vrow_u8(h0, h1, b0, b1, n, lanes, map, planes, o[0], o[1], o[2]);
+    for (; x < n; ++x) {
+        for (int k = 0; k < C; ++k) {
+            const int e = x * lanes + (lanes == 1 ? 0 : map[k]);
+            std::int32_t v = ((h0[e] * b0) >> 16) + ((h1[e] * b1) >> 16);
+            v = (v + 2) >> 2;
+            const auto byte = static_cast<std::uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+            if (planes) o[k][x] = byte;
+            else o[0][static_cast<std::ptrdiff_t>(x) * C + k] = byte;
+        }
+    }
+}
+
 // bilinear_cv2 on a uint8 source: cv2.resize(INTER_LINEAR)'s integer arithmetic. Horizontal pass per
 // source row (Q11: s[i0] * w0 + s[i1] * w1 per channel), kept as (value >> 4) in int16 -- all the
 // vertical pass uses -- with 4 lanes a pixel for colour sources (the first three channels used), cached
@@ -385,6 +426,22 @@ void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const Ten
         for (int x = 0; x < n; ++x)
             wpair[x] = static_cast<std::int32_t>((static_cast<std::uint32_t>(xa.w1[x]) << 16) |
                                                  (static_cast<std::uint32_t>(xa.w0[x]) & 0xffffu));
+    }
+    // uint8 out of the values as they are (scale 1, bias 0; a raw resize, as a cv2.resize loop gives):
+    // bytes straight from the vertical pass (K.cv2_vrow_u8), no float values in between
+    bool direct = false;
+    if constexpr (std::is_same_v<Out, std::uint8_t>) {
+        const int C = dst.channels;
+        direct = K.cv2_vrow_u8 != nullptr && !t.cv2_halve && ((lanes == 4 && C == 3) || (lanes == 1 && C == 1));
+        for (int k = 0; direct && k < C; ++k) direct = p.scale[k] == 1.f && p.bias[k] == 0.f;
+        if (direct && lanes == 4) {
+            int seen = 0;
+            for (int k = 0; k < 3; ++k) {
+                const int m = p.channel_map[k];
+                if (m < 0 || m > 2 || (seen & (1 << m))) direct = false;
+                else seen |= 1 << m;
+            }
+        }
     }
     auto hrow = [&](int sy) -> const std::int16_t* {
         const int slot = sy & 1;
@@ -430,6 +487,12 @@ void rows_cv2_linear(const PreprocessKernels& K, const ImageView& src, const Ten
             const std::int16_t* h0 = hrow(sy0);
             const std::int16_t* h1 = sy1 == sy0 ? h0 : hrow(sy1);
             const std::int32_t b0 = ya.w0[oy], b1 = ya.w1[oy];
+            if constexpr (std::is_same_v<Out, std::uint8_t>) {
+                if (direct) {
+                    cv2_row_u8_direct(K, h0, h1, b0, b1, lanes, dst, index, y, plan, p);
+                    continue;
+                }
+            }
             const int m = n * lanes;
             int e = K.cv2_vrow ? K.cv2_vrow(h0, h1, b0, b1, m, vals.data()) : 0;
             for (; e < m; ++e) {

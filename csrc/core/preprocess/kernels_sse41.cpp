@@ -118,6 +118,33 @@ int fused_2x2_u8q14_planes(const std::uint8_t* r0, const std::uint8_t* r1, int p
     return x;
 }
 
+// Four RGBX pixels as 16 bytes (pixel q's lane l at 4q + l) -> the pshufb mask that puts output
+// byte k of each pixel (lane map[k]) in place: 12 NHWC bytes, or 4 bytes per NCHW plane.
+inline __m128i u8_order(const int* map, bool planes) {
+    alignas(16) std::int8_t mk[16];
+    for (int i = 0; i < 16; ++i) mk[i] = -1;
+    for (int q = 0; q < 4; ++q)
+        for (int k = 0; k < 3; ++k) mk[planes ? 4 * k + q : 3 * q + k] = static_cast<std::int8_t>(4 * q + map[k]);
+    return _mm_load_si128(reinterpret_cast<const __m128i*>(mk));
+}
+
+// Stores the four pixels x .. x + 3 of such a shuffled vector: 4 bytes to each plane, or 12 NHWC bytes
+// (nothing past the pixels is written).
+inline void store4_u8(__m128i b, bool planes, int x, std::uint8_t* o0, std::uint8_t* o1, std::uint8_t* o2) {
+    if (planes) {
+        const int r0 = _mm_cvtsi128_si32(b), r1 = _mm_cvtsi128_si32(_mm_srli_si128(b, 4)),
+                  r2 = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
+        std::memcpy(o0 + x, &r0, 4);
+        std::memcpy(o1 + x, &r1, 4);
+        std::memcpy(o2 + x, &r2, 4);
+    } else {
+        std::uint8_t* o = o0 + 3 * static_cast<std::ptrdiff_t>(x);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o), b);
+        const int tail = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
+        std::memcpy(o + 8, &tail, 4);
+    }
+}
+
 // RGBX row -> uint8, four outputs a step: o_k[x] = saturate_u8(vals[4x + m_k] * scale[k] + bias[k]) with
 // the scalar store's operations (the product and sum in float32, then max(v, 0) -- NaN -> 0 --, min
 // 255, + 0.5, truncated). NHWC (planes == false): three bytes a pixel at o0; NCHW: one plane each. Lane
@@ -136,17 +163,7 @@ int rgbx_to_u8(const float* vals, int n, const PreprocessParams& p, bool planes,
     }
     const __m128 S = _mm_load_ps(sl), B = _mm_load_ps(bl);
     const __m128 zero = _mm_setzero_ps(), top = _mm_set1_ps(255.f), half = _mm_set1_ps(0.5f);
-    // bytes after the packs: pixel q's lane l at 4q + l
-    alignas(16) std::int8_t mk[16];
-    for (int i = 0; i < 16; ++i) mk[i] = -1;
-    if (planes) {
-        for (int k = 0; k < 3; ++k)
-            for (int q = 0; q < 4; ++q) mk[4 * k + q] = static_cast<std::int8_t>(4 * q + m[k]);
-    } else {
-        for (int q = 0; q < 4; ++q)
-            for (int k = 0; k < 3; ++k) mk[3 * q + k] = static_cast<std::int8_t>(4 * q + m[k]);
-    }
-    const __m128i order = _mm_load_si128(reinterpret_cast<const __m128i*>(mk));
+    const __m128i order = u8_order(m, planes);
     auto lane = [&](const float* v) {
         const __m128 x = _mm_min_ps(_mm_max_ps(_mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v), S), B), zero), top);
         return _mm_cvttps_epi32(_mm_add_ps(x, half));
@@ -155,19 +172,7 @@ int rgbx_to_u8(const float* vals, int n, const PreprocessParams& p, bool planes,
     for (; x + 4 <= n; x += 4) {
         const float* v = vals + 4 * x;
         const __m128i w = _mm_packus_epi16(_mm_packs_epi32(lane(v), lane(v + 4)), _mm_packs_epi32(lane(v + 8), lane(v + 12)));
-        const __m128i b = _mm_shuffle_epi8(w, order);
-        if (planes) {
-            const int r0 = _mm_cvtsi128_si32(b), r1 = _mm_cvtsi128_si32(_mm_srli_si128(b, 4)),
-                      r2 = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
-            std::memcpy(o0 + x, &r0, 4);
-            std::memcpy(o1 + x, &r1, 4);
-            std::memcpy(o2 + x, &r2, 4);
-        } else {  // 12 bytes: no byte past the row's last pixel is written
-            std::uint8_t* o = o0 + 3 * static_cast<std::ptrdiff_t>(x);
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(o), b);
-            const int tail = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
-            std::memcpy(o + 8, &tail, 4);
-        }
+        store4_u8(_mm_shuffle_epi8(w, order), planes, x, o0, o1, o2);
     }
     return x;
 }
@@ -191,26 +196,10 @@ int cv2_vrow_u8(const std::int16_t* h0, const std::int16_t* h1, int b0, int b1, 
             _mm_storeu_si128(reinterpret_cast<__m128i*>(o0 + x), _mm_packus_epi16(v8(x), v8(x + 8)));
         return x;
     }
-    alignas(16) std::int8_t mk[16];
-    for (int i = 0; i < 16; ++i) mk[i] = -1;
-    for (int q = 0; q < 4; ++q)
-        for (int k = 0; k < 3; ++k) mk[planes ? 4 * k + q : 3 * q + k] = static_cast<std::int8_t>(4 * q + map[k]);
-    const __m128i order = _mm_load_si128(reinterpret_cast<const __m128i*>(mk));
+    const __m128i order = u8_order(map, planes);
     for (; x + 4 <= n; x += 4) {
         const std::ptrdiff_t e = 4 * static_cast<std::ptrdiff_t>(x);
-        const __m128i b = _mm_shuffle_epi8(_mm_packus_epi16(v8(e), v8(e + 8)), order);
-        if (planes) {
-            const int r0 = _mm_cvtsi128_si32(b), r1 = _mm_cvtsi128_si32(_mm_srli_si128(b, 4)),
-                      r2 = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
-            std::memcpy(o0 + x, &r0, 4);
-            std::memcpy(o1 + x, &r1, 4);
-            std::memcpy(o2 + x, &r2, 4);
-        } else {  // 12 bytes: nothing past the pixels is written
-            std::uint8_t* o = o0 + 3 * static_cast<std::ptrdiff_t>(x);
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(o), b);
-            const int tail = _mm_cvtsi128_si32(_mm_srli_si128(b, 8));
-            std::memcpy(o + 8, &tail, 4);
-        }
+        store4_u8(_mm_shuffle_epi8(_mm_packus_epi16(v8(e), v8(e + 8)), order), planes, x, o0, o1, o2);
     }
     return x;
 }
